@@ -1,0 +1,223 @@
+// Command broker runs voicebroker and its helper subcommands:
+//
+//	broker [serve]                              run the service
+//	broker keys new --org ORG --id ID --scopes a,b [--env live|test]
+//	broker keys new --publishable --org ORG --agent AGENT [--env live|test]
+//	broker config check FILE
+//	broker version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/app"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+const usage = `usage:
+  broker [serve]                      run the broker (configured by BROKER_* variables)
+  broker keys new --org ORG --id ID --scopes a,b [--env live|test]
+  broker keys new --publishable --org ORG --agent AGENT [--env live|test]
+  broker config check FILE            validate a tenants file
+  broker version
+`
+
+// run is main without os.Exit, for tests.
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		return serve(stdout, stderr, getenv)
+	}
+	switch {
+	case args[0] == "serve" && len(args) == 1:
+		return serve(stdout, stderr, getenv)
+	case args[0] == "keys" && len(args) >= 2 && args[1] == "new":
+		return keysNew(args[2:], stdout, stderr)
+	case args[0] == "config" && len(args) == 3 && args[1] == "check":
+		return configCheck(args[2], stdout, stderr)
+	case args[0] == "version":
+		fmt.Fprintln(stdout, app.Version)
+		return 0
+	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprint(stderr, usage)
+	return 2
+}
+
+func serve(stdout, stderr io.Writer, getenv func(string) string) int {
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	env, err := config.LoadEnv(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	a, err := app.New(env, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "broker:", err)
+		return 1
+	}
+	defer a.Close()
+	if err := a.Listen(); err != nil {
+		fmt.Fprintln(stderr, "broker:", err)
+		return 1
+	}
+	if a.DevKeys != nil {
+		printDevBanner(stdout, a)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		log.Error("broker stopped", "event", "stop", "error", err.Error())
+		return 1
+	}
+	return 0
+}
+
+// printDevBanner prints the development credentials once, to stdout (the
+// log stream never carries them), with lines ready to paste.
+func printDevBanner(w io.Writer, a *app.App) {
+	base := "http://" + strings.Replace(a.Addr(), "[::]", "localhost", 1)
+	fmt.Fprintf(w, `
+voicebroker %s (development, embedded demo tenant, in-memory store)
+
+  org %q, agent %q; these keys live only until this process exits:
+  secret key       %s
+  publishable key  %s
+
+  export VB_KEY=%s
+  curl -s -X POST %s/token -H "Authorization: Bearer $VB_KEY" -H 'Content-Type: application/json' -d '{"agent":"%s","channel":"webrtc"}'
+
+`, app.Version, config.DemoOrg, config.DemoAgent, a.DevKeys.Secret, a.DevKeys.Publishable,
+		a.DevKeys.Secret, base, config.DemoAgent)
+}
+
+func keysNew(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("keys new", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	org := fs.String("org", "", "org id")
+	id := fs.String("id", "", "key id (secret keys)")
+	scopes := fs.String("scopes", "", "comma-separated scopes (secret keys): "+strings.Join(config.AllScopes, ","))
+	env := fs.String("env", "live", "live or test")
+	publishable := fs.Bool("publishable", false, "make a publishable key for an agent's public mode")
+	agent := fs.String("agent", "", "agent id (publishable keys)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var problems []string
+	if fs.NArg() > 0 {
+		problems = append(problems, "unexpected arguments: "+strings.Join(fs.Args(), " "))
+	}
+	if *env != "live" && *env != "test" {
+		problems = append(problems, "--env must be live or test")
+	}
+	if !validID(*org) {
+		problems = append(problems, "--org must match [a-z0-9][a-z0-9-]{0,62}")
+	}
+	var scopeList []string
+	if *publishable {
+		if !validID(*agent) {
+			problems = append(problems, "--agent must match [a-z0-9][a-z0-9-]{0,62}")
+		}
+		if *id != "" || *scopes != "" {
+			problems = append(problems, "--id and --scopes are for secret keys")
+		}
+	} else {
+		if !validID(*id) {
+			problems = append(problems, "--id must match [a-z0-9][a-z0-9-]{0,62}")
+		}
+		for _, s := range strings.Split(*scopes, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			if !slices.Contains(config.AllScopes, s) {
+				problems = append(problems, fmt.Sprintf("unknown scope %q (one of %s)", s, strings.Join(config.AllScopes, ", ")))
+			}
+			scopeList = append(scopeList, s)
+		}
+		if len(scopeList) == 0 {
+			problems = append(problems, "--scopes needs at least one scope")
+		}
+		if *agent != "" {
+			problems = append(problems, "--agent is for publishable keys")
+		}
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, "broker keys new:\n  "+strings.Join(problems, "\n  "))
+		return 2
+	}
+	kind := apikey.Secret
+	if *publishable {
+		kind = apikey.Publishable
+	}
+	key, err := apikey.New(kind, apikey.Env(*env))
+	if err != nil {
+		fmt.Fprintln(stderr, "broker keys new:", err)
+		return 1
+	}
+	if *publishable {
+		fmt.Fprintf(stdout, `# Publishable key for agent %q of org %q. It is shown once; it may sit in
+# browser code, and works only from the agent's allowed_origins.
+%s
+
+# Under orgs[id=%s].agents[id=%s]:
+    public:
+      key_hash: "%s"
+      allowed_origins:
+        - https://demo.example.com
+`, *agent, *org, key, *org, *agent, apikey.Hash(key))
+		return 0
+	}
+	fmt.Fprintf(stdout, `# Secret key %q of org %q. It is shown once: store it in your backend's
+# secret manager. Only its hash goes into the tenants file.
+%s
+
+# Under orgs[id=%s].keys:
+      - id: %s
+        hash: "%s"
+        scopes: [%s]
+`, *id, *org, key, *org, *id, apikey.Hash(key), strings.Join(scopeList, ", "))
+	return 0
+}
+
+func validID(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func configCheck(path string, stdout, stderr io.Writer) int {
+	t, _, err := config.ReadFile(path)
+	if err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) {
+			fmt.Fprintf(stderr, "%s: %d problem(s):\n  %s\n", path, len(ve.Problems), strings.Join(ve.Problems, "\n  "))
+		} else {
+			fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d orgs: %s)\n", path, len(t.Orgs()), strings.Join(t.Orgs(), ", "))
+	return 0
+}

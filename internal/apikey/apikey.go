@@ -1,0 +1,120 @@
+// Package apikey generates, recognises and hashes voicebroker's API keys.
+//
+// A secret key is "sk_live_" or "sk_test_" followed by 43 base62 characters
+// (256 random bits); a publishable key is the same with "pk_". Only the
+// SHA-256 of the whole key, written "sha256:<64 hex>", is ever stored.
+package apikey
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math/big"
+	"strings"
+)
+
+// Kind says what a key may be used for.
+type Kind string
+
+// The kinds of key.
+const (
+	Secret      Kind = "sk"
+	Publishable Kind = "pk"
+)
+
+// Env is the environment a key belongs to.
+type Env string
+
+// The environments of a key. Test keys are refused when the broker runs
+// with BROKER_ENV=production.
+const (
+	Live Env = "live"
+	Test Env = "test"
+)
+
+const (
+	alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	// BodyLength is the number of base62 characters a generated key carries:
+	// 62^43 > 2^256.
+	BodyLength = 43
+	// MaxLength bounds what Parse accepts, so that hashing is bounded.
+	MaxLength = 256
+	// HashPrefix starts every stored hash.
+	HashPrefix = "sha256:"
+)
+
+// ErrFormat is returned by Parse for a string that is not an API key.
+var ErrFormat = errors.New("apikey: not an API key")
+
+// New returns a fresh key of the kind and environment, from crypto/rand.
+func New(kind Kind, env Env) (string, error) {
+	var b strings.Builder
+	b.WriteString(string(kind) + "_" + string(env) + "_")
+	max := big.NewInt(int64(len(alphabet)))
+	for range BodyLength {
+		n, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			return "", err
+		}
+		b.WriteByte(alphabet[n.Int64()])
+	}
+	return b.String(), nil
+}
+
+// Parse reports the kind and environment of key, or ErrFormat when it is not
+// a well-formed key: a known prefix and at least 43 base62 characters.
+func Parse(key string) (Kind, Env, error) {
+	if len(key) > MaxLength || len(key) < len("sk_live_")+BodyLength {
+		return "", "", ErrFormat
+	}
+	var kind Kind
+	switch key[:3] {
+	case "sk_":
+		kind = Secret
+	case "pk_":
+		kind = Publishable
+	default:
+		return "", "", ErrFormat
+	}
+	var env Env
+	switch key[3:8] {
+	case "live_":
+		env = Live
+	case "test_":
+		env = Test
+	default:
+		return "", "", ErrFormat
+	}
+	for i := 8; i < len(key); i++ {
+		if strings.IndexByte(alphabet, key[i]) < 0 {
+			return "", "", ErrFormat
+		}
+	}
+	return kind, env, nil
+}
+
+// Looks reports whether s has the prefix of an API key (sk_ or pk_), so the
+// caller knows to treat it as one and not try other credential kinds.
+func Looks(s string) bool {
+	return strings.HasPrefix(s, "sk_") || strings.HasPrefix(s, "pk_")
+}
+
+// Hash returns the stored form of key: "sha256:" and 64 lowercase hex digits.
+func Hash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return HashPrefix + hex.EncodeToString(sum[:])
+}
+
+// ValidHash reports whether h is in the stored form Hash produces.
+func ValidHash(h string) bool {
+	if len(h) != len(HashPrefix)+64 || !strings.HasPrefix(h, HashPrefix) {
+		return false
+	}
+	for _, c := range h[len(HashPrefix):] {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

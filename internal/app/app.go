@@ -1,0 +1,276 @@
+// Package app wires the broker: environment and tenants, store, keys,
+// authenticator and HTTP server. cmd/broker and the end-to-end tests build
+// the same App, so the tests run the real server.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/auth"
+	"github.com/voicebroker/voicebroker/internal/httpapi"
+	"github.com/voicebroker/voicebroker/internal/metrics"
+	"github.com/voicebroker/voicebroker/internal/store"
+	"github.com/voicebroker/voicebroker/internal/store/memory"
+	vbredis "github.com/voicebroker/voicebroker/internal/store/redis"
+	"github.com/voicebroker/voicebroker/pkg/token"
+)
+
+// Version is the broker's version, set at build time with -ldflags.
+var Version = "dev"
+
+// ShutdownTimeout bounds how long in-flight requests may take to finish
+// after a shutdown signal.
+const ShutdownTimeout = 20 * time.Second
+
+// DevKeys are the credentials of the embedded development tenant, made
+// fresh at every start. They exist only in memory and are printed once.
+type DevKeys struct {
+	Secret      string
+	Publishable string
+}
+
+// App is one broker.
+type App struct {
+	Env     *config.Env
+	Log     *slog.Logger
+	Tenants *config.Holder
+	Store   store.Store
+	Metrics *metrics.Metrics
+	Issuer  *token.Issuer
+	DevKeys *DevKeys // nil unless the embedded tenant is in use
+
+	handler  http.Handler
+	server   *http.Server
+	listener net.Listener
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// New builds an App from the environment. It does not listen yet.
+func New(env *config.Env, log *slog.Logger) (a *App, err error) {
+	a = &App{Env: env, Log: log, Metrics: metrics.New(Version)}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+
+	if env.ConfigFile != "" {
+		if a.Tenants, err = config.NewHolder(env.ConfigFile, log, a.Metrics.ReloadHook); err != nil {
+			return nil, fmt.Errorf("tenants file %s: %w", env.ConfigFile, err)
+		}
+	} else {
+		if env.Production() {
+			return nil, errors.New("BROKER_CONFIG is required in production")
+		}
+		if a.DevKeys, a.Tenants, err = demoTenants(); err != nil {
+			return nil, err
+		}
+	}
+
+	switch {
+	case env.RedisURL != "":
+		rs, err := vbredis.NewURL(env.RedisURL, &vbredis.Options{Timeout: env.StoreTimeout})
+		if err != nil {
+			return nil, err
+		}
+		a.Store = rs
+	case len(env.RedisClusterAddrs) > 0:
+		a.Store = vbredis.NewCluster(env.RedisClusterAddrs, &vbredis.Options{Timeout: env.StoreTimeout})
+	default:
+		a.Store = memory.New(10 * time.Second)
+	}
+	st := a.Metrics.InstrumentStore(a.Store)
+
+	signing, verify, err := loadKeys(env)
+	if err != nil {
+		return nil, err
+	}
+	if a.Issuer, err = token.NewIssuer(signing, env.PublicURL, env.TokenTTL); err != nil {
+		return nil, err
+	}
+	verifier, err := token.NewVerifier(env.PublicURL, append([]*token.Key{signing}, verify...), nil, token.DefaultLeeway)
+	if err != nil {
+		return nil, err
+	}
+
+	a.handler = httpapi.New(httpapi.Deps{
+		Tenants:   a.Tenants,
+		Auth:      auth.New(a.Tenants, env.Production(), nil),
+		Store:     st,
+		Issuer:    a.Issuer,
+		Verifier:  verifier,
+		JWKS:      token.NewJWKS(append([]*token.Key{signing}, verify...)...),
+		Log:       log,
+		Metrics:   a.Metrics,
+		PublicURL: env.PublicURL,
+		ClientIP:  httpapi.ClientIP{Trusted: env.TrustedProxies},
+		Leeway:    token.DefaultLeeway,
+	})
+	return a, nil
+}
+
+// Handler returns the HTTP handler, for in-process benchmarks.
+func (a *App) Handler() http.Handler { return a.handler }
+
+func demoTenants() (*DevKeys, *config.Holder, error) {
+	sk, err := apikey.New(apikey.Secret, apikey.Test)
+	if err != nil {
+		return nil, nil, err
+	}
+	pk, err := apikey.New(apikey.Publishable, apikey.Test)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := config.Demo(apikey.Hash(sk), apikey.Hash(pk))
+	if err != nil {
+		return nil, nil, err
+	}
+	return &DevKeys{Secret: sk, Publishable: pk}, config.StaticHolder(t), nil
+}
+
+// loadKeys reads the signing key and the keys still accepted; without a
+// signing key file (development only) an ephemeral Ed25519 key is made.
+func loadKeys(env *config.Env) (*token.Key, []*token.Key, error) {
+	var signing *token.Key
+	if env.SigningKeyFile == "" {
+		if env.Production() {
+			return nil, nil, errors.New("BROKER_SIGNING_KEY_FILE is required in production")
+		}
+		k, err := token.GenerateKey(token.EdDSA)
+		if err != nil {
+			return nil, nil, err
+		}
+		signing = k
+	} else {
+		k, err := readKey(env.SigningKeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("BROKER_SIGNING_KEY_FILE: %w", err)
+		}
+		if !k.Signer() {
+			return nil, nil, errors.New("BROKER_SIGNING_KEY_FILE: holds a public key; a private key is needed to sign")
+		}
+		signing = k
+	}
+	var verify []*token.Key
+	for _, f := range env.VerifyKeyFiles {
+		k, err := readKey(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("BROKER_VERIFY_KEY_FILES %s: %w", f, err)
+		}
+		verify = append(verify, k.Public())
+	}
+	return signing, verify, nil
+}
+
+func readKey(path string) (*token.Key, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return token.ParsePEM(data)
+}
+
+// Listen binds the listen address; Addr then reports the bound address
+// (useful with port 0).
+func (a *App) Listen() error {
+	l, err := net.Listen("tcp", a.Env.Addr)
+	if err != nil {
+		return err
+	}
+	a.listener = l
+	a.server = &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// Addr returns the bound address, after Listen.
+func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// Run serves until ctx ends, then stops accepting, lets in-flight requests
+// finish (up to ShutdownTimeout) and returns. SIGHUP reloads the tenants
+// file; the file is also polled for changes.
+func (a *App) Run(ctx context.Context) error {
+	if a.listener == nil {
+		if err := a.Listen(); err != nil {
+			return err
+		}
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go a.Tenants.Watch(watchCtx, a.Env.ReloadInterval, hup)
+
+	errc := make(chan error, 1)
+	go func() { errc <- a.server.Serve(a.listener) }()
+	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "env", a.Env.Environment,
+		"version", Version, "store", storeKind(a.Env), "tenants", tenantsSource(a.Env))
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.Log.Info("shutting down", "event", "shutdown")
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := a.server.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close releases the store. Call it after Run returns.
+func (a *App) Close() error {
+	a.closeMu.Lock()
+	defer a.closeMu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	if a.Store != nil {
+		return a.Store.Close()
+	}
+	return nil
+}
+
+func storeKind(env *config.Env) string {
+	switch {
+	case env.RedisURL != "":
+		return "redis"
+	case len(env.RedisClusterAddrs) > 0:
+		return "redis-cluster"
+	}
+	return "memory"
+}
+
+func tenantsSource(env *config.Env) string {
+	if env.ConfigFile == "" {
+		return "embedded demo"
+	}
+	return env.ConfigFile
+}

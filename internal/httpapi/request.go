@@ -1,0 +1,177 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// MaxBodyBytes bounds every request body (contract §5: 413 over 16 KiB).
+const MaxBodyBytes = 16 << 10
+
+// MaxCredentialLength bounds a credential from the header or the query.
+const MaxCredentialLength = 8 << 10
+
+// readBody reads the whole body, at most MaxBodyBytes.
+func readBody(c echo.Context) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > MaxBodyBytes {
+		return nil, apiError(CodePayloadTooLarge, "")
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, apiError(CodePayloadTooLarge, "")
+		}
+		return nil, &Error{Code: CodeInvalidRequest, Message: "the request body could not be read", Cause: err}
+	}
+	return data, nil
+}
+
+// decodeJSON decodes one JSON object from data into v. With strict set,
+// unknown fields are refused. The message names the field at fault and
+// never repeats the input.
+func decodeJSON(data []byte, v any, strict bool) error {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return apiError(CodeInvalidRequest, "a JSON body is required")
+	}
+	if data[0] != '{' {
+		return apiError(CodeInvalidRequest, "the body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
+			return apiError(CodeInvalidRequest, fmt.Sprintf("field %q must be %s", te.Field, jsonKind(te.Type.Kind().String())))
+		case errors.As(err, &se):
+			return apiError(CodeInvalidRequest, fmt.Sprintf("malformed JSON at byte %d", se.Offset))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return apiError(CodeInvalidRequest, "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return apiError(CodeInvalidRequest, "malformed JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return apiError(CodeInvalidRequest, "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "map", "struct":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	}
+	return "a number"
+}
+
+// credential extracts the caller's credential: the Authorization header
+// first; if it is absent or malformed, the api_key query parameter (seed
+// 004's precedence). A malformed header with no api_key is
+// invalid_auth_header; nothing at all is missing_auth_header.
+func credential(r *http.Request) (string, error) {
+	values := r.Header.Values("Authorization")
+	headerPresent := len(values) > 0
+	if len(values) == 1 {
+		if cred, ok := bearer(values[0]); ok {
+			return cred, nil
+		}
+	}
+	if q := r.URL.Query()["api_key"]; len(q) == 1 && q[0] != "" && len(q[0]) <= MaxCredentialLength && printable(q[0]) {
+		return q[0], nil
+	} else if len(q) > 0 {
+		return "", apiError(CodeInvalidAuthHeader, "the api_key parameter must appear once with a credential")
+	}
+	if headerPresent {
+		return "", apiError(CodeInvalidAuthHeader, "")
+	}
+	return "", apiError(CodeMissingAuthHeader, "")
+}
+
+// bearer parses "Bearer <credential>" (scheme case-insensitive, one space,
+// a non-empty credential of printable ASCII without spaces).
+func bearer(h string) (string, bool) {
+	const prefix = "bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	cred := h[len(prefix):]
+	if len(cred) > MaxCredentialLength || !printable(cred) {
+		return "", false
+	}
+	return cred, true
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// ClientIP resolves the client address: the socket peer, unless the peer is
+// a trusted proxy, and then the right-most X-Forwarded-For entry that is not
+// itself trusted. A spoofed header from an untrusted peer changes nothing.
+type ClientIP struct {
+	Trusted []netip.Prefix
+}
+
+func (c ClientIP) trusted(a netip.Addr) bool {
+	for _, p := range c.Trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Of returns the client address of r; the zero Addr if the peer address
+// does not parse (never the case with net/http).
+func (c ClientIP) Of(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	peer := ap.Addr().Unmap()
+	if len(c.Trusted) == 0 || !c.trusted(peer) {
+		return peer
+	}
+	hops := r.Header.Values("X-Forwarded-For")
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		parts := strings.Split(hops[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				// Junk in the chain: nothing left of it can be believed.
+				return client
+			}
+			client = a.Unmap()
+			if !c.trusted(client) {
+				return client
+			}
+		}
+	}
+	return client
+}

@@ -1,0 +1,170 @@
+// Package metrics defines the Prometheus metrics operators watch, on a
+// registry of the broker's own (no global state, so tests can run many
+// brokers in one process).
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/voicebroker/voicebroker/internal/store"
+)
+
+// Metrics holds every collector.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	TokensMinted   *prometheus.CounterVec   // org, mode (backend|public)
+	TokensRedeemed *prometheus.CounterVec   // org, via (redeem|connect)
+	TokensRefused  *prometheus.CounterVec   // reason
+	AuthFailures   *prometheus.CounterVec   // reason
+	RateLimited    *prometheus.CounterVec   // scope (org|ip)
+	StoreDuration  *prometheus.HistogramVec // op, result
+	LiveKitCalls   *prometheus.HistogramVec // op, result
+	HTTPDuration   *prometheus.HistogramVec // route, method, status
+	ConfigReloads  *prometheus.CounterVec   // result
+}
+
+// New registers every collector on a fresh registry.
+func New(version string) *Metrics {
+	r := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	m := &Metrics{
+		Registry: r,
+		TokensMinted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voicebroker_tokens_minted_total", Help: "Single-use tokens minted.",
+		}, []string{"org", "mode"}),
+		TokensRedeemed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voicebroker_tokens_redeemed_total", Help: "Single-use tokens redeemed (nonce consumed).",
+		}, []string{"org", "via"}),
+		TokensRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voicebroker_tokens_refused_total", Help: "Token redemptions refused, by reason.",
+		}, []string{"reason"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voicebroker_auth_failures_total", Help: "Failed authentications, by reason.",
+		}, []string{"reason"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voicebroker_rate_limited_total", Help: "Requests refused by a rate limit.",
+		}, []string{"scope"}),
+		StoreDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "voicebroker_store_duration_seconds", Help: "Store call latency.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"op", "result"}),
+		LiveKitCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "voicebroker_livekit_duration_seconds", Help: "LiveKit API call latency.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"op", "result"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "voicebroker_http_request_duration_seconds", Help: "HTTP request latency by route and status.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method", "status"}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voicebroker_config_reloads_total", Help: "Tenants file reloads by result.",
+		}, []string{"result"}),
+	}
+	f(m.TokensMinted)
+	f(m.TokensRedeemed)
+	f(m.TokensRefused)
+	f(m.AuthFailures)
+	f(m.RateLimited)
+	f(m.StoreDuration)
+	f(m.LiveKitCalls)
+	f(m.HTTPDuration)
+	f(m.ConfigReloads)
+	goVersion := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "voicebroker_build_info", Help: "Build information; always 1.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion},
+	})
+	build.Set(1)
+	f(build)
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// ReloadHook counts a reload result; for config.NewHolder.
+func (m *Metrics) ReloadHook(ok bool) {
+	if ok {
+		m.ConfigReloads.WithLabelValues("ok").Inc()
+	} else {
+		m.ConfigReloads.WithLabelValues("error").Inc()
+	}
+}
+
+// InstrumentStore returns s with each call timed into StoreDuration.
+func (m *Metrics) InstrumentStore(s store.Store) store.Store { return &timedStore{Store: s, h: m.StoreDuration} }
+
+type timedStore struct {
+	store.Store
+	h *prometheus.HistogramVec
+}
+
+func (t *timedStore) observe(op string, start time.Time, err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists):
+		result = "miss"
+	default:
+		result = "error"
+	}
+	t.h.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
+}
+
+func (t *timedStore) PutNonce(ctx context.Context, id string, ttl time.Duration) error {
+	start := time.Now()
+	err := t.Store.PutNonce(ctx, id, ttl)
+	t.observe("put_nonce", start, err)
+	return err
+}
+
+func (t *timedStore) ConsumeNonce(ctx context.Context, id string) error {
+	start := time.Now()
+	err := t.Store.ConsumeNonce(ctx, id)
+	t.observe("consume_nonce", start, err)
+	return err
+}
+
+func (t *timedStore) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
+	start := time.Now()
+	owner, err := t.Store.ClaimRoom(ctx, room, org, ttl)
+	t.observe("claim_room", start, err)
+	return owner, err
+}
+
+func (t *timedStore) RoomOwner(ctx context.Context, room string) (string, error) {
+	start := time.Now()
+	owner, err := t.Store.RoomOwner(ctx, room)
+	t.observe("room_owner", start, err)
+	return owner, err
+}
+
+func (t *timedStore) ReleaseRoom(ctx context.Context, room, org string) error {
+	start := time.Now()
+	err := t.Store.ReleaseRoom(ctx, room, org)
+	t.observe("release_room", start, err)
+	return err
+}
+
+func (t *timedStore) Allow(ctx context.Context, key string, limit store.Limit) (store.Result, error) {
+	start := time.Now()
+	r, err := t.Store.Allow(ctx, key, limit)
+	t.observe("rate_limit", start, err)
+	return r, err
+}

@@ -1,0 +1,209 @@
+// Package memory is the in-process Store: the default for a single broker
+// instance and for development. Nothing survives a restart and nothing is
+// shared between processes.
+package memory
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/voicebroker/voicebroker/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Store keeps nonces, room owners and limiter state in maps, sweeping
+// expired entries in the background.
+type Store struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	nonces map[string]time.Time // id -> expiry
+	rooms  map[string]owner
+	tats   map[string]time.Time // GCRA theoretical arrival times
+
+	stop chan struct{}
+	once sync.Once
+}
+
+type owner struct {
+	org     string
+	expires time.Time
+}
+
+// New returns an empty store whose janitor sweeps expired entries every
+// sweep interval until Close.
+func New(sweep time.Duration) *Store {
+	s := NewWithClock(time.Now)
+	go s.janitor(sweep)
+	return s
+}
+
+// NewWithClock returns a store reading time from now, without a janitor;
+// for tests.
+func NewWithClock(now func() time.Time) *Store {
+	return &Store{
+		now:    now,
+		nonces: make(map[string]time.Time),
+		rooms:  make(map[string]owner),
+		tats:   make(map[string]time.Time),
+		stop:   make(chan struct{}),
+	}
+}
+
+func (s *Store) janitor(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.sweep()
+		}
+	}
+}
+
+func (s *Store) sweep() {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, exp := range s.nonces {
+		if !now.Before(exp) {
+			delete(s.nonces, k)
+		}
+	}
+	for k, o := range s.rooms {
+		if !now.Before(o.expires) {
+			delete(s.rooms, k)
+		}
+	}
+	for k, tat := range s.tats {
+		if !now.Before(tat) {
+			delete(s.tats, k)
+		}
+	}
+}
+
+// PutNonce implements store.Nonces.
+func (s *Store) PutNonce(ctx context.Context, id string, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return store.ErrUnavailable
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.nonces[id]; ok && now.Before(exp) {
+		return store.ErrExists
+	}
+	s.nonces[id] = now.Add(ttl)
+	return nil
+}
+
+// ConsumeNonce implements store.Nonces.
+func (s *Store) ConsumeNonce(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return store.ErrUnavailable
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.nonces[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	delete(s.nonces, id)
+	if !now.Before(exp) {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// ClaimRoom implements store.Rooms.
+func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", store.ErrUnavailable
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.rooms[room]; ok && now.Before(o.expires) && o.org != org {
+		return o.org, nil
+	}
+	s.rooms[room] = owner{org: org, expires: now.Add(ttl)}
+	return org, nil
+}
+
+// RoomOwner implements store.Rooms.
+func (s *Store) RoomOwner(ctx context.Context, room string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", store.ErrUnavailable
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.rooms[room]; ok && now.Before(o.expires) {
+		return o.org, nil
+	}
+	return "", store.ErrNotFound
+}
+
+// ReleaseRoom implements store.Rooms.
+func (s *Store) ReleaseRoom(ctx context.Context, room, org string) error {
+	if err := ctx.Err(); err != nil {
+		return store.ErrUnavailable
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.rooms[room]; ok && o.org == org {
+		delete(s.rooms, room)
+	}
+	return nil
+}
+
+// Allow implements store.Limiter with the GCRA of redis_rate's script, so
+// both stores limit alike.
+func (s *Store) Allow(ctx context.Context, key string, limit store.Limit) (store.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Result{}, store.ErrUnavailable
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return gcra(now, s.tats, key, limit), nil
+}
+
+// gcra is one step of the generic cell rate algorithm; tats holds each
+// key's theoretical arrival time.
+func gcra(now time.Time, tats map[string]time.Time, key string, limit store.Limit) store.Result {
+	interval := limit.Period / time.Duration(limit.Rate)
+	burstOffset := interval * time.Duration(limit.Burst)
+	tat, ok := tats[key]
+	if !ok || tat.Before(now) {
+		tat = now
+	}
+	newTAT := tat.Add(interval)
+	allowAt := newTAT.Add(-burstOffset)
+	diff := now.Sub(allowAt)
+	if diff < 0 {
+		return store.Result{Limit: limit, RetryAfter: -diff, ResetAfter: tat.Sub(now)}
+	}
+	tats[key] = newTAT
+	return store.Result{
+		Limit:      limit,
+		Allowed:    true,
+		Remaining:  int(math.Floor(float64(diff) / float64(interval))),
+		ResetAfter: newTAT.Sub(now),
+	}
+}
+
+// Ping implements store.Store; the memory store is always reachable.
+func (s *Store) Ping(ctx context.Context) error { return nil }
+
+// Close stops the janitor.
+func (s *Store) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	return nil
+}

@@ -1,0 +1,94 @@
+// Package store declares what the broker keeps outside its process: ticket
+// nonces, room owners and rate-limit state. memory/ and redis/ implement it,
+// and storetest/ holds the conformance suite both must pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors of the Store contract, tested with errors.Is.
+var (
+	// ErrUnavailable wraps every failure of the backing service, including
+	// a deadline passed. Callers must fail closed on it.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrNotFound: the nonce is absent (consumed, expired or never stored).
+	ErrNotFound = errors.New("not found")
+	// ErrExists: PutNonce found the nonce already present.
+	ErrExists = errors.New("already exists")
+)
+
+// Nonces makes tickets single-use.
+type Nonces interface {
+	// PutNonce stores id for ttl. It returns ErrExists if id is already
+	// stored, and ErrUnavailable if it cannot tell whether id was stored.
+	PutNonce(ctx context.Context, id string, ttl time.Duration) error
+	// ConsumeNonce atomically removes id. Of any number of concurrent calls
+	// for one id, across every process sharing the store, exactly one
+	// returns nil; the others return ErrNotFound.
+	ConsumeNonce(ctx context.Context, id string) error
+}
+
+// Rooms records which org owns a LiveKit room.
+type Rooms interface {
+	// ClaimRoom makes org the owner of room for ttl unless another org owns
+	// it, and returns the owner after the call: org if the claim succeeded
+	// or org already owned it, another org's id otherwise. An existing claim
+	// by org has its ttl extended.
+	ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (owner string, err error)
+	// RoomOwner returns the owner of room, or ErrNotFound.
+	RoomOwner(ctx context.Context, room string) (string, error)
+	// ReleaseRoom removes the owner record of room if org owns it; releasing
+	// a room not owned by org is a no-op.
+	ReleaseRoom(ctx context.Context, room, org string) error
+}
+
+// Limiter applies GCRA rate limits.
+type Limiter interface {
+	// Allow counts one event against key under limit.
+	Allow(ctx context.Context, key string, limit Limit) (Result, error)
+}
+
+// Store is everything the broker keeps outside its process.
+type Store interface {
+	Nonces
+	Rooms
+	Limiter
+	// Ping reports whether the store is reachable, for /readyz.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Limit is a GCRA limit: Rate events per Period, with bursts up to Burst.
+type Limit struct {
+	Rate   int
+	Burst  int
+	Period time.Duration
+}
+
+// PerMinute returns a limit of rate events a minute with a burst of rate.
+func PerMinute(rate int) Limit { return Limit{Rate: rate, Burst: rate, Period: time.Minute} }
+
+// String returns, for example, "60 req/1m0s (burst 60)".
+func (l Limit) String() string {
+	return fmt.Sprintf("%d req/%s (burst %d)", l.Rate, l.Period, l.Burst)
+}
+
+// Result is the outcome of Allow.
+type Result struct {
+	// Limit is the limit the result was computed for.
+	Limit Limit
+	// Allowed is true when the event was counted and may proceed.
+	Allowed bool
+	// Remaining is how many more events would be allowed right now.
+	Remaining int
+	// RetryAfter is how long until the next event would be allowed; 0 when
+	// Allowed.
+	RetryAfter time.Duration
+	// ResetAfter is how long until the key is back to its full burst.
+	ResetAfter time.Duration
+}

@@ -1,0 +1,242 @@
+// Package storetest is the conformance suite every store.Store passes.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/voicebroker/voicebroker/internal/store"
+	"github.com/voicebroker/voicebroker/pkg/token"
+)
+
+// Run runs the suite against the store newStore returns; each subtest gets
+// a fresh store (or a shared one; keys are unique per test).
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	nonce := func(t *testing.T) string {
+		n, err := token.NewNonce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	t.Run("NonceConsumedOnce", func(t *testing.T) {
+		s := newStore(t)
+		id := nonce(t)
+		if err := s.PutNonce(ctx, id, time.Minute); err != nil {
+			t.Fatalf("PutNonce: %v", err)
+		}
+		if err := s.ConsumeNonce(ctx, id); err != nil {
+			t.Fatalf("first ConsumeNonce: %v", err)
+		}
+		if err := s.ConsumeNonce(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("second ConsumeNonce = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("NonceNeverStored", func(t *testing.T) {
+		s := newStore(t)
+		if err := s.ConsumeNonce(ctx, nonce(t)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("ConsumeNonce = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("NoncePutTwice", func(t *testing.T) {
+		s := newStore(t)
+		id := nonce(t)
+		if err := s.PutNonce(ctx, id, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutNonce(ctx, id, time.Minute); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("second PutNonce = %v, want ErrExists", err)
+		}
+		// The nonce is still there exactly once.
+		if err := s.ConsumeNonce(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("NonceExpires", func(t *testing.T) {
+		s := newStore(t)
+		id := nonce(t)
+		if err := s.PutNonce(ctx, id, 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		// Poll rather than sleep a fixed time: correctness, not timing, is tested.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			time.Sleep(25 * time.Millisecond)
+			if err := s.ConsumeNonce(ctx, id); errors.Is(err, store.ErrNotFound) {
+				return
+			} else if err != nil {
+				t.Fatal(err)
+			} else {
+				// Consumed before expiry on a slow machine: that is legal; put again.
+				if err := s.PutNonce(ctx, id, 20*time.Millisecond); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("nonce never expired")
+			}
+		}
+	})
+
+	t.Run("NonceConcurrentConsume", func(t *testing.T) {
+		s := newStore(t)
+		id := nonce(t)
+		if err := s.PutNonce(ctx, id, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		var ok, gone, other atomic.Int32
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch err := s.ConsumeNonce(ctx, id); {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, store.ErrNotFound):
+					gone.Add(1)
+				default:
+					other.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 || gone.Load() != 99 || other.Load() != 0 {
+			t.Fatalf("ok=%d notfound=%d other=%d, want 1/99/0", ok.Load(), gone.Load(), other.Load())
+		}
+	})
+
+	t.Run("CanceledContextFailsClosed", func(t *testing.T) {
+		s := newStore(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		id := nonce(t)
+		if err := s.PutNonce(cctx, id, time.Minute); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("PutNonce on canceled ctx = %v, want ErrUnavailable", err)
+		}
+		if err := s.ConsumeNonce(cctx, id); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("ConsumeNonce on canceled ctx = %v, want ErrUnavailable", err)
+		}
+		if _, err := s.Allow(cctx, "k"+id, store.PerMinute(10)); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("Allow on canceled ctx = %v, want ErrUnavailable", err)
+		}
+	})
+
+	t.Run("RoomClaim", func(t *testing.T) {
+		s := newStore(t)
+		room := "agent_bot_1700000000_" + nonce(t)[:12]
+		if _, err := s.RoomOwner(ctx, room); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("RoomOwner of new room = %v, want ErrNotFound", err)
+		}
+		if owner, err := s.ClaimRoom(ctx, room, "acme", time.Minute); err != nil || owner != "acme" {
+			t.Fatalf("first claim = %q, %v", owner, err)
+		}
+		if owner, err := s.ClaimRoom(ctx, room, "acme", time.Minute); err != nil || owner != "acme" {
+			t.Fatalf("re-claim by owner = %q, %v", owner, err)
+		}
+		if owner, err := s.ClaimRoom(ctx, room, "globex", time.Minute); err != nil || owner != "acme" {
+			t.Fatalf("claim by other org = %q, %v; want acme", owner, err)
+		}
+		if err := s.ReleaseRoom(ctx, room, "globex"); err != nil {
+			t.Fatal(err)
+		}
+		if owner, err := s.RoomOwner(ctx, room); err != nil || owner != "acme" {
+			t.Fatalf("owner after foreign release = %q, %v", owner, err)
+		}
+		if err := s.ReleaseRoom(ctx, room, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RoomOwner(ctx, room); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("RoomOwner after release = %v, want ErrNotFound", err)
+		}
+		if owner, err := s.ClaimRoom(ctx, room, "globex", time.Minute); err != nil || owner != "globex" {
+			t.Fatalf("claim after release = %q, %v", owner, err)
+		}
+	})
+
+	t.Run("RoomClaimRace", func(t *testing.T) {
+		s := newStore(t)
+		room := "demo_" + nonce(t)
+		owners := make([]string, 50)
+		var wg sync.WaitGroup
+		for i := range owners {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o, err := s.ClaimRoom(ctx, room, fmt.Sprintf("org%d", i), time.Minute)
+				if err != nil {
+					t.Error(err)
+				}
+				owners[i] = o
+			}()
+		}
+		wg.Wait()
+		winners := 0
+		for i, o := range owners {
+			if o != owners[0] {
+				t.Fatalf("claim %d saw owner %q, claim 0 saw %q", i, o, owners[0])
+			}
+			if o == fmt.Sprintf("org%d", i) {
+				winners++
+			}
+		}
+		if winners != 1 {
+			t.Fatalf("%d winners, want 1", winners)
+		}
+	})
+
+	t.Run("RateLimitBurstThenRefuse", func(t *testing.T) {
+		s := newStore(t)
+		key := "test:" + nonce(t)
+		limit := store.PerMinute(5)
+		for i := range 5 {
+			r, err := s.Allow(ctx, key, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Allowed {
+				t.Fatalf("event %d refused", i)
+			}
+			if r.Remaining != 4-i {
+				t.Fatalf("event %d: remaining %d, want %d", i, r.Remaining, 4-i)
+			}
+			if r.RetryAfter != 0 {
+				t.Fatalf("event %d: RetryAfter %v on an allowed event", i, r.RetryAfter)
+			}
+		}
+		r, err := s.Allow(ctx, key, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Allowed || r.Remaining != 0 {
+			t.Fatalf("6th event: %+v, want refused", r)
+		}
+		// One event every 12s refills; allow for the clock moving during the test.
+		if r.RetryAfter <= 0 || r.RetryAfter > 12*time.Second {
+			t.Fatalf("RetryAfter %v, want (0, 12s]", r.RetryAfter)
+		}
+		if r.ResetAfter <= 50*time.Second || r.ResetAfter > time.Minute {
+			t.Fatalf("ResetAfter %v, want about 60s", r.ResetAfter)
+		}
+		// Another key is independent.
+		if r, err := s.Allow(ctx, key+"x", limit); err != nil || !r.Allowed {
+			t.Fatalf("other key: %+v %v", r, err)
+		}
+	})
+
+	t.Run("Ping", func(t *testing.T) {
+		if err := newStore(t).Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -1,0 +1,112 @@
+// Package testenv finds or starts the real services the tests run against.
+// scripts/test.sh installs and starts them and exports their addresses; a
+// plain `go test` starts its own when the binaries are on PATH. A missing
+// service fails the test: it is never skipped.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+var (
+	redisOnce sync.Once
+	redisAddr string
+	redisErr  error
+)
+
+// RedisAddr returns host:port of a real redis-server on loopback: the one in
+// VB_TEST_REDIS_ADDR, or one started for this test binary.
+func RedisAddr(t testing.TB) string {
+	t.Helper()
+	if a := os.Getenv("VB_TEST_REDIS_ADDR"); a != "" {
+		return a
+	}
+	redisOnce.Do(func() {
+		port := FreePort(t)
+		redisAddr, redisErr = StartRedis(port, os.TempDir())
+	})
+	if redisErr != nil {
+		t.Fatalf("no Redis for the tests (run scripts/test.sh, which installs it): %v", redisErr)
+	}
+	return redisAddr
+}
+
+// StartRedis starts a non-persistent redis-server on 127.0.0.1:port, killed
+// when the calling process dies.
+func StartRedis(port int, dir string) (string, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return "", err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", dir, "--daemonize", "no")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	go cmd.Wait()
+	if err := WaitTCP(addr, 10*time.Second); err != nil {
+		cmd.Process.Kill()
+		return "", err
+	}
+	return addr, nil
+}
+
+// WaitTCP waits until addr accepts a TCP connection.
+func WaitTCP(addr string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	for {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not accepting connections: %w", addr, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// RepoRoot returns the module root, found by walking up to go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,386 @@
+// Package origins matches browser Origin headers against allowed-origin
+// patterns, built to refuse the bypasses CORS allowlists keep falling for.
+//
+// Patterns are parsed once into a Matcher; no regular expression is ever
+// built from configuration text. Three forms exist:
+//
+//	https://demo.mysite.com   exact scheme, host and port
+//	https://*.mysite.com      one or more labels below mysite.com, never mysite.com itself
+//	http://localhost:*        any port, including the default one
+//
+// Only http and https are accepted. Hosts compare case-insensitively and
+// Unicode hosts as punycode; default ports are normalised, so
+// https://a.com:443 is https://a.com. A wildcard must stand for whole labels
+// and cannot sit over a public suffix (https://*.com, https://*.co.uk).
+//
+// An Origin header matches only if it is a bare serialised origin:
+// scheme://host[:port] with no path, query, fragment, userinfo, whitespace or
+// trailing dot, and not the opaque value "null".
+package origins
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
+)
+
+// MaxLength bounds a pattern or an Origin value.
+const MaxLength = 512
+
+// Errors wrapped by ParsePattern and ParseOrigin; the wrapping text says why.
+var (
+	ErrPattern = errors.New("origins: invalid pattern")
+	ErrOrigin  = errors.New("origins: invalid origin")
+)
+
+// Origin is a parsed, canonical serialised origin.
+type Origin struct {
+	Scheme string // "http" or "https"
+	Host   string // lowercase ASCII (punycode), IPv6 without brackets
+	Port   int    // always set: 80 or 443 when the header had none
+}
+
+// String returns the canonical serialisation: the default port is omitted
+// and an IPv6 host is bracketed.
+func (o Origin) String() string {
+	host := o.Host
+	if strings.IndexByte(host, ':') >= 0 {
+		host = "[" + host + "]"
+	}
+	if o.Port == defaultPort(o.Scheme) {
+		return o.Scheme + "://" + host
+	}
+	return o.Scheme + "://" + host + ":" + strconv.Itoa(o.Port)
+}
+
+// Pattern is one parsed allowed-origin pattern.
+type Pattern struct {
+	scheme   string
+	host     string // for a wildcard, the domain below which labels may stand
+	wildcard bool
+	port     int // 0 means any port
+}
+
+// String returns the canonical form of the pattern.
+func (p Pattern) String() string {
+	host := p.host
+	if strings.IndexByte(host, ':') >= 0 {
+		host = "[" + host + "]"
+	}
+	if p.wildcard {
+		host = "*." + host
+	}
+	switch p.port {
+	case 0:
+		return p.scheme + "://" + host + ":*"
+	case defaultPort(p.scheme):
+		return p.scheme + "://" + host
+	}
+	return p.scheme + "://" + host + ":" + strconv.Itoa(p.port)
+}
+
+// Match reports whether o is allowed by the pattern.
+func (p Pattern) Match(o Origin) bool {
+	if o.Scheme != p.scheme || (p.port != 0 && o.Port != p.port) {
+		return false
+	}
+	if !p.wildcard {
+		return o.Host == p.host
+	}
+	// One or more whole labels below the domain: "x.mysite.com" but never
+	// "mysite.com" or "evilmysite.com".
+	return len(o.Host) > len(p.host)+1 &&
+		strings.HasSuffix(o.Host, p.host) &&
+		o.Host[len(o.Host)-len(p.host)-1] == '.'
+}
+
+// ParsePattern parses one allowed-origin pattern.
+func ParsePattern(s string) (Pattern, error) {
+	fail := func(reason string) (Pattern, error) {
+		return Pattern{}, fmt.Errorf("%w %q: %s", ErrPattern, truncate(s), reason)
+	}
+	if len(s) > MaxLength {
+		return fail("too long")
+	}
+	scheme, rest, err := splitScheme(s)
+	if err != nil {
+		return fail(err.Error())
+	}
+	hostport := rest
+	if strings.ContainsAny(hostport, "/?#@\\") {
+		return fail("must be scheme://host[:port] with no path, query, fragment or userinfo")
+	}
+	host, portText, err := splitHostPort(hostport)
+	if err != nil {
+		return fail(err.Error())
+	}
+	p := Pattern{scheme: scheme}
+	switch portText {
+	case "*":
+		p.port = 0
+	case "":
+		p.port = defaultPort(scheme)
+	default:
+		if p.port, err = parsePort(portText); err != nil {
+			return fail(err.Error())
+		}
+	}
+	if strings.HasPrefix(host, "*.") {
+		p.wildcard = true
+		host = host[2:]
+	}
+	if strings.Contains(host, "*") {
+		return fail("a wildcard may only be a whole leftmost label, as in https://*.example.com")
+	}
+	if p.host, err = canonicalHost(host); err != nil {
+		return fail(err.Error())
+	}
+	if p.wildcard {
+		if _, ipErr := netip.ParseAddr(p.host); ipErr == nil {
+			return fail("a wildcard cannot stand before an IP address")
+		}
+		if !strings.Contains(p.host, ".") {
+			return fail("a wildcard needs a domain of at least two labels")
+		}
+		if suffix, _ := publicsuffix.PublicSuffix(p.host); suffix == p.host {
+			return fail("a wildcard cannot cover a public suffix")
+		}
+	}
+	return p, nil
+}
+
+// ParseOrigin parses the value of an Origin header. It refuses anything that
+// is not exactly a serialised tuple origin, including "null".
+func ParseOrigin(s string) (Origin, error) {
+	fail := func(reason string) (Origin, error) {
+		return Origin{}, fmt.Errorf("%w: %s", ErrOrigin, reason)
+	}
+	if s == "" {
+		return fail("empty")
+	}
+	if s == "null" {
+		return fail("opaque origin null")
+	}
+	if len(s) > MaxLength {
+		return fail("too long")
+	}
+	scheme, rest, err := splitScheme(s)
+	if err != nil {
+		return fail(err.Error())
+	}
+	if strings.ContainsAny(rest, "/?#@\\*") {
+		return fail("has a path, query, fragment, userinfo or wildcard")
+	}
+	host, portText, err := splitHostPort(rest)
+	if err != nil {
+		return fail(err.Error())
+	}
+	o := Origin{Scheme: scheme, Port: defaultPort(scheme)}
+	if portText != "" {
+		if o.Port, err = parsePort(portText); err != nil {
+			return fail(err.Error())
+		}
+	}
+	if o.Host, err = canonicalHost(host); err != nil {
+		return fail(err.Error())
+	}
+	return o, nil
+}
+
+// Matcher holds a list of patterns. The zero Matcher matches nothing. It is
+// safe for concurrent use.
+type Matcher struct {
+	exact    map[Origin]bool
+	patterns []Pattern // wildcard hosts and any-port patterns
+}
+
+// NewMatcher parses every pattern; the first bad one is the error.
+func NewMatcher(patterns ...string) (*Matcher, error) {
+	m := &Matcher{exact: make(map[Origin]bool)}
+	for _, s := range patterns {
+		p, err := ParsePattern(s)
+		if err != nil {
+			return nil, err
+		}
+		if !p.wildcard && p.port != 0 {
+			m.exact[Origin{Scheme: p.scheme, Host: p.host, Port: p.port}] = true
+			continue
+		}
+		m.patterns = append(m.patterns, p)
+	}
+	return m, nil
+}
+
+// Allow parses origin and reports its canonical form and whether any pattern
+// matches it. A value that does not parse is never allowed.
+func (m *Matcher) Allow(origin string) (Origin, bool) {
+	o, err := ParseOrigin(origin)
+	if err != nil || m == nil {
+		return Origin{}, false
+	}
+	return o, m.MatchOrigin(o)
+}
+
+// MatchOrigin reports whether a parsed origin is allowed.
+func (m *Matcher) MatchOrigin(o Origin) bool {
+	if m == nil {
+		return false
+	}
+	if m.exact[o] {
+		return true
+	}
+	for _, p := range m.patterns {
+		if p.Match(o) {
+			return true
+		}
+	}
+	return false
+}
+
+// Patterns returns the canonical form of every pattern.
+func (m *Matcher) Patterns() []string {
+	var out []string
+	for o := range m.exact {
+		out = append(out, o.String())
+	}
+	for _, p := range m.patterns {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+func splitScheme(s string) (scheme, rest string, err error) {
+	i := strings.Index(s, "://")
+	if i < 0 {
+		return "", "", errors.New("missing scheme://")
+	}
+	switch s[:i] {
+	case "http", "https":
+		return s[:i], s[i+3:], nil
+	case "HTTP", "HTTPS", "Http", "Https":
+		// Browsers always send lowercase; a pattern may be written either way.
+		return strings.ToLower(s[:i]), s[i+3:], nil
+	}
+	return "", "", errors.New("scheme must be http or https")
+}
+
+// splitHostPort splits host[:port] and [v6][:port]; the port text may be
+// empty (absent) or "*".
+func splitHostPort(s string) (host, port string, err error) {
+	if s == "" {
+		return "", "", errors.New("empty host")
+	}
+	if s[0] == '[' {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", "", errors.New("unterminated IPv6 literal")
+		}
+		host, rest := s[1:end], s[end+1:]
+		addr, perr := netip.ParseAddr(host)
+		if perr != nil || !addr.Is6() || addr.Zone() != "" {
+			return "", "", errors.New("bad IPv6 literal")
+		}
+		host = addr.String()
+		if rest == "" {
+			return host, "", nil
+		}
+		if rest[0] != ':' {
+			return "", "", errors.New("junk after IPv6 literal")
+		}
+		return host, rest[1:], nilIfPort(rest[1:])
+	}
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		return s[:i], s[i+1:], nilIfPort(s[i+1:])
+	}
+	return s, "", nil
+}
+
+func nilIfPort(p string) error {
+	if p == "" {
+		return errors.New("empty port")
+	}
+	return nil
+}
+
+func parsePort(s string) (int, error) {
+	if len(s) > 5 || s[0] == '0' {
+		return 0, errors.New("bad port")
+	}
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, errors.New("bad port")
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < 1 || n > 65535 {
+		return 0, errors.New("port out of range")
+	}
+	return n, nil
+}
+
+// canonicalHost lowercases a DNS name and converts it to punycode, or
+// canonicalises an IP literal; it refuses empty labels, a trailing dot, and
+// any character a host cannot hold.
+func canonicalHost(h string) (string, error) {
+	if h == "" {
+		return "", errors.New("empty host")
+	}
+	if addr, err := netip.ParseAddr(h); err == nil {
+		if addr.Is6() {
+			return "", errors.New("IPv6 literal must be bracketed")
+		}
+		return addr.String(), nil
+	}
+	if strings.HasSuffix(h, ".") {
+		return "", errors.New("trailing dot")
+	}
+	for _, r := range h {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune("%[]:\"'<>^`{|}~!$&()+,;=", r) {
+			return "", errors.New("bad character in host")
+		}
+	}
+	ascii, err := idna.Lookup.ToASCII(h)
+	if err != nil {
+		return "", fmt.Errorf("bad host: %v", err)
+	}
+	ascii = strings.ToLower(ascii)
+	if ascii == "" || strings.HasSuffix(ascii, ".") {
+		return "", errors.New("bad host")
+	}
+	for _, label := range strings.Split(ascii, ".") {
+		if label == "" || len(label) > 63 {
+			return "", errors.New("empty or over-long label")
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return "", errors.New("bad character in host")
+			}
+		}
+	}
+	if _, err := netip.ParseAddr(ascii); err == nil {
+		// A Unicode digit form that folds to an IP address.
+		return "", errors.New("host folds to an IP address")
+	}
+	return ascii, nil
+}
+
+func defaultPort(scheme string) int {
+	if scheme == "https" {
+		return 443
+	}
+	return 80
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
