@@ -108,7 +108,9 @@ func (m *Metrics) ReloadHook(ok bool) {
 }
 
 // InstrumentStore returns s with each call timed into StoreDuration.
-func (m *Metrics) InstrumentStore(s store.Store) store.Store { return &timedStore{Store: s, h: m.StoreDuration} }
+func (m *Metrics) InstrumentStore(s store.Store) store.Store {
+	return &timedStore{Store: s, h: m.StoreDuration}
+}
 
 type timedStore struct {
 	store.Store
