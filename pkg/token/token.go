@@ -203,6 +203,8 @@ func NewVerifier(issuer string, keys []*Key, now func() time.Time, leeway time.D
 			jwt.WithIssuedAt(),
 			// Replicas' clocks differ by a little; tickets live a minute.
 			jwt.WithLeeway(leeway),
+			// One ticket, one spelling: refuse base64 with stray padding bits.
+			jwt.WithStrictDecoding(),
 			jwt.WithTimeFunc(now),
 		),
 	}, nil

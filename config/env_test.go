@@ -1,0 +1,79 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/voicebroker/voicebroker/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestEnvDefaults(t *testing.T) {
+	e, err := config.LoadEnv(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Addr != ":8080" || e.Environment != "development" || e.TokenTTL != 60*time.Second ||
+		e.PublicRatePerMin != 10 || e.ConnectRatePerMin != 60 || e.LiveKitTokenTTL != 5*time.Minute ||
+		!e.AuthRequired || e.AuthTimeout != 5*time.Second || e.PublicURL != "http://localhost:8080" {
+		t.Fatalf("defaults = %+v", e)
+	}
+}
+
+func TestEnvRefusals(t *testing.T) {
+	secret := strings.Repeat("s", 40)
+	cases := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"ttl too short", map[string]string{"BROKER_TOKEN_TTL": "5s"}, "BROKER_TOKEN_TTL"},
+		{"ttl too long", map[string]string{"BROKER_TOKEN_TTL": "11m"}, "BROKER_TOKEN_TTL"},
+		{"ttl junk", map[string]string{"BROKER_TOKEN_TTL": "soon"}, "BROKER_TOKEN_TTL"},
+		{"bad env", map[string]string{"BROKER_ENV": "staging"}, "BROKER_ENV"},
+		{"production needs key", map[string]string{"BROKER_ENV": "production", "BROKER_REDIS_URL": "redis://x", "BROKER_CONFIG": "/x"}, "BROKER_SIGNING_KEY_FILE"},
+		{"production needs redis", map[string]string{"BROKER_ENV": "production", "BROKER_SIGNING_KEY_FILE": "/k", "BROKER_CONFIG": "/x"}, "BROKER_REDIS_URL"},
+		{"production refuses auth off", map[string]string{"BROKER_ENV": "production", "BROKER_SIGNING_KEY_FILE": "/k", "BROKER_REDIS_URL": "redis://x", "BROKER_CONFIG": "/x", "AUTH_REQUIRED": "false"}, "AUTH_REQUIRED"},
+		{"redis url scheme", map[string]string{"BROKER_REDIS_URL": "http://x"}, "BROKER_REDIS_URL"},
+		{"url and cluster", map[string]string{"BROKER_REDIS_URL": "redis://x", "BROKER_REDIS_CLUSTER_ADDRS": "a:1"}, "not both"},
+		{"bad proxy", map[string]string{"BROKER_TRUSTED_PROXIES": "10.0.0.0/8,nope"}, "BROKER_TRUSTED_PROXIES"},
+		{"partial livekit", map[string]string{"LIVEKIT_URL": "ws://x"}, "go together"},
+		{"short api secret", map[string]string{"AUTH_API_SECRET": "short"}, "shorter than 32"},
+		{"secrets json junk", map[string]string{"AUTH_API_SECRETS_JSON": `[{"id":"a","secret":"` + secret + `","x":1}]`}, "AUTH_API_SECRETS_JSON"},
+		{"secrets json bad id", map[string]string{"AUTH_API_SECRETS_JSON": `[{"id":"A B","secret":"` + secret + `"}]`}, "id must match"},
+		{"auth service half", map[string]string{"AUTH_SERVICE_URL": "https://x"}, "go together"},
+		{"rate zero", map[string]string{"BROKER_PUBLIC_RATE_PER_MINUTE": "0"}, "BROKER_PUBLIC_RATE_PER_MINUTE"},
+		{"auth required junk", map[string]string{"AUTH_REQUIRED": "maybe"}, "AUTH_REQUIRED"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.LoadEnv(env(tc.vars))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want mention of %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatal("error echoes a secret")
+			}
+		})
+	}
+}
+
+func TestEnvSecrets(t *testing.T) {
+	s1, s2 := strings.Repeat("a", 32), strings.Repeat("b", 48)
+	e, err := config.LoadEnv(env(map[string]string{
+		"AUTH_API_SECRET":       s1,
+		"AUTH_API_SECRETS_JSON": `[{"id":"acme","secret":"` + s2 + `"}]`,
+		"BROKER_TOKEN_TTL":      "30",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.AuthAPISecrets) != 2 || e.AuthAPISecrets[0].ID != "default" || e.AuthAPISecrets[1].ID != "acme" {
+		t.Fatalf("secrets = %d", len(e.AuthAPISecrets))
+	}
+	if e.TokenTTL != 30*time.Second {
+		t.Fatal("bare-number TTL")
+	}
+}

@@ -1,0 +1,303 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/app"
+	"github.com/voicebroker/voicebroker/internal/testenv"
+	"github.com/voicebroker/voicebroker/pkg/token"
+)
+
+// keys are the credentials of the test tenants; only their hashes are in
+// the tenants file.
+type keys struct {
+	acme, acmeRedeemOnly, acmeRevoked, acmeExpired, acmeIPOnly, acmeTest, globex string
+	pk                                                                           string
+}
+
+func newKeys(t testing.TB) keys {
+	t.Helper()
+	k := func(kind apikey.Kind, env apikey.Env) string {
+		s, err := apikey.New(kind, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	return keys{
+		acme: k(apikey.Secret, apikey.Live), acmeRedeemOnly: k(apikey.Secret, apikey.Live),
+		acmeRevoked: k(apikey.Secret, apikey.Live), acmeExpired: k(apikey.Secret, apikey.Live),
+		acmeIPOnly: k(apikey.Secret, apikey.Live), acmeTest: k(apikey.Secret, apikey.Test),
+		globex: k(apikey.Secret, apikey.Live), pk: k(apikey.Publishable, apikey.Live),
+	}
+}
+
+// tenantsYAML is the tenants file of the tests: acme (free tier, 60/min)
+// with keys of every kind, and globex.
+func tenantsYAML(k keys, mutate ...func(string) string) string {
+	y := fmt.Sprintf(`orgs:
+  - id: acme
+    tier: free
+    keys:
+      - id: main
+        hash: "%s"
+        scopes: [tokens:create, tokens:redeem, livekit:token, rooms:read, rooms:write]
+      - id: redeem-only
+        hash: "%s"
+        scopes: [tokens:redeem]
+      - id: old
+        hash: "%s"
+        scopes: [tokens:create]
+        revoked: true
+      - id: expired
+        hash: "%s"
+        scopes: [tokens:create]
+        expires_at: 2020-01-01T00:00:00Z
+      - id: office
+        hash: "%s"
+        scopes: [tokens:create]
+        allowed_ips: ["10.0.0.0/8"]
+      - id: sandbox
+        hash: "%s"
+        scopes: [tokens:create, tokens:redeem]
+    agents:
+      - id: florencia
+        channels: [webrtc, chat]
+        public:
+          key_hash: "%s"
+          allowed_origins: ["https://demo.acme.example"]
+      - id: texter
+        channels: [chat]
+        server: wss://voice.acme.example
+  - id: globex
+    tier: enterprise
+    rate_per_minute: 100000
+    keys:
+      - id: main
+        hash: "%s"
+        scopes: [tokens:create, tokens:redeem]
+    agents:
+      - id: hank
+        channels: [webrtc]
+`, apikey.Hash(k.acme), apikey.Hash(k.acmeRedeemOnly), apikey.Hash(k.acmeRevoked), apikey.Hash(k.acmeExpired),
+		apikey.Hash(k.acmeIPOnly), apikey.Hash(k.acmeTest), apikey.Hash(k.pk), apikey.Hash(k.globex))
+	for _, m := range mutate {
+		y = m(y)
+	}
+	return y
+}
+
+// broker is one running App on loopback.
+type broker struct {
+	t       testing.TB
+	app     *app.App
+	URL     string
+	keys    keys
+	Dir     string
+	KeyFile string
+	Logs    *syncBuffer
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// writeFile writes atomically (temp file and rename), as operators' tools do.
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var redisDB atomic.Int32
+
+// nextRedisURL returns a URL for a Redis database no other test uses.
+func nextRedisURL(t testing.TB) string {
+	n := redisDB.Add(1)
+	if n > 15 {
+		t.Fatal("out of Redis databases")
+	}
+	return fmt.Sprintf("redis://%s/%d", testenv.RedisAddr(t), n)
+}
+
+// startBroker runs an App with the test tenants; vars override the
+// environment. The signing key is written to a file so tests can forge
+// with it or share it across processes.
+func startBroker(t testing.TB, k keys, vars map[string]string) *broker {
+	t.Helper()
+	dir := t.TempDir()
+	b := &broker{t: t, keys: k, Dir: dir, Logs: &syncBuffer{}}
+	cfg := filepath.Join(dir, "tenants.yaml")
+	writeFile(t, cfg, tenantsYAML(k))
+	b.KeyFile = filepath.Join(dir, "signing.pem")
+	sk, err := token.GenerateKey(token.EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemData, _ := sk.MarshalPEM()
+	writeFile(t, b.KeyFile, string(pemData))
+
+	env := map[string]string{
+		"BROKER_ADDR":             "127.0.0.1:0",
+		"BROKER_CONFIG":           cfg,
+		"BROKER_SIGNING_KEY_FILE": b.KeyFile,
+		"BROKER_PUBLIC_URL":       "http://broker.test",
+		"BROKER_RELOAD_INTERVAL":  "100ms",
+	}
+	for name, v := range vars {
+		env[name] = v
+	}
+	e, err := config.LoadEnv(func(name string) string { return env[name] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(b.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := app.New(e, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	b.app = a
+	b.URL = "http://" + a.Addr()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.done = make(chan error, 1)
+	go func() { b.done <- a.Run(ctx) }()
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *broker) stop() {
+	if b.cancel == nil {
+		return
+	}
+	b.cancel()
+	if err := <-b.done; err != nil {
+		b.t.Errorf("broker Run: %v", err)
+	}
+	b.app.Close()
+	b.cancel = nil
+}
+
+// signingKey reads back the broker's signing key, to forge tokens in tests.
+func (b *broker) signingKey() *token.Key {
+	data, err := os.ReadFile(b.KeyFile)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	k, err := token.ParsePEM(data)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return k
+}
+
+// response is a decoded answer.
+type response struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+func (r response) code() string { s, _ := r.Body["error"].(string); return s }
+
+var client = &http.Client{Timeout: 20 * time.Second}
+
+// do sends a request; cred goes in the Authorization header when set.
+func do(t testing.TB, method, url, cred string, body any, hdr ...string) response {
+	t.Helper()
+	var rd io.Reader
+	switch v := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(v)
+	case []byte:
+		rd = bytes.NewReader(v)
+	default:
+		data, _ := json.Marshal(v)
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := response{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
+	json.Unmarshal(raw, &r.Body)
+	return r
+}
+
+// mint asks for a ticket and fails the test unless it gets one.
+func (b *broker) mint(t testing.TB, cred string, body any) string {
+	t.Helper()
+	r := do(t, "POST", b.URL+"/token", cred, body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("mint: %d %s", r.Status, r.Raw)
+	}
+	return r.Body["token"].(string)
+}
+
+// expect checks status and error code (code "" for a success).
+func expect(t testing.TB, r response, status int, code string) {
+	t.Helper()
+	if r.Status != status || r.code() != code {
+		t.Fatalf("got %d %q (%s), want %d %q", r.Status, r.code(), r.Raw, status, code)
+	}
+	if code != "" {
+		if msg, _ := r.Body["message"].(string); msg == "" || len(r.Body) != 2 {
+			t.Fatalf("error body %s is not {error, message}", r.Raw)
+		}
+	}
+}
