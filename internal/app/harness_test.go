@@ -208,6 +208,7 @@ func (b *broker) stop() {
 	if b.cancel == nil {
 		return
 	}
+	client.CloseIdleConnections() // else Shutdown waits out connections the client dialed but never used
 	b.cancel()
 	if err := <-b.done; err != nil {
 		b.t.Errorf("broker Run: %v", err)

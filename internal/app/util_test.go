@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"io"
 	"syscall"
 	"testing"
 
@@ -16,3 +17,5 @@ func sighup(t testing.TB) {
 		t.Fatal(err)
 	}
 }
+
+func ioPipe() (*io.PipeReader, *io.PipeWriter) { return io.Pipe() }

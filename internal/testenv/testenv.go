@@ -110,3 +110,18 @@ func RepoRoot(t testing.TB) string {
 		dir = parent
 	}
 }
+
+// WaitClosed waits until nothing accepts connections on addr.
+func WaitClosed(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return
+		}
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s still accepting connections", addr)
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or a warm one:
+#   installs what is missing (redis-server), starts one Redis on loopback,
+#   checks formatting and vet, runs every test with the race detector,
+#   fuzzes every fuzz target for FUZZTIME each, and stops what it started.
+# Environment: FUZZTIME (default 10s; 0 skips fuzzing), GO_TEST_FLAGS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME=${FUZZTIME:-10s}
+log() { printf '\n==> %s\n' "$*"; }
+
+# 1. What the tests run against.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  log "installing redis-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+
+# 2. One Redis for the whole run, on a free loopback port, persisting nothing.
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 6390)
+cleanup() {
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --databases 64 \
+  --dir "$work" --daemonize yes --logfile "$work/redis.log" >/dev/null
+for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$port" ping >/dev/null
+export VB_TEST_REDIS_ADDR="127.0.0.1:$port"
+log "redis-server $(redis-server --version | awk '{print $3}') on $VB_TEST_REDIS_ADDR"
+
+# 3. Static checks.
+log "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
+log "go vet"
+go vet ./...
+
+# 4. Every test, with the race detector.
+log "go test -race"
+go test -race -count=1 ${GO_TEST_FLAGS:-} ./...
+
+# 5. Every fuzz target, bounded.
+if [ "$FUZZTIME" != "0" ]; then
+  for pkg in $(go list ./...); do
+    dir=$(go list -f '{{.Dir}}' "$pkg")
+    for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+      log "fuzz $pkg $target ($FUZZTIME)"
+      go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 1x 2>&1 | grep -v '^fuzz: elapsed' || exit 1
+    done
+  done
+fi
+log "all tests passed"
