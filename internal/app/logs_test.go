@@ -20,7 +20,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 		tok := b.mint(t, k.acme, map[string]any{"agent": "florencia", "channel": "webrtc", "metadata": map[string]any{"email": "x@y.z"}})
 		tokens = append(tokens, tok)
 		do(t, "POST", b.URL+"/token/redeem", k.acme, map[string]string{"token": tok})
-		do(t, "POST", b.URL+"/token/redeem", k.acme, map[string]string{"token": tok}) // replay
+		do(t, "POST", b.URL+"/token/redeem", k.acme, map[string]string{"token": tok})   // replay
 		do(t, "POST", b.URL+"/token/redeem", k.globex, map[string]string{"token": tok}) // wrong org
 		do(t, "POST", b.URL+"/token/redeem", k.acme, map[string]string{"token": tok[:len(tok)-4] + "AAAA"})
 	}

@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
@@ -285,7 +286,7 @@ func splitHostPort(s string) (host, port string, err error) {
 		if perr != nil || !addr.Is6() || addr.Zone() != "" {
 			return "", "", errors.New("bad IPv6 literal")
 		}
-		host = addr.String()
+		host = "[" + addr.String() + "]"
 		if rest == "" {
 			return host, "", nil
 		}
@@ -331,6 +332,10 @@ func canonicalHost(h string) (string, error) {
 	if h == "" {
 		return "", errors.New("empty host")
 	}
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		// splitHostPort has checked and canonicalised it.
+		return h[1 : len(h)-1], nil
+	}
 	if addr, err := netip.ParseAddr(h); err == nil {
 		if addr.Is6() {
 			return "", errors.New("IPv6 literal must be bracketed")
@@ -339,6 +344,9 @@ func canonicalHost(h string) (string, error) {
 	}
 	if strings.HasSuffix(h, ".") {
 		return "", errors.New("trailing dot")
+	}
+	if !utf8.ValidString(h) {
+		return "", errors.New("host is not valid UTF-8")
 	}
 	for _, r := range h {
 		if r <= ' ' || r == 0x7f || strings.ContainsRune("%[]:\"'<>^`{|}~!$&()+,;=", r) {

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/apikey"
+)
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb, func(string) string { return "" })
+	return code, out.String(), errb.String()
+}
+
+// TestKeysNew: the printed key is well formed, its hash is in the stanza,
+// and the stanza pasted into a tenants file authenticates that key.
+func TestKeysNew(t *testing.T) {
+	code, out, errOut := runCmd("keys", "new", "--org", "acme", "--id", "prod-v2", "--scopes", "tokens:create,tokens:redeem")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	key := regexp.MustCompile(`(?m)^sk_live_[0-9A-Za-z]{43}$`).FindString(out)
+	if key == "" {
+		t.Fatalf("no key in output:\n%s", out)
+	}
+	if !strings.Contains(out, apikey.Hash(key)) || !strings.Contains(out, "scopes: [tokens:create, tokens:redeem]") {
+		t.Fatalf("stanza does not carry the hash and scopes:\n%s", out)
+	}
+	stanza := out[strings.Index(out, "      - id: prod-v2"):]
+	file := "orgs:\n  - id: acme\n    tier: free\n    keys:\n" + stanza
+	ten, err := config.Parse([]byte(file))
+	if err != nil {
+		t.Fatalf("printed stanza does not parse: %v\n%s", err, file)
+	}
+	if k := ten.KeyByHash(apikey.Hash(key)); k == nil || k.ID != "prod-v2" {
+		t.Fatal("printed stanza does not hold the key")
+	}
+
+	code, out, _ = runCmd("keys", "new", "--publishable", "--org", "acme", "--agent", "florencia", "--env", "test")
+	pk := regexp.MustCompile(`(?m)^pk_test_[0-9A-Za-z]{43}$`).FindString(out)
+	if code != 0 || pk == "" || !strings.Contains(out, apikey.Hash(pk)) {
+		t.Fatalf("publishable: exit %d\n%s", code, out)
+	}
+
+	for _, bad := range [][]string{
+		{"keys", "new", "--org", "acme", "--id", "x"},                              // no scopes
+		{"keys", "new", "--org", "acme", "--id", "x", "--scopes", "tokens:delete"}, // unknown scope
+		{"keys", "new", "--org", "Acme", "--id", "x", "--scopes", "tokens:create"}, // bad org
+		{"keys", "new", "--org", "acme", "--id", "x", "--scopes", "rooms:read", "--env", "prod"},
+		{"keys", "new", "--publishable", "--org", "acme"},                   // no agent
+		{"keys", "new", "--publishable", "--org", "acme", "--agent", "a_b"}, // underscore
+	} {
+		if code, out, errOut := runCmd(bad...); code == 0 || out != "" || errOut == "" {
+			t.Errorf("%v: exit %d, stdout %q", bad, code, out)
+		}
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("orgs:\n  - id: acme\n    tier: free\n"), 0o600)
+	if code, out, _ := runCmd("config", "check", good); code != 0 || !strings.Contains(out, "ok (1 orgs: acme)") {
+		t.Fatalf("good file: %d %s", code, out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("orgs:\n  - id: acme\n    tier: gold\n    keys:\n      - id: k\n        hash: nope\n        scopes: [x]\n"), 0o600)
+	code, _, errOut := runCmd("config", "check", bad)
+	if code == 0 || !strings.Contains(errOut, "3 problem(s)") || !strings.Contains(errOut, "orgs[0].tier") ||
+		!strings.Contains(errOut, "orgs[0].keys[0].hash") || !strings.Contains(errOut, "orgs[0].keys[0].scopes[0]") {
+		t.Fatalf("bad file: %d %s", code, errOut)
+	}
+	if code, _, _ := runCmd("config", "check", filepath.Join(dir, "missing.yaml")); code == 0 {
+		t.Fatal("missing file passed")
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if code, _, errOut := runCmd("frobnicate"); code != 2 || !strings.Contains(errOut, "usage") {
+		t.Fatalf("unknown command: %d", code)
+	}
+	if code, out, _ := runCmd("version"); code != 0 || strings.TrimSpace(out) == "" {
+		t.Fatal("version")
+	}
+}
+
+// TestServeRefusesBadEnvironment: production without its requirements does
+// not start, and says which variables are missing.
+func TestServeRefusesBadEnvironment(t *testing.T) {
+	var out, errb bytes.Buffer
+	env := map[string]string{"BROKER_ENV": "production"}
+	code := run(nil, &out, &errb, func(k string) string { return env[k] })
+	if code == 0 || !strings.Contains(errb.String(), "BROKER_SIGNING_KEY_FILE") || !strings.Contains(errb.String(), "BROKER_REDIS_URL") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
