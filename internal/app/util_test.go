@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
 func hashOf(s string) string { return apikey.Hash(s) }
@@ -19,3 +20,16 @@ func sighup(t testing.TB) {
 }
 
 func ioPipe() (*io.PipeReader, *io.PipeWriter) { return io.Pipe() }
+
+func es256PEM(t testing.TB) string {
+	t.Helper()
+	k, err := token.GenerateKey(token.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := k.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
