@@ -41,6 +41,8 @@ type Env struct {
 	AuthServiceURL     string
 	AuthSigningKeyPath string
 	AuthTimeout        time.Duration
+	// LiveKitTimeout bounds every LiveKit API call.
+	LiveKitTimeout time.Duration
 	// StoreTimeout bounds every store call; past it the request fails closed.
 	StoreTimeout time.Duration
 	// ReloadInterval is how often the tenants file is checked for changes.
@@ -136,6 +138,7 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 		AuthServiceURL:     str("AUTH_SERVICE_URL", ""),
 		AuthSigningKeyPath: str("AUTH_SIGNING_KEY_PATH", ""),
 		AuthTimeout:        dur("AUTH_TIMEOUT_SECONDS", 5*time.Second, time.Second, 60*time.Second),
+		LiveKitTimeout:     dur("BROKER_LIVEKIT_TIMEOUT", 5*time.Second, 100*time.Millisecond, time.Minute),
 		StoreTimeout:       dur("BROKER_STORE_TIMEOUT", 500*time.Millisecond, 10*time.Millisecond, 10*time.Second),
 		ReloadInterval:     dur("BROKER_RELOAD_INTERVAL", 2*time.Second, 100*time.Millisecond, time.Hour),
 		PprofAddr:          str("BROKER_PPROF_ADDR", ""),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
-#   installs what is missing (redis-server), starts one Redis on loopback,
+#   installs what is missing (redis-server, livekit-server), starts one Redis on loopback,
 #   checks formatting and vet, runs every test with the race detector,
 #   fuzzes every fuzz target for FUZZTIME each, and stops what it started.
 # Environment: FUZZTIME (default 10s; 0 skips fuzzing), GO_TEST_FLAGS.
@@ -17,6 +17,19 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   apt-get update -qq
   apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
+
+# The real LiveKit server, built once from the Go module proxy and cached per
+# machine (a few minutes cold, instant warm). Tests start their own instances.
+LIVEKIT_VERSION=v1.13.5
+lkcache=${XDG_CACHE_HOME:-$HOME/.cache}/voicebroker
+export VB_LIVEKIT_BIN="$lkcache/livekit-server-$LIVEKIT_VERSION"
+if ! "$VB_LIVEKIT_BIN" --version 2>/dev/null | grep -q "${LIVEKIT_VERSION#v}"; then
+  log "building livekit-server $LIVEKIT_VERSION (cached at $VB_LIVEKIT_BIN)"
+  mkdir -p "$lkcache"
+  GOBIN="$lkcache/gobin" GOFLAGS=-mod=mod go install "github.com/livekit/livekit-server/cmd/server@$LIVEKIT_VERSION"
+  mv "$lkcache/gobin/server" "$VB_LIVEKIT_BIN"
+fi
+log "$("$VB_LIVEKIT_BIN" --version)"
 
 # 2. One Redis for the whole run, on a free loopback port, persisting nothing.
 work=$(mktemp -d)

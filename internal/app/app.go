@@ -20,6 +20,7 @@ import (
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/httpapi"
+	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/internal/store/memory"
@@ -106,18 +107,36 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		return nil, err
 	}
 
+	var lk *livekit.Client
+	if env.LiveKitConfigured() {
+		lk = livekit.New(livekit.Options{
+			URL: env.LiveKitURL, APIKey: env.LiveKitAPIKey, APISecret: env.LiveKitAPISecret,
+			TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
+			Observe: func(op string, d time.Duration, err error) {
+				result := "ok"
+				if err != nil {
+					result = "error"
+				}
+				a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
+			},
+		})
+	}
+
 	a.handler = httpapi.New(httpapi.Deps{
-		Tenants:   a.Tenants,
-		Auth:      auth.New(a.Tenants, env.Production(), nil),
-		Store:     st,
-		Issuer:    a.Issuer,
-		Verifier:  verifier,
-		JWKS:      token.NewJWKS(append([]*token.Key{signing}, verify...)...),
-		Log:       log,
-		Metrics:   a.Metrics,
-		PublicURL: env.PublicURL,
-		ClientIP:  httpapi.ClientIP{Trusted: env.TrustedProxies},
-		Leeway:    token.DefaultLeeway,
+		Tenants:     a.Tenants,
+		Auth:        auth.New(a.Tenants, env.Production(), nil),
+		Store:       st,
+		Issuer:      a.Issuer,
+		Verifier:    verifier,
+		JWKS:        token.NewJWKS(append([]*token.Key{signing}, verify...)...),
+		Log:         log,
+		Metrics:     a.Metrics,
+		PublicURL:   env.PublicURL,
+		ClientIP:    httpapi.ClientIP{Trusted: env.TrustedProxies},
+		Leeway:      token.DefaultLeeway,
+		LiveKit:     lk,
+		ConnectRate: env.ConnectRatePerMin,
+		PublicRate:  env.PublicRatePerMin,
 	})
 	return a, nil
 }

@@ -3,10 +3,14 @@ package app_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/voicebroker/voicebroker/internal/testenv"
 )
 
 // Benchmarks of mint and redeem through the whole HTTP stack on loopback
@@ -20,18 +24,35 @@ func benchBroker(b *testing.B, store string) *broker {
 	if store == "redis" {
 		vars["BROKER_REDIS_URL"] = nextRedisURL(b)
 	}
+	return benchBrokerVars(b, vars)
+}
+
+// benchBrokerVars starts a broker whose globex org has the livekit:token
+// scope and a limit high enough that the benchmark measures the broker,
+// not the limiter's refusals.
+func benchBrokerVars(b *testing.B, vars map[string]string) *broker {
 	br := startBroker(b, newKeys(b), vars)
-	// Lift globex's limit so the benchmark measures the broker, not the limiter's refusals.
 	writeFile(b, br.Dir+"/tenants.yaml", tenantsYAML(br.keys, func(y string) string {
-		return strings.Replace(y, "rate_per_minute: 100000", "rate_per_minute: 1000000", 1)
+		y = strings.Replace(y, "rate_per_minute: 100000", "rate_per_minute: 1000000", 1)
+		return strings.Replace(y, "scopes: [tokens:create, tokens:redeem]\n    agents:\n      - id: hank",
+			"scopes: [tokens:create, tokens:redeem, livekit:token]\n    agents:\n      - id: hank", 1)
 	}))
 	sighup(b)
+	deadline := time.Now().Add(10 * time.Second)
+	for br.app.Tenants.Current().Org("globex").RateLimit() != 1000000 {
+		if time.Now().After(deadline) {
+			b.Fatal("reload not seen")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return br
 }
 
 func post(b *testing.B, url, cred string, body []byte, want int) []byte {
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+cred)
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := benchClient.Do(req)
 	if err != nil {
@@ -87,4 +108,46 @@ func BenchmarkRedeem(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkConnect: ticket to LiveKit token, room creation in a real
+// livekit-server included.
+func BenchmarkConnect(b *testing.B) {
+	port := testenv.FreePort(b)
+	lk := testenv.StartLiveKit(b, "")
+	br := benchBrokerVars(b, map[string]string{
+		"BROKER_ADDR": fmt.Sprintf("127.0.0.1:%d", port), "LIVEKIT_URL": lk.URL,
+		"LIVEKIT_API_KEY": lk.APIKey, "LIVEKIT_API_SECRET": lk.APISecret,
+		"BROKER_CONNECT_RATE_PER_MINUTE": "1000000",
+	})
+	tickets := make(chan string, b.N)
+	for range b.N {
+		var m struct{ Token string }
+		json.Unmarshal(post(b, br.URL+"/token", br.keys.globex, hankBody, 201), &m)
+		tickets <- m.Token
+	}
+	close(tickets)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			post(b, br.URL+"/connect", <-tickets, nil, 201)
+		}
+	})
+}
+
+// BenchmarkLiveKitToken: /livekit/token for a fresh generated room each time.
+func BenchmarkLiveKitToken(b *testing.B) {
+	lk := testenv.StartLiveKit(b, "")
+	br := benchBrokerVars(b, map[string]string{
+		"LIVEKIT_URL": lk.URL, "LIVEKIT_API_KEY": lk.APIKey, "LIVEKIT_API_SECRET": lk.APISecret,
+	})
+	body := []byte(`{"agent":"hank"}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			post(b, br.URL+"/livekit/token", br.keys.globex, body, 201)
+		}
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/voicebroker/voicebroker/internal/auth"
+	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/pkg/token"
@@ -34,6 +35,10 @@ type Deps struct {
 	ClientIP  ClientIP
 	// Leeway is added to the nonce lifetime, matching the verifier's leeway.
 	Leeway time.Duration
+	// LiveKit is nil when LIVEKIT_* are unset: its endpoints answer 501.
+	LiveKit *livekit.Client
+	// ConnectRate and PublicRate are the per-IP limits a minute.
+	ConnectRate, PublicRate int
 }
 
 // Server holds the handlers' dependencies.
@@ -64,6 +69,13 @@ func New(d Deps) *echo.Echo {
 
 	e.POST("/token", s.mint)
 	e.POST("/token/redeem", s.redeem)
+	e.POST("/connect", s.connect)
+	e.POST("/livekit/token", s.livekitToken)
+	e.GET("/livekit/rooms", s.listRooms)
+	e.GET("/livekit/rooms/:room_name", s.getRoom)
+	e.DELETE("/livekit/participant", s.removeParticipant)
+	e.POST("/livekit/participant/mute", s.muteTrack)
+	e.POST("/livekit/webhook", s.webhook)
 	return e
 }
 

@@ -125,3 +125,14 @@ func WaitClosed(t testing.TB, addr string) {
 	}
 	t.Fatalf("%s still accepting connections", addr)
 }
+
+// FreeUDPPort returns a loopback UDP port that was free a moment ago.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
