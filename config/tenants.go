@@ -181,6 +181,16 @@ func (t *Tenants) KeyByHash(h string) *Key { return t.keys[h] }
 // PublishableByHash returns the agent whose publishable key hashes to h, or nil.
 func (t *Tenants) PublishableByHash(h string) *Agent { return t.publishable[h] }
 
+// AllowsOrigin reports whether any agent's public mode allows o.
+func (t *Tenants) AllowsOrigin(o origins.Origin) bool {
+	for _, a := range t.publishable {
+		if a.matcher.MatchOrigin(o) {
+			return true
+		}
+	}
+	return false
+}
+
 // Issuers returns the JWT issuers registered under the iss value.
 func (t *Tenants) Issuers(iss string) []*IssuerRef { return t.issuers[iss] }
 

@@ -135,6 +135,7 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		ClientIP:    httpapi.ClientIP{Trusted: env.TrustedProxies},
 		Leeway:      token.DefaultLeeway,
 		LiveKit:     lk,
+		Production:  env.Production(),
 		ConnectRate: env.ConnectRatePerMin,
 		PublicRate:  env.PublicRatePerMin,
 	})

@@ -404,3 +404,22 @@ func TestLiveKitNotConfigured(t *testing.T) {
 	}
 	expect(t, do(t, "POST", b.URL+"/token/redeem", b.keys.acme, map[string]string{"token": ticket}), 200, "")
 }
+
+// TestConnectPublicTicketOrigin: a public ticket trades only from its own
+// origin; a refusal leaves it usable. A backend ticket trades from anywhere.
+func TestConnectPublicTicketOrigin(t *testing.T) {
+	b, _ := startWithLiveKit(t, newKeys(t), nil)
+	const allowed = "https://demo.acme.example"
+	r := do(t, "POST", b.URL+"/public/token", b.keys.pk, map[string]any{"agent": "florencia", "channel": "webrtc"}, "Origin", allowed)
+	expect(t, r, 201, "")
+	ticket := r.Body["token"].(string)
+	expect(t, do(t, "POST", b.URL+"/connect", ticket, nil, "Origin", "https://evil.example"), 403, "origin_not_allowed")
+	expect(t, do(t, "POST", b.URL+"/connect", ticket, nil), 403, "origin_not_allowed")
+	ok := do(t, "POST", b.URL+"/connect", ticket, nil, "Origin", allowed)
+	expect(t, ok, 201, "")
+	if ok.Header.Get("Access-Control-Allow-Origin") != allowed {
+		t.Fatalf("connect CORS %v", ok.Header)
+	}
+	backend := b.mint(t, b.keys.acme, flo)
+	expect(t, do(t, "POST", b.URL+"/connect", backend, nil, "Origin", "https://anywhere.example"), 201, "")
+}

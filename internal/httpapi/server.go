@@ -18,6 +18,7 @@ import (
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/store"
+	"github.com/voicebroker/voicebroker/pkg/origins"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
@@ -39,6 +40,8 @@ type Deps struct {
 	LiveKit *livekit.Client
 	// ConnectRate and PublicRate are the per-IP limits a minute.
 	ConnectRate, PublicRate int
+	// Production refuses test keys.
+	Production bool
 }
 
 // Server holds the handlers' dependencies.
@@ -69,7 +72,10 @@ func New(d Deps) *echo.Echo {
 
 	e.POST("/token", s.mint)
 	e.POST("/token/redeem", s.redeem)
-	e.POST("/connect", s.connect)
+	e.POST("/connect", s.connect, connectCORS)
+	e.OPTIONS("/connect", preflight(func(origins.Origin) bool { return true }))
+	e.POST("/public/token", s.publicToken)
+	e.OPTIONS("/public/token", preflight(s.anyPublicOrigin))
 	e.POST("/livekit/token", s.livekitToken)
 	e.GET("/livekit/rooms", s.listRooms)
 	e.GET("/livekit/rooms/:room_name", s.getRoom)

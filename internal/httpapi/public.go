@@ -1,0 +1,157 @@
+package httpapi
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/store"
+	"github.com/voicebroker/voicebroker/pkg/origins"
+	"github.com/voicebroker/voicebroker/pkg/token"
+)
+
+// CORS settings of the browser-facing endpoints.
+const (
+	corsMaxAge  = 600 // seconds a preflight may be cached
+	corsMethods = "POST, OPTIONS"
+	corsHeaders = "Authorization, Content-Type"
+)
+
+type publicRequest struct {
+	Agent   string `json:"agent"`
+	Channel string `json:"channel"`
+}
+
+// publicToken is POST /public/token: a demo page without a backend asks for
+// a ticket with its agent's publishable key, from one of the agent's
+// allowed origins. The ticket is bound to that origin.
+func (s *Server) publicToken(c echo.Context) error {
+	r := c.Request()
+	ip := s.ClientIP.Of(r)
+	// Any origin some agent allows may read the answer, errors included, so
+	// a demo page can show why it was refused; the key's own agent decides below.
+	if o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin)); err == nil && s.anyPublicOrigin(o) {
+		setCORS(c, o)
+	}
+	if err := s.limit(c, "ip:public:"+ip.String(), store.PerMinute(s.PublicRate), "ip"); err != nil {
+		return err
+	}
+	cred, err := credential(r)
+	if err != nil {
+		s.authFailed(c, ip, classify(err).Code, nil)
+		return err
+	}
+	agent, err := s.publishableAgent(cred)
+	if err != nil {
+		s.authFailed(c, ip, err.Error(), nil)
+		return apiError(CodeUnauthorized, "")
+	}
+	origin, ok := agent.Origins().Allow(r.Header.Get(echo.HeaderOrigin))
+	if !ok {
+		s.authFailed(c, ip, "origin_not_allowed", nil)
+		return apiError(CodeOriginNotAllowed, "")
+	}
+	if err := s.limit(c, "org:"+agent.Org().ID, store.PerMinute(agent.Org().RateLimit()), "org"); err != nil {
+		return err
+	}
+	data, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req publicRequest
+	if err := decodeJSON(data, &req, true); err != nil {
+		return err
+	}
+	if req.Agent != agent.ID {
+		// The key is the agent's; naming another agent is a wrong key for it.
+		s.authFailed(c, ip, "publishable_key_of_another_agent", nil)
+		return apiError(CodeUnauthorized, "")
+	}
+	if _, err := agentFor(agent.Org(), req.Agent, req.Channel); err != nil {
+		return err
+	}
+	identity, err := identityOf(nil)
+	if err != nil {
+		return err
+	}
+	return s.issue(c, agent, token.Ticket{
+		Org: agent.Org().ID, Agent: agent.ID, Channel: req.Channel, Identity: identity, Origin: origin.String(),
+	}, "publishable", "public")
+}
+
+// errPublishable values are audit reasons, never shown to clients.
+type errPublishable string
+
+func (e errPublishable) Error() string { return string(e) }
+
+// publishableAgent finds the agent whose publishable key is cred.
+func (s *Server) publishableAgent(cred string) (*config.Agent, error) {
+	kind, env, err := apikey.Parse(cred)
+	if err != nil {
+		return nil, errPublishable("malformed_key")
+	}
+	if kind != apikey.Publishable {
+		return nil, errPublishable("secret_key_not_accepted")
+	}
+	if s.Production && env == apikey.Test {
+		return nil, errPublishable("test_key_in_production")
+	}
+	h := apikey.Hash(cred)
+	agent := s.Tenants.Current().PublishableByHash(h)
+	if agent == nil || agent.Public == nil || subtle.ConstantTimeCompare([]byte(agent.Public.KeyHash), []byte(h)) != 1 {
+		return nil, errPublishable("unknown_key")
+	}
+	return agent, nil
+}
+
+func setCORS(c echo.Context, o origins.Origin) {
+	h := c.Response().Header()
+	h.Set(echo.HeaderAccessControlAllowOrigin, o.String())
+	h.Add(echo.HeaderVary, echo.HeaderOrigin)
+	h.Set(echo.HeaderAccessControlExposeHeaders, "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id")
+}
+
+// preflight answers a CORS preflight: the exact origin back when allow says
+// yes, else 403 origin_not_allowed with no CORS headers. Credentials
+// (cookies) are never allowed: the broker does not use them.
+func preflight(allow func(origins.Origin) bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin))
+		if err != nil || !allow(o) {
+			return apiError(CodeOriginNotAllowed, "")
+		}
+		h := c.Response().Header()
+		h.Add(echo.HeaderVary, echo.HeaderOrigin)
+		h.Add(echo.HeaderVary, echo.HeaderAccessControlRequestMethod)
+		h.Add(echo.HeaderVary, echo.HeaderAccessControlRequestHeaders)
+		h.Set(echo.HeaderAccessControlAllowOrigin, o.String())
+		h.Set(echo.HeaderAccessControlAllowMethods, corsMethods)
+		h.Set(echo.HeaderAccessControlAllowHeaders, corsHeaders)
+		h.Set(echo.HeaderAccessControlMaxAge, strconv.Itoa(corsMaxAge))
+		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+// anyPublicOrigin reports whether any agent of any org allows o: a
+// preflight carries no key, so it cannot be narrowed to one agent. The
+// actual request is checked against the key's own agent.
+func (s *Server) anyPublicOrigin(o origins.Origin) bool {
+	return s.Tenants.Current().AllowsOrigin(o)
+}
+
+// connectCORS sets CORS headers on /connect answers: a ticket is its own
+// credential, so a backend-minted one may be traded from any page; a public
+// ticket is checked against its origin claim by the handler.
+func connectCORS(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if o, err := origins.ParseOrigin(c.Request().Header.Get(echo.HeaderOrigin)); err == nil {
+			setCORS(c, o)
+		}
+		return next(c)
+	}
+}
