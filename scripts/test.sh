@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
-#   installs what is missing (redis-server, livekit-server), starts one Redis on loopback,
+#   installs what is missing (redis-server, chromium, livekit-server, the widget's
+#   npm packages), starts one Redis on loopback,
 #   checks formatting and vet, runs every test with the race detector,
 #   fuzzes every fuzz target for FUZZTIME each, and stops what it started.
 # Environment: FUZZTIME (default 10s; 0 skips fuzzing), GO_TEST_FLAGS.
@@ -10,12 +11,24 @@ cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10s}
 log() { printf '\n==> %s\n' "$*"; }
 
-# 1. What the tests run against.
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-  log "installing redis-server"
+# 1. What the tests run against: Debian's redis-server and chromium.
+missing=()
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq redis-server redis-tools >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v node >/dev/null || { echo "node is required for the browser test"; exit 1; }
+
+# The widget's npm packages (livekit-client, esbuild, playwright-core), from
+# the lock file; the bundle the broker embeds must match its sources.
+log "npm ci (examples/widget)"
+(cd examples/widget && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null)
+if ! git diff --quiet -- examples/widget/dist 2>/dev/null; then
+  echo "examples/widget/dist is stale: run 'npm run build' in examples/widget and commit it"; exit 1
 fi
 
 # The real LiveKit server, built once from the Go module proxy and cached per

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/examples/widget"
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/httpapi"
@@ -122,6 +124,17 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		})
 	}
 
+	var demoFS fs.FS
+	var demoConfig any
+	if !env.Production() {
+		demoFS = widget.FS()
+		if a.DevKeys != nil {
+			demoConfig = map[string]string{"broker": "", "key": a.DevKeys.Publishable, "agent": config.DemoAgent, "channel": config.ChannelWebRTC}
+		} else {
+			demoConfig = map[string]string{"error": "the demo page needs the embedded development tenant, or ?broker=&key=&agent= in its URL"}
+		}
+	}
+
 	a.handler = httpapi.New(httpapi.Deps{
 		Tenants:     a.Tenants,
 		Auth:        auth.New(a.Tenants, env.Production(), nil),
@@ -136,6 +149,8 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		Leeway:      token.DefaultLeeway,
 		LiveKit:     lk,
 		Production:  env.Production(),
+		Demo:        demoFS,
+		DemoConfig:  demoConfig,
 		ConnectRate: env.ConnectRatePerMin,
 		PublicRate:  env.PublicRatePerMin,
 	})

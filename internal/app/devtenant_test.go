@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/voicebroker/voicebroker/config"
@@ -39,4 +40,25 @@ func TestEmbeddedDemoTenant(t *testing.T) {
 	expect(t, r, 201, "")
 	expect(t, do(t, "POST", url+"/token/redeem", a.DevKeys.Secret, map[string]any{"token": r.Body["token"]}), 200, "")
 	expect(t, do(t, "POST", url+"/token", a.DevKeys.Publishable, flo), 401, "unauthorized")
+
+	// The widget page, at one URL, configured for the demo agent.
+	if r := do(t, "GET", url+"/demo/", "", nil); r.Status != 200 || !strings.Contains(r.Raw, "voicebroker demo widget") {
+		t.Fatalf("/demo/: %d", r.Status)
+	}
+	if r := do(t, "GET", url+"/demo/widget.js", "", nil); r.Status != 200 || len(r.Raw) < 100_000 {
+		t.Fatalf("/demo/widget.js: %d, %d bytes", r.Status, len(r.Raw))
+	}
+	if r := do(t, "GET", url+"/demo/config.json", "", nil); r.Body["key"] != a.DevKeys.Publishable || r.Body["agent"] != "demo-bot" {
+		t.Fatalf("/demo/config.json: %s", r.Raw)
+	}
+	// The page's own request: same origin, which the demo agent allows.
+	r = do(t, "POST", url+"/public/token", a.DevKeys.Publishable, map[string]any{"agent": "demo-bot", "channel": "webrtc"},
+		"Origin", "http://"+strings.Replace(a.Addr(), "127.0.0.1", "localhost", 1))
+	expect(t, r, 201, "")
+}
+
+// TestNoDemoPageInProduction: /demo is a development convenience only.
+func TestNoDemoPageInProduction(t *testing.T) {
+	b := startBroker(t, newKeys(t), map[string]string{"BROKER_ENV": "production", "BROKER_REDIS_URL": nextRedisURL(t)})
+	expect(t, do(t, "GET", b.URL+"/demo/", "", nil), 404, "not_found")
 }

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -42,6 +43,10 @@ type Deps struct {
 	ConnectRate, PublicRate int
 	// Production refuses test keys.
 	Production bool
+	// Demo, when set (development only), is served at /demo/: the widget
+	// page, plus DemoConfig as /demo/config.json.
+	Demo       fs.FS
+	DemoConfig any
 }
 
 // Server holds the handlers' dependencies.
@@ -70,6 +75,12 @@ func New(d Deps) *echo.Echo {
 	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
 	e.GET("/.well-known/jwks.json", s.jwks)
 
+	if d.Demo != nil {
+		files := http.StripPrefix("/demo/", http.FileServer(http.FS(d.Demo)))
+		e.GET("/demo", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/demo/") })
+		e.GET("/demo/config.json", func(c echo.Context) error { return c.JSON(http.StatusOK, d.DemoConfig) })
+		e.GET("/demo/*", echo.WrapHandler(files))
+	}
 	e.POST("/token", s.mint)
 	e.POST("/token/redeem", s.redeem)
 	e.POST("/connect", s.connect, connectCORS)

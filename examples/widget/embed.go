@@ -1,0 +1,22 @@
+// Package widget holds the demo widget's built page (dist/: index.html and
+// the bundled widget.js, livekit-client included), so that a development
+// broker can serve it at /demo/ with no CDN and no npm at run time.
+// Rebuild with `npm ci && npm run build` in this directory.
+package widget
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed dist/index.html dist/widget.js
+var files embed.FS
+
+// FS returns the page's files at its root.
+func FS() fs.FS {
+	sub, err := fs.Sub(files, "dist")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return sub
+}
