@@ -5,11 +5,19 @@ package config
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -89,6 +97,42 @@ type JWTIssuer struct {
 	JWKSURL       string   `yaml:"jwks_url"`
 	PublicKeyFile string   `yaml:"public_key_file"`
 	Scopes        []string `yaml:"scopes"`
+
+	key crypto.PublicKey // read from PublicKeyFile when the file is loaded
+}
+
+// PublicKey returns the key read from public_key_file, or nil for an
+// issuer that publishes a JWKS.
+func (i *JWTIssuer) PublicKey() crypto.PublicKey { return i.key }
+
+// readIssuerKey reads an RSA, ECDSA P-256 or Ed25519 public key in PEM.
+func readIssuerKey(path string) (crypto.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, errors.New("not a PEM PUBLIC KEY")
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	switch pk := k.(type) {
+	case *rsa.PublicKey:
+		if pk.N.BitLen() < 2048 {
+			return nil, errors.New("RSA key shorter than 2048 bits")
+		}
+	case *ecdsa.PublicKey:
+		if pk.Curve != elliptic.P256() {
+			return nil, errors.New("ECDSA key not on P-256")
+		}
+	case ed25519.PublicKey:
+	default:
+		return nil, fmt.Errorf("unsupported key type %T", k)
+	}
+	return k, nil
 }
 
 // Agent is a voice agent of an org.
@@ -313,6 +357,12 @@ func Build(f *File) (*Tenants, error) {
 				if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 					v.add(iat+".jwks_url", "must be an http(s) URL")
 				}
+			default:
+				k, err := readIssuerKey(is.PublicKeyFile)
+				if err != nil {
+					v.add(iat+".public_key_file", err.Error())
+				}
+				is.key = k
 			}
 			v.scopes(iat+".scopes", is.Scopes)
 			t.issuers[is.Issuer] = append(t.issuers[is.Issuer], &IssuerRef{JWTIssuer: is, Org: o})

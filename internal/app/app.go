@@ -109,6 +109,17 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		return nil, err
 	}
 
+	var service *auth.Service
+	if env.AuthServiceURL != "" {
+		if service, err = auth.NewService(env.AuthServiceURL, env.AuthSigningKeyPath, env.AuthTimeout); err != nil {
+			return nil, err
+		}
+	}
+	authn := auth.New(a.Tenants, auth.Options{Production: env.Production(), Secrets: env.AuthAPISecrets, Service: service})
+	if !env.AuthRequired {
+		log.Warn("AUTH_REQUIRED=false: requests without a credential are let through (development only)", "event", "auth.disabled")
+	}
+
 	var lk *livekit.Client
 	if env.LiveKitConfigured() {
 		lk = livekit.New(livekit.Options{
@@ -136,23 +147,24 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 	}
 
 	a.handler = httpapi.New(httpapi.Deps{
-		Tenants:     a.Tenants,
-		Auth:        auth.New(a.Tenants, env.Production(), nil),
-		Store:       st,
-		Issuer:      a.Issuer,
-		Verifier:    verifier,
-		JWKS:        token.NewJWKS(append([]*token.Key{signing}, verify...)...),
-		Log:         log,
-		Metrics:     a.Metrics,
-		PublicURL:   env.PublicURL,
-		ClientIP:    httpapi.ClientIP{Trusted: env.TrustedProxies},
-		Leeway:      token.DefaultLeeway,
-		LiveKit:     lk,
-		Production:  env.Production(),
-		Demo:        demoFS,
-		DemoConfig:  demoConfig,
-		ConnectRate: env.ConnectRatePerMin,
-		PublicRate:  env.PublicRatePerMin,
+		Tenants:      a.Tenants,
+		Auth:         authn,
+		Store:        st,
+		Issuer:       a.Issuer,
+		Verifier:     verifier,
+		JWKS:         token.NewJWKS(append([]*token.Key{signing}, verify...)...),
+		Log:          log,
+		Metrics:      a.Metrics,
+		PublicURL:    env.PublicURL,
+		ClientIP:     httpapi.ClientIP{Trusted: env.TrustedProxies},
+		Leeway:       token.DefaultLeeway,
+		LiveKit:      lk,
+		Production:   env.Production(),
+		AuthRequired: env.AuthRequired,
+		Demo:         demoFS,
+		DemoConfig:   demoConfig,
+		ConnectRate:  env.ConnectRatePerMin,
+		PublicRate:   env.PublicRatePerMin,
 	})
 	return a, nil
 }

@@ -1,14 +1,19 @@
-// Package auth decides who is calling: an org and its scopes, from a secret
-// API key (and, in later modes, Sayna API secrets, a delegated auth service
-// or a backend's own JWT). It knows net/http types only; no routing.
+// Package auth decides who is calling: an org and its scopes. A credential
+// is tried as a secret API key (sk_), then against the Sayna API secrets in
+// constant time, then as a JWT of one of the orgs' jwt_issuers, then with
+// the delegated auth service (Sayna's JWT mode). It knows net/http types
+// only; no routing.
 package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/voicebroker/voicebroker/config"
@@ -24,6 +29,18 @@ var (
 	ErrIPNotAllowed = errors.New("ip not allowed")
 	// ErrInsufficientScope: the credential lacks the scope the endpoint needs.
 	ErrInsufficientScope = errors.New("insufficient scope")
+	// ErrServiceDenied: the auth service answered 4xx.
+	ErrServiceDenied = errors.New("auth service denied")
+	// ErrServiceFailed: the auth service answered 5xx (or something unusable).
+	ErrServiceFailed = errors.New("auth service failed")
+	// ErrServiceUnavailable: the auth service (or an issuer's JWKS) could not
+	// be reached in time.
+	ErrServiceUnavailable = errors.New("auth service unavailable")
+	// ErrConfig: the configuration cannot answer this request (e.g. an auth
+	// service allowed it without naming an org and several orgs exist).
+	ErrConfig = errors.New("auth configuration error")
+	// ErrSigning: the JWT for the auth service could not be signed.
+	ErrSigning = errors.New("auth JWT signing failed")
 )
 
 // Error is an authentication failure with what the audit log needs. Reason
@@ -45,7 +62,11 @@ type Method string
 
 // The methods.
 const (
-	MethodAPIKey Method = "api_key"
+	MethodAPIKey      Method = "api_key"
+	MethodAPISecret   Method = "api_secret"
+	MethodBackendJWT  Method = "backend_jwt"
+	MethodAuthService Method = "auth_service"
+	MethodNone        Method = "none" // AUTH_REQUIRED=false, no credential
 )
 
 // Principal is an authenticated caller.
@@ -70,29 +91,99 @@ type Tenants interface {
 	Current() *config.Tenants
 }
 
+// Request is what Authenticate looks at. Body and Header matter only to
+// the delegated auth service, which signs them.
+type Request struct {
+	Credential string
+	ClientIP   netip.Addr
+	Method     string
+	Path       string
+	Header     http.Header
+	Body       []byte
+}
+
+// Options configures an Authenticator beyond API keys.
+type Options struct {
+	// Production refuses sk_test_/pk_test_ keys.
+	Production bool
+	// Secrets are the Sayna API secrets: each authenticates as its id's org.
+	Secrets []config.APISecret
+	// Service, if set, is the delegated auth service.
+	Service *Service
+	// JWKSTimeout bounds a backend issuer's JWKS fetch (default 5s).
+	JWKSTimeout time.Duration
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+}
+
 // Authenticator checks credentials against the tenants in force. It is safe
 // for concurrent use.
 type Authenticator struct {
-	tenants    Tenants
-	production bool
-	now        func() time.Time
+	tenants Tenants
+	opt     Options
+	secrets []secret
+	now     func() time.Time
+	jwks    *jwksCache
 }
 
-// New returns an Authenticator. In production, test keys are refused even
-// when listed.
-func New(tenants Tenants, production bool, now func() time.Time) *Authenticator {
+type secret struct {
+	id  string
+	sum [32]byte
+}
+
+// New returns an Authenticator.
+func New(tenants Tenants, opt Options) *Authenticator {
+	now := opt.Now
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{tenants: tenants, production: production, now: now}
+	a := &Authenticator{tenants: tenants, opt: opt, now: now, jwks: newJWKSCache(opt.JWKSTimeout, now)}
+	for _, s := range opt.Secrets {
+		// Compare digests: equal length for every candidate, so the compare
+		// time says nothing about the secret's length either.
+		a.secrets = append(a.secrets, secret{id: s.ID, sum: sha256.Sum256([]byte(s.Secret))})
+	}
+	return a
 }
 
-// Authenticate identifies the caller presenting credential from clientIP.
-func (a *Authenticator) Authenticate(ctx context.Context, credential string, clientIP netip.Addr) (*Principal, error) {
-	if apikey.Looks(credential) {
-		return a.secretKey(credential, clientIP)
+// Authenticate identifies the caller.
+func (a *Authenticator) Authenticate(ctx context.Context, req *Request) (*Principal, error) {
+	cred := req.Credential
+	if apikey.Looks(cred) {
+		return a.secretKey(cred, req.ClientIP)
+	}
+	if p := a.apiSecret(cred); p != nil {
+		return p, nil
+	}
+	if iss, ok := issuerOf(cred); ok {
+		if refs := a.tenants.Current().Issuers(iss); len(refs) > 0 {
+			return a.backendJWT(ctx, cred, refs)
+		}
+	}
+	if a.opt.Service != nil {
+		return a.opt.Service.Check(ctx, req, a.tenants.Current())
 	}
 	return nil, fail(ErrUnauthorized, "unknown_credential")
+}
+
+// apiSecret compares cred with every configured secret in constant time;
+// all are compared, whatever matches, so timing reveals nothing.
+func (a *Authenticator) apiSecret(cred string) *Principal {
+	if len(a.secrets) == 0 {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(cred))
+	match := -1
+	for i := range a.secrets {
+		if subtle.ConstantTimeCompare(sum[:], a.secrets[i].sum[:]) == 1 {
+			match = i
+		}
+	}
+	if match < 0 {
+		return nil
+	}
+	id := a.secrets[match].id
+	return &Principal{Org: id, Method: MethodAPISecret, KeyID: id}
 }
 
 func (a *Authenticator) secretKey(credential string, clientIP netip.Addr) (*Principal, error) {
@@ -103,7 +194,7 @@ func (a *Authenticator) secretKey(credential string, clientIP netip.Addr) (*Prin
 	if kind != apikey.Secret {
 		return nil, fail(ErrUnauthorized, "publishable_key_not_accepted")
 	}
-	if a.production && env == apikey.Test {
+	if a.opt.Production && env == apikey.Test {
 		return nil, fail(ErrUnauthorized, "test_key_in_production")
 	}
 	h := apikey.Hash(credential)
@@ -123,4 +214,26 @@ func (a *Authenticator) secretKey(credential string, clientIP netip.Addr) (*Prin
 		return nil, &Error{Kind: ErrIPNotAllowed, Reason: "ip_not_allowed", Org: org, KeyID: k.ID}
 	}
 	return &Principal{Org: org, Method: MethodAPIKey, KeyID: k.ID, Scopes: k.Scopes}, nil
+}
+
+// Anonymous is the principal of a request without a credential when
+// AUTH_REQUIRED=false (development only): the only org, or "default".
+func Anonymous(t *config.Tenants) (*Principal, error) {
+	orgs := t.Orgs()
+	switch {
+	case len(orgs) == 1:
+		return &Principal{Org: orgs[0], Method: MethodNone, KeyID: "anonymous"}, nil
+	case t.Org("default") != nil:
+		return &Principal{Org: "default", Method: MethodNone, KeyID: "anonymous"}, nil
+	}
+	return nil, fail(ErrConfig, "auth_not_required_but_several_orgs")
+}
+
+// issuerOf reads the iss of a compact JWT without verifying anything; it
+// only routes the credential to the issuer that must verify it.
+func issuerOf(cred string) (string, bool) {
+	if strings.Count(cred, ".") != 2 || len(cred) > 8<<10 {
+		return "", false
+	}
+	return unverifiedIssuer(cred)
 }

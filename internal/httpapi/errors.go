@@ -171,6 +171,16 @@ func classify(err error) *Error {
 		return wrapError(CodeTokenExpired, err)
 	case errors.Is(err, token.ErrInvalid):
 		return wrapError(CodeTokenInvalid, err)
+	case errors.Is(err, auth.ErrServiceDenied):
+		return &Error{Code: CodeAuthServiceError, Message: messages[CodeAuthServiceError], Status: http.StatusUnauthorized, Cause: err}
+	case errors.Is(err, auth.ErrServiceFailed):
+		return wrapError(CodeAuthServiceError, err)
+	case errors.Is(err, auth.ErrServiceUnavailable):
+		return wrapError(CodeAuthServiceUnavailble, err)
+	case errors.Is(err, auth.ErrConfig):
+		return wrapError(CodeConfigError, err)
+	case errors.Is(err, auth.ErrSigning):
+		return wrapError(CodeJWTSigningError, err)
 	case errors.Is(err, auth.ErrIPNotAllowed):
 		return wrapError(CodeIPNotAllowed, err)
 	case errors.Is(err, auth.ErrInsufficientScope):

@@ -19,8 +19,14 @@ const MaxBodyBytes = 16 << 10
 // MaxCredentialLength bounds a credential from the header or the query.
 const MaxCredentialLength = 8 << 10
 
-// readBody reads the whole body, at most MaxBodyBytes.
+const ctxBody = "vb.body"
+
+// readBody reads the whole body, at most MaxBodyBytes, once: the delegated
+// auth service signs the same bytes the handler then decodes.
 func readBody(c echo.Context) ([]byte, error) {
+	if data, ok := c.Get(ctxBody).([]byte); ok {
+		return data, nil
+	}
 	r := c.Request()
 	if r.ContentLength > MaxBodyBytes {
 		return nil, apiError(CodePayloadTooLarge, "")
@@ -33,6 +39,10 @@ func readBody(c echo.Context) ([]byte, error) {
 		}
 		return nil, &Error{Code: CodeInvalidRequest, Message: "the request body could not be read", Cause: err}
 	}
+	if data == nil {
+		data = []byte{}
+	}
+	c.Set(ctxBody, data)
 	return data, nil
 }
 

@@ -1,0 +1,225 @@
+package auth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/voicebroker/voicebroker/config"
+)
+
+// Backend JWT rules (Ferni's guide, seed 000): asymmetric algorithms only,
+// at most an hour of life, a little clock skew.
+const (
+	backendMaxLifetime = time.Hour
+	backendLeeway      = 30 * time.Second
+	jwksRefreshEvery   = time.Minute
+	jwksMaxBytes       = 256 << 10
+)
+
+var backendMethods = []string{"RS256", "ES256", "EdDSA"}
+
+func unverifiedIssuer(cred string) (string, bool) {
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(cred, &c); err != nil || c.Issuer == "" {
+		return "", false
+	}
+	return c.Issuer, true
+}
+
+// backendJWT verifies cred against the issuers registered under its iss
+// (several orgs may trust one identity provider with different audiences).
+func (a *Authenticator) backendJWT(ctx context.Context, cred string, refs []*config.IssuerRef) (*Principal, error) {
+	var lastErr error = fail(ErrUnauthorized, "backend_jwt_invalid")
+	for _, ref := range refs {
+		p, err := a.verifyBackendJWT(ctx, cred, ref)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, ErrServiceUnavailable) {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func (a *Authenticator) verifyBackendJWT(ctx context.Context, cred string, ref *config.IssuerRef) (*Principal, error) {
+	var c jwt.RegisteredClaims
+	parser := jwt.NewParser(
+		// Never HS* (a shared secret in a tenants file) and never none.
+		jwt.WithValidMethods(backendMethods),
+		// golang-jwt makes exp optional by default; an hour at most is the rule.
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuer(ref.Issuer),
+		jwt.WithAudience(ref.Audience),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(backendLeeway),
+		jwt.WithTimeFunc(a.now),
+	)
+	var fetchErr error
+	_, err := parser.ParseWithClaims(cred, &c, func(t *jwt.Token) (any, error) {
+		if k := ref.PublicKey(); k != nil {
+			return k, nil
+		}
+		kid, _ := t.Header["kid"].(string)
+		k, err := a.jwks.key(ctx, ref.JWKSURL, kid)
+		if err != nil {
+			fetchErr = err
+		}
+		return k, err
+	})
+	if fetchErr != nil && errors.Is(fetchErr, ErrServiceUnavailable) {
+		return nil, &Error{Kind: ErrServiceUnavailable, Reason: "issuer_jwks_unreachable", Org: ref.Org.ID, KeyID: ref.Issuer}
+	}
+	if err != nil {
+		reason := "backend_jwt_invalid"
+		if errors.Is(err, jwt.ErrTokenExpired) {
+			reason = "backend_jwt_expired"
+		}
+		return nil, &Error{Kind: ErrUnauthorized, Reason: reason, Org: ref.Org.ID, KeyID: ref.Issuer}
+	}
+	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > backendMaxLifetime {
+		return nil, &Error{Kind: ErrUnauthorized, Reason: "backend_jwt_lifetime", Org: ref.Org.ID, KeyID: ref.Issuer}
+	}
+	return &Principal{Org: ref.Org.ID, Method: MethodBackendJWT, KeyID: ref.Issuer, Scopes: ref.Scopes}, nil
+}
+
+// jwksCache fetches issuers' JWKS documents, keeps them, and refreshes one
+// on an unknown kid at most once a minute.
+type jwksCache struct {
+	client *http.Client
+	now    func() time.Time
+	mu     sync.Mutex
+	sets   map[string]*jwksEntry
+}
+
+type jwksEntry struct {
+	mu      sync.Mutex
+	keys    map[string]crypto.PublicKey
+	fetched time.Time
+}
+
+func newJWKSCache(timeout time.Duration, now func() time.Time) *jwksCache {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return &jwksCache{client: &http.Client{Timeout: timeout}, now: now, sets: map[string]*jwksEntry{}}
+}
+
+func (c *jwksCache) key(ctx context.Context, url, kid string) (crypto.PublicKey, error) {
+	c.mu.Lock()
+	e := c.sets[url]
+	if e == nil {
+		e = &jwksEntry{}
+		c.sets[url] = e
+	}
+	c.mu.Unlock()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if k, ok := e.lookup(kid); ok {
+		return k, nil
+	}
+	if !e.fetched.IsZero() && c.now().Sub(e.fetched) < jwksRefreshEvery {
+		return nil, errors.New("unknown kid")
+	}
+	keys, err := c.fetch(ctx, url)
+	e.fetched = c.now() // a failed fetch also waits its minute
+	if err != nil {
+		if e.keys != nil {
+			// Keep serving the keys we had.
+			return nil, errors.New("unknown kid")
+		}
+		return nil, fmt.Errorf("%w: %v", ErrServiceUnavailable, err)
+	}
+	e.keys = keys
+	if k, ok := e.lookup(kid); ok {
+		return k, nil
+	}
+	return nil, errors.New("unknown kid")
+}
+
+// lookup finds kid; a JWT without kid matches a set of exactly one key.
+func (e *jwksEntry) lookup(kid string) (crypto.PublicKey, bool) {
+	if kid == "" && len(e.keys) == 1 {
+		for _, k := range e.keys {
+			return k, true
+		}
+	}
+	k, ok := e.keys[kid]
+	return k, ok
+}
+
+type jwk struct {
+	Kty, Kid, Crv, X, Y, N, E, Use, Alg string
+}
+
+func (c *jwksCache) fetch(ctx context.Context, url string) (map[string]crypto.PublicKey, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("JWKS answered %d", resp.StatusCode)
+	}
+	var doc struct{ Keys []jwk }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, jwksMaxBytes)).Decode(&doc); err != nil {
+		return nil, fmt.Errorf("JWKS: %v", err)
+	}
+	keys := map[string]crypto.PublicKey{}
+	for _, k := range doc.Keys {
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		if pk, err := k.publicKey(); err == nil {
+			keys[k.Kid] = pk
+		}
+	}
+	return keys, nil
+}
+
+func (k jwk) publicKey() (crypto.PublicKey, error) {
+	b := func(s string) []byte { v, _ := base64.RawURLEncoding.DecodeString(s); return v }
+	switch {
+	case k.Kty == "RSA":
+		n, e := new(big.Int).SetBytes(b(k.N)), new(big.Int).SetBytes(b(k.E))
+		if n.BitLen() < 2048 || !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31 {
+			return nil, errors.New("weak or malformed RSA key")
+		}
+		return &rsa.PublicKey{N: n, E: int(e.Int64())}, nil
+	case k.Kty == "EC" && k.Crv == "P-256":
+		x, y := b(k.X), b(k.Y)
+		if len(x) != 32 || len(y) != 32 {
+			return nil, errors.New("malformed P-256 key")
+		}
+		raw := append(append([]byte{4}, x...), y...)
+		return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+	case k.Kty == "OKP" && k.Crv == "Ed25519":
+		x := b(k.X)
+		if len(x) != ed25519.PublicKeySize {
+			return nil, errors.New("malformed Ed25519 key")
+		}
+		return ed25519.PublicKey(x), nil
+	}
+	return nil, errors.New("unsupported key")
+}
