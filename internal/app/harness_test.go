@@ -302,3 +302,26 @@ func expect(t testing.TB, r response, status int, code string) {
 		}
 	}
 }
+
+// tryDo is do without failing the test on a transport error.
+func tryDo(method, url, cred string, body any) (response, error) {
+	data, _ := json.Marshal(body)
+	req, err := http.NewRequest(method, url, bytes.NewReader(data))
+	if err != nil {
+		return response{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := client.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, err
+	}
+	r := response{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
+	json.Unmarshal(raw, &r.Body)
+	return r, nil
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -135,4 +136,69 @@ func FreeUDPPort(t testing.TB) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+var (
+	clusterOnce  sync.Once
+	clusterAddrs []string
+	clusterErr   error
+)
+
+// RedisClusterAddrs returns the nodes of a real 3-master Redis Cluster on
+// loopback: VB_TEST_REDIS_CLUSTER_ADDRS, or one started for this test binary.
+func RedisClusterAddrs(t testing.TB) []string {
+	t.Helper()
+	if a := os.Getenv("VB_TEST_REDIS_CLUSTER_ADDRS"); a != "" {
+		return strings.Split(a, ",")
+	}
+	clusterOnce.Do(func() { clusterAddrs, clusterErr = startCluster(t) })
+	if clusterErr != nil {
+		t.Fatalf("no Redis Cluster for the tests: %v", clusterErr)
+	}
+	return clusterAddrs
+}
+
+func startCluster(t testing.TB) ([]string, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "vb-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	var addrs []string
+	for range 3 {
+		port := FreePort(t)
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes-"+strconv.Itoa(port)+".conf"),
+			"--dir", dir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		go cmd.Wait()
+		if err := WaitTCP(addr, 10*time.Second); err != nil {
+			return nil, err
+		}
+		addrs = append(addrs, addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	host, port, _ := strings.Cut(addrs[0], ":")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ := exec.Command("redis-cli", "-h", host, "-p", port, "cluster", "info").Output()
+		if strings.Contains(string(out), "cluster_state:ok") {
+			return addrs, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("cluster not ok: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

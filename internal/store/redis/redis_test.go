@@ -62,3 +62,14 @@ func TestBadURL(t *testing.T) {
 		t.Fatalf("error echoes the password: %v", err)
 	}
 }
+
+// TestClusterConformance runs the whole suite, redis_rate included, on a
+// real 3-master Redis Cluster: every command touches one key, so one slot.
+func TestClusterConformance(t *testing.T) {
+	addrs := testenv.RedisClusterAddrs(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s := vbredis.NewCluster(addrs, &vbredis.Options{Timeout: time.Second})
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
