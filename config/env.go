@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -144,6 +145,13 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 		PprofAddr:          str("BROKER_PPROF_ADDR", ""),
 	}
 
+	if e.PprofAddr != "" {
+		host, _, err := net.SplitHostPort(e.PprofAddr)
+		ip, perr := netip.ParseAddr(host)
+		if err != nil || (host != "localhost" && (perr != nil || !ip.IsLoopback())) {
+			bad("BROKER_PPROF_ADDR", "must be a loopback host:port, such as 127.0.0.1:6060")
+		}
+	}
 	switch e.Environment {
 	case EnvDevelopment, EnvProduction:
 	default:

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -269,6 +270,14 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopWatch()
 	go a.Tenants.Watch(watchCtx, a.Env.ReloadInterval, hup)
 
+	if a.Env.PprofAddr != "" {
+		stop, err := a.servePprof()
+		if err != nil {
+			return fmt.Errorf("BROKER_PPROF_ADDR: %w", err)
+		}
+		defer stop()
+	}
+
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "env", a.Env.Environment,
@@ -289,6 +298,25 @@ func (a *App) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// servePprof serves net/http/pprof on its own loopback listener, apart
+// from the API (config refuses a non-loopback BROKER_PPROF_ADDR).
+func (a *App) servePprof() (stop func(), err error) {
+	l, err := net.Listen("tcp", a.Env.PprofAddr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	a.Log.Info("pprof listening", "event", "pprof", "addr", l.Addr().String())
+	return func() { srv.Close() }, nil
 }
 
 // Close releases the store. Call it after Run returns.

@@ -18,6 +18,7 @@ import (
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/pkg/origins"
 	"github.com/voicebroker/voicebroker/pkg/rooms"
+	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
 // Bounds on /livekit/token fields.
@@ -90,27 +91,62 @@ func (s *Server) connect(c echo.Context) error {
 	if err != nil {
 		return wrapError(CodeInternal, err)
 	}
-	ctx := r.Context()
-	if owner, err := s.Store.ClaimRoom(ctx, room, claims.Org, RoomOwnerTTL); err != nil {
-		return err
-	} else if owner != claims.Org {
-		return wrapError(CodeInternal, errors.New("fresh random room name already owned")) // 71 bits: never
-	}
-	if _, err := s.LiveKit.EnsureRoom(ctx, room, claims.Org, agent.ID); err != nil {
-		s.Store.ReleaseRoom(context.WithoutCancel(ctx), room, claims.Org)
-		s.log.LogAttrs(ctx, slog.LevelError, "livekit room creation failed; ticket kept",
-			slog.String("event", "livekit.error"), slog.String("org", claims.Org), slog.String("agent", agent.ID),
-			slog.String("room", room), slog.String("request_id", requestID(c)), slog.String("cause", err.Error()))
-		return liveKitError(err)
-	}
+	// Consume first, so a replayed ticket costs no LiveKit call; if LiveKit
+	// then fails, the nonce is put back and the same ticket can retry.
 	if err := s.consume(c, claims, "connect"); err != nil {
 		return err
 	}
+	ctx := r.Context()
+	if err := s.openRoom(ctx, room, claims.Org, agent.ID); err != nil {
+		s.restore(c, claims)
+		s.log.LogAttrs(ctx, slog.LevelError, "livekit room creation failed; ticket restored",
+			slog.String("event", "livekit.error"), slog.String("org", claims.Org), slog.String("agent", agent.ID),
+			slog.String("room", room), slog.String("request_id", requestID(c)), slog.String("cause", err.Error()))
+		return err
+	}
+	s.redeemed(c, claims, "connect")
 	return s.participantToken(c, livekit.Participant{
 		Identity: claims.Subject, Room: room, Org: claims.Org, Agent: agent.ID,
 		CanPublish: claims.Channel == config.ChannelWebRTC, Metadata: string(claims.Metadata),
 		Attributes: map[string]string{"channel": claims.Channel},
 	})
+}
+
+// openRoom claims a fresh room for org and creates it in LiveKit; on a
+// LiveKit failure the claim is released.
+func (s *Server) openRoom(ctx context.Context, room, org, agent string) error {
+	owner, err := s.Store.ClaimRoom(ctx, room, org, RoomOwnerTTL)
+	if err != nil {
+		return err
+	}
+	if owner != org {
+		return wrapError(CodeInternal, errors.New("fresh random room name already owned")) // 71 bits: never
+	}
+	if _, err := s.LiveKit.EnsureRoom(ctx, room, org, agent); err != nil {
+		s.Store.ReleaseRoom(context.WithoutCancel(ctx), room, org)
+		return liveKitError(err)
+	}
+	return nil
+}
+
+// restore puts a consumed nonce back for the rest of its ticket's life, so
+// a failure after consumption does not burn the ticket. Should the store
+// fail here too, the ticket is lost: closed, never reusable twice.
+func (s *Server) restore(c echo.Context, claims *token.Claims) {
+	ttl := time.Until(claims.Expiry().Add(s.Leeway))
+	if ttl <= 0 {
+		return
+	}
+	ctx := context.WithoutCancel(c.Request().Context())
+	if err := s.Store.PutNonce(ctx, claims.ID, ttl); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "could not restore a ticket after a failure; it is lost",
+			slog.String("event", "token.restore_failed"), slog.String("org", claims.Org),
+			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("request_id", requestID(c)), slog.String("cause", err.Error()))
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "ticket restored after a failure",
+		slog.String("event", "token.restored"), slog.String("org", claims.Org),
+		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("request_id", requestID(c)))
 }
 
 // ticketFrom takes the ticket from the Authorization header, else from a

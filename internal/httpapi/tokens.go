@@ -195,6 +195,7 @@ func (s *Server) redeem(c echo.Context) error {
 	if err := s.consume(c, claims, "redeem"); err != nil {
 		return err
 	}
+	s.redeemed(c, claims, "redeem")
 	return c.JSON(http.StatusOK, redeemResponse{
 		Org: claims.Org, Agent: claims.Agent, Channel: claims.Channel, Identity: claims.Subject,
 		Metadata: claims.Metadata, Origin: claims.Origin,
@@ -239,13 +240,17 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, via string) error
 	case err != nil:
 		return err
 	}
+	return nil
+}
+
+// redeemed counts and audits a redemption that completed.
+func (s *Server) redeemed(c echo.Context, claims *token.Claims, via string) {
 	s.Metrics.TokensRedeemed.WithLabelValues(claims.Org, via).Inc()
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token redeemed",
 		slog.String("event", "token.redeem"), slog.String("via", via),
 		slog.String("org", claims.Org), slog.String("agent", claims.Agent), slog.String("channel", claims.Channel),
 		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
 		slog.String("request_id", requestID(c)))
-	return nil
 }
 
 func (s *Server) refused(c echo.Context, reason, org string, err error) {
