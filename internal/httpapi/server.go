@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/voicebroker/voicebroker/api"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
@@ -77,6 +78,9 @@ func New(d Deps) *echo.Echo {
 	e.GET("/readyz", s.ready)
 	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
 	e.GET("/.well-known/jwks.json", s.jwks)
+	e.GET("/openapi.yaml", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, "application/yaml", api.OpenAPI)
+	})
 
 	if d.Demo != nil {
 		files := http.StripPrefix("/demo/", http.FileServer(http.FS(d.Demo)))

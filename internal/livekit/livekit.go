@@ -263,6 +263,10 @@ func (c *Client) MuteTrack(ctx context.Context, room, identity, trackSID string,
 	}); err != nil {
 		return nil, err
 	}
+	if res.GetTrack().GetSid() == "" {
+		// LiveKit answers an unknown track with an empty one.
+		return nil, fmt.Errorf("%w: track", ErrNotFound)
+	}
 	return res.Track, nil
 }
 
