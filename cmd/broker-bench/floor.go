@@ -1,0 +1,49 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/voicebroker/voicebroker/pkg/token"
+)
+
+// floor serves the cost no broker can avoid: Echo, JSON in and out, and the
+// same ticket signed with the same key; no auth, no store, no logs.
+func floor(args []string) {
+	fs := flag.NewFlagSet("floor", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	keyFile := fs.String("key", "", "PEM signing key")
+	fs.Parse(args)
+	data, err := os.ReadFile(*keyFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	key, err := token.ParsePEM(data)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	issuer, _ := token.NewIssuer(key, "http://localhost:8080", time.Minute)
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.POST("/token", func(c echo.Context) error {
+		var req struct{ Agent, Channel string }
+		if err := c.Bind(&req); err != nil {
+			return err
+		}
+		s, _, err := issuer.Mint(token.Ticket{Org: "bench", Agent: req.Agent, Channel: req.Channel, Identity: "user"})
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, map[string]any{"token": s, "server": "http://localhost:8080", "expiresIn": 60})
+	})
+	srv := &http.Server{Addr: *addr, Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintln(os.Stderr, srv.ListenAndServe())
+}
