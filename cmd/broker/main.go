@@ -61,7 +61,9 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 }
 
 func serve(stdout, stderr io.Writer, getenv func(string) string) int {
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logs := newLogWriter(stderr)
+	defer logs.Close()
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	env, err := config.LoadEnv(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -69,11 +71,13 @@ func serve(stdout, stderr io.Writer, getenv func(string) string) int {
 	}
 	a, err := app.New(env, log)
 	if err != nil {
+		logs.Flush()
 		fmt.Fprintln(stderr, "broker:", err)
 		return 1
 	}
 	defer a.Close()
 	if err := a.Listen(); err != nil {
+		logs.Flush()
 		fmt.Fprintln(stderr, "broker:", err)
 		return 1
 	}

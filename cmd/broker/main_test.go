@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
@@ -100,3 +103,38 @@ func TestServeRefusesBadEnvironment(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }
+
+// TestLogWriter: lines reach the output after the flush interval and on
+// Close, and none is lost or torn.
+func TestLogWriter(t *testing.T) {
+	var out safeBuffer
+	w := newLogWriter(&out)
+	for i := range 1000 {
+		fmt.Fprintf(w, "line %d\n", i)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "line 999\n") {
+		if time.Now().After(deadline) {
+			t.Fatal("not flushed by the interval")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Fprintf(w, "last\n")
+	w.Close()
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 1001 || lines[1000] != "last" || lines[500] != "line 500" {
+		t.Fatalf("%d lines", len(lines))
+	}
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *safeBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -70,7 +70,7 @@ func TestErrorTable(t *testing.T) {
 	ctx := context.Background()
 	rdb.FlushDB(ctx)
 	nonces := func() int {
-		keys, err := rdb.Keys(ctx, "vb:nonce:*").Result()
+		keys, err := rdb.Keys(ctx, "vb:n:*").Result()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -93,7 +93,7 @@ func (s *Server) connect(c echo.Context) error {
 	}
 	// Consume first, so a replayed ticket costs no LiveKit call; if LiveKit
 	// then fails, the nonce is put back and the same ticket can retry.
-	if err := s.consume(c, claims, "connect"); err != nil {
+	if err := s.consume(c, claims, nil); err != nil {
 		return err
 	}
 	ctx := r.Context()
@@ -138,7 +138,7 @@ func (s *Server) restore(c echo.Context, claims *token.Claims) {
 		return
 	}
 	ctx := context.WithoutCancel(c.Request().Context())
-	if err := s.Store.PutNonce(ctx, claims.ID, ttl); err != nil {
+	if _, err := s.Store.PutNonce(ctx, store.Nonce{Org: claims.Org, ID: claims.ID}, ttl, nil); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelError, "could not restore a ticket after a failure; it is lost",
 			slog.String("event", "token.restore_failed"), slog.String("org", claims.Org),
 			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("request_id", requestID(c)), slog.String("cause", err.Error()))
@@ -220,7 +220,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeLiveKitToken)
+	p, err := s.authenticate(c, config.ScopeLiveKitToken, 0)
 	if err != nil {
 		return err
 	}
@@ -423,7 +423,7 @@ func (s *Server) listRooms(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsRead)
+	p, err := s.authenticate(c, config.ScopeRoomsRead, 0)
 	if err != nil {
 		return err
 	}
@@ -456,7 +456,7 @@ func (s *Server) getRoom(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsRead)
+	p, err := s.authenticate(c, config.ScopeRoomsRead, 0)
 	if err != nil {
 		return err
 	}
@@ -486,7 +486,7 @@ func (s *Server) participantAction(c echo.Context, mute bool) (*auth.Principal, 
 	if err := s.requireLiveKit(); err != nil {
 		return nil, nil, err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsWrite)
+	p, err := s.authenticate(c, config.ScopeRoomsWrite, 0)
 	if err != nil {
 		return nil, nil, err
 	}

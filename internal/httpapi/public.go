@@ -9,6 +9,7 @@ import (
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/pkg/origins"
 	"github.com/voicebroker/voicebroker/pkg/token"
@@ -55,9 +56,6 @@ func (s *Server) publicToken(c echo.Context) error {
 		s.authFailed(c, ip, "origin_not_allowed", nil)
 		return apiError(CodeOriginNotAllowed, "")
 	}
-	if err := s.limit(c, "org:"+agent.Org().ID, store.PerMinute(agent.Org().RateLimit()), "org"); err != nil {
-		return err
-	}
 	data, err := readBody(c)
 	if err != nil {
 		return err
@@ -80,7 +78,7 @@ func (s *Server) publicToken(c echo.Context) error {
 	}
 	return s.issue(c, agent, token.Ticket{
 		Org: agent.Org().ID, Agent: agent.ID, Channel: req.Channel, Identity: identity, Origin: origin.String(),
-	}, "publishable", "public")
+	}, &auth.Principal{Org: agent.Org().ID, Method: "publishable_key", KeyID: agent.ID}, "public")
 }
 
 // errPublishable values are audit reasons, never shown to clients.

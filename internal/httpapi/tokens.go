@@ -42,7 +42,7 @@ type mintResponse struct {
 // mint is POST /token: a backend with tokens:create asks for a single-use
 // ticket for one of its org's agents.
 func (s *Server) mint(c echo.Context) error {
-	p, err := s.authenticate(c, config.ScopeTokensCreate)
+	p, err := s.authenticate(c, config.ScopeTokensCreate, handlerAudits|handlerLimits)
 	if err != nil {
 		return err
 	}
@@ -69,27 +69,32 @@ func (s *Server) mint(c echo.Context) error {
 	}
 	return s.issue(c, agent, token.Ticket{
 		Org: p.Org, Agent: agent.ID, Channel: req.Channel, Identity: identity, Metadata: md,
-	}, p.KeyID, "backend")
+	}, p, "backend")
 }
 
-// issue signs the ticket, stores its nonce, and answers 201. Nothing is
-// handed out unless the nonce is stored.
-func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, keyID, mode string) error {
+// issue signs the ticket, counts the request against the org's limit and
+// stores its nonce in one store step, and answers 201. Nothing is handed
+// out unless the nonce is stored.
+func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode string) error {
 	signed, claims, err := s.Issuer.Mint(t)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
-	if err := s.Store.PutNonce(c.Request().Context(), claims.ID, s.Issuer.TTL()+s.Leeway); err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return wrapError(CodeInternal, err) // a 128-bit collision: never in practice
-		}
+	limit := store.PerMinute(agent.Org().RateLimit())
+	res, err := s.Store.PutNonce(c.Request().Context(), store.Nonce{Org: t.Org, ID: claims.ID}, s.Issuer.TTL()+s.Leeway, &limit)
+	if errors.Is(err, store.ErrExists) {
+		return wrapError(CodeInternal, err) // a 128-bit collision: never in practice
+	} else if err != nil {
+		return err
+	}
+	if err := s.limited(c, res, "org"); err != nil {
 		return err
 	}
 	s.Metrics.TokensMinted.WithLabelValues(t.Org, mode).Inc()
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
 		slog.String("event", "token.mint"), slog.String("mode", mode),
 		slog.String("org", t.Org), slog.String("agent", t.Agent), slog.String("channel", t.Channel),
-		slog.String("key_id", keyID), slog.String("jti_hash", nonceTag(claims.ID)),
+		slog.String("auth_method", string(p.Method)), slog.String("key_id", p.KeyID), slog.String("jti_hash", nonceTag(claims.ID)),
 		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()), slog.String("request_id", requestID(c)))
 	server := agent.Server
 	if server == "" {
@@ -173,7 +178,7 @@ type redeemResponse struct {
 // and consumes a ticket. Every check runs before the nonce is consumed, so a
 // refusal for any other reason leaves the ticket usable.
 func (s *Server) redeem(c echo.Context) error {
-	p, err := s.authenticate(c, config.ScopeTokensRedeem)
+	p, err := s.authenticate(c, config.ScopeTokensRedeem, handlerAudits|handlerLimits)
 	if err != nil {
 		return err
 	}
@@ -192,7 +197,8 @@ func (s *Server) redeem(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.consume(c, claims, "redeem"); err != nil {
+	limit := store.PerMinute(s.Tenants.Current().Org(p.Org).RateLimit())
+	if err := s.consume(c, claims, &limit); err != nil {
 		return err
 	}
 	s.redeemed(c, claims, "redeem")
@@ -227,8 +233,15 @@ func (s *Server) verify(c echo.Context, raw string, p *auth.Principal) (*token.C
 }
 
 // consume uses the ticket's nonce; of concurrent callers exactly one wins.
-func (s *Server) consume(c echo.Context, claims *token.Claims, via string) error {
-	err := s.Store.ConsumeNonce(c.Request().Context(), claims.ID)
+// With a limit, the request is counted against the ticket's org in the same
+// store step, and a refusal consumes nothing.
+func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limit) error {
+	res, err := s.Store.ConsumeNonce(c.Request().Context(), store.Nonce{Org: claims.Org, ID: claims.ID}, limit)
+	if limit != nil && (err == nil || errors.Is(err, store.ErrNotFound)) {
+		if lerr := s.limited(c, res, "org"); lerr != nil {
+			return lerr
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.refused(c, CodeTokenUsed, claims.Org, nil)
@@ -243,11 +256,17 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, via string) error
 	return nil
 }
 
-// redeemed counts and audits a redemption that completed.
+// redeemed counts and audits a redemption that completed, with the
+// redeeming credential when there is one (not at /connect).
 func (s *Server) redeemed(c echo.Context, claims *token.Claims, via string) {
 	s.Metrics.TokensRedeemed.WithLabelValues(claims.Org, via).Inc()
+	method, keyID := "ticket", ""
+	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
+		method, keyID = string(p.Method), p.KeyID
+	}
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token redeemed",
 		slog.String("event", "token.redeem"), slog.String("via", via),
+		slog.String("auth_method", method), slog.String("key_id", keyID),
 		slog.String("org", claims.Org), slog.String("agent", claims.Agent), slog.String("channel", claims.Channel),
 		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
 		slog.String("request_id", requestID(c)))

@@ -129,18 +129,18 @@ func (t *timedStore) observe(op string, start time.Time, err error) {
 	t.h.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
 }
 
-func (t *timedStore) PutNonce(ctx context.Context, id string, ttl time.Duration) error {
+func (t *timedStore) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, limit *store.Limit) (store.Result, error) {
 	start := time.Now()
-	err := t.Store.PutNonce(ctx, id, ttl)
+	r, err := t.Store.PutNonce(ctx, n, ttl, limit)
 	t.observe("put_nonce", start, err)
-	return err
+	return r, err
 }
 
-func (t *timedStore) ConsumeNonce(ctx context.Context, id string) error {
+func (t *timedStore) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Limit) (store.Result, error) {
 	start := time.Now()
-	err := t.Store.ConsumeNonce(ctx, id)
+	r, err := t.Store.ConsumeNonce(ctx, n, limit)
 	t.observe("consume_nonce", start, err)
-	return err
+	return r, err
 }
 
 func (t *timedStore) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {

@@ -21,15 +21,33 @@ var (
 	ErrExists = errors.New("already exists")
 )
 
+// Nonce names a ticket's nonce: its ID and the org it belongs to. The org
+// places the nonce beside the org's rate-limit state (in Redis Cluster, on
+// the same slot), so that counting a request and storing or consuming its
+// nonce is one atomic round trip.
+type Nonce struct {
+	Org string
+	ID  string
+}
+
+// OrgKey is the Limiter key of an org's per-minute limit; the Nonces
+// methods count against the same key.
+func OrgKey(org string) string { return "org:{" + org + "}" }
+
 // Nonces makes tickets single-use.
+//
+// Both methods take an optional limit: when set, the event is first counted
+// against the nonce's org (OrgKey) under it, in the same atomic step; a
+// refused event stores or consumes nothing and returns a Result with
+// Allowed false and a nil error. With a nil limit the Result is Allowed.
 type Nonces interface {
-	// PutNonce stores id for ttl. It returns ErrExists if id is already
-	// stored, and ErrUnavailable if it cannot tell whether id was stored.
-	PutNonce(ctx context.Context, id string, ttl time.Duration) error
-	// ConsumeNonce atomically removes id. Of any number of concurrent calls
-	// for one id, across every process sharing the store, exactly one
-	// returns nil; the others return ErrNotFound.
-	ConsumeNonce(ctx context.Context, id string) error
+	// PutNonce stores n for ttl. It returns ErrExists if n is already
+	// stored, and ErrUnavailable if it cannot tell whether n was stored.
+	PutNonce(ctx context.Context, n Nonce, ttl time.Duration, limit *Limit) (Result, error)
+	// ConsumeNonce atomically removes n. Of any number of concurrent calls
+	// for one nonce, across every process sharing the store, exactly one
+	// returns a nil error; the others return ErrNotFound.
+	ConsumeNonce(ctx context.Context, n Nonce, limit *Limit) (Result, error)
 }
 
 // Rooms records which org owns a LiveKit room.

@@ -87,38 +87,56 @@ func (s *Store) sweep() {
 	}
 }
 
+// limited counts an event against n's org when limit is set; call with
+// s.mu held.
+func (s *Store) limited(now time.Time, n store.Nonce, limit *store.Limit) store.Result {
+	if limit == nil {
+		return store.Result{Allowed: true}
+	}
+	return gcra(now, s.tats, store.OrgKey(n.Org), *limit)
+}
+
+func nonceKey(n store.Nonce) string { return n.Org + "/" + n.ID }
+
 // PutNonce implements store.Nonces.
-func (s *Store) PutNonce(ctx context.Context, id string, ttl time.Duration) error {
+func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, limit *store.Limit) (store.Result, error) {
 	if err := ctx.Err(); err != nil {
-		return store.ErrUnavailable
+		return store.Result{}, store.ErrUnavailable
 	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if exp, ok := s.nonces[id]; ok && now.Before(exp) {
-		return store.ErrExists
+	if res := s.limited(now, n, limit); !res.Allowed {
+		return res, nil
+	} else if exp, ok := s.nonces[nonceKey(n)]; ok && now.Before(exp) {
+		return res, store.ErrExists
+	} else {
+		s.nonces[nonceKey(n)] = now.Add(ttl)
+		return res, nil
 	}
-	s.nonces[id] = now.Add(ttl)
-	return nil
 }
 
 // ConsumeNonce implements store.Nonces.
-func (s *Store) ConsumeNonce(ctx context.Context, id string) error {
+func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Limit) (store.Result, error) {
 	if err := ctx.Err(); err != nil {
-		return store.ErrUnavailable
+		return store.Result{}, store.ErrUnavailable
 	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	exp, ok := s.nonces[id]
+	res := s.limited(now, n, limit)
+	if !res.Allowed {
+		return res, nil
+	}
+	exp, ok := s.nonces[nonceKey(n)]
 	if !ok {
-		return store.ErrNotFound
+		return res, store.ErrNotFound
 	}
-	delete(s.nonces, id)
+	delete(s.nonces, nonceKey(n))
 	if !now.Before(exp) {
-		return store.ErrNotFound
+		return res, store.ErrNotFound
 	}
-	return nil
+	return res, nil
 }
 
 // ClaimRoom implements store.Rooms.

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -23,11 +24,47 @@ import (
 var _ store.Store = (*Store)(nil)
 
 // Key prefixes. redis_rate adds its own "rate:" before the limiter keys.
+// A nonce key carries its org as a hash tag, {org}, as store.OrgKey does:
+// a nonce and its org's limiter state share a cluster slot, so one script
+// can count the request and store or consume the nonce.
 const (
-	noncePrefix = "vb:nonce:"
-	roomPrefix  = "vb:room:"
-	ratePrefix  = "vb:"
+	roomPrefix = "vb:room:"
+	ratePrefix = "vb:"
 )
+
+func nonceKey(n store.Nonce) string { return "vb:n:{" + n.Org + "}:" + n.ID }
+
+func orgRateKey(org string) string { return "rate:" + ratePrefix + store.OrgKey(org) }
+
+// limitedNonce is one GCRA step on KEYS[1], then, if allowed, SET NX PX
+// (ARGV[4] "put") or GETDEL (ARGV[4] "consume") on KEYS[2]. It keeps the
+// limiter state in redis_rate's form (the theoretical arrival time in
+// seconds since 2017-01-01, with the same emission interval and burst
+// arithmetic), so redis_rate.Allow on the same key sees the same bucket.
+// Returns {allowed, remaining, retry_after, reset_after, done}; done is 1
+// when the nonce was stored or consumed, 0 when it existed or was absent.
+var limitedNonce = redis.NewScript(`
+local burst, rate, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local interval = period / rate
+local t = redis.call('TIME')
+local now = (t[1] - 1483228800) + (t[2] / 1000000)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local diff = now - (new_tat - interval * burst)
+if diff < 0 then
+  return {0, 0, tostring(-diff), tostring(tat - now), 0}
+end
+redis.call('SET', KEYS[1], new_tat, 'EX', math.ceil(new_tat - now))
+local remaining = math.floor(diff / interval)
+local done = 0
+if ARGV[4] == 'put' then
+  if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[5]) then done = 1 end
+else
+  if redis.call('GETDEL', KEYS[2]) then done = 1 end
+end
+return {1, remaining, '-1', tostring(new_tat - now), done}
+`)
 
 // claimRoom sets the owner unless another org holds the room, and returns
 // the owner after the call.
@@ -103,8 +140,15 @@ func NewCluster(addrs []string, o *Options) *Store {
 	return New(redis.NewClusterClient(opt), t)
 }
 
+// quiet discards go-redis's own log lines (dial retries and the like): every
+// failure reaches the broker as an error, which it logs in its own format.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
 // New wraps an existing client; timeout bounds every call.
 func New(rdb redis.UniversalClient, timeout time.Duration) *Store {
+	redis.SetLogger(quiet{})
 	return &Store{rdb: rdb, limiter: redis_rate.NewLimiter(rdb), timeout: timeout}
 }
 
@@ -119,35 +163,70 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%w: redis %s: %v", store.ErrUnavailable, op, err)
 }
 
-// PutNonce implements store.Nonces with one SET NX PX.
-func (s *Store) PutNonce(ctx context.Context, id string, ttl time.Duration) error {
+// PutNonce implements store.Nonces in one round trip: SET NX PX, or the
+// limitedNonce script when a limit is given.
+func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, limit *store.Limit) (store.Result, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	if limit != nil {
+		return s.limited(ctx, n, limit, "put", ttl, store.ErrExists)
+	}
 	// SetArgs rather than SetNX: one command whose reply tells stored from present.
-	err := s.rdb.SetArgs(ctx, noncePrefix+id, "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	err := s.rdb.SetArgs(ctx, nonceKey(n), "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
 	switch {
 	case err == nil:
-		return nil
+		return store.Result{Allowed: true}, nil
 	case errors.Is(err, redis.Nil):
-		return store.ErrExists
+		return store.Result{Allowed: true}, store.ErrExists
 	}
-	return unavailable("SET", err)
+	return store.Result{}, unavailable("SET", err)
 }
 
-// ConsumeNonce implements store.Nonces with one GETDEL: Redis runs it
-// atomically, so exactly one of concurrent callers sees the value.
-func (s *Store) ConsumeNonce(ctx context.Context, id string) error {
+// ConsumeNonce implements store.Nonces in one round trip: GETDEL, which
+// Redis runs atomically so exactly one of concurrent callers sees the
+// value, or the limitedNonce script when a limit is given.
+func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Limit) (store.Result, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	err := s.rdb.GetDel(ctx, noncePrefix+id).Err()
+	if limit != nil {
+		return s.limited(ctx, n, limit, "consume", 0, store.ErrNotFound)
+	}
+	err := s.rdb.GetDel(ctx, nonceKey(n)).Err()
 	switch {
 	case err == nil:
-		return nil
+		return store.Result{Allowed: true}, nil
 	case errors.Is(err, redis.Nil):
-		return store.ErrNotFound
+		return store.Result{Allowed: true}, store.ErrNotFound
 	}
-	return unavailable("GETDEL", err)
+	return store.Result{}, unavailable("GETDEL", err)
 }
+
+func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, op string, ttl time.Duration, notDone error) (store.Result, error) {
+	v, err := limitedNonce.Run(ctx, s.rdb, []string{orgRateKey(n.Org), nonceKey(n)},
+		limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds()).Slice()
+	if err != nil {
+		return store.Result{}, unavailable("limited "+op, err)
+	}
+	if len(v) != 5 {
+		return store.Result{}, unavailable("limited "+op, fmt.Errorf("reply of %d values", len(v)))
+	}
+	allowed, _ := v[0].(int64)
+	remaining, _ := v[1].(int64)
+	retry, _ := strconv.ParseFloat(fmt.Sprint(v[2]), 64)
+	reset, _ := strconv.ParseFloat(fmt.Sprint(v[3]), 64)
+	done, _ := v[4].(int64)
+	res := store.Result{Limit: *limit, Allowed: allowed == 1, Remaining: int(remaining), ResetAfter: seconds(reset)}
+	if !res.Allowed {
+		res.RetryAfter = seconds(retry)
+		return res, nil
+	}
+	if done != 1 {
+		return res, notDone
+	}
+	return res, nil
+}
+
+func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
 // ClaimRoom implements store.Rooms with one script on one key.
 func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {

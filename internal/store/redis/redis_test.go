@@ -36,11 +36,19 @@ func TestUnreachableFailsClosed(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	if err := s.PutNonce(ctx, "x", time.Minute); !errors.Is(err, store.ErrUnavailable) {
+	n := store.Nonce{Org: "acme", ID: "x"}
+	limit := store.PerMinute(10)
+	if _, err := s.PutNonce(ctx, n, time.Minute, nil); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("PutNonce = %v", err)
 	}
-	if err := s.ConsumeNonce(ctx, "x"); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := s.ConsumeNonce(ctx, n, nil); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("ConsumeNonce = %v", err)
+	}
+	if _, err := s.PutNonce(ctx, n, time.Minute, &limit); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("limited PutNonce = %v", err)
+	}
+	if _, err := s.ConsumeNonce(ctx, n, &limit); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("limited ConsumeNonce = %v", err)
 	}
 	if _, err := s.Allow(ctx, "x", store.PerMinute(1)); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Allow = %v", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,20 +30,20 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("NonceConsumedOnce", func(t *testing.T) {
 		s := newStore(t)
 		id := nonce(t)
-		if err := s.PutNonce(ctx, id, time.Minute); err != nil {
+		if err := put(s, ctx, id, time.Minute); err != nil {
 			t.Fatalf("PutNonce: %v", err)
 		}
-		if err := s.ConsumeNonce(ctx, id); err != nil {
+		if err := consume(s, ctx, id); err != nil {
 			t.Fatalf("first ConsumeNonce: %v", err)
 		}
-		if err := s.ConsumeNonce(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		if err := consume(s, ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("second ConsumeNonce = %v, want ErrNotFound", err)
 		}
 	})
 
 	t.Run("NonceNeverStored", func(t *testing.T) {
 		s := newStore(t)
-		if err := s.ConsumeNonce(ctx, nonce(t)); !errors.Is(err, store.ErrNotFound) {
+		if err := consume(s, ctx, nonce(t)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("ConsumeNonce = %v, want ErrNotFound", err)
 		}
 	})
@@ -50,14 +51,14 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("NoncePutTwice", func(t *testing.T) {
 		s := newStore(t)
 		id := nonce(t)
-		if err := s.PutNonce(ctx, id, time.Minute); err != nil {
+		if err := put(s, ctx, id, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.PutNonce(ctx, id, time.Minute); !errors.Is(err, store.ErrExists) {
+		if err := put(s, ctx, id, time.Minute); !errors.Is(err, store.ErrExists) {
 			t.Fatalf("second PutNonce = %v, want ErrExists", err)
 		}
 		// The nonce is still there exactly once.
-		if err := s.ConsumeNonce(ctx, id); err != nil {
+		if err := consume(s, ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -65,20 +66,20 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("NonceExpires", func(t *testing.T) {
 		s := newStore(t)
 		id := nonce(t)
-		if err := s.PutNonce(ctx, id, 20*time.Millisecond); err != nil {
+		if err := put(s, ctx, id, 20*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 		// Poll rather than sleep a fixed time: correctness, not timing, is tested.
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			time.Sleep(25 * time.Millisecond)
-			if err := s.ConsumeNonce(ctx, id); errors.Is(err, store.ErrNotFound) {
+			if err := consume(s, ctx, id); errors.Is(err, store.ErrNotFound) {
 				return
 			} else if err != nil {
 				t.Fatal(err)
 			} else {
 				// Consumed before expiry on a slow machine: that is legal; put again.
-				if err := s.PutNonce(ctx, id, 20*time.Millisecond); err != nil {
+				if err := put(s, ctx, id, 20*time.Millisecond); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -91,7 +92,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("NonceConcurrentConsume", func(t *testing.T) {
 		s := newStore(t)
 		id := nonce(t)
-		if err := s.PutNonce(ctx, id, time.Minute); err != nil {
+		if err := put(s, ctx, id, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		var ok, gone, other atomic.Int32
@@ -100,7 +101,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				switch err := s.ConsumeNonce(ctx, id); {
+				switch err := consume(s, ctx, id); {
 				case err == nil:
 					ok.Add(1)
 				case errors.Is(err, store.ErrNotFound):
@@ -121,10 +122,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
 		id := nonce(t)
-		if err := s.PutNonce(cctx, id, time.Minute); !errors.Is(err, store.ErrUnavailable) {
+		if err := put(s, cctx, id, time.Minute); !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("PutNonce on canceled ctx = %v, want ErrUnavailable", err)
 		}
-		if err := s.ConsumeNonce(cctx, id); !errors.Is(err, store.ErrUnavailable) {
+		if err := consume(s, cctx, id); !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("ConsumeNonce on canceled ctx = %v, want ErrUnavailable", err)
 		}
 		if _, err := s.Allow(cctx, "k"+id, store.PerMinute(10)); !errors.Is(err, store.ErrUnavailable) {
@@ -234,9 +235,121 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 	})
 
+	runLimited(t, newStore)
+
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(ctx); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+func put(s store.Store, ctx context.Context, id string, ttl time.Duration) error {
+	_, err := s.PutNonce(ctx, store.Nonce{Org: "acme", ID: id}, ttl, nil)
+	return err
+}
+
+func consume(s store.Store, ctx context.Context, id string) error {
+	_, err := s.ConsumeNonce(ctx, store.Nonce{Org: "acme", ID: id}, nil)
+	return err
+}
+
+// runLimited is the part of the suite for the nonce operations that count
+// against an org's limit in the same step.
+func runLimited(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	t.Run("LimitedPutAndConsume", func(t *testing.T) {
+		s := newStore(t)
+		org, _ := token.NewNonce() // a fresh org: a fresh bucket
+		org = "o" + strings.ToLower(org[:10])
+		limit := store.PerMinute(3)
+		var ids []string
+		for i := range 3 {
+			id, _ := token.NewNonce()
+			res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: id}, time.Minute, &limit)
+			if err != nil || !res.Allowed || res.Remaining != 2-i {
+				t.Fatalf("put %d: %+v %v", i, res, err)
+			}
+			ids = append(ids, id)
+		}
+		// Over the limit: refused, and nothing stored.
+		extra, _ := token.NewNonce()
+		res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: extra}, time.Minute, &limit)
+		if err != nil || res.Allowed || res.RetryAfter <= 0 {
+			t.Fatalf("4th put: %+v %v, want refused", res, err)
+		}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: extra}, nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a refused put stored its nonce: %v", err)
+		}
+		// The same bucket limits consumption, and a refused consume keeps the nonce.
+		res, err = s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: ids[0]}, &limit)
+		if err != nil || res.Allowed {
+			t.Fatalf("consume over the limit: %+v %v, want refused", res, err)
+		}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: ids[0]}, nil); err != nil {
+			t.Fatalf("a refused consume removed the nonce: %v", err)
+		}
+		// Allow on OrgKey shares the bucket.
+		if r, err := s.Allow(ctx, store.OrgKey(org), limit); err != nil || r.Allowed {
+			t.Fatalf("Allow on the org key: %+v %v, want refused (shared bucket)", r, err)
+		}
+		// Under the limit (a fresh org's bucket), a limited consume of a
+		// missing nonce is ErrNotFound, of a present one success.
+		roomy := store.PerMinute(1000)
+		org2 := org + "-2"
+		for _, id := range ids[1:] {
+			if _, err := s.PutNonce(ctx, store.Nonce{Org: org2, ID: id}, time.Minute, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		org = org2
+		if res, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: extra}, &roomy); !errors.Is(err, store.ErrNotFound) || !res.Allowed {
+			t.Fatalf("limited consume of a missing nonce: %+v %v", res, err)
+		}
+		if res, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: ids[1]}, &roomy); err != nil || !res.Allowed {
+			t.Fatalf("limited consume: %+v %v", res, err)
+		}
+		if _, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: ids[2]}, time.Minute, &roomy); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("limited put of an existing nonce: %v", err)
+		}
+	})
+	t.Run("NoncesAreOrgScoped", func(t *testing.T) {
+		s := newStore(t)
+		id, _ := token.NewNonce()
+		if _, err := s.PutNonce(ctx, store.Nonce{Org: "acme", ID: id}, time.Minute, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: "globex", ID: id}, nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("another org consumed the nonce: %v", err)
+		}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: "acme", ID: id}, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("LimitedConcurrentConsume", func(t *testing.T) {
+		s := newStore(t)
+		id, _ := token.NewNonce()
+		n := store.Nonce{Org: "acme", ID: id}
+		if _, err := s.PutNonce(ctx, n, time.Minute, nil); err != nil {
+			t.Fatal(err)
+		}
+		limit := store.PerMinute(1_000_000)
+		var ok, gone atomic.Int32
+		var wg sync.WaitGroup
+		for range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.ConsumeNonce(ctx, n, &limit); err == nil {
+					ok.Add(1)
+				} else if errors.Is(err, store.ErrNotFound) {
+					gone.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 || gone.Load() != 99 {
+			t.Fatalf("ok=%d notfound=%d, want 1/99", ok.Load(), gone.Load())
 		}
 	})
 }
