@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -323,13 +324,17 @@ func (h *harness) run(outPath string, skipAllocs bool) error {
 			if err != nil {
 				return nil, err
 			}
+			var mu sync.Mutex // vegeta's workers call the targeter concurrently
 			i := 0
 			return func(t *vegeta.Target) error {
+				mu.Lock()
 				if i >= len(toks) {
+					mu.Unlock()
 					return vegeta.ErrNoTargets
 				}
 				tok := toks[i]
 				i++
+				mu.Unlock()
 				if asBody {
 					*t = post(urls["redis"]+path, h.sk, []byte(`{"token":"`+tok+`"}`))
 				} else {
@@ -457,11 +462,25 @@ func (h *harness) attack(sc scenario, urls map[string]string, rate int) (result,
 	a := vegeta.NewAttacker(opts...)
 	var m vegeta.Metrics
 	errs := 0
+	codes := map[string]int{}
 	for res := range a.Attack(tr, pacer, h.duration, sc.name) {
+		if res.Error == vegeta.ErrNoTargets.Error() {
+			continue // the pre-minted tickets ran out: the end of the run, not a request
+		}
 		m.Add(res)
 		if int(res.Code) != sc.wantCode {
 			errs++
+			key := strconv.Itoa(int(res.Code))
+			if res.Code == 0 {
+				key = res.Error
+			} else if v := struct{ Error string }{}; json.Unmarshal(res.Body, &v) == nil && v.Error != "" {
+				key += " " + v.Error
+			}
+			codes[key]++
 		}
+	}
+	if len(codes) > 0 {
+		fmt.Fprintf(os.Stderr, "  %s: unexpected answers %v\n", sc.name, codes)
 	}
 	m.Close()
 	r := result{
