@@ -107,8 +107,10 @@ voicebroker %s (development, embedded demo tenant, in-memory store)
   export VB_KEY=%s
   curl -s -X POST %s/token -H "Authorization: Bearer $VB_KEY" -H 'Content-Type: application/json' -d '{"agent":"%s","channel":"webrtc"}'
 
+  demo widget: %s/demo/ (joins a room when LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are set)
+
 `, app.Version, config.DemoOrg, config.DemoAgent, a.DevKeys.Secret, a.DevKeys.Publishable,
-		a.DevKeys.Secret, base, config.DemoAgent)
+		a.DevKeys.Secret, base, config.DemoAgent, base)
 }
 
 func keysNew(args []string, stdout, stderr io.Writer) int {
