@@ -562,7 +562,7 @@ func median(rs []result) result {
 
 // allocs runs the Go benchmarks through the HTTP stack for B/op and allocs/op.
 func (h *harness) allocs() (map[string][2]float64, error) {
-	cmd := exec.Command("go", "test", "./internal/app", "-run", "^$", "-bench", "^Benchmark(Mint|Redeem|Connect)$",
+	cmd := exec.Command("go", "test", "./internal/app", "-run", "^$", "-bench", "^Benchmark(Mint|Redeem|Connect|PublicToken)$",
 		"-benchtime", "2000x", "-benchmem")
 	cmd.Env = append(os.Environ(), "VB_TEST_REDIS_ADDR="+h.redis)
 	out, err := cmd.CombinedOutput()
@@ -572,6 +572,7 @@ func (h *harness) allocs() (map[string][2]float64, error) {
 	names := map[string]string{
 		"BenchmarkMint/memory": "POST /token (memory store)", "BenchmarkMint/redis": "POST /token (Redis)",
 		"BenchmarkRedeem/redis": "POST /token/redeem (Redis)", "BenchmarkConnect": "POST /connect (Redis + LiveKit room)",
+		"BenchmarkPublicToken": "POST /public/token (Redis)",
 	}
 	res := map[string][2]float64{}
 	for _, line := range strings.Split(string(out), "\n") {

@@ -151,3 +151,38 @@ func BenchmarkLiveKitToken(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPublicToken: a publishable key from an allowed origin, Redis store.
+func BenchmarkPublicToken(b *testing.B) {
+	br := benchBrokerVars(b, map[string]string{"BROKER_REDIS_URL": nextRedisURL(b), "BROKER_PUBLIC_RATE_PER_MINUTE": "1000000"})
+	writeFile(b, br.Dir+"/tenants.yaml", tenantsYAML(br.keys, func(y string) string {
+		return strings.Replace(y, "  - id: acme\n    tier: free\n", "  - id: acme\n    tier: enterprise\n    rate_per_minute: 1000000\n", 1)
+	}))
+	sighup(b)
+	deadline := time.Now().Add(10 * time.Second)
+	for br.app.Tenants.Current().Org("acme").RateLimit() != 1000000 {
+		if time.Now().After(deadline) {
+			b.Fatal("reload not seen")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	body := []byte(`{"agent":"florencia","channel":"chat"}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", br.URL+"/public/token", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+br.keys.pk)
+			req.Header.Set("Origin", "https://demo.acme.example")
+			resp, err := benchClient.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 201 {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}
