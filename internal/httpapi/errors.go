@@ -36,7 +36,7 @@ const (
 	CodeAuthServiceError      = "auth_service_error"
 	CodeLiveKitUnavailable    = "livekit_unavailable"
 	CodeStoreUnavailable      = "store_unavailable"
-	CodeAuthServiceUnavailble = "auth_service_unavailable"
+	CodeAuthServiceUnavailable = "auth_service_unavailable"
 	CodeNotFound              = "not_found"
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeInternal              = "internal_error"
@@ -66,7 +66,7 @@ var statuses = map[string]int{
 	CodeAuthServiceError:      http.StatusBadGateway, // 401 when the service said 4xx; see Error.Status
 	CodeLiveKitUnavailable:    http.StatusBadGateway,
 	CodeStoreUnavailable:      http.StatusServiceUnavailable,
-	CodeAuthServiceUnavailble: http.StatusServiceUnavailable,
+	CodeAuthServiceUnavailable: http.StatusServiceUnavailable,
 	CodeNotFound:              http.StatusNotFound,
 	CodeMethodNotAllowed:      http.StatusMethodNotAllowed,
 	CodeInternal:              http.StatusInternalServerError,
@@ -97,7 +97,7 @@ var messages = map[string]string{
 	CodeAuthServiceError:      "the auth service refused or failed the request",
 	CodeLiveKitUnavailable:    "LiveKit could not be reached; the token was not used, retry",
 	CodeStoreUnavailable:      "the broker's store is unavailable; nothing was issued or used",
-	CodeAuthServiceUnavailble: "the auth service is unreachable",
+	CodeAuthServiceUnavailable: "the auth service is unreachable",
 	CodeNotFound:              "no such endpoint",
 	CodeMethodNotAllowed:      "method not allowed on this endpoint",
 	CodeInternal:              "internal error",
@@ -176,7 +176,7 @@ func classify(err error) *Error {
 	case errors.Is(err, auth.ErrServiceFailed):
 		return wrapError(CodeAuthServiceError, err)
 	case errors.Is(err, auth.ErrServiceUnavailable):
-		return wrapError(CodeAuthServiceUnavailble, err)
+		return wrapError(CodeAuthServiceUnavailable, err)
 	case errors.Is(err, auth.ErrConfig):
 		return wrapError(CodeConfigError, err)
 	case errors.Is(err, auth.ErrSigning):

@@ -243,18 +243,6 @@ func (m *Matcher) MatchOrigin(o Origin) bool {
 	return false
 }
 
-// Patterns returns the canonical form of every pattern.
-func (m *Matcher) Patterns() []string {
-	var out []string
-	for o := range m.exact {
-		out = append(out, o.String())
-	}
-	for _, p := range m.patterns {
-		out = append(out, p.String())
-	}
-	return out
-}
-
 func splitScheme(s string) (scheme, rest string, err error) {
 	i := strings.Index(s, "://")
 	if i < 0 {

@@ -118,9 +118,6 @@ func (i *Issuer) WithClock(now func() time.Time) *Issuer {
 // TTL returns the lifetime of minted tickets.
 func (i *Issuer) TTL() time.Duration { return i.ttl }
 
-// Key returns the signing key.
-func (i *Issuer) Key() *Key { return i.key }
-
 // Mint signs a new ticket with a fresh 128-bit nonce and returns the compact
 // JWT with its claims. The caller must store claims.ID before handing the
 // token out, or the token will never redeem.

@@ -152,9 +152,6 @@ func New(rdb redis.UniversalClient, timeout time.Duration) *Store {
 	return &Store{rdb: rdb, limiter: redis_rate.NewLimiter(rdb), timeout: timeout}
 }
 
-// Client returns the underlying client, for tests and INFO scrapes.
-func (s *Store) Client() redis.UniversalClient { return s.rdb }
-
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.timeout)
 }
