@@ -14,93 +14,93 @@ import (
 
 // Error codes of the contract (§5) and a few for routing.
 const (
-	CodeInvalidRequest        = "invalid_request"
-	CodeInvalidRoomName       = "invalid_room_name"
-	CodeMissingAuthHeader     = "missing_auth_header"
-	CodeInvalidAuthHeader     = "invalid_auth_header"
-	CodeUnauthorized          = "unauthorized"
-	CodeTokenInvalid          = "token_invalid"
-	CodeTokenExpired          = "token_expired"
-	CodeTokenUsed             = "token_used"
-	CodeInsufficientScope     = "insufficient_scope"
-	CodeIPNotAllowed          = "ip_not_allowed"
-	CodeOriginNotAllowed      = "origin_not_allowed"
-	CodeRoomForbidden         = "room_forbidden"
-	CodeUnknownAgent          = "unknown_agent"
-	CodeRoomNotFound          = "room_not_found"
-	CodePayloadTooLarge       = "payload_too_large"
-	CodeRateLimited           = "rate_limited"
-	CodeConfigError           = "config_error"
-	CodeJWTSigningError       = "jwt_signing_error"
-	CodeLiveKitNotConfigured  = "livekit_not_configured"
-	CodeAuthServiceError      = "auth_service_error"
-	CodeLiveKitUnavailable    = "livekit_unavailable"
-	CodeStoreUnavailable      = "store_unavailable"
+	CodeInvalidRequest         = "invalid_request"
+	CodeInvalidRoomName        = "invalid_room_name"
+	CodeMissingAuthHeader      = "missing_auth_header"
+	CodeInvalidAuthHeader      = "invalid_auth_header"
+	CodeUnauthorized           = "unauthorized"
+	CodeTokenInvalid           = "token_invalid"
+	CodeTokenExpired           = "token_expired"
+	CodeTokenUsed              = "token_used"
+	CodeInsufficientScope      = "insufficient_scope"
+	CodeIPNotAllowed           = "ip_not_allowed"
+	CodeOriginNotAllowed       = "origin_not_allowed"
+	CodeRoomForbidden          = "room_forbidden"
+	CodeUnknownAgent           = "unknown_agent"
+	CodeRoomNotFound           = "room_not_found"
+	CodePayloadTooLarge        = "payload_too_large"
+	CodeRateLimited            = "rate_limited"
+	CodeConfigError            = "config_error"
+	CodeJWTSigningError        = "jwt_signing_error"
+	CodeLiveKitNotConfigured   = "livekit_not_configured"
+	CodeAuthServiceError       = "auth_service_error"
+	CodeLiveKitUnavailable     = "livekit_unavailable"
+	CodeStoreUnavailable       = "store_unavailable"
 	CodeAuthServiceUnavailable = "auth_service_unavailable"
-	CodeNotFound              = "not_found"
-	CodeMethodNotAllowed      = "method_not_allowed"
-	CodeInternal              = "internal_error"
+	CodeNotFound               = "not_found"
+	CodeMethodNotAllowed       = "method_not_allowed"
+	CodeInternal               = "internal_error"
 )
 
 // statuses is the one table from error code to HTTP status.
 var statuses = map[string]int{
-	CodeInvalidRequest:        http.StatusBadRequest,
-	CodeInvalidRoomName:       http.StatusBadRequest,
-	CodeMissingAuthHeader:     http.StatusUnauthorized,
-	CodeInvalidAuthHeader:     http.StatusUnauthorized,
-	CodeUnauthorized:          http.StatusUnauthorized,
-	CodeTokenInvalid:          http.StatusUnauthorized,
-	CodeTokenExpired:          http.StatusUnauthorized,
-	CodeTokenUsed:             http.StatusUnauthorized,
-	CodeInsufficientScope:     http.StatusForbidden,
-	CodeIPNotAllowed:          http.StatusForbidden,
-	CodeOriginNotAllowed:      http.StatusForbidden,
-	CodeRoomForbidden:         http.StatusForbidden,
-	CodeUnknownAgent:          http.StatusNotFound,
-	CodeRoomNotFound:          http.StatusNotFound,
-	CodePayloadTooLarge:       http.StatusRequestEntityTooLarge,
-	CodeRateLimited:           http.StatusTooManyRequests,
-	CodeConfigError:           http.StatusInternalServerError,
-	CodeJWTSigningError:       http.StatusInternalServerError,
-	CodeLiveKitNotConfigured:  http.StatusNotImplemented,
-	CodeAuthServiceError:      http.StatusBadGateway, // 401 when the service said 4xx; see Error.Status
-	CodeLiveKitUnavailable:    http.StatusBadGateway,
-	CodeStoreUnavailable:      http.StatusServiceUnavailable,
+	CodeInvalidRequest:         http.StatusBadRequest,
+	CodeInvalidRoomName:        http.StatusBadRequest,
+	CodeMissingAuthHeader:      http.StatusUnauthorized,
+	CodeInvalidAuthHeader:      http.StatusUnauthorized,
+	CodeUnauthorized:           http.StatusUnauthorized,
+	CodeTokenInvalid:           http.StatusUnauthorized,
+	CodeTokenExpired:           http.StatusUnauthorized,
+	CodeTokenUsed:              http.StatusUnauthorized,
+	CodeInsufficientScope:      http.StatusForbidden,
+	CodeIPNotAllowed:           http.StatusForbidden,
+	CodeOriginNotAllowed:       http.StatusForbidden,
+	CodeRoomForbidden:          http.StatusForbidden,
+	CodeUnknownAgent:           http.StatusNotFound,
+	CodeRoomNotFound:           http.StatusNotFound,
+	CodePayloadTooLarge:        http.StatusRequestEntityTooLarge,
+	CodeRateLimited:            http.StatusTooManyRequests,
+	CodeConfigError:            http.StatusInternalServerError,
+	CodeJWTSigningError:        http.StatusInternalServerError,
+	CodeLiveKitNotConfigured:   http.StatusNotImplemented,
+	CodeAuthServiceError:       http.StatusBadGateway, // 401 when the service said 4xx; see Error.Status
+	CodeLiveKitUnavailable:     http.StatusBadGateway,
+	CodeStoreUnavailable:       http.StatusServiceUnavailable,
 	CodeAuthServiceUnavailable: http.StatusServiceUnavailable,
-	CodeNotFound:              http.StatusNotFound,
-	CodeMethodNotAllowed:      http.StatusMethodNotAllowed,
-	CodeInternal:              http.StatusInternalServerError,
+	CodeNotFound:               http.StatusNotFound,
+	CodeMethodNotAllowed:       http.StatusMethodNotAllowed,
+	CodeInternal:               http.StatusInternalServerError,
 }
 
 // messages are the generic texts clients see; a handler may give a more
 // specific one that names a field, never a credential.
 var messages = map[string]string{
-	CodeInvalidRequest:        "the request is malformed",
-	CodeInvalidRoomName:       "room name must be agent_{agentId}_{timestamp}_{random} or demo_{identifier}",
-	CodeMissingAuthHeader:     "no credential in the Authorization header or the api_key parameter",
-	CodeInvalidAuthHeader:     "the Authorization header must be 'Bearer <credential>'",
-	CodeUnauthorized:          "the credential is not valid",
-	CodeTokenInvalid:          "the token is not valid",
-	CodeTokenExpired:          "the token has expired",
-	CodeTokenUsed:             "the token has already been used",
-	CodeInsufficientScope:     "the credential lacks the scope this endpoint needs",
-	CodeIPNotAllowed:          "the client address is not allowed for this credential",
-	CodeOriginNotAllowed:      "this origin is not allowed",
-	CodeRoomForbidden:         "the room belongs to another organisation",
-	CodeUnknownAgent:          "no such agent in your organisation",
-	CodeRoomNotFound:          "no such room",
-	CodePayloadTooLarge:       "the request body is over 16 KiB",
-	CodeRateLimited:           "too many requests; retry after the time in Retry-After",
-	CodeConfigError:           "the broker is misconfigured for this request",
-	CodeJWTSigningError:       "the token could not be signed",
-	CodeLiveKitNotConfigured:  "LiveKit is not configured on this broker",
-	CodeAuthServiceError:      "the auth service refused or failed the request",
-	CodeLiveKitUnavailable:    "LiveKit could not be reached; the token was not used, retry",
-	CodeStoreUnavailable:      "the broker's store is unavailable; nothing was issued or used",
+	CodeInvalidRequest:         "the request is malformed",
+	CodeInvalidRoomName:        "room name must be agent_{agentId}_{timestamp}_{random} or demo_{identifier}",
+	CodeMissingAuthHeader:      "no credential in the Authorization header or the api_key parameter",
+	CodeInvalidAuthHeader:      "the Authorization header must be 'Bearer <credential>'",
+	CodeUnauthorized:           "the credential is not valid",
+	CodeTokenInvalid:           "the token is not valid",
+	CodeTokenExpired:           "the token has expired",
+	CodeTokenUsed:              "the token has already been used",
+	CodeInsufficientScope:      "the credential lacks the scope this endpoint needs",
+	CodeIPNotAllowed:           "the client address is not allowed for this credential",
+	CodeOriginNotAllowed:       "this origin is not allowed",
+	CodeRoomForbidden:          "the room belongs to another organisation",
+	CodeUnknownAgent:           "no such agent in your organisation",
+	CodeRoomNotFound:           "no such room",
+	CodePayloadTooLarge:        "the request body is over 16 KiB",
+	CodeRateLimited:            "too many requests; retry after the time in Retry-After",
+	CodeConfigError:            "the broker is misconfigured for this request",
+	CodeJWTSigningError:        "the token could not be signed",
+	CodeLiveKitNotConfigured:   "LiveKit is not configured on this broker",
+	CodeAuthServiceError:       "the auth service refused or failed the request",
+	CodeLiveKitUnavailable:     "LiveKit could not be reached; the token was not used, retry",
+	CodeStoreUnavailable:       "the broker's store is unavailable; nothing was issued or used",
 	CodeAuthServiceUnavailable: "the auth service is unreachable",
-	CodeNotFound:              "no such endpoint",
-	CodeMethodNotAllowed:      "method not allowed on this endpoint",
-	CodeInternal:              "internal error",
+	CodeNotFound:               "no such endpoint",
+	CodeMethodNotAllowed:       "method not allowed on this endpoint",
+	CodeInternal:               "internal error",
 }
 
 // Error is an error answered to the client as {"error","message"}. Cause,
