@@ -1,37 +1,21 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/voicebroker/voicebroker/config"
-	"github.com/voicebroker/voicebroker/internal/app"
+	"github.com/voicebroker/voicebroker/internal/testenv"
 )
 
 // TestTokenProvider runs the example against a real broker (embedded demo
 // tenant): no session, no ticket; after login, a ticket whose identity is
 // the user and which redeems once.
 func TestTokenProvider(t *testing.T) {
-	env, _ := config.LoadEnv(func(k string) string { return map[string]string{"BROKER_ADDR": "127.0.0.1:0"}[k] })
-	a, err := app.New(env, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done; a.Close() }()
-	broker := "http://" + a.Addr()
+	a, broker := testenv.StartDemoBroker(t)
 
 	srv := httptest.NewServer(NewBackend(broker, a.DevKeys.Secret, "demo-bot", map[string]string{"alice": "correct-horse"}).Handler())
 	defer srv.Close()
@@ -50,7 +34,7 @@ func TestTokenProvider(t *testing.T) {
 	if resp.StatusCode != 204 {
 		t.Fatalf("login: %d", resp.StatusCode)
 	}
-	resp, err = browser.Get(srv.URL + "/api/token?channel=chat")
+	resp, err := browser.Get(srv.URL + "/api/token?channel=chat")
 	if err != nil || resp.StatusCode != 201 {
 		t.Fatalf("token: %v %d", err, resp.StatusCode)
 	}
