@@ -50,6 +50,8 @@ type Env struct {
 	ReloadInterval time.Duration
 	// PprofAddr, when set, serves net/http/pprof there (loopback only).
 	PprofAddr string
+	// Registry is the tenant registry in PostgreSQL (database mode).
+	Registry RegistryEnv
 }
 
 // APISecret is one Sayna-style shared secret and the org it stands for.
@@ -145,6 +147,7 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 		PprofAddr:          str("BROKER_PPROF_ADDR", ""),
 	}
 
+	e.Registry = loadRegistryEnv(getenv, e.ConfigFile, bad)
 	if e.PprofAddr != "" {
 		host, _, err := net.SplitHostPort(e.PprofAddr)
 		ip, perr := netip.ParseAddr(host)
@@ -245,8 +248,8 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 		if e.RedisURL == "" && len(e.RedisClusterAddrs) == 0 {
 			bad("BROKER_REDIS_URL", "a Redis store is required with BROKER_ENV=production")
 		}
-		if e.ConfigFile == "" {
-			bad("BROKER_CONFIG", "a tenants file is required with BROKER_ENV=production")
+		if e.ConfigFile == "" && e.Registry.DatabaseURL == "" {
+			bad("BROKER_CONFIG", "a tenants file (or BROKER_DATABASE_URL) is required with BROKER_ENV=production")
 		}
 		if !e.AuthRequired {
 			bad("AUTH_REQUIRED", "false is only accepted with BROKER_ENV=development")

@@ -148,8 +148,20 @@ type Agent struct {
 
 // Public enables the agent's public (publishable-key) mode.
 type Public struct {
-	KeyHash        string   `yaml:"key_hash"`
-	AllowedOrigins []string `yaml:"allowed_origins"`
+	// KeyHash is the hash of the agent's one publishable key.
+	KeyHash string `yaml:"key_hash,omitempty"`
+	// Keys lists several publishable keys by id, any of which opens the
+	// agent: the form the tenant registry keeps (rotation) and `broker
+	// tenants export` writes. An explicitly empty list is public mode whose
+	// keys have all been revoked: no key opens it.
+	Keys           []PublishableKey `yaml:"keys,omitempty"`
+	AllowedOrigins []string         `yaml:"allowed_origins"`
+}
+
+// PublishableKey is one of an agent's publishable keys, held as its hash.
+type PublishableKey struct {
+	ID   string `yaml:"id"`
+	Hash string `yaml:"hash"`
 }
 
 // Org returns the agent's org.
@@ -398,12 +410,30 @@ func Build(f *File) (*Tenants, error) {
 				continue
 			}
 			pat := aat + ".public"
-			if !apikey.ValidHash(a.Public.KeyHash) {
-				v.add(pat+".key_hash", `must be "sha256:" and 64 lowercase hex digits`)
-			} else if t.keys[a.Public.KeyHash] != nil || t.publishable[a.Public.KeyHash] != nil {
-				v.add(pat+".key_hash", "the same key hash is listed twice")
-			} else {
-				t.publishable[a.Public.KeyHash] = a
+			if a.Public.KeyHash != "" || a.Public.Keys == nil {
+				if !apikey.ValidHash(a.Public.KeyHash) {
+					v.add(pat+".key_hash", `must be "sha256:" and 64 lowercase hex digits`)
+				} else if t.keys[a.Public.KeyHash] != nil || t.publishable[a.Public.KeyHash] != nil {
+					v.add(pat+".key_hash", "the same key hash is listed twice")
+				} else {
+					t.publishable[a.Public.KeyHash] = a
+				}
+			}
+			pkIDs := map[string]bool{}
+			for n, pk := range a.Public.Keys {
+				kat := fmt.Sprintf("%s.keys[%d]", pat, n)
+				v.id(kat+".id", pk.ID)
+				if pkIDs[pk.ID] {
+					v.add(kat+".id", fmt.Sprintf("duplicate publishable key id %q", pk.ID))
+				}
+				pkIDs[pk.ID] = true
+				if !apikey.ValidHash(pk.Hash) {
+					v.add(kat+".hash", `must be "sha256:" and 64 lowercase hex digits`)
+				} else if t.keys[pk.Hash] != nil || t.publishable[pk.Hash] != nil {
+					v.add(kat+".hash", "the same key hash is listed twice")
+				} else {
+					t.publishable[pk.Hash] = a
+				}
 			}
 			if len(a.Public.AllowedOrigins) == 0 {
 				v.add(pat+".allowed_origins", "at least one origin is required for public mode")
