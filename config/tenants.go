@@ -154,7 +154,7 @@ type Public struct {
 	// agent: the form the tenant registry keeps (rotation) and `broker
 	// tenants export` writes. An explicitly empty list is public mode whose
 	// keys have all been revoked: no key opens it.
-	Keys           []PublishableKey `yaml:"keys,omitempty"`
+	Keys           []PublishableKey `yaml:"keys"`
 	AllowedOrigins []string         `yaml:"allowed_origins"`
 }
 
