@@ -139,6 +139,21 @@ func WaitFor(t testing.TB, r registry.Reader, what string, cond func(*config.Ten
 	}
 }
 
+// agentOf is the agent, or nil when it or its org is missing.
+func agentOf(t *config.Tenants, org, agent string) *config.Agent {
+	if o := t.Org(org); o != nil {
+		return o.Agent(agent)
+	}
+	return nil
+}
+
+// HasSeed reports whether the tenants hold the whole seed (for factories
+// whose registry applies an import asynchronously).
+func HasSeed(t *config.Tenants) bool {
+	return t.KeyByHash(apikey.Hash(KeyGlobex)) != nil && t.KeyByHash(apikey.Hash(KeyActive)) != nil &&
+		t.PublishableByHash(apikey.Hash(PubB)) != nil && agentOf(t, "acme", "bot") != nil
+}
+
 func ctxAs(subject, requestID string) context.Context {
 	return registry.WithActor(context.Background(), registry.Actor{Subject: subject, RequestID: requestID})
 }
@@ -202,9 +217,10 @@ func must[T any](v T, err error) func(testing.TB) T {
 }
 
 func testSnapshot(t *testing.T, r registry.Registry) {
-	ten := r.Current()
-	if ten == nil || r.Snapshot().Tenants != ten {
-		t.Fatal("Current and Snapshot disagree")
+	snap := r.Snapshot()
+	ten := snap.Tenants
+	if ten == nil || r.Current() == nil {
+		t.Fatal("no tenants")
 	}
 	if err := r.Check(); err != nil {
 		t.Fatalf("Check = %v", err)
@@ -243,7 +259,7 @@ func testSnapshot(t *testing.T, r registry.Registry) {
 	if refs := ten.Issuers("https://auth.acme.example"); len(refs) != 1 || refs[0].Org.ID != "acme" || refs[0].Audience != "voicebroker" {
 		t.Fatalf("issuers = %+v", refs)
 	}
-	if r.Snapshot().LiveKit("acme") != nil {
+	if snap.LiveKit("acme") != nil {
 		t.Fatal("a LiveKit project nobody set")
 	}
 }
@@ -574,7 +590,7 @@ func testAgents(t *testing.T, r registry.Registry) {
 		t.Fatalf("created = %+v %v %v", a, created, err)
 	}
 	WaitFor(t, r, "new agent in force", func(t *config.Tenants) bool {
-		return t.Org("globex").Agent("helper") != nil && t.Org("globex").Agent("helper").HasChannel("chat")
+		return agentOf(t, "globex", "helper") != nil && agentOf(t, "globex", "helper").HasChannel("chat")
 	})
 	a, created, err = r.PutAgent(ctx, "globex", config.Agent{ID: "helper", Channels: []string{"webrtc"}, Server: "wss://voice.globex.example",
 		Public: &config.Public{AllowedOrigins: []string{"https://globex.example"}}})
@@ -582,7 +598,7 @@ func testAgents(t *testing.T, r registry.Registry) {
 		t.Fatalf("replaced = %+v %v %v", a, created, err)
 	}
 	WaitFor(t, r, "replaced agent in force", func(t *config.Tenants) bool {
-		ag := t.Org("globex").Agent("helper")
+		ag := agentOf(t, "globex", "helper")
 		return ag != nil && ag.HasChannel("webrtc") && !ag.HasChannel("chat")
 	})
 	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "bad_id", Channels: []string{"video", "chat", "chat"}, Server: "ftp://x",
@@ -617,7 +633,7 @@ func testAgents(t *testing.T, r registry.Registry) {
 	}
 	// Public mode again does not bring the deleted keys back.
 	must3(t)(r.PutAgent(ctx, "acme", config.Agent{ID: "web", Channels: []string{"webrtc"}, Public: &config.Public{AllowedOrigins: []string{"https://a.example"}}}))
-	WaitFor(t, r, "public mode again", func(t *config.Tenants) bool { return t.Org("acme").Agent("web").Public != nil })
+	WaitFor(t, r, "public mode again", func(t *config.Tenants) bool { return agentOf(t, "acme", "web").Public != nil })
 	if r.Current().PublishableByHash(apikey.Hash(PubA)) != nil {
 		t.Fatal("a deleted publishable key came back")
 	}
@@ -626,11 +642,11 @@ func testAgents(t *testing.T, r registry.Registry) {
 		t.Fatal(err)
 	}
 	WaitFor(t, r, "deleted agent gone", func(t *config.Tenants) bool {
-		return t.Org("acme").Agent("florencia") == nil && t.PublishableByHash(apikey.Hash(PubSingle)) == nil
+		return agentOf(t, "acme", "florencia") == nil && t.PublishableByHash(apikey.Hash(PubSingle)) == nil
 	})
 	wantErr(t, r.DeleteAgent(ctx, "acme", "florencia"), registry.ErrNotFound, "DeleteAgent twice")
 	wantErr(t, r.DeleteAgent(ctx, "globex", "bot"), registry.ErrNotFound, "DeleteAgent of another org's agent")
-	if r.Current().Org("acme").Agent("bot") == nil {
+	if agentOf(r.Current(), "acme", "bot") == nil {
 		t.Fatal("deleting globex/bot deleted acme/bot")
 	}
 }
@@ -908,7 +924,7 @@ func testConcurrentCreates(t *testing.T, r registry.Registry) {
 		t.Fatalf("no LiveKit put succeeded")
 	}
 	WaitFor(t, r, "race results in force", func(t *config.Tenants) bool {
-		return t.Org("race") != nil && t.Org("globex").Agent("race") != nil
+		return t.Org("race") != nil && agentOf(t, "globex", "race") != nil
 	})
 	_, errA := r.GetLiveKit(context.Background(), "acme")
 	_, errG := r.GetLiveKit(context.Background(), "globex")
@@ -946,7 +962,7 @@ func testImport(t *testing.T, newReg Factory, r registry.Registry) {
 	}
 	WaitFor(t, r, "import in force", func(t *config.Tenants) bool {
 		k := t.KeyByHash(apikey.Hash(KeyActive))
-		return k != nil && k.Revoked && t.Org("newco") != nil && t.Org("globex").RateLimit() == 6000 && t.Org("other") != nil
+		return k != nil && k.Revoked && t.Org("newco") != nil && t.Org("globex") != nil && t.Org("globex").RateLimit() == 6000 && t.Org("other") != nil
 	})
 	keys := must(r.ListKeys(ctx, "acme"))(t)
 	if !keys[0].CreatedAt.Equal(created) || keys[0].RevokedAt == nil {
