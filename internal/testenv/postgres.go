@@ -22,8 +22,8 @@ import (
 )
 
 // Postgres is a throwaway PostgreSQL server on loopback, run by the test
-// binary: no persistence worth the name (fsync off), killed when the test
-// process dies. As root (PostgreSQL refuses to run as root) it runs as the
+// binary: fsync off (it survives its own crash, as Stop makes it, but not
+// the machine's), killed when the test process dies. As root (PostgreSQL refuses to run as root) it runs as the
 // postgres user.
 type Postgres struct {
 	dir  string
@@ -185,7 +185,7 @@ func (p *Postgres) Start() error {
 		return errors.New("postgres already running")
 	}
 	cmd := exec.Command(filepath.Join(p.bin, "postgres"), "-D", filepath.Join(p.dir, "data"), "-p", strconv.Itoa(p.port),
-		"-k", p.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-k", p.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200")
 	log, err := os.OpenFile(filepath.Join(os.TempDir(), filepath.Base(p.dir)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

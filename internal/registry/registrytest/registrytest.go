@@ -124,17 +124,25 @@ func Run(t *testing.T, newReg Factory, opt Options) {
 // registry applies it asynchronously). It waits on Changed, never sleeps.
 func WaitFor(t testing.TB, r registry.Reader, what string, cond func(*config.Tenants) bool) {
 	t.Helper()
-	deadline := time.NewTimer(5 * time.Second)
+	WaitWithin(t, r, 5*time.Second, what, cond)
+}
+
+// WaitWithin waits up to d until cond holds for the registry's tenants,
+// and returns how long it took.
+func WaitWithin(t testing.TB, r registry.Reader, d time.Duration, what string, cond func(*config.Tenants) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
 		ch := r.Changed()
 		if cond(r.Current()) {
-			return
+			return time.Since(start)
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
-			t.Fatalf("after 5s: %s", what)
+			t.Fatalf("not within %s: %s", d, what)
 		}
 	}
 }
