@@ -336,6 +336,9 @@ func Build(f *File) (*Tenants, error) {
 				t.keys[k.Hash] = k
 			}
 			v.scopes(kat+".scopes", k.Scopes)
+			if k.ExpiresAt != nil && (k.ExpiresAt.UTC().Year() < 1970 || k.ExpiresAt.UTC().Year() > 9999) {
+				v.add(kat+".expires_at", "must be a time between the years 1970 and 9999")
+			}
 			for n, cidr := range k.AllowedIPs {
 				p, err := netip.ParsePrefix(cidr)
 				if err != nil {
