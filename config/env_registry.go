@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -73,4 +74,19 @@ func loadRegistryEnv(getenv func(string) string, configFile string, bad func(nam
 		bad("BROKER_REGISTRY_MAX_STALENESS", fmt.Sprintf("%s is shorter than twice BROKER_REGISTRY_REFRESH (%s): replicas would fail closed between two refreshes; use 0 for forever", r.MaxStaleness, r.Refresh))
 	}
 	return r
+}
+
+// LoadRegistryEnv reads only the database-mode variables, for the commands
+// that work on the database itself (broker migrate, broker tenants): the
+// rest of the environment, BROKER_CONFIG included, is not their concern.
+func LoadRegistryEnv(getenv func(string) string) (RegistryEnv, error) {
+	var problems []string
+	r := loadRegistryEnv(getenv, "", func(name, reason string) { problems = append(problems, name+": "+reason) })
+	if r.DatabaseURL == "" {
+		problems = append(problems, "BROKER_DATABASE_URL: required (postgres://user:password@host:port/database)")
+	}
+	if len(problems) > 0 {
+		return r, errors.New("invalid environment:\n  " + strings.Join(problems, "\n  "))
+	}
+	return r, nil
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -117,4 +118,22 @@ CREATE TABLE IF NOT EXISTS voicebroker.schema_migrations (
 		applied = append(applied, m.name)
 	}
 	return applied, nil
+}
+
+// MigrateURL runs Migrate on the database at url (`broker migrate`).
+func MigrateURL(ctx context.Context, url string) ([]string, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, errors.New("BROKER_DATABASE_URL: not a valid PostgreSQL URL")
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("BROKER_DATABASE_URL: %w", dbError(err))
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("BROKER_DATABASE_URL (%s): %w", where(url), dbError(err))
+	}
+	return Migrate(ctx, pool)
 }

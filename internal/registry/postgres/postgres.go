@@ -68,6 +68,11 @@ type Options struct {
 	Backoff, MaxBackoff time.Duration
 	// MaxConns bounds the pool; 0 means 10.
 	MaxConns int32
+	// Offline opens the registry for a command that only reads and writes
+	// the database (broker tenants import and export): no snapshot is
+	// loaded, Run must not be called, and LiveKit secrets are never opened,
+	// so BROKER_SECRETS_KEY_FILE is not needed.
+	Offline bool
 }
 
 // Registry is the tenant registry in PostgreSQL.
@@ -153,6 +158,9 @@ func Open(ctx context.Context, opt Options) (*Registry, error) {
 	}
 	if len(applied) > 0 {
 		r.log.Info("registry schema migrated", "event", "registry.migrate", "applied", applied)
+	}
+	if opt.Offline {
+		return r, nil
 	}
 	if err := r.checkSecrets(ctx); err != nil {
 		r.pool.Close()
