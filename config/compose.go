@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"maps"
 	"slices"
@@ -187,6 +188,17 @@ func (n *Tenants) add(part *Tenants) {
 	for iss, refs := range part.issuers {
 		n.issuers[iss] = append(slices.Clone(n.issuers[iss]), refs...)
 	}
+}
+
+// HasKey reports whether h (as apikey.Hash makes it) is the hash of one of
+// the public mode's publishable keys (key_hash or keys), comparing each in
+// constant time.
+func (p *Public) HasKey(h string) bool {
+	found := 0
+	for _, k := range publicHashes(p) {
+		found |= subtle.ConstantTimeCompare([]byte(k), []byte(h))
+	}
+	return found == 1
 }
 
 // publicHashes lists the publishable key hashes of a public mode.

@@ -189,9 +189,15 @@ orgs:
 		t.Fatal(err)
 	}
 	for _, h := range []string{h1, h2} {
-		if a := ten.PublishableByHash(h); a == nil || a.ID != "web" {
+		if a := ten.PublishableByHash(h); a == nil || a.ID != "web" || !a.Public.HasKey(h) {
 			t.Fatalf("key %s opens %+v", h, a)
 		}
+	}
+	if web := ten.Org("acme").Agent("web"); web.Public.HasKey(hashOf("three")) || web.Public.HasKey("") {
+		t.Fatal("HasKey admits a key that is not listed")
+	}
+	if ten.Org("acme").Agent("revoked").Public.HasKey("") {
+		t.Fatal("an empty key list admits the empty hash")
 	}
 	cases := map[string]string{
 		"no key":        "public:\n          allowed_origins: [https://a.example]",

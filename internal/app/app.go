@@ -13,18 +13,16 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/examples/widget"
-	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/httpapi"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
+	"github.com/voicebroker/voicebroker/internal/registry"
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/internal/store/memory"
 	vbredis "github.com/voicebroker/voicebroker/internal/store/redis"
@@ -49,7 +47,7 @@ type DevKeys struct {
 type App struct {
 	Env     *config.Env
 	Log     *slog.Logger
-	Tenants *config.Holder
+	Tenants registry.Registry
 	Store   store.Store
 	Metrics *metrics.Metrics
 	Issuer  *token.Issuer
@@ -71,17 +69,8 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		}
 	}()
 
-	if env.ConfigFile != "" {
-		if a.Tenants, err = config.NewHolder(env.ConfigFile, log, a.Metrics.ReloadHook); err != nil {
-			return nil, fmt.Errorf("tenants file %s: %w", env.ConfigFile, err)
-		}
-	} else {
-		if env.Production() {
-			return nil, errors.New("BROKER_CONFIG is required in production")
-		}
-		if a.DevKeys, a.Tenants, err = demoTenants(); err != nil {
-			return nil, err
-		}
+	if a.Tenants, a.DevKeys, err = openRegistry(context.Background(), env, log, a.Metrics); err != nil {
+		return nil, err
 	}
 
 	switch {
@@ -173,22 +162,6 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 // Handler returns the HTTP handler, for in-process benchmarks.
 func (a *App) Handler() http.Handler { return a.handler }
 
-func demoTenants() (*DevKeys, *config.Holder, error) {
-	sk, err := apikey.New(apikey.Secret, apikey.Test)
-	if err != nil {
-		return nil, nil, err
-	}
-	pk, err := apikey.New(apikey.Publishable, apikey.Test)
-	if err != nil {
-		return nil, nil, err
-	}
-	t, err := config.Demo(apikey.Hash(sk), apikey.Hash(pk))
-	if err != nil {
-		return nil, nil, err
-	}
-	return &DevKeys{Secret: sk, Publishable: pk}, config.StaticHolder(t), nil
-}
-
 // loadKeys reads the signing key and the keys still accepted; without a
 // signing key file (development only) an ephemeral Ed25519 key is made.
 func loadKeys(env *config.Env) (*token.Key, []*token.Key, error) {
@@ -263,12 +236,12 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// The registry follows its source (file polling and SIGHUP, or the
+	// database) until Run returns.
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go a.Tenants.Watch(watchCtx, a.Env.ReloadInterval, hup)
+	followed := make(chan struct{})
+	go func() { a.Tenants.Run(watchCtx); close(followed) }()
+	defer func() { stopWatch(); <-followed }()
 
 	if a.Env.PprofAddr != "" {
 		stop, err := a.servePprof()
@@ -327,6 +300,9 @@ func (a *App) Close() error {
 		return nil
 	}
 	a.closed = true
+	if a.Tenants != nil {
+		a.Tenants.Close()
+	}
 	if a.Store != nil {
 		return a.Store.Close()
 	}
@@ -344,7 +320,10 @@ func storeKind(env *config.Env) string {
 }
 
 func tenantsSource(env *config.Env) string {
-	if env.ConfigFile == "" {
+	switch {
+	case env.Registry.DatabaseURL != "":
+		return "database"
+	case env.ConfigFile == "":
 		return "embedded demo"
 	}
 	return env.ConfigFile

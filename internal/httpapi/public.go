@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"strconv"
 
@@ -100,7 +99,7 @@ func (s *Server) publishableAgent(cred string) (*config.Agent, error) {
 	}
 	h := apikey.Hash(cred)
 	agent := s.Tenants.Current().PublishableByHash(h)
-	if agent == nil || agent.Public == nil || subtle.ConstantTimeCompare([]byte(agent.Public.KeyHash), []byte(h)) != 1 {
+	if agent == nil || agent.Public == nil || !agent.Public.HasKey(h) {
 		return nil, errPublishable("unknown_key")
 	}
 	return agent, nil

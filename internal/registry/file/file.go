@@ -9,9 +9,11 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/voicebroker/voicebroker/config"
@@ -27,7 +29,7 @@ type Options struct {
 	OnReload func(ok bool)
 	// Interval is how often the file is checked for changes; 0 means 2s.
 	Interval time.Duration
-	// HUP, when set, forces a reload on each value (SIGHUP).
+	// HUP forces a reload on each value; nil means SIGHUP.
 	HUP <-chan os.Signal
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -101,9 +103,17 @@ func (r *Registry) publish() {
 // Kind is "file".
 func (r *Registry) Kind() string { return "file" }
 
-// Run polls the file every Interval and reloads on HUP until ctx ends.
+// Run polls the file every Interval and reloads on HUP (SIGHUP when HUP
+// is nil) until ctx ends.
 func (r *Registry) Run(ctx context.Context) error {
-	r.file.Watch(ctx, r.opt.Interval, r.opt.HUP)
+	hup := r.opt.HUP
+	if hup == nil {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGHUP)
+		defer signal.Stop(c)
+		hup = c
+	}
+	r.file.Watch(ctx, r.opt.Interval, hup)
 	return nil
 }
 
