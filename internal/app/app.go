@@ -136,7 +136,7 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		}
 	}
 
-	a.handler = httpapi.New(httpapi.Deps{
+	a.handler = registryGate(a.Tenants, httpapi.New(httpapi.Deps{
 		Tenants:      a.Tenants,
 		Auth:         authn,
 		Store:        st,
@@ -155,7 +155,7 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		DemoConfig:   demoConfig,
 		ConnectRate:  env.ConnectRatePerMin,
 		PublicRate:   env.PublicRatePerMin,
-	})
+	}))
 	return a, nil
 }
 

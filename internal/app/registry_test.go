@@ -113,3 +113,55 @@ func TestDemoRegistryWritable(t *testing.T) {
 	expect(t, do(t, "POST", url+"/token", key, map[string]any{"agent": "demo-bot", "channel": "chat"}), 401, "unauthorized")
 	expect(t, do(t, "POST", url+"/token", a.DevKeys.Secret, map[string]any{"agent": "demo-bot", "channel": "chat"}), 201, "")
 }
+
+// With the database down past BROKER_REGISTRY_MAX_STALENESS, the broker
+// fails closed (503 registry_unavailable) on everything that reads the
+// tenants, keeps answering probes and scrapes, and recovers by itself.
+func TestBrokerFailsClosedOnStaleRegistry(t *testing.T) {
+	srv := testenv.StartTestPostgres(t)
+	db := testenv.NewDatabase(t, srv.URL("postgres"))
+	k := newKeys(t)
+	admin, err := postgres.Open(context.Background(), postgres.Options{URL: db, Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := registry.ParseFile([]byte(tenantsYAML(k)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Import(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	b := startBroker(t, k, map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db,
+		"BROKER_REGISTRY_REFRESH": "1s", "BROKER_REGISTRY_MAX_STALENESS": "2s"})
+	mint := func() response { return do(t, "POST", b.URL+"/token", k.acme, flo) }
+	expect(t, mint(), 201, "")
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Poll /readyz, which the rate limits do not count.
+	ready := func() response { return do(t, "GET", b.URL+"/readyz", "", nil) }
+	within(t, 15*time.Second, "fail closed past the staleness", 503, ready)
+	expect(t, mint(), 503, "registry_unavailable")
+	expect(t, do(t, "POST", b.URL+"/public/token", k.pk, flo, "Origin", "https://demo.acme.example"), 503, "registry_unavailable")
+	expect(t, do(t, "POST", b.URL+"/connect", "", map[string]any{"token": "x"}), 503, "registry_unavailable")
+	expect(t, do(t, "GET", b.URL+"/readyz", "", nil), 503, "registry_unavailable")
+	if r := do(t, "GET", b.URL+"/healthz", "", nil); r.Status != 200 {
+		t.Fatalf("/healthz = %d", r.Status)
+	}
+	m := do(t, "GET", b.URL+"/metrics", "", nil)
+	if m.Status != 200 || !strings.Contains(m.Raw, "voicebroker_registry_unavailable 1") || !strings.Contains(m.Raw, "voicebroker_registry_snapshot_age_seconds") {
+		t.Fatalf("/metrics during the outage: %d", m.Status)
+	}
+
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 20*time.Second, "recovery without a restart", 200, ready)
+	expect(t, mint(), 201, "")
+	if m := do(t, "GET", b.URL+"/metrics", "", nil); !strings.Contains(m.Raw, "voicebroker_registry_unavailable 0") {
+		t.Fatal("the unavailable gauge stays up after recovery")
+	}
+}

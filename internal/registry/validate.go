@@ -101,8 +101,9 @@ func CheckAgent(a config.Agent) error {
 	return check(config.Org{ID: "x", Tier: config.TierFree, Agents: []config.Agent{a}}, "orgs[0].agents[0].")
 }
 
-// CheckIssuers checks an org's whole jwt_issuers list: the tenants file's
-// rules, and each (issuer, audience) pair once.
+// CheckIssuers checks an org's whole jwt_issuers list for PutJWTIssuers:
+// the tenants file's rules, each (issuer, audience) pair once, and no
+// public_key_file (see below).
 func CheckIssuers(list []config.JWTIssuer) error {
 	if len(list) > MaxIssuers {
 		return problems(fmt.Sprintf("jwt_issuers: at most %d entries", MaxIssuers))
@@ -110,6 +111,13 @@ func CheckIssuers(list []config.JWTIssuer) error {
 	var dup []string
 	seen := map[[2]string]int{}
 	for i, is := range list {
+		if is.PublicKeyFile != "" {
+			// A path on the broker's own disk, read by every replica: an API
+			// caller must not make the broker open files of its choosing
+			// (/dev/zero never ends). Files are for tenants files.
+			dup = append(dup, fmt.Sprintf("jwt_issuers[%d].public_key_file: not accepted here; give jwks_url (or import a tenants file)", i))
+			continue
+		}
 		k := [2]string{is.Issuer, is.Audience}
 		if j, ok := seen[k]; ok {
 			dup = append(dup, fmt.Sprintf("jwt_issuers[%d]: the same issuer and audience as jwt_issuers[%d]", i, j))
@@ -119,6 +127,9 @@ func CheckIssuers(list []config.JWTIssuer) error {
 	copied := make([]config.JWTIssuer, len(list))
 	for i := range list {
 		copied[i] = cloneIssuer(list[i])
+		if copied[i].PublicKeyFile != "" {
+			copied[i].PublicKeyFile, copied[i].JWKSURL = "", "https://placeholder.invalid/jwks"
+		}
 	}
 	err := check(config.Org{ID: "x", Tier: config.TierFree, JWTIssuers: copied}, "orgs[0].")
 	return join(err, dup...)

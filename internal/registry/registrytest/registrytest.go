@@ -743,6 +743,8 @@ func testIssuers(t *testing.T, r registry.Registry) {
 		{Issuer: "https://i.example", Audience: "a", JWKSURL: "https://i.example/jwks", Scopes: []string{"tokens:create"}},
 	})
 	wantInvalid(t, err, "bad issuers", "jwt_issuers[0].issuer", "jwt_issuers[0].jwks_url", "jwt_issuers[0].scopes[0]", "jwt_issuers[2]")
+	_, err = r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{{Issuer: "https://i.example", Audience: "a", PublicKeyFile: "/dev/zero", Scopes: []string{"tokens:create"}}})
+	wantInvalid(t, err, "issuer key file through the API", "jwt_issuers[0].public_key_file")
 	_, err = r.PutJWTIssuers(ctx, "nope", nil)
 	wantErr(t, err, registry.ErrNotFound, "issuers of no org")
 	if got := must(r.PutJWTIssuers(ctx, "globex", nil))(t); len(got) != 0 {
