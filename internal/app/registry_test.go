@@ -56,6 +56,17 @@ func TestBrokerOnDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, time.Second, "a new key usable", 201, func() response { return do(t, "POST", b.URL+"/token", key, flo) })
+	// Its use is recorded (written in batches; flushed here).
+	if err := b.app.Tenants.(*postgres.Registry).FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := admin.ListKeys(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := keys[len(keys)-1]; last.ID != "made-by-admin" || last.LastUsedAt == nil || time.Since(*last.LastUsedAt) > time.Minute {
+		t.Fatalf("last_used_at after a use: %+v", last)
+	}
 	if err := admin.RevokeKey(ctx, "acme", "made-by-admin"); err != nil {
 		t.Fatal(err)
 	}

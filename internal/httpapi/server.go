@@ -239,6 +239,9 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 	if org == nil {
 		return nil, &Error{Code: CodeConfigError, Message: messages[CodeConfigError], Cause: errUnknownOrg}
 	}
+	if u, ok := s.Tenants.(interface{ Used(org, keyID string) }); ok && p.Method == auth.MethodAPIKey {
+		u.Used(p.Org, p.KeyID) // the key's last_used_at; the registry batches the writes
+	}
 	if mode&handlerLimits == 0 {
 		if err := s.limit(c, store.OrgKey(p.Org), store.PerMinute(org.RateLimit()), "org"); err != nil {
 			return nil, err
