@@ -137,8 +137,11 @@ func (r *Registry) listen(ctx context.Context) (healthy bool, err error) {
 			v, o, a := r.pending(m.Payload)
 			versions, orgs, all = append(versions, v...), append(orgs, o...), all || a
 		}
-		if !all && slices.Max(versions) <= r.version && len(orgs) == 0 {
-			continue
+		if !all && len(orgs) == 0 {
+			if slices.Max(versions) <= r.version {
+				continue
+			}
+			all = true // a change that names no org: look at everything
 		}
 		err = call(func(c context.Context) error {
 			if all {
