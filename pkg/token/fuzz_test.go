@@ -1,12 +1,15 @@
 package token_test
 
 import (
+	"crypto"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
@@ -130,6 +133,79 @@ func FuzzDPoPProof(f *testing.F) {
 		}
 		if d := p.IssuedAt.Sub(vectorIAT); d > token.DefaultDPoPWindow || d < -token.DefaultDPoPWindow {
 			t.Fatalf("iat %s outside the window", p.IssuedAt)
+		}
+	})
+}
+
+// FuzzDPoPSignedJSON fuzzes the JSON texts of a proof's header and payload
+// behind a genuine signature, which FuzzDPoPProof's fuzzer cannot forge, so
+// the parsing and claim checks are reached. Properties: no panic; whatever
+// is accepted was signed by the key whose thumbprint it reports, has typ
+// dpop+jwt and the alg of that key, no two top-level keys that differ only
+// in case, htm POST and a jti of 16 to 128 characters.
+func FuzzDPoPSignedJSON(f *testing.F) {
+	es, _ := token.GenerateKey(token.ES256)
+	ed, _ := token.GenerateKey(token.EdDSA)
+	jwkOf := func(k *token.Key) string {
+		j := k.JWK()
+		b, _ := json.Marshal(token.JWK{Kty: j.Kty, Crv: j.Crv, X: j.X, Y: j.Y})
+		return string(b)
+	}
+	payload := `{"jti":"x8Jd0vQ3Zr7kPq2LmN5tWa","htm":"POST","htu":"https://server.example.com/token","iat":1562262616}`
+	// Seeds: genuine header and payload for each key, then near misses.
+	f.Add(`{"typ":"dpop+jwt","alg":"ES256","jwk":`+jwkOf(es)+`}`, payload)
+	f.Add(`{"typ":"dpop+jwt","alg":"EdDSA","jwk":`+jwkOf(ed)+`}`, payload)
+	f.Add(`{"typ":"dpop+jwt","alg":"EdDSA","jwk":`+jwkOf(ed)+`,"ALG":"none"}`, payload)
+	f.Add(`{"typ":"DPoP+JWT","alg":"ES256","jwk":`+jwkOf(es)+`}`, strings.Replace(payload, `"POST"`, `"P\u004fST"`, 1))
+	f.Add(`{"typ":"dpop+jwt","alg":"ES256","jwk":`+jwkOf(es)+`}`, strings.Replace(payload, `token"`, `token?x"`, 1))
+	f.Add(`{"typ":"dpop+jwt","alg":"ES256","jwk":`+jwkOf(ed)+`}`, payload)
+	privs := map[*token.Key]crypto.Signer{es: privOf(f, es), ed: privOf(f, ed)}
+	signingMethods := map[token.Algorithm]jwt.SigningMethod{token.ES256: jwt.SigningMethodES256, token.EdDSA: jwt.SigningMethodEdDSA}
+	v, err := token.NewDPoPVerifier(vectorHTU, token.WithDPoPTimeFunc(fixed(vectorIAT)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, header, claims string) {
+		in := enc(header) + "." + enc(claims)
+		for _, k := range []*token.Key{es, ed} {
+			sig, err := signingMethods[k.Algorithm()].Sign(in, privs[k])
+			if err != nil {
+				t.Fatal(err)
+			}
+			proof := in + "." + base64.RawURLEncoding.EncodeToString(sig)
+			p, err := v.Verify(proof, "POST")
+			if err != nil {
+				if !errors.Is(err, token.ErrDPoPInvalid) {
+					t.Fatalf("unclassified error %v", err)
+				}
+				continue
+			}
+			if p.Thumbprint != k.ID() || p.Algorithm != k.Algorithm() {
+				t.Fatalf("accepted a proof signed by %s (%s) as %s (%s)", k.ID(), k.Algorithm(), p.Thumbprint, p.Algorithm)
+			}
+			var h, c map[string]json.RawMessage
+			if json.Unmarshal([]byte(header), &h) != nil || json.Unmarshal([]byte(claims), &c) != nil {
+				t.Fatal("accepted JSON that encoding/json refuses")
+			}
+			for _, m := range []map[string]json.RawMessage{h, c} {
+				lower := map[string]bool{}
+				for name := range m {
+					lower[strings.ToLower(name)] = true
+				}
+				if len(lower) != len(m) {
+					t.Fatalf("accepted case-variant keys: %q %q", header, claims)
+				}
+			}
+			var typ, alg, htm string
+			_ = json.Unmarshal(h["typ"], &typ)
+			_ = json.Unmarshal(h["alg"], &alg)
+			_ = json.Unmarshal(c["htm"], &htm)
+			if lt := strings.ToLower(typ); (lt != "dpop+jwt" && lt != "application/dpop+jwt") || alg != string(k.Algorithm()) || htm != "POST" {
+				t.Fatalf("accepted typ %q alg %q htm %q", typ, alg, htm)
+			}
+			if len(p.JTI) < token.MinDPoPJTILength || len(p.JTI) > token.MaxDPoPJTILength {
+				t.Fatalf("accepted jti of %d characters", len(p.JTI))
+			}
 		}
 	})
 }

@@ -73,7 +73,7 @@ type Confirmation struct {
 // JKT returns the thumbprint the ticket is bound to, or "" for a bearer
 // ticket. Compare it with a proof's key with DPoPProof.Confirms.
 func (c *Claims) JKT() string {
-	if c.Confirmation == nil {
+	if c == nil || c.Confirmation == nil {
 		return ""
 	}
 	return c.Confirmation.JKT
