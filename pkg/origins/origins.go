@@ -162,6 +162,9 @@ func ParsePattern(s string) (Pattern, error) {
 	if strings.Contains(host, "*") {
 		return fail("a wildcard may only be a whole leftmost label, as in https://*.example.com")
 	}
+	if p.wildcard && host != "" && (endsInNumber(host) || host[0] == '[') {
+		return fail("a wildcard cannot stand before an IP address")
+	}
 	if p.host, err = canonicalHost(host); err != nil {
 		return fail(err.Error())
 	}
