@@ -228,7 +228,7 @@ func (e *ValidationError) Error() string {
 // *ValidationError names each one.
 func Parse(data []byte) (*Tenants, error) {
 	if len(data) > MaxFileSize {
-		return nil, &ValidationError{Problems: []string{fmt.Sprintf("(top level): the file is %d bytes, over the %d limit", len(data), MaxFileSize)}}
+		return nil, &ValidationError{Problems: []string{fmt.Sprintf("(top level): the file is over the %d-byte limit", MaxFileSize)}}
 	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))

@@ -110,6 +110,7 @@ func TestParseRefusals(t *testing.T) {
 		{"issuer with both key sources", strings.Replace(good, "scopes: [tokens:create]", "public_key_file: /x.pem\n        scopes: [tokens:create]", 1), "exactly one of jwks_url"},
 		{"bad server", strings.Replace(good, `server: ""`, `server: "not a url"`, 1), "agents[0].server"},
 		{"empty", "", "empty"},
+		{"too large", "# " + strings.Repeat("x", config.MaxFileSize), "over the 4194304-byte limit"},
 		{"no orgs", "orgs: []\n", "at least one org"},
 		{"two documents", good + "---\norgs: []\n", "more than one YAML document"},
 		{"not yaml", "orgs: [", "not valid YAML"},
