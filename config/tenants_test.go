@@ -89,7 +89,7 @@ func TestParseRefusals(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"unknown field", strings.Replace(good, "revoked: false", "revoked: false\n        color: red", 1), "field color not found"},
+		{"unknown field", strings.Replace(good, "revoked: false", "revoked: false\n        color: red", 1), "orgs[0].keys[0].color: unknown field"},
 		{"duplicate org", good + "  - id: acme\n    tier: free\n", "duplicate org id"},
 		{"duplicate agent", strings.Replace(good, "id: bot", "id: bot\n        channels: [chat]\n      - id: bot", 1), "duplicate agent id"},
 		{"bad org id", strings.Replace(good, "id: acme", "id: Acme_Corp", 1), `orgs[0].id: "Acme_Corp"`},
@@ -110,11 +110,12 @@ func TestParseRefusals(t *testing.T) {
 		{"issuer with both key sources", strings.Replace(good, "scopes: [tokens:create]", "public_key_file: /x.pem\n        scopes: [tokens:create]", 1), "exactly one of jwks_url"},
 		{"bad server", strings.Replace(good, `server: ""`, `server: "not a url"`, 1), "agents[0].server"},
 		{"empty", "", "empty"},
+		{"too large", "# " + strings.Repeat("x", config.MaxFileSize), "over the 4194304-byte limit"},
 		{"no orgs", "orgs: []\n", "at least one org"},
 		{"two documents", good + "---\norgs: []\n", "more than one YAML document"},
-		{"not yaml", "orgs: [", "tenants file"},
-		{"wrong type", strings.Replace(good, "revoked: false", "revoked: maybe", 1), "cannot unmarshal"},
-		{"duplicate yaml key", strings.Replace(good, "tier: pro", "tier: pro\n    tier: free", 1), "already defined"},
+		{"not yaml", "orgs: [", "not valid YAML"},
+		{"wrong type", strings.Replace(good, "revoked: false", "revoked: maybe", 1), "orgs[0].keys[0].revoked: must be true or false"},
+		{"duplicate yaml key", strings.Replace(good, "tier: pro", "tier: pro\n    tier: free", 1), "orgs[0].tier: set twice"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,8 +12,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +24,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/examples/authservice"
+	"github.com/voicebroker/voicebroker/internal/app"
 	"github.com/voicebroker/voicebroker/internal/testenv"
 )
 
@@ -44,9 +49,20 @@ func TestAPISecretMode(t *testing.T) {
 	if strings.Contains(b.Logs.String(), acmeSecret) || strings.Contains(b.Logs.String(), globexSecret) {
 		t.Fatal("a secret reached the log")
 	}
-	// AUTH_API_SECRET alone stands for org "default", which must exist.
-	d := startBroker(t, newKeys(t), map[string]string{"AUTH_API_SECRET": acmeSecret})
-	expect(t, do(t, "POST", d.URL+"/token", acmeSecret, flo), 500, "config_error")
+	// AUTH_API_SECRET alone stands for org "default", which the tenants
+	// lack: the broker refuses to start rather than answer 500 on each use.
+	cfg := filepath.Join(t.TempDir(), "tenants.yaml")
+	writeFile(t, cfg, tenantsYAML(newKeys(t)))
+	e, err := config.LoadEnv(func(k string) string {
+		return map[string]string{"BROKER_CONFIG": cfg, "AUTH_API_SECRET": acmeSecret}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.New(e, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil ||
+		!strings.Contains(err.Error(), `AUTH_API_SECRET: stands for org "default"`) || strings.Contains(err.Error(), acmeSecret) {
+		t.Fatalf("start with a secret for a missing org: %v", err)
+	}
 }
 
 // authPeer is the example auth service on loopback, recording what it saw.

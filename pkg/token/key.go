@@ -94,6 +94,16 @@ func ParsePEM(data []byte) (*Key, error) {
 	}
 }
 
+// NewKey returns a Key for an Ed25519 or ECDSA P-256 key already parsed: a
+// crypto.Signer gives a signing key, a public key a verification-only one.
+// Anything else is ErrUnsupportedKey.
+func NewKey(k any) (*Key, error) {
+	if s, ok := k.(crypto.Signer); ok {
+		return newKey(s)
+	}
+	return newPublicKey(k)
+}
+
 func newKey(priv crypto.Signer) (*Key, error) {
 	k, err := newPublicKey(priv.Public())
 	if err != nil {
