@@ -150,6 +150,10 @@ type Agent struct {
 type Public struct {
 	KeyHash        string   `yaml:"key_hash"`
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// RatePerMinute is the agent's public budget: /public/token requests a
+	// minute with its publishable key, counted apart from the org's own
+	// budget. 0 (absent) means the org tier's rate.
+	RatePerMinute int `yaml:"rate_per_minute"`
 }
 
 // Org returns the agent's org.
@@ -404,6 +408,9 @@ func Build(f *File) (*Tenants, error) {
 				v.add(pat+".key_hash", "the same key hash is listed twice")
 			} else {
 				t.publishable[a.Public.KeyHash] = a
+			}
+			if a.Public.RatePerMinute < 0 || a.Public.RatePerMinute > 1_000_000 {
+				v.add(pat+".rate_per_minute", "1 to 1000000, or absent for the org tier's rate")
 			}
 			if len(a.Public.AllowedOrigins) == 0 {
 				v.add(pat+".allowed_origins", "at least one origin is required for public mode")
