@@ -358,6 +358,7 @@ func TestStrictInput(t *testing.T) {
 		{"metadata nested case variant", "/token", `{"agent":"florencia","channel":"chat","metadata":{"a":[{"Role":"x","role":"admin"}]}}`},
 		{"metadata invalid UTF-8", "/token", "{\"agent\":\"florencia\",\"channel\":\"chat\",\"metadata\":{\"n\":\"\xc3\x28\"}}"},
 		{"metadata lone surrogate", "/token", `{"agent":"florencia","channel":"chat","metadata":{"n":"\udead"}}`},
+		{"metadata number beyond a double", "/token", `{"agent":"florencia","channel":"chat","metadata":{"n":1e999}}`},
 		{"metadata over 2 KiB", "/token", `{"agent":"florencia","channel":"chat","metadata":{"n":"` + strings.Repeat("x", 2100) + `"}}`},
 		{"invalid UTF-8 outside the fields", "/token", "{\"agent\":\"florencia\",\"channel\":\"chat\"}\n\xff"},
 		{"identity C1 control", "/token", `{"agent":"florencia","channel":"chat","identity":"a\u0085b"}`},

@@ -32,6 +32,7 @@ func (e *jsonError) Error() string { return e.msg }
 //   - where t (the Go type the value is decoded into) is a struct, a key
 //     names a field exactly, case included; with strict set, a key that
 //     names no field is refused too;
+//   - numbers within the range of a float64 (I-JSON);
 //   - objects and arrays nest at most MaxJSONDepth deep.
 //
 // t may be nil: then only the type-free rules apply.
@@ -113,8 +114,21 @@ func (p *jsonParser) digits() int {
 	return n
 }
 
-// number accepts RFC 8259's grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+// number accepts RFC 8259's grammar, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?,
+// within the range of an IEEE 754 double (as I-JSON, RFC 7493, requires):
+// 1e999 is Infinity to JavaScript and an error to encoding/json.
 func (p *jsonParser) number() error {
+	start := p.pos
+	if err := p.numberSyntax(); err != nil {
+		return err
+	}
+	if _, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64); err != nil {
+		return &jsonError{fmt.Sprintf("a number at byte %d is out of range", start)}
+	}
+	return nil
+}
+
+func (p *jsonParser) numberSyntax() error {
 	if p.data[p.pos] == '-' {
 		p.pos++
 	}
