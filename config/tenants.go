@@ -125,6 +125,10 @@ type Agent struct {
 type Public struct {
 	KeyHash        string   `yaml:"key_hash"`
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// RatePerMinute is the agent's public budget: /public/token requests a
+	// minute with its publishable key, counted apart from the org's own
+	// budget. 0 (absent) means the org tier's rate.
+	RatePerMinute int `yaml:"rate_per_minute"`
 }
 
 // Org returns the agent's org.
@@ -456,6 +460,9 @@ func (b *builder) agent(at string, o *Org, a *Agent) {
 func (b *builder) public(at string, a *Agent) {
 	if b.keyHash(at+".key_hash", a.Public.KeyHash) {
 		b.t.publishable[a.Public.KeyHash] = a
+	}
+	if a.Public.RatePerMinute < 0 || a.Public.RatePerMinute > 1_000_000 {
+		b.add(at+".rate_per_minute", "1 to 1000000, or absent for the org tier's rate")
 	}
 	if len(a.Public.AllowedOrigins) == 0 {
 		b.add(at+".allowed_origins", "at least one origin is required for public mode")

@@ -68,14 +68,14 @@ func (s *Server) connect(c echo.Context) error {
 	}
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
-	if err := s.limit(c, "ip:connect:"+ip.String(), store.PerMinute(s.ConnectRate), "ip"); err != nil {
+	if err := s.limit(c, ipKey("connect", ip), store.PerMinute(s.ConnectRate), "ip"); err != nil {
 		return err
 	}
 	raw, err := ticketFrom(c)
 	if err != nil {
 		return err
 	}
-	claims, err := s.verify(c, raw, nil)
+	claims, agent, err := s.verify(c, raw, nil)
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,6 @@ func (s *Server) connect(c echo.Context) error {
 			return apiError(CodeOriginNotAllowed, "this ticket was issued for another origin")
 		}
 	}
-	agent := s.Tenants.Current().Org(claims.Org).Agent(claims.Agent)
 	room, err := rooms.New(agent.ID, time.Now())
 	if err != nil {
 		return wrapError(CodeInternal, err)
@@ -220,7 +219,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeLiveKitToken, 0)
+	p, org, err := s.authenticate(c, config.ScopeLiveKitToken, 0)
 	if err != nil {
 		return err
 	}
@@ -232,7 +231,6 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if err := decodeJSON(data, &req, false); err != nil {
 		return err
 	}
-	org := s.Tenants.Current().Org(p.Org)
 
 	agentID, agentMeta := req.Agent, ""
 	if len(req.RoomConfig) > 0 && string(req.RoomConfig) != "null" {
@@ -423,7 +421,7 @@ func (s *Server) listRooms(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsRead, 0)
+	p, _, err := s.authenticate(c, config.ScopeRoomsRead, 0)
 	if err != nil {
 		return err
 	}
@@ -456,7 +454,7 @@ func (s *Server) getRoom(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsRead, 0)
+	p, _, err := s.authenticate(c, config.ScopeRoomsRead, 0)
 	if err != nil {
 		return err
 	}
@@ -486,7 +484,7 @@ func (s *Server) participantAction(c echo.Context, mute bool) (*auth.Principal, 
 	if err := s.requireLiveKit(); err != nil {
 		return nil, nil, err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsWrite, 0)
+	p, _, err := s.authenticate(c, config.ScopeRoomsWrite, 0)
 	if err != nil {
 		return nil, nil, err
 	}
