@@ -198,3 +198,33 @@ func TestDemo(t *testing.T) {
 		t.Fatal("demo agent allows localhost.evil.com")
 	}
 }
+
+// TestHolderStaleClearsWhenFileReturns: a file that vanishes for a moment
+// (an editor's rename, a ConfigMap swap) marks the tenants stale; the same
+// content coming back must clear it, not be skipped as "unchanged".
+func TestHolderStaleClearsWhenFileReturns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tenants.yaml")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var results []bool
+	h, err := config.NewHolder(path, nil, func(ok bool) { results = append(results, ok) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Reload(false); err == nil {
+		t.Fatal("missing file reloaded without error")
+	}
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := h.Reload(false); !changed || err != nil {
+		t.Fatalf("returned file not reloaded: changed=%v err=%v", changed, err)
+	}
+	if len(results) != 2 || results[0] || !results[1] {
+		t.Fatalf("reload hook results %v, want [false true]", results)
+	}
+}

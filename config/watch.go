@@ -102,6 +102,9 @@ func (h *Holder) Reload(force bool) (changed bool, err error) {
 	defer h.mu.Unlock()
 	data, err := readBounded(h.path)
 	if err != nil {
+		// Forget the last content, so that the same file coming back is
+		// reloaded and clears the stale mark.
+		h.sum = [sha256.Size]byte{}
 		h.report(false, "read", err)
 		return false, err
 	}
