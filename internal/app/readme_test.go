@@ -1,0 +1,65 @@
+package app_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/testenv"
+)
+
+// TestREADMEListsEveryVariable: the README's configuration table names
+// every variable the broker reads (config.LoadEnv, through a recording
+// getenv), and no row names a variable the broker does not read.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	read := map[string]bool{}
+	config.LoadEnv(func(name string) string { read[name] = true; return "" })
+	if len(read) == 0 {
+		t.Fatal("LoadEnv read no variable")
+	}
+
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Configuration reference\n")
+	if !ok {
+		t.Fatal("README.md has no \"## Configuration reference\" section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	documented := map[string]bool{}
+	name := regexp.MustCompile(`\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b`)
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 || !strings.HasPrefix(line, "| ") {
+			continue
+		}
+		for _, v := range name.FindAllString(cells[1], -1) {
+			documented[v] = true
+		}
+	}
+
+	var missing, unread []string
+	for v := range read {
+		if !documented[v] {
+			missing = append(missing, v)
+		}
+	}
+	for v := range documented {
+		if !read[v] {
+			unread = append(unread, v)
+		}
+	}
+	slices.Sort(missing)
+	slices.Sort(unread)
+	if len(missing) > 0 {
+		t.Errorf("read by the broker but not in the README's configuration table: %v", missing)
+	}
+	if len(unread) > 0 {
+		t.Errorf("in the README's configuration table but never read by the broker: %v", unread)
+	}
+}
