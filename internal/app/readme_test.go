@@ -63,3 +63,25 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 		t.Errorf("in the README's configuration table but never read by the broker: %v", unread)
 	}
 }
+
+// TestREADMELinksResolve: every relative link in the README and in
+// deploy/README.md points at a file or directory of the repository.
+func TestREADMELinksResolve(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, doc := range []string{"README.md", "deploy/README.md"} {
+		data, err := os.ReadFile(filepath.Join(root, doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(data), -1) {
+			target, _, _ := strings.Cut(m[1], "#")
+			if target == "" || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(root, filepath.Dir(doc), target)); err != nil {
+				t.Errorf("%s links to %s, which does not exist", doc, m[1])
+			}
+		}
+	}
+}
