@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -83,5 +84,43 @@ func TestREADMELinksResolve(t *testing.T) {
 				t.Errorf("%s links to %s, which does not exist", doc, m[1])
 			}
 		}
+	}
+}
+
+// TestREADMETenantsExampleParses: the README's example tenants file, with
+// real hashes in place of its placeholders, passes the broker's own check,
+// and so does it with its optional lines uncommented.
+func TestREADMETenantsExampleParses(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Tenants file\n")
+	if !ok {
+		t.Fatal("README.md has no \"## Tenants file\" section")
+	}
+	_, example, ok := strings.Cut(section, "```yaml\n")
+	example, _, ok2 := strings.Cut(example, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block under \"## Tenants file\"")
+	}
+	n := 0
+	example = regexp.MustCompile(`"sha256:<64 hex>"`).ReplaceAllStringFunc(example, func(string) string {
+		n++
+		return `"` + hashOf(fmt.Sprintf("key-%d", n)) + `"`
+	})
+	if n == 0 {
+		t.Fatal("the example has no hash placeholders")
+	}
+	if _, err := config.Parse([]byte(example)); err != nil {
+		t.Fatalf("the README's tenants example: %v", err)
+	}
+	optional := regexp.MustCompile(`(?m)^(\s*)# ([a-z_]+: .*?)\s+# .*$`)
+	uncommented := optional.ReplaceAllString(example, "$1$2")
+	if uncommented == example {
+		t.Fatal("no commented optional lines found")
+	}
+	if _, err := config.Parse([]byte(uncommented)); err != nil {
+		t.Fatalf("the README's tenants example with its optional lines: %v", err)
 	}
 }
