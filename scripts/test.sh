@@ -55,7 +55,7 @@ done < <(git ls-files -z)
 [ "$bad" = 0 ] || exit 1
 
 log "go mod tidy (every module)"
-for mod in $(git ls-files '*go.mod' | grep -E '(^|/)go\.mod$'); do
+for mod in $( (git ls-files '*go.mod' 2>/dev/null || find . -name go.mod -not -path '*/node_modules/*') | grep -E '(^|/)go\.mod$'); do
   dir=$(dirname "$mod")
   if ! out=$(cd "$dir" && go mod tidy -diff 2>&1); then
     echo "$mod is not tidy: run 'go mod tidy' in $dir and commit go.mod and go.sum"; echo "$out"; exit 1
