@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
+#   checks the repository's hygiene (no tracked binaries, every go.mod tidy),
 #   installs what is missing (redis-server, chromium, livekit-server, the widget's
-#   npm packages), starts one Redis on loopback,
-#   checks formatting and vet, runs every test with the race detector,
+#   and the OpenAPI linter's npm packages), starts one Redis on loopback,
+#   checks formatting, vet and the OpenAPI document, runs every test with the
+#   race detector (none skipped: -short is for `go test -short ./...` by hand),
 #   fuzzes every fuzz target for FUZZTIME each, and stops what it started.
 # Environment: FUZZTIME (default 10s per target; 0 skips fuzzing),
 # VB_SOAK_DURATION (default 15s), GO_TEST_FLAGS.
@@ -11,6 +13,54 @@ cd "$(dirname "$0")/.."
 
 FUZZTIME=${FUZZTIME:-10s}
 log() { printf '\n==> %s\n' "$*"; }
+lkcache=${XDG_CACHE_HOME:-$HOME/.cache}/voicebroker
+
+# 0. Repository hygiene.
+# Tracked files larger than this must be on the allow-list below.
+MAX_TRACKED_BYTES=$((512 * 1024))
+LARGE_FILES_ALLOWED=(
+  examples/widget/dist/widget.js # the demo widget's bundle (livekit-client), embedded by the broker
+)
+# binary_kind prints what executable format a file is in (ELF, Mach-O, PE,
+# WebAssembly), or nothing.
+binary_kind() {
+  local magic
+  magic=$(od -An -tx1 -N4 -- "$1" 2>/dev/null | tr -d ' \n')
+  case "$magic" in
+    7f454c46) echo ELF ;;
+    feedface | feedfacf | cefaedfe | cffaedfe | cafebabe) echo Mach-O ;;
+    0061736d) echo WebAssembly ;;
+    4d5a*)
+      local off
+      off=$(od -An -tu4 -j60 -N4 -- "$1" 2>/dev/null | tr -d ' ')
+      if [ -n "$off" ] && [ "$(od -An -tx1 -j"$off" -N4 -- "$1" 2>/dev/null | tr -d ' \n')" = 50450000 ]; then
+        echo PE
+      fi
+      ;;
+  esac
+}
+log "tracked files: no binaries, nothing over $((MAX_TRACKED_BYTES / 1024)) KiB unless allowed"
+bad=0
+while IFS= read -r -d '' f; do
+  [ -f "$f" ] || continue
+  kind=$(binary_kind "$f")
+  if [ -n "$kind" ]; then
+    echo "$f: a tracked $kind binary; remove it (git rm --cached) and ignore it"; bad=1
+  fi
+  size=$(wc -c <"$f")
+  if [ "$size" -gt "$MAX_TRACKED_BYTES" ] && ! printf '%s\n' "${LARGE_FILES_ALLOWED[@]}" | grep -qxF -- "$f"; then
+    echo "$f: $size bytes tracked; over $MAX_TRACKED_BYTES and not on the allow-list in scripts/test.sh"; bad=1
+  fi
+done < <(git ls-files -z)
+[ "$bad" = 0 ] || exit 1
+
+log "go mod tidy (every module)"
+for mod in $( (git ls-files '*go.mod' 2>/dev/null || find . -name go.mod -not -path '*/node_modules/*') | grep -E '(^|/)go\.mod$'); do
+  dir=$(dirname "$mod")
+  if ! out=$(cd "$dir" && go mod tidy -diff 2>&1); then
+    echo "$mod is not tidy: run 'go mod tidy' in $dir and commit go.mod and go.sum"; echo "$out"; exit 1
+  fi
+done
 
 # 1. What the tests run against: Debian's redis-server and chromium.
 missing=()
@@ -28,14 +78,27 @@ command -v node >/dev/null || { echo "node is required for the browser test"; ex
 # the lock file; the bundle the broker embeds must match its sources.
 log "npm ci (examples/widget)"
 (cd examples/widget && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null)
-if ! git diff --quiet -- examples/widget/dist 2>/dev/null; then
+if [ -n "$(git status --porcelain -- examples/widget/dist 2>/dev/null)" ]; then
+  git status --short -- examples/widget/dist
   echo "examples/widget/dist is stale: run 'npm run build' in examples/widget and commit it"; exit 1
+fi
+
+# The OpenAPI linter (npm's @redocly/cli), installed from scripts/tools'
+# lock file into a cache keyed by that file, so later runs and other
+# clones reuse it.
+toolsum=$(cat scripts/tools/package.json scripts/tools/package-lock.json | sha256sum | cut -c1-16)
+tools="$lkcache/tools-$toolsum"
+if [ ! -x "$tools/node_modules/.bin/redocly" ]; then
+  log "npm ci (scripts/tools, cached at $tools)"
+  rm -rf "$tools.tmp" && mkdir -p "$tools.tmp"
+  cp scripts/tools/package.json scripts/tools/package-lock.json "$tools.tmp/"
+  (cd "$tools.tmp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  rm -rf "$tools" && mv "$tools.tmp" "$tools"
 fi
 
 # The real LiveKit server, built once from the Go module proxy and cached per
 # machine (a few minutes cold, instant warm). Tests start their own instances.
 LIVEKIT_VERSION=v1.13.5
-lkcache=${XDG_CACHE_HOME:-$HOME/.cache}/voicebroker
 export VB_LIVEKIT_BIN="$lkcache/livekit-server-$LIVEKIT_VERSION"
 if ! "$VB_LIVEKIT_BIN" --version 2>/dev/null | grep -q "${LIVEKIT_VERSION#v}"; then
   log "building livekit-server $LIVEKIT_VERSION (cached at $VB_LIVEKIT_BIN)"
@@ -66,6 +129,12 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 log "go vet"
 go vet ./...
+(cd bench && go vet ./...)
+log "redocly lint api/openapi.yaml"
+# (Its boxed notice about Node.js versions is dropped; its findings are kept.)
+REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_NOTIFICATIONS=true \
+  "$tools/node_modules/.bin/redocly" lint --config scripts/tools/redocly.yaml --format=stylish api/openapi.yaml 2>&1 |
+  sed '/[╔║╚]/d'
 
 # 4. Every test, with the race detector.
 log "go test -race"
