@@ -141,6 +141,10 @@ type Agent struct {
 	Channels []string `yaml:"channels"`
 	Server   string   `yaml:"server"`
 	Public   *Public  `yaml:"public"`
+	// LiveKitAgentName and LiveKitAgentShared: see LiveKitName and
+	// checkLiveKitAgentNames (livekit_agents.go).
+	LiveKitAgentName   string `yaml:"livekit_agent_name"`
+	LiveKitAgentShared bool   `yaml:"livekit_agent_shared"`
 
 	org     *Org
 	matcher *origins.Matcher
@@ -418,6 +422,7 @@ func Build(f *File) (*Tenants, error) {
 			}
 		}
 	}
+	checkLiveKitAgentNames(v, f)
 	if len(v.problems) > 0 {
 		return nil, &ValidationError{Problems: v.problems}
 	}
