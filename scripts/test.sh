@@ -49,15 +49,15 @@ log "$("$VB_LIVEKIT_BIN" --version)"
 # @livekit/rtc-node, ~290 MB), installed with `npm ci` from the lock file
 # once per lock file and cached like the LiveKit build; examples/agent gets
 # a link to the cached node_modules.
-agent_lock_hash=$(sha256sum examples/agent/package-lock.json | cut -c1-16)
-agentcache="$lkcache/agent-node-modules-$agent_lock_hash"
-if [ ! -f "$agentcache/.complete" ]; then
+agent_lock=$(sha256sum examples/agent/package-lock.json | cut -d' ' -f1)
+agentcache="$lkcache/agent-node-modules-${agent_lock:0:16}"
+if [ "$(cat "$agentcache/node_modules/.vb-lock-sha256" 2>/dev/null)" != "$agent_lock" ]; then
   log "npm ci (examples/agent, cached at $agentcache)"
   rm -rf "$agentcache" "$agentcache.tmp"
   mkdir -p "$agentcache.tmp"
   cp examples/agent/package.json examples/agent/package-lock.json "$agentcache.tmp/"
   (cd "$agentcache.tmp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  touch "$agentcache.tmp/.complete"
+  echo "$agent_lock" > "$agentcache.tmp/node_modules/.vb-lock-sha256"
   mv "$agentcache.tmp" "$agentcache"
 fi
 if [ "$(readlink examples/agent/node_modules 2>/dev/null)" != "$agentcache/node_modules" ]; then
