@@ -25,6 +25,9 @@ import (
 // broker, then that broker, on a port reserved for it.
 func startWithLiveKit(t *testing.T, k keys, vars map[string]string) (*broker, *testenv.LiveKit) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs livekit-server")
+	}
 	port := testenv.FreePort(t)
 	lk := testenv.StartLiveKit(t, fmt.Sprintf("http://127.0.0.1:%d/livekit/webhook", port))
 	env := map[string]string{
@@ -235,6 +238,7 @@ func TestLiveKitTokenOwnership(t *testing.T) {
 		{"room_config sets the room metadata", map[string]any{"agent": "florencia", "room_config": map[string]any{"metadata": `{"auth_id":"globex"}`}}, 400, "invalid_request"},
 		{"two dispatches", map[string]any{"room_config": map[string]any{"agents": []any{map[string]any{"agent_name": "florencia"}, map[string]any{"agent_name": "texter"}}}}, 400, "invalid_request"},
 		{"reserved attribute", map[string]any{"agent": "florencia", "participant_attributes": map[string]string{"org": "globex"}}, 400, "invalid_request"},
+		{"LiveKit's attribute", map[string]any{"agent": "florencia", "participant_attributes": map[string]string{"lk.agent.state": "speaking"}}, 400, "invalid_request"},
 		{"too many attributes", map[string]any{"agent": "florencia", "participant_attributes": manyAttrs(17)}, 400, "invalid_request"},
 		{"identity too long", map[string]any{"agent": "florencia", "participant_identity": strings.Repeat("x", 129)}, 400, "invalid_request"},
 		{"chat agent asked for webrtc", map[string]any{"agent": "texter", "channel": "webrtc"}, 400, "invalid_request"},

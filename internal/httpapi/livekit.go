@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -386,6 +387,11 @@ func checkAttributes(attrs map[string]string) error {
 		}
 		if k == "org" || k == "agent" || k == "channel" {
 			return apiError(CodeInvalidRequest, `participant_attributes "org", "agent" and "channel" are set by the broker`)
+		}
+		if strings.HasPrefix(k, "lk.") {
+			// LiveKit's own (lk.agent.state, lk.agent.name, ...): a caller
+			// must not pass for an agent.
+			return apiError(CodeInvalidRequest, `participant_attributes beginning with "lk." are LiveKit's`)
 		}
 	}
 	return nil
