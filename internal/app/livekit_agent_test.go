@@ -3,6 +3,8 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/testenv"
 )
@@ -398,5 +401,30 @@ func waitForWithin(t *testing.T, within time.Duration, what string, cond func() 
 			t.Fatalf("%s did not happen", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAgentNameCollisionRefused: a tenants file where two orgs' agents
+// would share a LiveKit agent name is refused at start, and on reload the
+// old tenants stay in force.
+func TestAgentNameCollisionRefused(t *testing.T) {
+	k := newKeys(t)
+	colliding := tenantsYAML(k, func(y string) string { // globex gets a florencia too, same LiveKit name
+		return strings.Replace(y, "    agents:\n      - id: hank", "    agents:\n      - id: florencia\n        channels: [webrtc]\n      - id: hank", 1)
+	})
+	dir := t.TempDir()
+	writeFile(t, dir+"/tenants.yaml", colliding)
+	// What the broker loads at start (app.New builds its tenants holder so).
+	_, err := config.NewHolder(dir+"/tenants.yaml", slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err == nil || !strings.Contains(err.Error(), `orgs[1].agents[0].livekit_agent_name: LiveKit agent name "florencia"`) {
+		t.Fatalf("start with a shared LiveKit agent name: %v", err)
+	}
+
+	b := startBroker(t, k, nil)
+	writeFile(t, b.Dir+"/tenants.yaml", colliding)
+	waitMetric(t, b, `voicebroker_config_reloads_total{result="error"}`, "1")
+	expect(t, do(t, "POST", b.URL+"/token", k.globex, map[string]any{"agent": "florencia", "channel": "webrtc"}), 404, "unknown_agent")
+	if !strings.Contains(b.Logs.String(), "livekit_agent_name") {
+		t.Fatal("the refused reload does not say why")
 	}
 }
