@@ -116,6 +116,10 @@ type Agent struct {
 	Channels []string `yaml:"channels"`
 	Server   string   `yaml:"server"`
 	Public   *Public  `yaml:"public"`
+	// LiveKitAgentName and LiveKitAgentShared: see LiveKitName and
+	// checkLiveKitAgentNames (livekit_agents.go).
+	LiveKitAgentName   string `yaml:"livekit_agent_name"`
+	LiveKitAgentShared bool   `yaml:"livekit_agent_shared"`
 
 	org     *Org
 	matcher *origins.Matcher
@@ -268,6 +272,7 @@ func Build(f *File) (*Tenants, error) {
 	for i := range f.Orgs {
 		b.org(fmt.Sprintf("orgs[%d]", i), &f.Orgs[i])
 	}
+	checkLiveKitAgentNames(&b.validator, f)
 	if len(b.problems) > 0 {
 		return nil, &ValidationError{Problems: b.problems}
 	}

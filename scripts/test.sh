@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   checks the repository's hygiene (no tracked binaries, every go.mod tidy),
-#   installs what is missing (redis-server, chromium, livekit-server, the widget's
-#   and the OpenAPI linter's npm packages), starts one Redis on loopback,
-#   checks formatting, vet and the OpenAPI document, runs every test with the
-#   race detector (none skipped: -short is for `go test -short ./...` by hand),
+#   installs what is missing (redis-server, chromium, livekit-server, the widget's,
+#   the OpenAPI linter's and the example agent's npm packages), starts one Redis
+#   on loopback, checks formatting, vet and the OpenAPI document, runs every test
+#   with the race detector (none skipped: -short is for `go test -short ./...` by hand),
 #   fuzzes every fuzz target for FUZZTIME each, and stops what it started.
 # Environment: FUZZTIME (default 10s per target; 0 skips fuzzing),
 # VB_SOAK_DURATION (default 15s), GO_TEST_FLAGS.
@@ -72,7 +72,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-command -v node >/dev/null || { echo "node is required for the browser test"; exit 1; }
+command -v node >/dev/null || { echo "node is required for the browser and agent worker tests"; exit 1; }
 
 # The widget's npm packages (livekit-client, esbuild, playwright-core), from
 # the lock file; the bundle the broker embeds must match its sources.
@@ -107,6 +107,27 @@ if ! "$VB_LIVEKIT_BIN" --version 2>/dev/null | grep -q "${LIVEKIT_VERSION#v}"; t
   mv "$lkcache/gobin/server" "$VB_LIVEKIT_BIN"
 fi
 log "$("$VB_LIVEKIT_BIN" --version)"
+
+# The example agent worker's npm packages (@livekit/agents and its native
+# @livekit/rtc-node, ~290 MB), installed with `npm ci` from the lock file
+# once per lock file and cached like the LiveKit build; examples/agent gets
+# a link to the cached node_modules.
+agent_lock=$(sha256sum examples/agent/package-lock.json | cut -d' ' -f1)
+agentcache="$lkcache/agent-node-modules-${agent_lock:0:16}"
+if [ "$(cat "$agentcache/node_modules/.vb-lock-sha256" 2>/dev/null)" != "$agent_lock" ]; then
+  log "npm ci (examples/agent, cached at $agentcache)"
+  rm -rf "$agentcache" "$agentcache.tmp"
+  mkdir -p "$agentcache.tmp"
+  cp examples/agent/package.json examples/agent/package-lock.json "$agentcache.tmp/"
+  (cd "$agentcache.tmp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$agent_lock" > "$agentcache.tmp/node_modules/.vb-lock-sha256"
+  mv "$agentcache.tmp" "$agentcache"
+fi
+if [ "$(readlink examples/agent/node_modules 2>/dev/null)" != "$agentcache/node_modules" ]; then
+  rm -rf examples/agent/node_modules
+  ln -s "$agentcache/node_modules" examples/agent/node_modules
+fi
+log "examples/agent: @livekit/agents $(node -p 'require("./examples/agent/node_modules/@livekit/agents/package.json").version')"
 
 # 2. One Redis for the whole run, on a free loopback port, persisting nothing.
 work=$(mktemp -d)
