@@ -6,7 +6,7 @@
  */
 import { Room, TokenSource, type RoomConnectOptions, type RoomOptions, type TokenSourceFetchOptions } from 'livekit-client';
 import { BrokerError, redact } from './errors.js';
-import { resolveKey, runSession, validate, type SessionOptions } from './session.js';
+import { abortable, resolveKey, runSession, validate, type SessionOptions } from './session.js';
 
 export { BrokerError, redact, type BrokerErrorCode, type BrokerErrorDetails } from './errors.js';
 export { createDPoPKey, jwkThumbprint, htuOf, type DPoPKey, type PublicJwk } from './dpop.js';
@@ -50,28 +50,14 @@ export async function connect(options: ConnectOptions): Promise<Room> {
   const session = await runSession(options, key);
   const room = options.room ?? new Room(options.roomOptions);
   const signal = options.signal;
-  let onAbort: (() => void) | undefined;
   try {
-    const joined = room.connect(session.serverUrl, session.participantToken, options.connectOptions);
-    if (signal) {
-      const aborted = new Promise<never>((_, reject) => {
-        onAbort = () => reject(signal.reason);
-        if (signal.aborted) onAbort();
-        else signal.addEventListener('abort', onAbort, { once: true });
-      });
-      joined.catch(() => {});
-      await Promise.race([joined, aborted]);
-    } else {
-      await joined;
-    }
+    await abortable(room.connect(session.serverUrl, session.participantToken, options.connectOptions), signal);
     return room;
   } catch (e) {
     await room.disconnect().catch(() => {});
     if (signal?.aborted) throw signal.reason;
     const detail = e instanceof Error && e.message ? ': ' + redact(e.message, [session.participantToken]) : '';
     throw new BrokerError('livekit_connect_failed', 'could not join the LiveKit room' + detail, { cause: e });
-  } finally {
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -179,13 +179,43 @@ async function mint(o: SessionOptions, ctx: HttpContext, key: DPoPKey | null, at
     if (key) req.dpopJkt = key.thumbprint;
     if (o.signal) req.signal = o.signal;
     if (fetchOptions) req.fetchOptions = fetchOptions;
-    got = await o.tokenProvider!(req);
+    got = await abortable(Promise.resolve(o.tokenProvider!(req)), o.signal);
   } catch (e) {
     if (o.signal?.aborted) throw o.signal.reason;
     if (e instanceof BrokerError) throw e;
     throw new BrokerError('token_provider_failed', 'the tokenProvider threw', { cause: e });
   }
   return ticketFrom(typeof got === 'string' ? { token: got } : got, 'token_provider_failed');
+}
+
+/**
+ * abortable settles like p, or rejects with signal.reason as soon as the
+ * signal aborts, for callees (a tokenProvider, room.connect) that may
+ * ignore the signal.
+ */
+export function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      p.catch(() => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 function ticketFrom(data: unknown, code: 'invalid_response' | 'token_provider_failed'): Ticket {

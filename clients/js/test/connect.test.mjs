@@ -86,7 +86,7 @@ test('a Room that cannot join becomes livekit_connect_failed, without the LiveKi
   assert.equal(disconnects(), 1, 'a failed join is cleaned up');
 });
 
-test('aborting while the Room joins disconnects it and rejects with the signal\'s reason', async () => {
+test('aborting while the Room joins disconnects it and rejects with the signal\'s reason', { timeout: 10000 }, async () => {
   const ac = new AbortController();
   let joining;
   const started = new Promise((r) => (joining = r));

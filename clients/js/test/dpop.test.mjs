@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
-import { createDPoPKey, htuOf, jwkThumbprint } from '../dist/index.js';
+import { BrokerError, createDPoPKey, fetchSession, htuOf, jwkThumbprint } from '../dist/index.js';
+import { startFakeBroker } from './fake-broker.mjs';
 import { thumbprint, verifyProof } from './verify-dpop.mjs';
 
 // RFC 9449 figures 2 and 9: the example proof's public key and the jkt the
@@ -88,4 +89,24 @@ test('a stored key comes back with the same thumbprint; a mismatched pair is ref
 test('htuOf drops query and fragment and keeps the path', () => {
   assert.equal(htuOf('https://b.example:8443/p/connect?a=1#x'), 'https://b.example:8443/p/connect');
   assert.equal(htuOf('HTTPS://B.Example/connect'), 'https://b.example/connect');
+});
+
+test('without WebCrypto (not a secure context): dpop_unavailable, and dpop: false still works', async () => {
+  const b = await startFakeBroker();
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
+  Object.defineProperty(globalThis, 'crypto', { value: undefined, configurable: true, writable: true });
+  try {
+    const err = await createDPoPKey().catch((e) => e);
+    assert.ok(err instanceof BrokerError);
+    assert.equal(err.code, 'dpop_unavailable');
+    const err2 = await fetchSession({ broker: b.url, agent: 'florencia', publishableKey: b.pk }).catch((e) => e);
+    assert.equal(err2.code, 'dpop_unavailable');
+    assert.equal(b.requests.length, 0, 'nothing is sent unbound when binding was asked for');
+    const s = await fetchSession({ broker: b.url, agent: 'florencia', publishableKey: b.pk, dpop: false });
+    assert.ok(s.participantToken);
+  } finally {
+    Object.defineProperty(globalThis, 'crypto', saved);
+    await b.close();
+  }
+  assert.ok(globalThis.crypto.subtle);
 });

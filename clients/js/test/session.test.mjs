@@ -406,6 +406,17 @@ test('answers outside the contract: HTML error page, garbage 2xx, huge body, ref
   assertNoSecret(err);
 });
 
+test('an abort ends a tokenProvider call that ignores the signal', { timeout: 10000 }, async () => {
+  const ac = new AbortController();
+  let called;
+  const asked = new Promise((r) => (called = r));
+  const p = fetchSession({ broker: broker.url, agent: 'florencia', signal: ac.signal, tokenProvider: () => { called(); return new Promise(() => {}); } });
+  await asked;
+  ac.abort();
+  const err = await p.catch((e) => e);
+  assert.equal(err.name, 'AbortError');
+});
+
 test('a failing tokenProvider becomes token_provider_failed with the cause kept', async () => {
   const boom = new Error('backend down');
   let err = await fetchSession({ broker: broker.url, agent: 'florencia', tokenProvider: async () => { throw boom; } }).catch((e) => e);
