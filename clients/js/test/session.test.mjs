@@ -417,6 +417,24 @@ test('an abort ends a tokenProvider call that ignores the signal', { timeout: 10
   assert.equal(err.name, 'AbortError');
 });
 
+test('a redirect is never followed: the ticket and key do not travel to another host', async () => {
+  const b = await fresh();
+  const elsewhere = await fresh();
+  try {
+    b.script('/public/token', { status: 307, headers: { Location: elsewhere.url + '/public/token' }, body: {} });
+    let err = await fetchSession({ broker: b.url, agent: 'florencia', publishableKey: b.pk }).catch((e) => e);
+    assert.equal(err.code, 'network_error');
+    b.script('/connect', { status: 308, headers: { Location: elsewhere.url + '/connect' }, body: {} });
+    err = await fetchSession({ broker: b.url, agent: 'florencia', publishableKey: b.pk }).catch((e) => e);
+    assert.equal(err.code, 'network_error');
+    assert.equal(elsewhere.requests.length, 0);
+    assertNoSecret(err, ticketsOf(b));
+  } finally {
+    await b.close();
+    await elsewhere.close();
+  }
+});
+
 test('a failing tokenProvider becomes token_provider_failed with the cause kept', async () => {
   const boom = new Error('backend down');
   let err = await fetchSession({ broker: broker.url, agent: 'florencia', tokenProvider: async () => { throw boom; } }).catch((e) => e);
