@@ -83,6 +83,11 @@ if [ -n "$(git status --porcelain -- examples/widget/dist 2>/dev/null)" ]; then
   echo "examples/widget/dist is stale: run 'npm run build' in examples/widget and commit it"; exit 1
 fi
 
+# The browser client library (clients/js): installed from its lock file,
+# built, and its unit tests run (node's test runner).
+log "clients/js: npm ci, npm test"
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm test 2>&1 | tail -n 9)
+
 # The OpenAPI linter (npm's @redocly/cli), installed from scripts/tools'
 # lock file into a cache keyed by that file, so later runs and other
 # clones reuse it.
