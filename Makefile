@@ -1,4 +1,4 @@
-.PHONY: run test bench
+.PHONY: run test test-short bench
 
 # The broker on the embedded development tenant.
 run:
@@ -8,6 +8,11 @@ run:
 test:
 	./scripts/test.sh
 
-# The load harness: broker vs the floor and a Node.js peer, medians of 3 runs.
+# The tests that need no outside process (no Redis, LiveKit, Chromium, Node).
+test-short:
+	go test -short ./...
+
+# The load harness (its own module, bench/): broker vs the floor and a
+# Node.js peer, medians of 3 runs. Extra flags: make bench BENCHFLAGS='-runs 1'.
 bench:
-	go run ./cmd/broker-bench
+	go -C bench run . $(BENCHFLAGS)

@@ -15,8 +15,10 @@ import (
 // rebuilding every org: the cost is a copy of the indexes plus the changed
 // orgs.
 //
-// The rules that span orgs hold in the result: a key hash (secret or
-// publishable) belongs to one org, and an (issuer, audience) pair to one org.
+// The rules that span orgs hold in the result, as Build applies them: a
+// key hash (secret or publishable) belongs to one org, an (issuer,
+// audience) pair to one org, and a LiveKit agent name to one org's agents
+// unless every agent that uses it is shared.
 // A part that breaks one is left out, so its org is absent from the result
 // (its credentials stop working: fail closed), and the returned
 // *ValidationError names the org and the reason; the result is still
@@ -161,12 +163,42 @@ func (n *Tenants) conflicts(part *Tenants) []string {
 			}
 		}
 	}
-	for i := range o.JWTIssuers {
-		is := &o.JWTIssuers[i]
-		for _, r := range n.issuers[is.Issuer] {
-			if r.Audience == is.Audience {
-				problems = append(problems, fmt.Sprintf("jwt_issuers[%d]: issuer %q with audience %q is already used by org %q",
-					i, truncate(is.Issuer), truncate(is.Audience), r.Org.ID))
+	if len(o.JWTIssuers) > 0 {
+		// The pair is compared as Build compares it: every spelling of one
+		// URL is one issuer.
+		pairs := make(map[issuerPair]string)
+		for _, refs := range n.issuers {
+			for _, r := range refs {
+				pairs[issuerPair{canonicalIdentifier(r.Issuer), canonicalIdentifier(r.Audience)}] = r.Org.ID
+			}
+		}
+		for i := range o.JWTIssuers {
+			is := &o.JWTIssuers[i]
+			if other, ok := pairs[issuerPair{canonicalIdentifier(is.Issuer), canonicalIdentifier(is.Audience)}]; ok {
+				problems = append(problems, fmt.Sprintf("jwt_issuers[%d]: issuer %q with audience %q is already trusted by org %q",
+					i, truncate(is.Issuer), truncate(is.Audience), other))
+			}
+		}
+	}
+	if len(o.Agents) > 0 {
+		// LiveKit agent names (checkLiveKitAgentNames): one org's, unless
+		// every agent that uses the name is shared.
+		names := make(map[string][]*Agent)
+		for _, other := range n.orgs {
+			for j := range other.Agents {
+				b := &other.Agents[j]
+				names[b.LiveKitName()] = append(names[b.LiveKitName()], b)
+			}
+		}
+		for i := range o.Agents {
+			a := &o.Agents[i]
+			for _, b := range names[a.LiveKitName()] {
+				if !a.LiveKitAgentShared || !b.LiveKitAgentShared {
+					problems = append(problems, fmt.Sprintf("agents[%d].livekit_agent_name: LiveKit agent name %q is used by agents of org %q; "+
+						"give each org's agent its own livekit_agent_name, or set livekit_agent_shared: true on every agent that uses it",
+						i, a.LiveKitName(), b.org.ID))
+					break
+				}
 			}
 		}
 	}
@@ -200,6 +232,11 @@ func (p *Public) HasKey(h string) bool {
 	}
 	return found == 1
 }
+
+// CanonicalIdentifier is the form in which JWT issuers and audiences are
+// compared for the rule that an (issuer, audience) pair belongs to one org:
+// every spelling of one URL gives the same string.
+func CanonicalIdentifier(s string) string { return canonicalIdentifier(s) }
 
 // publicHashes lists the publishable key hashes of a public mode.
 func publicHashes(p *Public) []string {

@@ -31,11 +31,11 @@ func manyOrgs(n int) *config.File {
 		o.JWTIssuers = []config.JWTIssuer{{Issuer: "https://auth.example", Audience: id,
 			JWKSURL: "https://auth.example/jwks.json", Scopes: []string{config.ScopeTokensCreate}}}
 		o.Agents = []config.Agent{
-			{ID: "bot", Channels: []string{config.ChannelChat}},
-			{ID: "web", Channels: []string{config.ChannelWebRTC}, Public: &config.Public{
+			{ID: "bot", Channels: []string{config.ChannelChat}, LiveKitAgentName: id + "-bot"},
+			{ID: "web", Channels: []string{config.ChannelWebRTC}, LiveKitAgentName: "shared-web", LiveKitAgentShared: true, Public: &config.Public{
 				Keys:           []config.PublishableKey{{ID: "a", Hash: hashOf(fmt.Sprintf("pk-%d-a", i))}, {ID: "b", Hash: hashOf(fmt.Sprintf("pk-%d-b", i))}},
 				AllowedOrigins: []string{"https://*.example.com"}}},
-			{ID: "old", Channels: []string{config.ChannelWebRTC}, Public: &config.Public{
+			{ID: "old", Channels: []string{config.ChannelWebRTC}, LiveKitAgentName: id + "-old", Public: &config.Public{
 				KeyHash: hashOf(fmt.Sprintf("pk-%d-old", i)), AllowedOrigins: []string{"http://localhost:*"}}},
 		}
 		f.Orgs = append(f.Orgs, o)
@@ -132,13 +132,27 @@ func TestReplaceLeavesOutConflicts(t *testing.T) {
 		Audience: "org-000", JWKSURL: "https://x.example/jwks", Scopes: []string{config.ScopeTokensCreate}}}}
 	pub := config.Org{ID: "pub", Tier: config.TierFree, Agents: []config.Agent{{ID: "a", Channels: []string{config.ChannelChat},
 		Public: &config.Public{KeyHash: f.Orgs[1].Keys[1].Hash, AllowedOrigins: []string{"https://x.example"}}}}}
-	ps := parts(t, &config.File{Orgs: []config.Org{thief, issuer, pub}})
-	next, err := base.Replace(map[string]*config.Tenants{"thief": ps[0], "issuer": ps[1], "pub": ps[2]})
+	// The same issuer spelled otherwise is the same issuer.
+	spelled := config.Org{ID: "spelled", Tier: config.TierFree, JWTIssuers: []config.JWTIssuer{{Issuer: "HTTPS://AUTH.example:443/",
+		Audience: "org-001", JWKSURL: "https://x.example/jwks", Scopes: []string{config.ScopeTokensCreate}}}}
+	// A LiveKit agent name of another org's agent: refused unless both share.
+	name := config.Org{ID: "name", Tier: config.TierFree, Agents: []config.Agent{{ID: "org-000-bot", Channels: []string{config.ChannelChat}}}}
+	shared := config.Org{ID: "shared", Tier: config.TierFree, Agents: []config.Agent{{ID: "w", Channels: []string{config.ChannelChat},
+		LiveKitAgentName: "shared-web", LiveKitAgentShared: true}}}
+	unshared := config.Org{ID: "unshared", Tier: config.TierFree, Agents: []config.Agent{{ID: "w", Channels: []string{config.ChannelChat},
+		LiveKitAgentName: "shared-web"}}}
+	ps := parts(t, &config.File{Orgs: []config.Org{thief, issuer, pub, spelled, name, shared, unshared}})
+	next, err := base.Replace(map[string]*config.Tenants{"thief": ps[0], "issuer": ps[1], "pub": ps[2], "spelled": ps[3],
+		"name": ps[4], "shared": ps[5], "unshared": ps[6]})
 	var ve *config.ValidationError
-	if !errors.As(err, &ve) || len(ve.Problems) != 3 {
+	if !errors.As(err, &ve) || len(ve.Problems) != 6 {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{`org "thief": keys[0].hash`, `org "issuer": jwt_issuers[0]`, `org "pub": agents[0].public`} {
+	if next.Org("shared") == nil {
+		t.Fatal("an agent sharing a shared LiveKit agent name was refused")
+	}
+	for _, want := range []string{`org "thief": keys[0].hash`, `org "issuer": jwt_issuers[0]`, `org "pub": agents[0].public`,
+		`org "spelled": jwt_issuers[0]`, `org "name": agents[0].livekit_agent_name`, `org "unshared": agents[0].livekit_agent_name`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q not in %v", want, err)
 		}

@@ -121,3 +121,38 @@ func TestEnvRegistry(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvValuesChecked: malformed addresses, URLs and numbers are refused,
+// each naming its variable, and a password in a URL is never echoed.
+func TestEnvValuesChecked(t *testing.T) {
+	for _, tc := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"BROKER_ADDR": "8080"}, "BROKER_ADDR"},
+		{map[string]string{"BROKER_ADDR": "localhost"}, "BROKER_ADDR"},
+		{map[string]string{"BROKER_ADDR": ":99999"}, "BROKER_ADDR"},
+		{map[string]string{"BROKER_ADDR": ":http"}, "BROKER_ADDR"},
+		{map[string]string{"BROKER_REDIS_CLUSTER_ADDRS": "a:1,b"}, "BROKER_REDIS_CLUSTER_ADDRS"},
+		{map[string]string{"BROKER_REDIS_CLUSTER_ADDRS": ":7000"}, "a host is required"},
+		{map[string]string{"BROKER_PUBLIC_URL": "https://broker.example?x=1"}, "BROKER_PUBLIC_URL"},
+		{map[string]string{"BROKER_PUBLIC_URL": "https://u:p@broker.example"}, "BROKER_PUBLIC_URL"},
+		{map[string]string{"LIVEKIT_URL": "ftp://lk", "LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"}, "LIVEKIT_URL"},
+		{map[string]string{"BROKER_TOKEN_TTL": "9223372037"}, "BROKER_TOKEN_TTL"}, // seconds that overflow a Duration
+		{map[string]string{"BROKER_TOKEN_TTL": "18446744074"}, "BROKER_TOKEN_TTL"},
+		{map[string]string{"BROKER_TOKEN_TTL": "-30"}, "BROKER_TOKEN_TTL"},
+		{map[string]string{"BROKER_TOKEN_TTL": "1e3"}, "BROKER_TOKEN_TTL"},
+		{map[string]string{"AUTH_TIMEOUT_SECONDS": "0"}, "AUTH_TIMEOUT_SECONDS"},
+		{map[string]string{"BROKER_CONNECT_RATE_PER_MINUTE": "ten"}, "BROKER_CONNECT_RATE_PER_MINUTE"},
+		{map[string]string{"BROKER_REDIS_URL": "redis//:hunter2secret@x"}, "BROKER_REDIS_URL"},
+	} {
+		_, err := config.LoadEnv(env(tc.vars))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want mention of %s", tc.vars, err, tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v: the error echoes a password", tc.vars)
+		}
+	}
+}

@@ -1,15 +1,19 @@
 package config_test
 
 import (
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/voicebroker/voicebroker/config"
 )
 
-// FuzzParse: the loader never panics, and whatever it accepts is
-// self-consistent: every indexed key belongs to a listed org, every org has
-// a positive rate, and a second parse of the same bytes agrees.
+// FuzzParse: the loader never panics; what it refuses is a
+// *ValidationError in the file's words (never a Go type); whatever it
+// accepts is self-consistent: every indexed key belongs to a listed org,
+// every org has a positive rate, no (issuer, audience) pair is shared by two
+// orgs, and a second parse of the same bytes agrees.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("orgs:\n  - id: a\n    tier: free\n"))
@@ -19,11 +23,26 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(strings.Replace(good, "203.0.113.0/24", "::ffff:0:0/96", 1))) // mapped prefix
 	f.Add([]byte("orgs:\n- id: a\n  tier: free\n  agents:\n  - id: b\n    channels: [chat]\n    public: {key_hash: x, allowed_origins: ['https://*.co.uk']}\n"))
 	f.Add([]byte("orgs:\n- id: a\n  tier: free\n  agents:\n  - id: b\n    channels: [chat]\n    public: {keys: [{id: k, hash: \"sha256:" + strings.Repeat("a", 64) + "\"}], allowed_origins: ['https://a.example']}\n"))
+	f.Add([]byte("orgs:\n  - id: a\n    tier: free\n    colour: red\n"))
+	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, hash: x, scopes: [x], revoked: maybe}]}]"))
+	f.Add([]byte("orgs:\n\t- id: a\n"))
+	f.Add([]byte("orgs: [{id: a, tier: free, jwt_issuers: [{issuer: 'https://i', audience: v, jwks_url: 'https://i/j', scopes: [tokens:create]}]}, {id: b, tier: free, jwt_issuers: [{issuer: 'HTTPS://I/', audience: v, jwks_url: 'https://i/j', scopes: [tokens:create]}]}]"))
+	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, expires_at: soon}]}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ten, err := config.Parse(data)
 		if err != nil {
+			var ve *config.ValidationError
+			if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+				t.Fatalf("refusal %v is not a *ValidationError with problems", err)
+			}
+			for _, goWords := range []string{"config.", "unmarshal", "[]string"} {
+				if strings.Contains(err.Error(), goWords) {
+					t.Fatalf("refusal %q speaks Go", err)
+				}
+			}
 			return
 		}
+		pairs := map[[2]string]string{}
 		for _, id := range ten.Orgs() {
 			o := ten.Org(id)
 			if o == nil || o.ID != id || o.RateLimit() < 1 {
@@ -34,6 +53,14 @@ func FuzzParse(f *testing.F) {
 				if ten.KeyByHash(k.Hash) != k || k.Org() != o {
 					t.Fatalf("key %q not indexed to its org", k.ID)
 				}
+			}
+			for i := range o.JWTIssuers {
+				is := &o.JWTIssuers[i]
+				k := [2]string{strings.ToLower(strings.TrimRight(is.Issuer, "/")), is.Audience}
+				if prev, ok := pairs[k]; ok && prev != id {
+					t.Fatalf("issuer %q audience %q shared by orgs %q and %q", is.Issuer, is.Audience, prev, id)
+				}
+				pairs[k] = id
 			}
 			for i := range o.Agents {
 				a := &o.Agents[i]
@@ -55,6 +82,61 @@ func FuzzParse(f *testing.F) {
 		again, err := config.Parse(data)
 		if err != nil || len(again.Orgs()) != len(ten.Orgs()) {
 			t.Fatal("second parse disagrees")
+		}
+	})
+}
+
+// FuzzSecretsJSON: AUTH_API_SECRETS_JSON never panics the loader, an error
+// never echoes a secret, and what is accepted agrees with encoding/json
+// and holds only secrets that can match.
+func FuzzSecretsJSON(f *testing.F) {
+	s := strings.Repeat("s", 32)
+	f.Add(`[{"id":"acme","secret":"` + s + `"}]`)
+	f.Add(`[{"id":"acme","secret":"` + s + `"},{"id":"b","secret":"` + s + `x"}]`)
+	f.Add(`[{"id":"acme","id":"b","secret":"` + s + `"}]`)
+	f.Add(`[{"ID":"acme","secret":"` + s + `"}]`)
+	f.Add(`[{"id":"acme","secret":"sk_` + s + `"}]`)
+	f.Add(`[] []`)
+	f.Add(`[{"id":"a","secret":"\u0000` + s + `"}]`)
+	f.Fuzz(func(t *testing.T, js string) {
+		if strings.TrimSpace(js) == "" {
+			return // unset
+		}
+		e, err := config.LoadEnv(func(k string) string {
+			if k == "AUTH_API_SECRETS_JSON" {
+				return js
+			}
+			return ""
+		})
+		if err != nil {
+			var ref []struct{ Secret string }
+			if json.Unmarshal([]byte(js), &ref) == nil {
+				for _, r := range ref {
+					if len(r.Secret) >= 8 && strings.Contains(err.Error(), r.Secret) {
+						t.Fatalf("error %q echoes a secret", err)
+					}
+				}
+			}
+			return
+		}
+		var ref []struct{ ID, Secret string }
+		if err := json.Unmarshal([]byte(js), &ref); err != nil || len(ref) != len(e.AuthAPISecrets) {
+			t.Fatalf("accepted %q that encoding/json reads otherwise (%v)", js, err)
+		}
+		seen := map[string]bool{}
+		for i, got := range e.AuthAPISecrets {
+			if got.ID != ref[i].ID || got.Secret != ref[i].Secret {
+				t.Fatalf("entry %d differs from encoding/json", i)
+			}
+			if !config.ValidID(got.ID) || len(got.Secret) < 32 || strings.HasPrefix(got.Secret, "sk_") || strings.HasPrefix(got.Secret, "pk_") || seen[got.Secret] {
+				t.Fatalf("accepted a secret that cannot match or is ambiguous: entry %d", i)
+			}
+			for _, c := range []byte(got.Secret) {
+				if c <= ' ' || c >= 0x7f {
+					t.Fatalf("accepted a secret with byte %#x", c)
+				}
+			}
+			seen[got.Secret] = true
 		}
 	})
 }

@@ -6,26 +6,21 @@ package config
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"net/url"
-	"os"
-	"regexp"
+	"path"
 	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/net/idna"
 	"gopkg.in/yaml.v3"
 
 	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/keyfile"
 	"github.com/voicebroker/voicebroker/pkg/origins"
 )
 
@@ -56,8 +51,6 @@ const (
 	TierPro        = "pro"
 	TierEnterprise = "enterprise"
 )
-
-var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // File is the tenants file as written (contract §2).
 type File struct {
@@ -107,32 +100,14 @@ func (i *JWTIssuer) PublicKey() crypto.PublicKey { return i.key }
 
 // readIssuerKey reads an RSA, ECDSA P-256 or Ed25519 public key in PEM.
 func readIssuerKey(path string) (crypto.PublicKey, error) {
-	data, err := os.ReadFile(path)
+	k, err := keyfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "PUBLIC KEY" {
-		return nil, errors.New("not a PEM PUBLIC KEY")
+	if k.Private != nil {
+		return nil, errors.New("holds a private key; give the issuer's public key (PEM PUBLIC KEY) and keep the private key with the issuer")
 	}
-	k, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	switch pk := k.(type) {
-	case *rsa.PublicKey:
-		if pk.N.BitLen() < 2048 {
-			return nil, errors.New("RSA key shorter than 2048 bits")
-		}
-	case *ecdsa.PublicKey:
-		if pk.Curve != elliptic.P256() {
-			return nil, errors.New("ECDSA key not on P-256")
-		}
-	case ed25519.PublicKey:
-	default:
-		return nil, fmt.Errorf("unsupported key type %T", k)
-	}
-	return k, nil
+	return k.Public, nil
 }
 
 // Agent is a voice agent of an org.
@@ -141,6 +116,10 @@ type Agent struct {
 	Channels []string `yaml:"channels"`
 	Server   string   `yaml:"server"`
 	Public   *Public  `yaml:"public"`
+	// LiveKitAgentName and LiveKitAgentShared: see LiveKitName and
+	// checkLiveKitAgentNames (livekit_agents.go).
+	LiveKitAgentName   string `yaml:"livekit_agent_name"`
+	LiveKitAgentShared bool   `yaml:"livekit_agent_shared"`
 
 	org     *Org
 	matcher *origins.Matcher
@@ -156,6 +135,10 @@ type Public struct {
 	// keys have all been revoked: no key opens it.
 	Keys           []PublishableKey `yaml:"keys"`
 	AllowedOrigins []string         `yaml:"allowed_origins"`
+	// RatePerMinute is the agent's public budget: /public/token requests a
+	// minute with its publishable key, counted apart from the org's own
+	// budget. 0 (absent) means the org tier's rate.
+	RatePerMinute int `yaml:"rate_per_minute"`
 }
 
 // PublishableKey is one of an agent's publishable keys, held as its hash.
@@ -265,7 +248,7 @@ func (e *ValidationError) Error() string {
 // *ValidationError names each one.
 func Parse(data []byte) (*Tenants, error) {
 	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("tenants file is %d bytes, over the %d limit", len(data), MaxFileSize)
+		return nil, &ValidationError{Problems: []string{fmt.Sprintf("(top level): the file is over the %d-byte limit", MaxFileSize)}}
 	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -274,187 +257,303 @@ func Parse(data []byte) (*Tenants, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &ValidationError{Problems: []string{"orgs: the file is empty"}}
 		}
-		return nil, fmt.Errorf("tenants file: %w", err)
+		return nil, yamlProblems(data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("tenants file: more than one YAML document")
+		return nil, &ValidationError{Problems: []string{"(top level): more than one YAML document; keep one"}}
 	}
 	return Build(&f)
 }
 
 // Build checks and indexes an already-decoded file. It takes ownership of f.
 func Build(f *File) (*Tenants, error) {
-	v := &validator{}
-	t := &Tenants{
-		orgs:        make(map[string]*Org),
-		keys:        make(map[string]*Key),
-		publishable: make(map[string]*Agent),
-		issuers:     make(map[string][]*IssuerRef),
+	b := &builder{
+		t: &Tenants{
+			orgs:        make(map[string]*Org),
+			keys:        make(map[string]*Key),
+			publishable: make(map[string]*Agent),
+			issuers:     make(map[string][]*IssuerRef),
+		},
+		keyIDs:  make(map[string]string),
+		issuers: make(map[issuerPair]issuerSeen),
 	}
 	if len(f.Orgs) == 0 {
-		v.add("orgs", "at least one org is required")
+		b.add("orgs", "at least one org is required")
 	}
-	keyIDs := make(map[string]string)
 	for i := range f.Orgs {
-		o := &f.Orgs[i]
-		at := fmt.Sprintf("orgs[%d]", i)
-		v.id(at+".id", o.ID)
-		if t.orgs[o.ID] != nil {
-			v.add(at+".id", fmt.Sprintf("duplicate org id %q", o.ID))
+		b.org(fmt.Sprintf("orgs[%d]", i), &f.Orgs[i])
+	}
+	checkLiveKitAgentNames(&b.validator, f)
+	if len(b.problems) > 0 {
+		return nil, &ValidationError{Problems: b.problems}
+	}
+	return b.t, nil
+}
+
+// builder checks a decoded file field by field and fills the indexes of
+// the Tenants it builds; every problem is kept, each naming its field.
+type builder struct {
+	validator
+	t       *Tenants
+	keyIDs  map[string]string         // org/key id -> field path of its first use
+	issuers map[issuerPair]issuerSeen // normalised (issuer, audience) -> first org
+}
+
+func (b *builder) org(at string, o *Org) {
+	b.id(at+".id", o.ID)
+	if b.t.orgs[o.ID] != nil {
+		b.add(at+".id", fmt.Sprintf("duplicate org id %q", o.ID))
+	}
+	b.t.orgs[o.ID] = o
+	b.t.order = append(b.t.order, o.ID)
+	b.tier(at, o)
+	for j := range o.Keys {
+		b.key(fmt.Sprintf("%s.keys[%d]", at, j), o, &o.Keys[j])
+	}
+	for j := range o.JWTIssuers {
+		b.issuer(fmt.Sprintf("%s.jwt_issuers[%d]", at, j), o, &o.JWTIssuers[j])
+	}
+	o.agents = make(map[string]*Agent)
+	for j := range o.Agents {
+		b.agent(fmt.Sprintf("%s.agents[%d]", at, j), o, &o.Agents[j])
+	}
+}
+
+func (b *builder) tier(at string, o *Org) {
+	switch o.Tier {
+	case TierFree, TierPro:
+		if o.RatePerMinute != 0 {
+			b.add(at+".rate_per_minute", "only allowed with tier enterprise")
 		}
-		t.orgs[o.ID] = o
-		t.order = append(t.order, o.ID)
-		switch o.Tier {
-		case TierFree, TierPro:
-			if o.RatePerMinute != 0 {
-				v.add(at+".rate_per_minute", "only allowed with tier enterprise")
-			}
-		case TierEnterprise:
-			if o.RatePerMinute < 1 || o.RatePerMinute > 1_000_000 {
-				v.add(at+".rate_per_minute", "required for tier enterprise, 1 to 1000000")
-			}
-		case "":
-			v.add(at+".tier", "required: free, pro or enterprise")
-		default:
-			v.add(at+".tier", fmt.Sprintf("unknown tier %q: free, pro or enterprise", o.Tier))
+	case TierEnterprise:
+		if o.RatePerMinute < 1 || o.RatePerMinute > 1_000_000 {
+			b.add(at+".rate_per_minute", "required for tier enterprise, 1 to 1000000")
 		}
-		for j := range o.Keys {
-			k := &o.Keys[j]
-			kat := fmt.Sprintf("%s.keys[%d]", at, j)
-			k.org = o
-			v.id(kat+".id", k.ID)
-			if prev, dup := keyIDs[o.ID+"/"+k.ID]; dup {
-				v.add(kat+".id", fmt.Sprintf("duplicate key id %q (also %s)", k.ID, prev))
-			}
-			keyIDs[o.ID+"/"+k.ID] = kat
-			if !apikey.ValidHash(k.Hash) {
-				v.add(kat+".hash", `must be "sha256:" and 64 lowercase hex digits`)
-			} else if t.keys[k.Hash] != nil || t.publishable[k.Hash] != nil {
-				v.add(kat+".hash", "the same key hash is listed twice")
-			} else {
-				t.keys[k.Hash] = k
-			}
-			v.scopes(kat+".scopes", k.Scopes)
-			if k.ExpiresAt != nil && (k.ExpiresAt.UTC().Year() < 1970 || k.ExpiresAt.UTC().Year() > 9999) {
-				v.add(kat+".expires_at", "must be a time between the years 1970 and 9999")
-			}
-			for n, cidr := range k.AllowedIPs {
-				p, err := netip.ParsePrefix(cidr)
-				if err != nil {
-					if a, aerr := netip.ParseAddr(cidr); aerr == nil {
-						p = netip.PrefixFrom(a, a.BitLen())
-					} else {
-						v.add(fmt.Sprintf("%s.allowed_ips[%d]", kat, n), fmt.Sprintf("%q is not a CIDR or IP address", cidr))
-						continue
-					}
-				}
-				if p != p.Masked() {
-					v.add(fmt.Sprintf("%s.allowed_ips[%d]", kat, n), fmt.Sprintf("%q has host bits set; did you mean %s?", cidr, p.Masked()))
-					continue
-				}
-				k.prefixes = append(k.prefixes, netip.PrefixFrom(p.Addr().Unmap(), unmapBits(p)))
-			}
-		}
-		for j := range o.JWTIssuers {
-			is := &o.JWTIssuers[j]
-			iat := fmt.Sprintf("%s.jwt_issuers[%d]", at, j)
-			if is.Issuer == "" || len(is.Issuer) > 512 {
-				v.add(iat+".issuer", "required, at most 512 characters")
-			}
-			if is.Audience == "" || len(is.Audience) > 512 {
-				v.add(iat+".audience", "required, at most 512 characters")
-			}
-			switch {
-			case (is.JWKSURL == "") == (is.PublicKeyFile == ""):
-				v.add(iat, "exactly one of jwks_url and public_key_file is required")
-			case is.JWKSURL != "":
-				if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-					v.add(iat+".jwks_url", "must be an http(s) URL")
-				}
-			default:
-				k, err := readIssuerKey(is.PublicKeyFile)
-				if err != nil {
-					v.add(iat+".public_key_file", err.Error())
-				}
-				is.key = k
-			}
-			v.scopes(iat+".scopes", is.Scopes)
-			t.issuers[is.Issuer] = append(t.issuers[is.Issuer], &IssuerRef{JWTIssuer: is, Org: o})
-		}
-		o.agents = make(map[string]*Agent)
-		for j := range o.Agents {
-			a := &o.Agents[j]
-			aat := fmt.Sprintf("%s.agents[%d]", at, j)
-			a.org = o
-			v.id(aat+".id", a.ID)
-			if o.agents[a.ID] != nil {
-				v.add(aat+".id", fmt.Sprintf("duplicate agent id %q", a.ID))
-			}
-			o.agents[a.ID] = a
-			if len(a.Channels) == 0 {
-				v.add(aat+".channels", "at least one of webrtc, chat")
-			}
-			seen := map[string]bool{}
-			for n, c := range a.Channels {
-				if c != ChannelWebRTC && c != ChannelChat {
-					v.add(fmt.Sprintf("%s.channels[%d]", aat, n), fmt.Sprintf("unknown channel %q: webrtc or chat", c))
-				} else if seen[c] {
-					v.add(fmt.Sprintf("%s.channels[%d]", aat, n), fmt.Sprintf("duplicate channel %q", c))
-				}
-				seen[c] = true
-			}
-			if a.Server != "" {
-				if u, err := url.Parse(a.Server); err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) {
-					v.add(aat+".server", "must be an http(s) or ws(s) URL")
-				}
-			}
-			if a.Public == nil {
-				continue
-			}
-			pat := aat + ".public"
-			if a.Public.KeyHash != "" || a.Public.Keys == nil {
-				if !apikey.ValidHash(a.Public.KeyHash) {
-					v.add(pat+".key_hash", `must be "sha256:" and 64 lowercase hex digits`)
-				} else if t.keys[a.Public.KeyHash] != nil || t.publishable[a.Public.KeyHash] != nil {
-					v.add(pat+".key_hash", "the same key hash is listed twice")
-				} else {
-					t.publishable[a.Public.KeyHash] = a
-				}
-			}
-			pkIDs := map[string]bool{}
-			for n, pk := range a.Public.Keys {
-				kat := fmt.Sprintf("%s.keys[%d]", pat, n)
-				v.id(kat+".id", pk.ID)
-				if pkIDs[pk.ID] {
-					v.add(kat+".id", fmt.Sprintf("duplicate publishable key id %q", pk.ID))
-				}
-				pkIDs[pk.ID] = true
-				if !apikey.ValidHash(pk.Hash) {
-					v.add(kat+".hash", `must be "sha256:" and 64 lowercase hex digits`)
-				} else if t.keys[pk.Hash] != nil || t.publishable[pk.Hash] != nil {
-					v.add(kat+".hash", "the same key hash is listed twice")
-				} else {
-					t.publishable[pk.Hash] = a
-				}
-			}
-			if len(a.Public.AllowedOrigins) == 0 {
-				v.add(pat+".allowed_origins", "at least one origin is required for public mode")
-			}
-			for n, s := range a.Public.AllowedOrigins {
-				if _, err := origins.ParsePattern(s); err != nil {
-					v.add(fmt.Sprintf("%s.allowed_origins[%d]", pat, n), err.Error())
-				}
-			}
-			if m, err := origins.NewMatcher(a.Public.AllowedOrigins...); err == nil {
-				a.matcher = m
-			}
+	case "":
+		b.add(at+".tier", "required: free, pro or enterprise")
+	default:
+		b.add(at+".tier", fmt.Sprintf("unknown tier %q: free, pro or enterprise", truncate(o.Tier)))
+	}
+}
+
+func (b *builder) key(at string, o *Org, k *Key) {
+	k.org = o
+	b.id(at+".id", k.ID)
+	if prev, dup := b.keyIDs[o.ID+"/"+k.ID]; dup {
+		b.add(at+".id", fmt.Sprintf("duplicate key id %q (also %s)", k.ID, prev))
+	}
+	b.keyIDs[o.ID+"/"+k.ID] = at
+	if b.keyHash(at+".hash", k.Hash) {
+		b.t.keys[k.Hash] = k
+	}
+	b.scopes(at+".scopes", k.Scopes)
+	if k.ExpiresAt != nil && (k.ExpiresAt.UTC().Year() < 1970 || k.ExpiresAt.UTC().Year() > 9999) {
+		b.add(at+".expires_at", "must be a time between the years 1970 and 9999")
+	}
+	for n, cidr := range k.AllowedIPs {
+		if p, ok := b.prefix(fmt.Sprintf("%s.allowed_ips[%d]", at, n), cidr); ok {
+			k.prefixes = append(k.prefixes, p)
 		}
 	}
-	if len(v.problems) > 0 {
-		return nil, &ValidationError{Problems: v.problems}
+}
+
+// keyHash checks a secret or publishable key hash and reports whether it
+// may be indexed: well formed and not listed before.
+func (b *builder) keyHash(at, h string) bool {
+	switch {
+	case !apikey.ValidHash(h):
+		b.add(at, `must be "sha256:" and 64 lowercase hex digits`)
+	case b.t.keys[h] != nil || b.t.publishable[h] != nil:
+		b.add(at, "the same key hash is listed twice")
+	default:
+		return true
 	}
-	return t, nil
+	return false
+}
+
+// prefix parses a CIDR or a single address into an unmapped prefix.
+func (b *builder) prefix(at, cidr string) (netip.Prefix, bool) {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		a, aerr := netip.ParseAddr(cidr)
+		if aerr != nil {
+			b.add(at, fmt.Sprintf("%q is not a CIDR or IP address", truncate(cidr)))
+			return netip.Prefix{}, false
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p != p.Masked() {
+		b.add(at, fmt.Sprintf("%q has host bits set; did you mean %s?", cidr, p.Masked()))
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), unmapBits(p)), true
+}
+
+func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
+	okIss := b.identifier(at+".issuer", is.Issuer)
+	okAud := b.identifier(at+".audience", is.Audience)
+	switch {
+	case (is.JWKSURL == "") == (is.PublicKeyFile == ""):
+		b.add(at, "exactly one of jwks_url and public_key_file is required")
+	case is.JWKSURL != "":
+		if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			b.add(at+".jwks_url", "must be an http(s) URL")
+		}
+	default:
+		k, err := readIssuerKey(is.PublicKeyFile)
+		if err != nil {
+			b.add(at+".public_key_file", err.Error())
+		}
+		is.key = k
+	}
+	b.scopes(at+".scopes", is.Scopes)
+	b.t.issuers[is.Issuer] = append(b.t.issuers[is.Issuer], &IssuerRef{JWTIssuer: is, Org: o})
+	if !okIss || !okAud {
+		return
+	}
+	// Tenant isolation: a JWT of this issuer for this audience must name
+	// one org only, whatever spelling of the URL each org used.
+	pair := issuerPair{canonicalIdentifier(is.Issuer), canonicalIdentifier(is.Audience)}
+	if first, seen := b.issuers[pair]; seen && first.org != o.ID {
+		b.add(at, fmt.Sprintf("issuer %q with audience %q is already trusted by org %q (%s); an (issuer, audience) pair may belong to one org only",
+			truncate(is.Issuer), truncate(is.Audience), first.org, first.at))
+	} else if !seen {
+		b.issuers[pair] = issuerSeen{org: o.ID, at: at}
+	}
+}
+
+type issuerPair struct{ issuer, audience string }
+
+type issuerSeen struct{ org, at string }
+
+// identifier checks an issuer or audience: required, bounded, printable,
+// and, when it is a URL, an http(s) URL without user info, query or
+// fragment (OpenID Connect's rule for issuers).
+func (b *builder) identifier(at, s string) bool {
+	switch {
+	case s == "" || len(s) > 512:
+		b.add(at, "required, at most 512 characters")
+		return false
+	case strings.TrimSpace(s) != s || strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		b.add(at, "has surrounding spaces or control characters")
+		return false
+	case strings.Contains(s, "://"):
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Contains(s, "#") {
+			b.add(at, "a URL here must be http(s) with a host and no user info, query or fragment")
+			return false
+		}
+	}
+	return true
+}
+
+func (b *builder) agent(at string, o *Org, a *Agent) {
+	a.org = o
+	b.id(at+".id", a.ID)
+	if o.agents[a.ID] != nil {
+		b.add(at+".id", fmt.Sprintf("duplicate agent id %q", a.ID))
+	}
+	o.agents[a.ID] = a
+	if len(a.Channels) == 0 {
+		b.add(at+".channels", "at least one of webrtc, chat")
+	}
+	seen := map[string]bool{}
+	for n, c := range a.Channels {
+		if c != ChannelWebRTC && c != ChannelChat {
+			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("unknown channel %q: webrtc or chat", truncate(c)))
+		} else if seen[c] {
+			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("duplicate channel %q", c))
+		}
+		seen[c] = true
+	}
+	if a.Server != "" {
+		if u, err := url.Parse(a.Server); err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) {
+			b.add(at+".server", "must be an http(s) or ws(s) URL")
+		}
+	}
+	if a.Public != nil {
+		b.public(at+".public", a)
+	}
+}
+
+func (b *builder) public(at string, a *Agent) {
+	// key_hash, or keys (an explicitly empty list: no key yet, or all
+	// revoked), or both.
+	if a.Public.KeyHash != "" || a.Public.Keys == nil {
+		if b.keyHash(at+".key_hash", a.Public.KeyHash) {
+			b.t.publishable[a.Public.KeyHash] = a
+		}
+	}
+	ids := map[string]bool{}
+	for n, k := range a.Public.Keys {
+		kat := fmt.Sprintf("%s.keys[%d]", at, n)
+		b.id(kat+".id", k.ID)
+		if ids[k.ID] {
+			b.add(kat+".id", fmt.Sprintf("duplicate publishable key id %q", k.ID))
+		}
+		ids[k.ID] = true
+		if b.keyHash(kat+".hash", k.Hash) {
+			b.t.publishable[k.Hash] = a
+		}
+	}
+	if a.Public.RatePerMinute < 0 || a.Public.RatePerMinute > 1_000_000 {
+		b.add(at+".rate_per_minute", "1 to 1000000, or absent for the org tier's rate")
+	}
+	if len(a.Public.AllowedOrigins) == 0 {
+		b.add(at+".allowed_origins", "at least one origin is required for public mode")
+	}
+	ok := true
+	for n, s := range a.Public.AllowedOrigins {
+		if _, err := origins.ParsePattern(s); err != nil {
+			b.add(fmt.Sprintf("%s.allowed_origins[%d]", at, n), err.Error())
+			ok = false
+		}
+	}
+	if ok {
+		a.matcher, _ = origins.NewMatcher(a.Public.AllowedOrigins...)
+	}
+}
+
+// canonicalIdentifier folds the spellings of one URL together for the
+// (issuer, audience) uniqueness check: scheme and host case, a trailing
+// dot on the host, Unicode hosts (punycode), default ports, the spelling
+// of an IP address, percent-encoding, dot segments and trailing slashes.
+// Anything that is not an http(s) URL is compared as written.
+func canonicalIdentifier(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" || u.Host == "" {
+		return s
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return s
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if a, err := idna.Lookup.ToASCII(host); err == nil {
+		host = strings.ToLower(a)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().String()
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	port := strings.TrimLeft(u.Port(), "0")
+	if port == "" && u.Port() != "" {
+		port = "0"
+	}
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	p := u.Path // percent-decoded
+	if p != "" {
+		p = strings.TrimRight(path.Clean("/"+p), "/")
+	}
+	return scheme + "://" + host + p
 }
 
 func unmapBits(p netip.Prefix) int {
@@ -471,8 +570,8 @@ func (v *validator) add(field, reason string) {
 }
 
 func (v *validator) id(field, id string) {
-	if !idPattern.MatchString(id) {
-		v.add(field, fmt.Sprintf("%q must match [a-z0-9][a-z0-9-]{0,62}", truncate(id)))
+	if !ValidID(id) {
+		v.add(field, fmt.Sprintf("%q must match %s", truncate(id), IDGrammar))
 	}
 }
 

@@ -89,7 +89,7 @@ func TestParseRefusals(t *testing.T) {
 	cases := []struct {
 		name, yaml, want string
 	}{
-		{"unknown field", strings.Replace(good, "revoked: false", "revoked: false\n        color: red", 1), "field color not found"},
+		{"unknown field", strings.Replace(good, "revoked: false", "revoked: false\n        color: red", 1), "orgs[0].keys[0].color: unknown field"},
 		{"duplicate org", good + "  - id: acme\n    tier: free\n", "duplicate org id"},
 		{"duplicate agent", strings.Replace(good, "id: bot", "id: bot\n        channels: [chat]\n      - id: bot", 1), "duplicate agent id"},
 		{"bad org id", strings.Replace(good, "id: acme", "id: Acme_Corp", 1), `orgs[0].id: "Acme_Corp"`},
@@ -110,11 +110,12 @@ func TestParseRefusals(t *testing.T) {
 		{"issuer with both key sources", strings.Replace(good, "scopes: [tokens:create]", "public_key_file: /x.pem\n        scopes: [tokens:create]", 1), "exactly one of jwks_url"},
 		{"bad server", strings.Replace(good, `server: ""`, `server: "not a url"`, 1), "agents[0].server"},
 		{"empty", "", "empty"},
+		{"too large", "# " + strings.Repeat("x", config.MaxFileSize), "over the 4194304-byte limit"},
 		{"no orgs", "orgs: []\n", "at least one org"},
 		{"two documents", good + "---\norgs: []\n", "more than one YAML document"},
-		{"not yaml", "orgs: [", "tenants file"},
-		{"wrong type", strings.Replace(good, "revoked: false", "revoked: maybe", 1), "cannot unmarshal"},
-		{"duplicate yaml key", strings.Replace(good, "tier: pro", "tier: pro\n    tier: free", 1), "already defined"},
+		{"not yaml", "orgs: [", "not valid YAML"},
+		{"wrong type", strings.Replace(good, "revoked: false", "revoked: maybe", 1), "orgs[0].keys[0].revoked: must be true or false"},
+		{"duplicate yaml key", strings.Replace(good, "tier: pro", "tier: pro\n    tier: free", 1), "orgs[0].tier: set twice"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,5 +196,35 @@ func TestDemo(t *testing.T) {
 	}
 	if _, ok := a.Origins().Allow("http://localhost.evil.com:5173"); ok {
 		t.Fatal("demo agent allows localhost.evil.com")
+	}
+}
+
+// TestHolderStaleClearsWhenFileReturns: a file that vanishes for a moment
+// (an editor's rename, a ConfigMap swap) marks the tenants stale; the same
+// content coming back must clear it, not be skipped as "unchanged".
+func TestHolderStaleClearsWhenFileReturns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tenants.yaml")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var results []bool
+	h, err := config.NewHolder(path, nil, func(ok bool) { results = append(results, ok) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Reload(false); err == nil {
+		t.Fatal("missing file reloaded without error")
+	}
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := h.Reload(false); !changed || err != nil {
+		t.Fatalf("returned file not reloaded: changed=%v err=%v", changed, err)
+	}
+	if len(results) != 2 || results[0] || !results[1] {
+		t.Fatalf("reload hook results %v, want [false true]", results)
 	}
 }

@@ -15,17 +15,26 @@ import (
 
 // ReadFile reads and parses the tenants file at path.
 func ReadFile(path string) (*Tenants, []byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	data, err := readBounded(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	t, err := Parse(data)
 	return t, data, err
+}
+
+// readBounded reads at most one byte past MaxFileSize, so Parse can say the
+// file is too large without reading all of it.
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not a tenants file", path)
+	}
+	return io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 }
 
 // Holder keeps the current tenants and swaps in a new version atomically
@@ -35,6 +44,7 @@ type Holder struct {
 	path     string
 	log      *slog.Logger
 	onReload func(ok bool)
+	checks   []func(*Tenants) error
 
 	cur atomic.Pointer[Tenants]
 
@@ -43,15 +53,29 @@ type Holder struct {
 }
 
 // NewHolder reads the file at path; an error here means the broker must
-// not start.
-func NewHolder(path string, log *slog.Logger, onReload func(ok bool)) (*Holder, error) {
+// not start. Each of checks must accept the tenants, at start and on every
+// reload: they check what lies outside the file (an API secret naming an
+// org), and a reload they refuse keeps the tenants in force.
+func NewHolder(path string, log *slog.Logger, onReload func(ok bool), checks ...func(*Tenants) error) (*Holder, error) {
 	t, data, err := ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	h := &Holder{path: path, log: log, onReload: onReload, sum: sha256.Sum256(data)}
+	h := &Holder{path: path, log: log, onReload: onReload, checks: checks, sum: sha256.Sum256(data)}
+	if err := h.check(t); err != nil {
+		return nil, err
+	}
 	h.cur.Store(t)
 	return h, nil
+}
+
+func (h *Holder) check(t *Tenants) error {
+	for _, c := range h.checks {
+		if err := c(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // StaticHolder returns a Holder that always serves t and never reloads.
@@ -76,8 +100,11 @@ func (h *Holder) Reload(force bool) (changed bool, err error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	data, err := os.ReadFile(h.path)
+	data, err := readBounded(h.path)
 	if err != nil {
+		// Forget the last content, so that the same file coming back is
+		// reloaded and clears the stale mark.
+		h.sum = [sha256.Size]byte{}
 		h.report(false, "read", err)
 		return false, err
 	}
@@ -86,10 +113,14 @@ func (h *Holder) Reload(force bool) (changed bool, err error) {
 		return false, nil
 	}
 	t, err := Parse(data)
+	stage := "parse"
+	if err == nil {
+		stage, err = "check", h.check(t)
+	}
 	if err != nil {
 		// Remember the bad content so it is reported once, not every poll.
 		h.sum = sum
-		h.report(false, "parse", err)
+		h.report(false, stage, err)
 		return false, err
 	}
 	h.sum = sum

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
-#   installs what is missing (redis-server, chromium, postgresql, livekit-server,
-#   the widget's npm packages), starts one Redis on loopback,
-#   checks formatting and vet, runs every test with the race detector,
+#   checks the repository's hygiene (no tracked binaries, every go.mod tidy),
+#   installs what is missing (redis-server, chromium, postgresql, livekit-server, the widget's,
+#   the OpenAPI linter's and the example agent's npm packages), starts one Redis
+#   on loopback, checks formatting, vet and the OpenAPI document, runs every test
+#   with the race detector (none skipped: -short is for `go test -short ./...` by hand),
 #   fuzzes every fuzz target for FUZZTIME each, and stops what it started.
 # Environment: FUZZTIME (default 10s per target; 0 skips fuzzing),
 # VB_SOAK_DURATION (default 15s), GO_TEST_FLAGS.
@@ -11,6 +13,54 @@ cd "$(dirname "$0")/.."
 
 FUZZTIME=${FUZZTIME:-10s}
 log() { printf '\n==> %s\n' "$*"; }
+lkcache=${XDG_CACHE_HOME:-$HOME/.cache}/voicebroker
+
+# 0. Repository hygiene.
+# Tracked files larger than this must be on the allow-list below.
+MAX_TRACKED_BYTES=$((512 * 1024))
+LARGE_FILES_ALLOWED=(
+  examples/widget/dist/widget.js # the demo widget's bundle (livekit-client), embedded by the broker
+)
+# binary_kind prints what executable format a file is in (ELF, Mach-O, PE,
+# WebAssembly), or nothing.
+binary_kind() {
+  local magic
+  magic=$(od -An -tx1 -N4 -- "$1" 2>/dev/null | tr -d ' \n')
+  case "$magic" in
+    7f454c46) echo ELF ;;
+    feedface | feedfacf | cefaedfe | cffaedfe | cafebabe) echo Mach-O ;;
+    0061736d) echo WebAssembly ;;
+    4d5a*)
+      local off
+      off=$(od -An -tu4 -j60 -N4 -- "$1" 2>/dev/null | tr -d ' ')
+      if [ -n "$off" ] && [ "$(od -An -tx1 -j"$off" -N4 -- "$1" 2>/dev/null | tr -d ' \n')" = 50450000 ]; then
+        echo PE
+      fi
+      ;;
+  esac
+}
+log "tracked files: no binaries, nothing over $((MAX_TRACKED_BYTES / 1024)) KiB unless allowed"
+bad=0
+while IFS= read -r -d '' f; do
+  [ -f "$f" ] || continue
+  kind=$(binary_kind "$f")
+  if [ -n "$kind" ]; then
+    echo "$f: a tracked $kind binary; remove it (git rm --cached) and ignore it"; bad=1
+  fi
+  size=$(wc -c <"$f")
+  if [ "$size" -gt "$MAX_TRACKED_BYTES" ] && ! printf '%s\n' "${LARGE_FILES_ALLOWED[@]}" | grep -qxF -- "$f"; then
+    echo "$f: $size bytes tracked; over $MAX_TRACKED_BYTES and not on the allow-list in scripts/test.sh"; bad=1
+  fi
+done < <(git ls-files -z)
+[ "$bad" = 0 ] || exit 1
+
+log "go mod tidy (every module)"
+for mod in $( (git ls-files '*go.mod' 2>/dev/null || find . -name go.mod -not -path '*/node_modules/*') | grep -E '(^|/)go\.mod$'); do
+  dir=$(dirname "$mod")
+  if ! out=$(cd "$dir" && go mod tidy -diff 2>&1); then
+    echo "$mod is not tidy: run 'go mod tidy' in $dir and commit go.mod and go.sum"; echo "$out"; exit 1
+  fi
+done
 
 # 1. What the tests run against: Debian's redis-server and chromium.
 missing=()
@@ -22,7 +72,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-command -v node >/dev/null || { echo "node is required for the browser test"; exit 1; }
+command -v node >/dev/null || { echo "node is required for the browser and agent worker tests"; exit 1; }
 
 # PostgreSQL for the tenant registry's tests, which start their own
 # throwaway servers on loopback (internal/testenv/postgres.go). No default
@@ -41,14 +91,32 @@ fi
 # the lock file; the bundle the broker embeds must match its sources.
 log "npm ci (examples/widget)"
 (cd examples/widget && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null)
-if ! git diff --quiet -- examples/widget/dist 2>/dev/null; then
+if [ -n "$(git status --porcelain -- examples/widget/dist 2>/dev/null)" ]; then
+  git status --short -- examples/widget/dist
   echo "examples/widget/dist is stale: run 'npm run build' in examples/widget and commit it"; exit 1
+fi
+
+# The browser client library (clients/js): installed from its lock file,
+# built, and its unit tests run (node's test runner).
+log "clients/js: npm ci, npm test"
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm test 2>&1 | tail -n 9)
+
+# The OpenAPI linter (npm's @redocly/cli), installed from scripts/tools'
+# lock file into a cache keyed by that file, so later runs and other
+# clones reuse it.
+toolsum=$(cat scripts/tools/package.json scripts/tools/package-lock.json | sha256sum | cut -c1-16)
+tools="$lkcache/tools-$toolsum"
+if [ ! -x "$tools/node_modules/.bin/redocly" ]; then
+  log "npm ci (scripts/tools, cached at $tools)"
+  rm -rf "$tools.tmp" && mkdir -p "$tools.tmp"
+  cp scripts/tools/package.json scripts/tools/package-lock.json "$tools.tmp/"
+  (cd "$tools.tmp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  rm -rf "$tools" && mv "$tools.tmp" "$tools"
 fi
 
 # The real LiveKit server, built once from the Go module proxy and cached per
 # machine (a few minutes cold, instant warm). Tests start their own instances.
 LIVEKIT_VERSION=v1.13.5
-lkcache=${XDG_CACHE_HOME:-$HOME/.cache}/voicebroker
 export VB_LIVEKIT_BIN="$lkcache/livekit-server-$LIVEKIT_VERSION"
 if ! "$VB_LIVEKIT_BIN" --version 2>/dev/null | grep -q "${LIVEKIT_VERSION#v}"; then
   log "building livekit-server $LIVEKIT_VERSION (cached at $VB_LIVEKIT_BIN)"
@@ -57,6 +125,27 @@ if ! "$VB_LIVEKIT_BIN" --version 2>/dev/null | grep -q "${LIVEKIT_VERSION#v}"; t
   mv "$lkcache/gobin/server" "$VB_LIVEKIT_BIN"
 fi
 log "$("$VB_LIVEKIT_BIN" --version)"
+
+# The example agent worker's npm packages (@livekit/agents and its native
+# @livekit/rtc-node, ~290 MB), installed with `npm ci` from the lock file
+# once per lock file and cached like the LiveKit build; examples/agent gets
+# a link to the cached node_modules.
+agent_lock=$(sha256sum examples/agent/package-lock.json | cut -d' ' -f1)
+agentcache="$lkcache/agent-node-modules-${agent_lock:0:16}"
+if [ "$(cat "$agentcache/node_modules/.vb-lock-sha256" 2>/dev/null)" != "$agent_lock" ]; then
+  log "npm ci (examples/agent, cached at $agentcache)"
+  rm -rf "$agentcache" "$agentcache.tmp"
+  mkdir -p "$agentcache.tmp"
+  cp examples/agent/package.json examples/agent/package-lock.json "$agentcache.tmp/"
+  (cd "$agentcache.tmp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$agent_lock" > "$agentcache.tmp/node_modules/.vb-lock-sha256"
+  mv "$agentcache.tmp" "$agentcache"
+fi
+if [ "$(readlink examples/agent/node_modules 2>/dev/null)" != "$agentcache/node_modules" ]; then
+  rm -rf examples/agent/node_modules
+  ln -s "$agentcache/node_modules" examples/agent/node_modules
+fi
+log "examples/agent: @livekit/agents $(node -p 'require("./examples/agent/node_modules/@livekit/agents/package.json").version')"
 
 # 2. One Redis for the whole run, on a free loopback port, persisting nothing.
 work=$(mktemp -d)
@@ -79,6 +168,12 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 log "go vet"
 go vet ./...
+(cd bench && go vet ./...)
+log "redocly lint api/openapi.yaml"
+# (Its boxed notice about Node.js versions is dropped; its findings are kept.)
+REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_NOTIFICATIONS=true \
+  "$tools/node_modules/.bin/redocly" lint --config scripts/tools/redocly.yaml --format=stylish api/openapi.yaml 2>&1 |
+  sed '/[╔║╚]/d'
 
 # 4. Every test, with the race detector.
 log "go test -race"

@@ -2,7 +2,7 @@
 //
 //	broker [serve]                              run the service
 //	broker keys new --org ORG --id ID --scopes a,b [--env live|test]
-//	broker keys new --publishable --org ORG --agent AGENT [--env live|test]
+//	broker keys new --publishable --org ORG --agent AGENT [--origins a,b] [--env live|test]
 //	broker config check FILE
 //	broker tenants import FILE | export
 //	broker migrate
@@ -25,6 +25,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/app"
+	"github.com/voicebroker/voicebroker/pkg/origins"
 )
 
 func main() {
@@ -34,7 +35,7 @@ func main() {
 const usage = `usage:
   broker [serve]                      run the broker (configured by BROKER_* variables)
   broker keys new --org ORG --id ID --scopes a,b [--env live|test]
-  broker keys new --publishable --org ORG --agent AGENT [--env live|test]
+  broker keys new --publishable --org ORG --agent AGENT [--origins a,b] [--env live|test]
   broker config check FILE            validate a tenants file
   broker tenants import FILE          load a tenants file into the database (BROKER_DATABASE_URL)
   broker tenants export               print the database's tenants as a tenants file
@@ -75,7 +76,7 @@ func serve(stdout, stderr io.Writer, getenv func(string) string) int {
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	env, err := config.LoadEnv(getenv)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, "broker:", err)
 		return 1
 	}
 	a, err := app.New(env, log)
@@ -131,6 +132,7 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
 	env := fs.String("env", "live", "live or test")
 	publishable := fs.Bool("publishable", false, "make a publishable key for an agent's public mode")
 	agent := fs.String("agent", "", "agent id (publishable keys)")
+	originList := fs.String("origins", "", "comma-separated allowed origins (publishable keys), e.g. https://www.mysite.com,https://*.mysite.com")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -141,20 +143,32 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
 	if *env != "live" && *env != "test" {
 		problems = append(problems, "--env must be live or test")
 	}
-	if !validID(*org) {
-		problems = append(problems, "--org must match [a-z0-9][a-z0-9-]{0,62}")
+	if !config.ValidID(*org) {
+		problems = append(problems, "--org must match "+config.IDGrammar)
 	}
-	var scopeList []string
+	var scopeList, allowed []string
 	if *publishable {
-		if !validID(*agent) {
-			problems = append(problems, "--agent must match [a-z0-9][a-z0-9-]{0,62}")
+		if !config.ValidID(*agent) {
+			problems = append(problems, "--agent must match "+config.IDGrammar)
 		}
 		if *id != "" || *scopes != "" {
 			problems = append(problems, "--id and --scopes are for secret keys")
 		}
+		for _, o := range strings.Split(*originList, ",") {
+			if o = strings.TrimSpace(o); o == "" {
+				continue
+			}
+			if _, err := origins.ParsePattern(o); err != nil {
+				problems = append(problems, "--origins: "+err.Error())
+			}
+			allowed = append(allowed, o)
+		}
 	} else {
-		if !validID(*id) {
-			problems = append(problems, "--id must match [a-z0-9][a-z0-9-]{0,62}")
+		if !config.ValidID(*id) {
+			problems = append(problems, "--id must match "+config.IDGrammar)
+		}
+		if *originList != "" {
+			problems = append(problems, "--origins is for publishable keys")
 		}
 		for _, s := range strings.Split(*scopes, ",") {
 			if s = strings.TrimSpace(s); s == "" {
@@ -186,16 +200,7 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *publishable {
-		fmt.Fprintf(stdout, `# Publishable key for agent %q of org %q. It is shown once; it may sit in
-# browser code, and works only from the agent's allowed_origins.
-%s
-
-# Under orgs[id=%s].agents[id=%s]:
-    public:
-      key_hash: "%s"
-      allowed_origins:
-        - https://demo.example.com
-`, *agent, *org, key, *org, *agent, apikey.Hash(key))
+		fmt.Fprint(stdout, publishableStanza(*org, *agent, key, allowed))
 		return 0
 	}
 	fmt.Fprintf(stdout, `# Secret key %q of org %q. It is shown once: store it in your backend's
@@ -210,16 +215,27 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func validID(s string) bool {
-	if s == "" || len(s) > 63 || s[0] == '-' {
-		return false
+// publishableStanza is what keys new --publishable prints: the key once,
+// then the public: block indented to paste as is under the agent's
+// "- id:" line (agent fields at eight spaces, as in the README's example).
+func publishableStanza(org, agent, key string, allowed []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Publishable key for agent %q of org %q. It is shown once; it may sit in
+# browser code, and works only from the agent's allowed_origins.
+%s
+
+# Paste under orgs[id=%s].agents[id=%s], in place of any public: block it has:
+        public:
+          key_hash: "%s"
+          allowed_origins:
+`, agent, org, key, org, agent, apikey.Hash(key))
+	if len(allowed) == 0 {
+		b.WriteString("            - https://demo.example.com   # replace with your site's origins (or use --origins)\n")
 	}
-	for _, c := range s {
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
+	for _, o := range allowed {
+		fmt.Fprintf(&b, "            - %q\n", o)
 	}
-	return true
+	return b.String()
 }
 
 func configCheck(path string, stdout, stderr io.Writer) int {

@@ -138,3 +138,48 @@ func (s *safeBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *safeBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestPublishableStanzaPastes: the public: block that keys new
+// --publishable prints, pasted as is under the agent of a tenants file
+// written as the README shows it, loads and holds the key, with or without
+// --origins.
+func TestPublishableStanzaPastes(t *testing.T) {
+	const head = "orgs:\n  - id: acme\n    tier: free\n    agents:\n      - id: florencia\n        channels: [webrtc]\n"
+	const tail = "      - id: texter\n        channels: [chat]\n"
+	for _, args := range [][]string{
+		{"keys", "new", "--publishable", "--org", "acme", "--agent", "florencia"},
+		{"keys", "new", "--publishable", "--org", "acme", "--agent", "florencia", "--origins", "https://www.acme.example, https://*.acme.example,http://localhost:*"},
+	} {
+		code, out, errOut := runCmd(args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errOut)
+		}
+		pk := regexp.MustCompile(`(?m)^pk_live_[0-9A-Za-z]{43}$`).FindString(out)
+		i := strings.Index(out, "        public:")
+		if pk == "" || i < 0 {
+			t.Fatalf("no key or no public: block at agent-field indentation:\n%s", out)
+		}
+		file := head + out[i:] + tail
+		ten, err := config.Parse([]byte(file))
+		if err != nil {
+			t.Fatalf("pasted stanza does not load: %v\n%s", err, file)
+		}
+		a := ten.PublishableByHash(apikey.Hash(pk))
+		if a == nil || a.ID != "florencia" || ten.Org("acme").Agent("texter") == nil {
+			t.Fatalf("pasted stanza does not hold the key for the agent:\n%s", file)
+		}
+		if len(args) > 7 {
+			for o, want := range map[string]bool{"https://www.acme.example": true, "https://a.acme.example": true, "http://localhost:3000": true, "https://acme.example": false} {
+				if _, ok := a.Origins().Allow(o); ok != want {
+					t.Errorf("pasted origins: Allow(%s) = %v", o, ok)
+				}
+			}
+		}
+	}
+	if code, _, errOut := runCmd("keys", "new", "--publishable", "--org", "acme", "--agent", "a", "--origins", "https://*.github.io"); code == 0 || !strings.Contains(errOut, "--origins") {
+		t.Fatalf("a public-suffix wildcard was accepted: %d %s", code, errOut)
+	}
+	if code, _, _ := runCmd("keys", "new", "--org", "acme", "--id", "k", "--scopes", "tokens:create", "--origins", "https://a.example"); code == 0 {
+		t.Fatal("--origins accepted for a secret key")
+	}
+}

@@ -1,9 +1,9 @@
 // Package authservice is an auth service for the broker's delegated mode
-// (Sayna's "JWT + auth service", seed 004): it verifies the JWT the broker
-// POSTs with the broker's public key, runs the seed's verification
-// checklist (subject, iat within 60 s, the bearer token), and answers 200
-// with {"auth_id": org} or 401. cmd/authservice runs it; the broker's tests
-// use it as the real peer.
+// (the "JWT + auth service" option of Sayna's authentication docs): it
+// verifies the JWT the broker POSTs with the broker's public key, runs the
+// verification checklist of those docs (subject, iat within 60 s, the
+// bearer token), and answers 200 with {"auth_id": org} or 401.
+// cmd/authservice runs it; the broker's tests use it as the real peer.
 package authservice
 
 import (
@@ -23,7 +23,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Payload is what the broker signs (seed 004's schema).
+// Payload is what the broker signs (the schema of Sayna's authentication docs).
 type Payload struct {
 	Sub      string   `json:"sub"`
 	IAT      int64    `json:"iat"`
@@ -97,7 +97,8 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 	return nil, fmt.Errorf("unsupported key %T", k)
 }
 
-// Verify runs seed 004's checklist on a JWT and returns its payload.
+// Verify runs the checklist of Sayna's authentication docs on a JWT and
+// returns its payload.
 func (s *Service) Verify(raw string) (*Payload, error) {
 	now := time.Now
 	if s.Now != nil {

@@ -1,13 +1,22 @@
-// Command backend is the tokenProvider side of seed 002: your web backend,
-// behind its own session check, asks the broker for a single-use ticket
-// with its secret key and hands the ticket to the signed-in browser. The
-// secret key never leaves this process.
+// Command backend is the tokenProvider side of the flow in Pinecall's token
+// security docs: your web backend, behind its own session check, asks the
+// broker for a single-use ticket with its secret key and hands the ticket
+// to the signed-in browser. The secret key never leaves this process.
 //
-//	VB_BROKER_URL=http://localhost:8080 VB_SECRET_KEY=sk_... VB_AGENT=demo-bot \
-//	VB_USERS=alice:correct-horse go run ./examples/backend
+//	VB_SECRET_KEY=sk_test_... VB_USERS=alice:correct-horse go run ./examples/backend
 //
-//	POST /login      {"user","password"} -> session cookie (HttpOnly, SameSite=Strict)
-//	GET  /api/token?channel=webrtc|chat  -> the broker's {"token","server","expiresIn"}
+// Environment:
+//
+//	VB_SECRET_KEY  the org's sk_ key with scope tokens:create (required)
+//	VB_USERS       user:password pairs, comma-separated, passwords of 8+ characters (required)
+//	VB_AGENT       the agent tickets are for (default demo-bot, the development tenant's)
+//	VB_BROKER_URL  the broker (default http://localhost:8080)
+//	ADDR           where this backend listens (default 127.0.0.1:3000)
+//
+// Routes:
+//
+//	POST /login      {"user","password"} -> 204 and a session cookie (HttpOnly, SameSite=Strict)
+//	GET  /api/token?channel=webrtc|chat  -> the broker's answer: 201 {"token","server","expiresIn"}
 package main
 
 import (
@@ -141,15 +150,14 @@ func (b *Backend) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func main() {
-	users := map[string]string{}
-	for _, pair := range strings.Split(os.Getenv("VB_USERS"), ",") {
-		if u, p, ok := strings.Cut(pair, ":"); ok && u != "" && len(p) >= 8 {
-			users[u] = p
-		}
+	users, err := parseUsers(os.Getenv("VB_USERS"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "VB_USERS:", err)
+		os.Exit(2)
 	}
 	key := os.Getenv("VB_SECRET_KEY")
-	if !strings.HasPrefix(key, "sk_") || len(users) == 0 {
-		fmt.Fprintln(os.Stderr, "set VB_SECRET_KEY=sk_... and VB_USERS=user:password(8+ chars),...")
+	if !strings.HasPrefix(key, "sk_") {
+		fmt.Fprintln(os.Stderr, "VB_SECRET_KEY: set it to the org's secret key (sk_live_... or sk_test_...; the development broker prints one)")
 		os.Exit(2)
 	}
 	broker := os.Getenv("VB_BROKER_URL")
@@ -168,4 +176,25 @@ func main() {
 	srv := &http.Server{Addr: addr, Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	log.Printf("backend on http://%s (broker %s, agent %s)", addr, broker, agent)
 	log.Fatal(srv.ListenAndServe())
+}
+
+// parseUsers reads VB_USERS: user:password pairs, comma-separated.
+func parseUsers(v string) (map[string]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, errors.New("set it to user:password pairs, comma-separated, e.g. alice:correct-horse")
+	}
+	users := map[string]string{}
+	for i, pair := range strings.Split(v, ",") {
+		u, p, ok := strings.Cut(pair, ":")
+		switch {
+		case !ok || u == "":
+			return nil, fmt.Errorf("entry %d is not user:password", i+1)
+		case len(p) < 8:
+			return nil, fmt.Errorf("the password of %q is shorter than 8 characters", u)
+		case users[u] != "":
+			return nil, fmt.Errorf("user %q is listed twice", u)
+		}
+		users[u] = p
+	}
+	return users, nil
 }

@@ -57,3 +57,43 @@ func TestTokenProvider(t *testing.T) {
 		t.Fatalf("redeem: %d %v", resp.StatusCode, claims)
 	}
 }
+
+// TestParseUsers: VB_USERS mistakes are named, not silently dropped.
+func TestParseUsers(t *testing.T) {
+	if u, err := parseUsers("alice:correct-horse,bob:battery-staple"); err != nil || len(u) != 2 || u["bob"] != "battery-staple" {
+		t.Fatalf("%v %v", u, err)
+	}
+	for in, want := range map[string]string{
+		"":                                     "user:password pairs",
+		"alice":                                "entry 1 is not user:password",
+		"alice:correct-horse,:whatever12":      "entry 2 is not user:password",
+		"alice:short":                          `password of "alice" is shorter than 8`,
+		"alice:correct-horse,alice:other-pass": `"alice" is listed twice`,
+	} {
+		if _, err := parseUsers(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseUsers(%q) = %v, want an error with %q", in, err, want)
+		}
+	}
+}
+
+// FuzzParseUsers: whatever VB_USERS holds, parseUsers either refuses it or
+// returns users with non-empty names and passwords of 8+ characters.
+func FuzzParseUsers(f *testing.F) {
+	for _, s := range []string{"alice:correct-horse", "a:b", ",", "a:12345678,a:12345678", "x:y:z12345678"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		users, err := parseUsers(v)
+		if err != nil {
+			return
+		}
+		if len(users) == 0 {
+			t.Fatal("no users and no error")
+		}
+		for u, p := range users {
+			if u == "" || len(p) < 8 {
+				t.Fatalf("accepted %q:%q", u, p)
+			}
+		}
+	})
+}

@@ -12,7 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/voicebroker/voicebroker/examples/widget"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/httpapi"
+	"github.com/voicebroker/voicebroker/internal/keyfile"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/registry"
@@ -60,52 +62,46 @@ type App struct {
 	closed   bool
 }
 
-// New builds an App from the environment. It does not listen yet.
-func New(env *config.Env, log *slog.Logger) (a *App, err error) {
-	a = &App{Env: env, Log: log, Metrics: metrics.New(Version)}
-	defer func() {
-		if err != nil {
-			a.Close()
-		}
-	}()
-
-	if a.Tenants, a.DevKeys, err = openRegistry(context.Background(), env, log, a.Metrics); err != nil {
+// New builds an App from the environment. It does not listen yet. Every
+// configuration mistake is an error naming the variable, file or field;
+// on error nothing is left open.
+func New(env *config.Env, log *slog.Logger) (*App, error) {
+	a := &App{Env: env, Log: log, Metrics: metrics.New(Version)}
+	if err := a.build(); err != nil {
+		a.Close()
 		return nil, err
 	}
+	return a, nil
+}
 
-	switch {
-	case env.RedisURL != "":
-		rs, err := vbredis.NewURL(env.RedisURL, &vbredis.Options{Timeout: env.StoreTimeout})
-		if err != nil {
-			return nil, err
-		}
-		a.Store = rs
-	case len(env.RedisClusterAddrs) > 0:
-		a.Store = vbredis.NewCluster(env.RedisClusterAddrs, &vbredis.Options{Timeout: env.StoreTimeout})
-	default:
-		a.Store = memory.New(10 * time.Second)
+// build checks and loads everything from files first, and opens the store
+// last, so a mistake costs no connection.
+func (a *App) build() error {
+	env, log := a.Env, a.Log
+	if err := a.loadTenants(); err != nil {
+		return err
 	}
-	st := a.Metrics.InstrumentStore(a.Store)
-
 	signing, verify, err := loadKeys(env)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if a.Issuer, err = token.NewIssuer(signing, env.PublicURL, env.TokenTTL); err != nil {
-		return nil, err
+		return fmt.Errorf("BROKER_SIGNING_KEY_FILE: %w", err)
 	}
 	verifier, err := token.NewVerifier(env.PublicURL, append([]*token.Key{signing}, verify...), nil, token.DefaultLeeway)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("BROKER_VERIFY_KEY_FILES: %w", err)
 	}
 
 	var service *auth.Service
 	if env.AuthServiceURL != "" {
 		if service, err = auth.NewService(env.AuthServiceURL, env.AuthSigningKeyPath, env.AuthTimeout); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	authn := auth.New(a.Tenants, auth.Options{Production: env.Production(), Secrets: env.AuthAPISecrets, Service: service})
+	authn := auth.New(a.Tenants, auth.Options{
+		Production: env.Production(), Secrets: env.AuthAPISecrets, Service: service, JWKSTimeout: config.JWKSTimeout,
+	})
 	if !env.AuthRequired {
 		log.Warn("AUTH_REQUIRED=false: requests without a credential are let through (development only)", "event", "auth.disabled")
 	}
@@ -125,6 +121,11 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		})
 	}
 
+	if err := a.openStore(); err != nil {
+		return err
+	}
+	st := a.Metrics.InstrumentStore(a.Store)
+
 	var demoFS fs.FS
 	var demoConfig any
 	if !env.Production() {
@@ -136,7 +137,7 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		}
 	}
 
-	a.handler = registryGate(a.Tenants, httpapi.New(httpapi.Deps{
+	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, httpapi.New(httpapi.Deps{
 		Tenants:      a.Tenants,
 		Auth:         authn,
 		Store:        st,
@@ -155,8 +156,58 @@ func New(env *config.Env, log *slog.Logger) (a *App, err error) {
 		DemoConfig:   demoConfig,
 		ConnectRate:  env.ConnectRatePerMin,
 		PublicRate:   env.PublicRatePerMin,
-	}))
-	return a, nil
+	})))
+	return nil
+}
+
+// loadTenants opens the tenant registry (the database, the tenants file,
+// or the embedded demo tenant) and checks the environment against it:
+// every API secret must name one of its orgs, at start and, for a file,
+// after every reload.
+func (a *App) loadTenants() error {
+	var err error
+	a.Tenants, a.DevKeys, err = openRegistry(context.Background(), a.Env, a.Log, a.Metrics)
+	return err
+}
+
+// openStore connects the store named by the environment and warns, without
+// failing, when it cannot be reached now: the broker serves, /readyz
+// answers 503 and store-backed requests fail closed until it answers.
+func (a *App) openStore() error {
+	env := a.Env
+	opts := &vbredis.Options{Timeout: env.StoreTimeout}
+	switch {
+	case env.RedisURL != "":
+		rs, err := vbredis.NewURL(env.RedisURL, opts)
+		if err != nil {
+			// Never echo the URL: it may hold a password.
+			return errors.New("BROKER_REDIS_URL: not a usable Redis URL (check the database number and the query options)")
+		}
+		a.Store = rs
+	case len(env.RedisClusterAddrs) > 0:
+		a.Store = vbredis.NewCluster(env.RedisClusterAddrs, opts)
+	default:
+		a.Store = memory.New(10 * time.Second)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(env.StoreTimeout, time.Second))
+	defer cancel()
+	if err := a.Store.Ping(ctx); err != nil {
+		a.Log.Warn("the Redis store cannot be reached at start; serving anyway: /readyz answers 503 and every request that needs the store fails closed with 503 store_unavailable until it answers",
+			"event", "store.unreachable", "store", storeKind(env), "target", storeTarget(env), "reason", err.Error())
+	}
+	return nil
+}
+
+// withDeadline gives every request a context that ends d after it began:
+// every upstream call takes its deadline from it, so none outlives the
+// server's write timeout (config.WriteTimeout).
+func withDeadline(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // Handler returns the HTTP handler, for in-process benchmarks.
@@ -168,7 +219,7 @@ func loadKeys(env *config.Env) (*token.Key, []*token.Key, error) {
 	var signing *token.Key
 	if env.SigningKeyFile == "" {
 		if env.Production() {
-			return nil, nil, errors.New("BROKER_SIGNING_KEY_FILE is required in production")
+			return nil, nil, errors.New("BROKER_SIGNING_KEY_FILE: required in production")
 		}
 		k, err := token.GenerateKey(token.EdDSA)
 		if err != nil {
@@ -178,10 +229,10 @@ func loadKeys(env *config.Env) (*token.Key, []*token.Key, error) {
 	} else {
 		k, err := readKey(env.SigningKeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("BROKER_SIGNING_KEY_FILE: %w", err)
+			return nil, nil, fmt.Errorf("BROKER_SIGNING_KEY_FILE %s: %w", env.SigningKeyFile, err)
 		}
 		if !k.Signer() {
-			return nil, nil, errors.New("BROKER_SIGNING_KEY_FILE: holds a public key; a private key is needed to sign")
+			return nil, nil, fmt.Errorf("BROKER_SIGNING_KEY_FILE %s: holds a public key; a private key is needed to sign", env.SigningKeyFile)
 		}
 		signing = k
 	}
@@ -196,12 +247,21 @@ func loadKeys(env *config.Env) (*token.Key, []*token.Key, error) {
 	return signing, verify, nil
 }
 
+// readKey reads an Ed25519 or ECDSA P-256 key, private or public, in PEM.
 func readKey(path string) (*token.Key, error) {
-	data, err := os.ReadFile(path)
+	k, err := keyfile.Read(path)
 	if err != nil {
 		return nil, err
 	}
-	return token.ParsePEM(data)
+	var raw any = k.Public
+	if k.Private != nil {
+		raw = k.Private
+	}
+	tk, err := token.NewKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w (tokens are signed with Ed25519 or ECDSA P-256)", err)
+	}
+	return tk, nil
 }
 
 // Listen binds the listen address; Addr then reports the bound address
@@ -209,17 +269,19 @@ func readKey(path string) (*token.Key, error) {
 func (a *App) Listen() error {
 	l, err := net.Listen("tcp", a.Env.Addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("BROKER_ADDR %s: %w", a.Env.Addr, err)
 	}
 	a.listener = l
 	a.server = &http.Server{
 		Handler:           a.handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+		// The response deadline; every upstream deadline ends before it
+		// (config.Env.RequestTimeout, applied by withDeadline).
+		WriteTimeout:   config.WriteTimeout,
+		IdleTimeout:    90 * time.Second,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}
 	return nil
 }
@@ -292,8 +354,12 @@ func (a *App) servePprof() (stop func(), err error) {
 	return func() { srv.Close() }, nil
 }
 
-// Close releases the store. Call it after Run returns.
+// Close releases the store. Call it after Run returns. It is safe on a
+// nil or half-built App and more than once.
 func (a *App) Close() error {
+	if a == nil {
+		return nil
+	}
 	a.closeMu.Lock()
 	defer a.closeMu.Unlock()
 	if a.closed {
@@ -317,6 +383,17 @@ func storeKind(env *config.Env) string {
 		return "redis-cluster"
 	}
 	return "memory"
+}
+
+// storeTarget names the Redis server(s) without the URL's password.
+func storeTarget(env *config.Env) string {
+	if env.RedisURL != "" {
+		if u, err := url.Parse(env.RedisURL); err == nil {
+			return u.Host
+		}
+		return "(unparsable URL)"
+	}
+	return strings.Join(env.RedisClusterAddrs, ",")
 }
 
 func tenantsSource(env *config.Env) string {

@@ -23,6 +23,9 @@ func TestEmbeddedDemoTenant(t *testing.T) {
 	if r := do(t, "GET", url+"/demo/widget.js", "", nil); r.Status != 200 || len(r.Raw) < 100_000 {
 		t.Fatalf("/demo/widget.js: %d, %d bytes", r.Status, len(r.Raw))
 	}
+	if r := do(t, "GET", url+"/demo/THIRD_PARTY_LICENSES.txt", "", nil); r.Status != 200 || !strings.Contains(r.Raw, "livekit-client@") {
+		t.Fatalf("/demo/THIRD_PARTY_LICENSES.txt: %d", r.Status)
+	}
 	if r := do(t, "GET", url+"/demo/config.json", "", nil); r.Body["key"] != a.DevKeys.Publishable || r.Body["agent"] != "demo-bot" {
 		t.Fatalf("/demo/config.json: %s", r.Raw)
 	}

@@ -217,6 +217,66 @@ func (b *broker) stop() {
 	b.cancel = nil
 }
 
+// reloads returns how many tenants-file reloads the broker has counted with
+// result ("ok" or "error"), from its own metrics.
+func (b *broker) reloads(t testing.TB, result string) float64 {
+	t.Helper()
+	families, err := b.app.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, f := range families {
+		if f.GetName() != "voicebroker_config_reloads_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// rewriteTenants replaces the broker's tenants file with content and waits
+// until the broker has reloaded it, then checks the reload's result: want
+// is "ok" (content now in force) or "error" (refused, previous tenants
+// kept). A broker that polls the file often (BROKER_RELOAD_INTERVAL up to
+// 2s; startBroker's default is 100ms) is left to its poller, which reloads
+// a changed file once; one whose poller is effectively off (the tests use
+// 1h) is sent SIGHUP, which forces one reload. Either way the first reload
+// counted after the write read the new content, because nothing else
+// reloads: the app tests never run in parallel, and SIGHUP reaches every
+// broker of the test process.
+func (b *broker) rewriteTenants(t testing.TB, content, want string) {
+	t.Helper()
+	path := b.app.Env.ConfigFile
+	if old, err := os.ReadFile(path); err == nil && string(old) == content {
+		t.Fatal("rewriteTenants: the content is unchanged, so nothing would reload")
+	}
+	okBefore, errBefore := b.reloads(t, "ok"), b.reloads(t, "error")
+	writeFile(t, path, content)
+	if b.app.Env.ReloadInterval > 2*time.Second {
+		sighup(t)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, failed := b.reloads(t, "ok") > okBefore, b.reloads(t, "error") > errBefore
+		switch {
+		case ok && want == "ok", failed && want == "error":
+			return
+		case ok || failed:
+			t.Fatalf("the tenants file reload did not end %q\n%s", want, b.Logs.String())
+		case time.Now().After(deadline):
+			t.Fatalf("the broker did not reload %s within 10s", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // signingKey reads back the broker's signing key, to forge tokens in tests.
 func (b *broker) signingKey() *token.Key {
 	data, err := os.ReadFile(b.KeyFile)
@@ -303,15 +363,21 @@ func expect(t testing.TB, r response, status int, code string) {
 	}
 }
 
-// tryDo is do without failing the test on a transport error.
-func tryDo(method, url, cred string, body any) (response, error) {
+// tryDo is do without failing the test on a transport error, for
+// goroutines other than the test's (which must not call t.Fatal).
+func tryDo(method, url, cred string, body any, hdr ...string) (response, error) {
 	data, _ := json.Marshal(body)
 	req, err := http.NewRequest(method, url, bytes.NewReader(data))
 	if err != nil {
 		return response{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+cred)
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return response{}, err
@@ -324,4 +390,17 @@ func tryDo(method, url, cred string, body any) (response, error) {
 	r := response{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
 	json.Unmarshal(raw, &r.Body)
 	return r, nil
+}
+
+// eventually polls cond until it holds, failing the test with what after
+// 20 seconds: the tests wait for conditions, never for a fixed time.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after 20s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

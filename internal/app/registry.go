@@ -44,16 +44,21 @@ func openRegistry(ctx context.Context, env *config.Env, log *slog.Logger, m *met
 		if err != nil {
 			return nil, nil, fmt.Errorf("tenant registry: %w", err)
 		}
+		if err := env.CheckTenants(r.Current()); err != nil {
+			r.Close()
+			return nil, nil, fmt.Errorf("%w\n  (the tenants come from BROKER_DATABASE_URL)", err)
+		}
 		reg = r
 	case env.ConfigFile != "":
-		r, err := file.Open(env.ConfigFile, file.Options{Log: log, OnReload: m.ReloadHook, Interval: env.ReloadInterval})
+		r, err := file.Open(env.ConfigFile, file.Options{Log: log, OnReload: m.ReloadHook, Interval: env.ReloadInterval,
+			Checks: []func(*config.Tenants) error{env.CheckTenants}})
 		if err != nil {
-			return nil, nil, fmt.Errorf("tenants file %s: %w", env.ConfigFile, err)
+			return nil, nil, fmt.Errorf("BROKER_CONFIG %s: %w", env.ConfigFile, err)
 		}
 		reg = r
 	default:
 		if env.Production() {
-			return nil, nil, errors.New("BROKER_CONFIG or BROKER_DATABASE_URL is required in production")
+			return nil, nil, errors.New("BROKER_CONFIG: a tenants file (or BROKER_DATABASE_URL) is required in production")
 		}
 		sk, err := apikey.New(apikey.Secret, apikey.Test)
 		if err != nil {
@@ -70,6 +75,9 @@ func openRegistry(ctx context.Context, env *config.Env, log *slog.Logger, m *met
 		r := memory.New(memory.Options{})
 		if err := r.Seed(t); err != nil {
 			return nil, nil, err
+		}
+		if err := env.CheckTenants(r.Current()); err != nil {
+			return nil, nil, fmt.Errorf("%w\n  (no BROKER_CONFIG: the embedded development tenant has the one org %q)", err, config.DemoOrg)
 		}
 		reg, dev = r, &DevKeys{Secret: sk, Publishable: pk}
 	}

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"io"
 	"syscall"
 	"testing"
 
@@ -18,8 +17,6 @@ func sighup(t testing.TB) {
 		t.Fatal(err)
 	}
 }
-
-func ioPipe() (*io.PipeReader, *io.PipeWriter) { return io.Pipe() }
 
 func es256PEM(t testing.TB) string {
 	t.Helper()

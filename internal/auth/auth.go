@@ -94,12 +94,21 @@ type Tenants interface {
 // Request is what Authenticate looks at. Body and Header matter only to
 // the delegated auth service, which signs them.
 type Request struct {
+	// Tenants is the snapshot the request is resolved against: the caller
+	// passes the one it uses for the whole request, so a reload between two
+	// reads cannot give a principal of one file and an org of another. Nil
+	// means the Authenticator's holder, read once.
+	Tenants *config.Tenants
+	// Credential is the bearer credential as presented.
 	Credential string
 	ClientIP   netip.Addr
 	Method     string
 	Path       string
 	Header     http.Header
-	Body       []byte
+	// Body is the request body, forwarded to the auth service as
+	// request_body; nil or empty is forwarded as null. The caller passes
+	// only a body it will itself read the same way (strict JSON).
+	Body []byte
 }
 
 // Options configures an Authenticator beyond API keys.
@@ -148,20 +157,24 @@ func New(tenants Tenants, opt Options) *Authenticator {
 
 // Authenticate identifies the caller.
 func (a *Authenticator) Authenticate(ctx context.Context, req *Request) (*Principal, error) {
+	ten := req.Tenants
+	if ten == nil {
+		ten = a.tenants.Current()
+	}
 	cred := req.Credential
 	if apikey.Looks(cred) {
-		return a.secretKey(cred, req.ClientIP)
+		return a.secretKey(ten, cred, req.ClientIP)
 	}
 	if p := a.apiSecret(cred); p != nil {
 		return p, nil
 	}
 	if iss, ok := issuerOf(cred); ok {
-		if refs := a.tenants.Current().Issuers(iss); len(refs) > 0 {
+		if refs := ten.Issuers(iss); len(refs) > 0 {
 			return a.backendJWT(ctx, cred, refs)
 		}
 	}
 	if a.opt.Service != nil {
-		return a.opt.Service.Check(ctx, req, a.tenants.Current())
+		return a.opt.Service.Check(ctx, req, ten)
 	}
 	return nil, fail(ErrUnauthorized, "unknown_credential")
 }
@@ -186,7 +199,7 @@ func (a *Authenticator) apiSecret(cred string) *Principal {
 	return &Principal{Org: id, Method: MethodAPISecret, KeyID: id}
 }
 
-func (a *Authenticator) secretKey(credential string, clientIP netip.Addr) (*Principal, error) {
+func (a *Authenticator) secretKey(ten *config.Tenants, credential string, clientIP netip.Addr) (*Principal, error) {
 	kind, env, err := apikey.Parse(credential)
 	if err != nil {
 		return nil, fail(ErrUnauthorized, "malformed_key")
@@ -198,7 +211,7 @@ func (a *Authenticator) secretKey(credential string, clientIP netip.Addr) (*Prin
 		return nil, fail(ErrUnauthorized, "test_key_in_production")
 	}
 	h := apikey.Hash(credential)
-	k := a.tenants.Current().KeyByHash(h)
+	k := ten.KeyByHash(h)
 	// The map is keyed by the hash, so a hit already means equal; the
 	// constant-time compare keeps that true if the index ever changes.
 	if k == nil || subtle.ConstantTimeCompare([]byte(k.Hash), []byte(h)) != 1 {

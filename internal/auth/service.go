@@ -92,15 +92,73 @@ func parseSigningKey(data []byte) (crypto.Signer, jwt.SigningMethod, error) {
 	return nil, nil, fmt.Errorf("unsupported key type %T: RSA or ECDSA P-256", k)
 }
 
-// filteredHeader reports whether a header is withheld from the auth
-// service (seed 004): credentials, cookies, proxy and Sayna headers.
-func filteredHeader(name string) bool {
-	n := strings.ToLower(name)
-	switch n {
-	case "authorization", "cookie", "host", "x-real-ip":
+// Headers withheld from the auth service. Sayna's authentication docs
+// withhold authorization, cookie, x-forwarded-*, x-sayna-*, host and
+// x-real-ip (the credential itself travels as auth_data.token); the broker
+// withholds, besides, every header that can carry a credential or that only
+// means something between two hops. The list is a documented deny-list, so
+// an auth service still sees the request's own headers (content-type,
+// user-agent, origin, accept-*, x-request-id, custom x-* headers):
+//
+//   - hop-by-hop (RFC 9110 §7.6.1): connection and every header it names,
+//     keep-alive, te, trailer, transfer-encoding, upgrade, proxy-*;
+//   - proxies' client and route claims: forwarded, via, x-forwarded-*,
+//     any name ending in -ip (x-real-ip, x-client-ip, true-client-ip,
+//     cf-connecting-ip, ...);
+//   - credentials: authorization, cookie, cookie2, dpop, and any name
+//     containing auth, token, secret, key, password, passwd, session,
+//     cookie, credential, signature, csrf, xsrf or cert (x-api-key,
+//     x-auth-token, x-amz-security-token, ocp-apim-subscription-key,
+//     x-client-cert, ...);
+//   - host and x-sayna-*.
+var (
+	withheldExact = map[string]bool{
+		"authorization": true, "cookie": true, "cookie2": true, "dpop": true, "host": true,
+		"connection": true, "keep-alive": true, "te": true, "trailer": true, "transfer-encoding": true,
+		"upgrade": true, "forwarded": true, "via": true,
+	}
+	withheldPrefixes = []string{"x-forwarded-", "x-sayna-", "proxy-"}
+	withheldWords    = []string{"auth", "token", "secret", "key", "password", "passwd", "session", "cookie",
+		"credential", "signature", "csrf", "xsrf", "cert"}
+)
+
+// forwardedHeaders returns the headers the auth service receives: h without
+// the withheld ones, names in lower case, repeated values joined by ", ".
+func forwardedHeaders(h http.Header) map[string]string {
+	// Connection names further hop-by-hop headers of this request.
+	listed := map[string]bool{}
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			listed[strings.ToLower(strings.TrimSpace(name))] = true
+		}
+	}
+	out := make(map[string]string, len(h))
+	for name, vals := range h {
+		n := strings.ToLower(name)
+		if !listed[n] && !withheldHeader(n) {
+			out[n] = strings.Join(vals, ", ")
+		}
+	}
+	return out
+}
+
+// withheldHeader reports whether the lower-case header name n is never
+// forwarded to the auth service.
+func withheldHeader(n string) bool {
+	if withheldExact[n] || strings.HasSuffix(n, "-ip") {
 		return true
 	}
-	return strings.HasPrefix(n, "x-forwarded-") || strings.HasPrefix(n, "x-sayna-")
+	for _, p := range withheldPrefixes {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	for _, w := range withheldWords {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
 }
 
 type authData struct {
@@ -120,20 +178,13 @@ type servicePayload struct {
 // a JSON body, else the only org); 4xx is ErrServiceDenied; 5xx
 // ErrServiceFailed; a timeout or network error ErrServiceUnavailable.
 func (s *Service) Check(ctx context.Context, req *Request, tenants *config.Tenants) (*Principal, error) {
+	// The body the broker will decode, or null: never a body the service
+	// could read differently (the caller has checked it is strict JSON).
 	body := json.RawMessage("null")
-	if b := bytes.TrimSpace(req.Body); len(b) > 0 {
-		if json.Valid(b) {
-			body = b
-		} else {
-			body, _ = json.Marshal(string(req.Body))
-		}
+	if b := bytes.TrimSpace(req.Body); len(b) > 0 && json.Valid(b) {
+		body = b
 	}
-	headers := make(map[string]string, len(req.Header))
-	for name, vals := range req.Header {
-		if !filteredHeader(name) {
-			headers[strings.ToLower(name)] = strings.Join(vals, ", ")
-		}
-	}
+	headers := forwardedHeaders(req.Header)
 	now := s.now()
 	claims := servicePayload{
 		RegisteredClaims: jwt.RegisteredClaims{

@@ -39,7 +39,11 @@ const (
 	CodeAuthServiceUnavailable = "auth_service_unavailable"
 	CodeNotFound               = "not_found"
 	CodeMethodNotAllowed       = "method_not_allowed"
-	CodeInternal               = "internal_error"
+	// CodeInternal classifies a fault of the broker itself (a panic, an
+	// impossible state). It is not a code of the contract: it goes out as
+	// config_error, the contract's code for a 500 that is not about
+	// signing, with its own message (see errorHandler).
+	CodeInternal = "internal_error"
 )
 
 // statuses is the one table from error code to HTTP status.
@@ -100,7 +104,7 @@ var messages = map[string]string{
 	CodeAuthServiceUnavailable: "the auth service is unreachable",
 	CodeNotFound:               "no such endpoint",
 	CodeMethodNotAllowed:       "method not allowed on this endpoint",
-	CodeInternal:               "internal error",
+	CodeInternal:               "the broker could not complete this request",
 }
 
 // Error is an error answered to the client as {"error","message"}. Cause,
@@ -205,14 +209,20 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if status >= 500 && e.Code != CodeLiveKitNotConfigured {
 		s.log.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
 			slog.String("event", "http.error"), slog.String("code", e.Code),
-			slog.String("route", c.Path()), slog.String("request_id", requestID(c)),
+			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)),
 			slog.String("cause", causeText(e)))
 	}
 	if c.Request().Method == http.MethodHead {
 		c.NoContent(status)
 		return
 	}
-	c.JSON(status, body{Error: e.Code, Message: e.Message})
+	code := e.Code
+	if code == CodeInternal {
+		// The contract's codes are fixed; a fault of the broker is its
+		// generic 500, config_error (the log line above has the cause).
+		code = CodeConfigError
+	}
+	c.JSON(status, body{Error: code, Message: e.Message})
 }
 
 func causeText(e *Error) string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -18,7 +19,6 @@ import (
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/pkg/origins"
 	"github.com/voicebroker/voicebroker/pkg/rooms"
-	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
 // Bounds on /livekit/token fields.
@@ -53,29 +53,40 @@ func liveKitError(err error) error {
 	switch {
 	case errors.Is(err, livekit.ErrNotFound):
 		return wrapError(CodeRoomNotFound, err)
-	case errors.Is(err, livekit.ErrForeignRoom):
-		return wrapError(CodeRoomForbidden, err)
 	}
 	return wrapError(CodeLiveKitUnavailable, err)
 }
 
 // connect is POST /connect: the browser trades its ticket for a LiveKit
-// token. The room is created first and the nonce consumed last, so a
-// LiveKit failure leaves the ticket usable for a retry.
+// token. It makes no LiveKit call: the token carries the room
+// configuration, and LiveKit creates the room and dispatches the agent
+// when the browser joins.
+//
+// The order loses no ticket and logs no false replay. Everything that can
+// fail is done before the nonce is consumed: the LiveKit token is signed
+// and a fresh room is claimed for the org first. Consuming the nonce is
+// the commit point and the last fallible step; after it only the answer is
+// written. So a failure (the store down, a bad origin, an unknown agent)
+// leaves the ticket in place with nothing to restore, and token_used means
+// exactly that another redemption of the ticket succeeded. The one case
+// that cannot be told apart is the store failing while it consumes (the
+// reply lost): the ticket may or may not be spent, and the client gets 503
+// (fail closed). A claim left by a refused /connect names a random room
+// nobody holds a token for; it is released, or expires with RoomOwnerTTL.
 func (s *Server) connect(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
-	if err := s.limit(c, "ip:connect:"+ip.String(), store.PerMinute(s.ConnectRate), "ip"); err != nil {
+	if err := s.limit(c, ipKey("connect", ip), store.PerMinute(s.ConnectRate), "ip"); err != nil {
 		return err
 	}
 	raw, err := ticketFrom(c)
 	if err != nil {
 		return err
 	}
-	claims, err := s.verify(c, raw, nil)
+	claims, agent, err := s.verify(c, raw, nil)
 	if err != nil {
 		return err
 	}
@@ -86,67 +97,38 @@ func (s *Server) connect(c echo.Context) error {
 			return apiError(CodeOriginNotAllowed, "this ticket was issued for another origin")
 		}
 	}
-	agent := s.Tenants.Current().Org(claims.Org).Agent(claims.Agent)
 	room, err := rooms.New(agent.ID, time.Now())
 	if err != nil {
 		return wrapError(CodeInternal, err)
 	}
-	// Consume first, so a replayed ticket costs no LiveKit call; if LiveKit
-	// then fails, the nonce is put back and the same ticket can retry.
-	if err := s.consume(c, claims, nil); err != nil {
-		return err
-	}
-	ctx := r.Context()
-	if err := s.openRoom(ctx, room, claims.Org, agent.ID); err != nil {
-		s.restore(c, claims)
-		s.log.LogAttrs(ctx, slog.LevelError, "livekit room creation failed; ticket restored",
-			slog.String("event", "livekit.error"), slog.String("org", claims.Org), slog.String("agent", agent.ID),
-			slog.String("room", room), slog.String("request_id", requestID(c)), slog.String("cause", err.Error()))
-		return err
-	}
-	s.redeemed(c, claims, "connect")
-	return s.participantToken(c, livekit.Participant{
+	p := livekit.Participant{
 		Identity: claims.Subject, Room: room, Org: claims.Org, Agent: agent.ID,
+		AgentName: agent.LiveKitName(), AgentMetadata: string(claims.Metadata),
 		CanPublish: claims.Channel == config.ChannelWebRTC, Metadata: string(claims.Metadata),
 		Attributes: map[string]string{"channel": claims.Channel},
-	})
-}
-
-// openRoom claims a fresh room for org and creates it in LiveKit; on a
-// LiveKit failure the claim is released.
-func (s *Server) openRoom(ctx context.Context, room, org, agent string) error {
-	owner, err := s.Store.ClaimRoom(ctx, room, org, RoomOwnerTTL)
+	}
+	jwt, err := s.LiveKit.Token(p)
+	if err != nil {
+		return wrapError(CodeJWTSigningError, err)
+	}
+	ctx := r.Context()
+	owner, err := s.Store.ClaimRoom(ctx, room, claims.Org, RoomOwnerTTL)
 	if err != nil {
 		return err
 	}
-	if owner != org {
+	if owner != claims.Org {
 		return wrapError(CodeInternal, errors.New("fresh random room name already owned")) // 71 bits: never
 	}
-	if _, err := s.LiveKit.EnsureRoom(ctx, room, org, agent); err != nil {
-		s.Store.ReleaseRoom(context.WithoutCancel(ctx), room, org)
-		return liveKitError(err)
+	if err := s.consume(c, claims, nil); err != nil {
+		if rerr := s.Store.ReleaseRoom(context.WithoutCancel(ctx), room, claims.Org); rerr != nil {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "could not release the room of a refused /connect; it expires on its own",
+				slog.String("event", "room.release_failed"), slog.String("org", claims.Org), slog.String("room", room),
+				slog.String("request_id", requestID(c)), slog.String("cause", rerr.Error()))
+		}
+		return err
 	}
-	return nil
-}
-
-// restore puts a consumed nonce back for the rest of its ticket's life, so
-// a failure after consumption does not burn the ticket. Should the store
-// fail here too, the ticket is lost: closed, never reusable twice.
-func (s *Server) restore(c echo.Context, claims *token.Claims) {
-	ttl := time.Until(claims.Expiry().Add(s.Leeway))
-	if ttl <= 0 {
-		return
-	}
-	ctx := context.WithoutCancel(c.Request().Context())
-	if _, err := s.Store.PutNonce(ctx, store.Nonce{Org: claims.Org, ID: claims.ID}, ttl, nil); err != nil {
-		s.log.LogAttrs(ctx, slog.LevelError, "could not restore a ticket after a failure; it is lost",
-			slog.String("event", "token.restore_failed"), slog.String("org", claims.Org),
-			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("request_id", requestID(c)), slog.String("cause", err.Error()))
-		return
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "ticket restored after a failure",
-		slog.String("event", "token.restored"), slog.String("org", claims.Org),
-		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("request_id", requestID(c)))
+	s.redeemed(c, claims, "connect")
+	return s.issued(c, p, jwt)
 }
 
 // ticketFrom takes the ticket from the Authorization header, else from a
@@ -178,14 +160,11 @@ func ticketFrom(c echo.Context) (string, error) {
 	return req.Token, nil
 }
 
-func (s *Server) participantToken(c echo.Context, p livekit.Participant) error {
-	jwt, err := s.LiveKit.Token(p)
-	if err != nil {
-		return wrapError(CodeJWTSigningError, err)
-	}
+// issued logs an issued LiveKit token and answers with it.
+func (s *Server) issued(c echo.Context, p livekit.Participant, jwt string) error {
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "livekit token issued",
 		slog.String("event", "livekit.token"), slog.String("org", p.Org), slog.String("agent", p.Agent),
-		slog.String("room", p.Room), slog.Bool("can_publish", p.CanPublish),
+		slog.String("agent_name", p.AgentName), slog.String("room", p.Room), slog.Bool("can_publish", p.CanPublish),
 		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()), slog.String("request_id", requestID(c)))
 	return c.JSON(http.StatusCreated, connectResponse{
 		ServerURL: s.LiveKit.URL(), ParticipantToken: jwt, RoomName: p.Room,
@@ -193,34 +172,23 @@ func (s *Server) participantToken(c echo.Context, p livekit.Participant) error {
 	})
 }
 
-// livekitTokenRequest is LiveKit's standard token-endpoint body (snake_case,
-// as its client SDKs' TokenSource sends it) plus agent and channel.
-type livekitTokenRequest struct {
-	RoomName              string            `json:"room_name"`
-	ParticipantIdentity   *string           `json:"participant_identity"`
-	ParticipantName       string            `json:"participant_name"`
-	ParticipantMetadata   string            `json:"participant_metadata"`
-	ParticipantAttributes map[string]string `json:"participant_attributes"`
-	RoomConfig            json.RawMessage   `json:"room_config"`
-	Agent                 string            `json:"agent"`
-	Channel               string            `json:"channel"`
-}
-
-// roomConfig is the part of LiveKit's RoomConfiguration the broker reads.
-type roomConfig struct {
-	Agents []struct {
-		AgentName string `json:"agent_name"`
-		Metadata  string `json:"metadata"`
-	} `json:"agents"`
-}
-
-// livekitToken is POST /livekit/token: a backend asks for a LiveKit token
-// for a room of its own, validated and claimed.
+// livekitToken is POST /livekit/token: a backend (or a LiveKit client SDK's
+// endpoint TokenSource, with the backend's key in its headers) asks for a
+// LiveKit token for a room of its own org. The body is LiveKit's
+// TokenSourceRequest plus agent and channel. The agent is agent, else the
+// one whose LiveKit name room_config.agents[0].agent_name is, else the one
+// an agent_ room name names; a demo_ room may have none (no dispatch).
+//
+// Ownership: a caller-named room is looked up in LiveKit first (read only:
+// the broker never creates a room; another org's live room is 403 even if
+// the store forgot its claim), then claimed in the store, atomically: of
+// two orgs racing for a name one gets it, the other 403. A generated room
+// is fresh and random and needs no LiveKit call at all.
 func (s *Server) livekitToken(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeLiveKitToken, 0)
+	p, org, err := s.authenticate(c, config.ScopeLiveKitToken, 0)
 	if err != nil {
 		return err
 	}
@@ -228,73 +196,94 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req livekitTokenRequest
-	if err := decodeJSON(data, &req, false); err != nil {
+	req, err := decodeTokenSourceRequest(data)
+	if err != nil {
 		return err
 	}
-	org := s.Tenants.Current().Org(p.Org)
-
-	agentID, agentMeta := req.Agent, ""
-	if len(req.RoomConfig) > 0 && string(req.RoomConfig) != "null" {
-		var rc roomConfig
-		if err := json.Unmarshal(req.RoomConfig, &rc); err != nil {
-			return apiError(CodeInvalidRequest, `field "room_config" must be a LiveKit room configuration object`)
-		}
-		if len(rc.Agents) > 1 {
-			return apiError(CodeInvalidRequest, "room_config may dispatch one agent")
-		}
-		if len(rc.Agents) == 1 && rc.Agents[0].AgentName != "" {
-			if req.Agent != "" && req.Agent != rc.Agents[0].AgentName {
-				return apiError(CodeInvalidRequest, `"agent" and room_config's agent differ`)
-			}
-			agentID, agentMeta = rc.Agents[0].AgentName, rc.Agents[0].Metadata
-			if len(agentMeta) > MaxMetadataBytes {
-				return apiError(CodeInvalidRequest, "agent dispatch metadata is over 2 KiB")
-			}
-		}
-	}
-	if agentID == "" {
-		return apiError(CodeInvalidRequest, `field "agent" is required unless room_config dispatches one`)
-	}
-	agent := org.Agent(agentID)
-	if agent == nil {
+	if org == nil {
 		return apiError(CodeUnknownAgent, "")
+	}
+	room := req.GetRoomName()
+	named := req.RoomName != nil
+	var parsed rooms.Name
+	if named {
+		if parsed, err = roomAllowed(org, room); err != nil {
+			return err
+		}
+	}
+	var lkName, agentMeta string
+	if as := req.GetRoomConfig().GetAgents(); len(as) == 1 {
+		lkName, agentMeta = as[0].GetAgentName(), as[0].GetMetadata()
+	}
+	if len(agentMeta) > MaxMetadataBytes {
+		return apiError(CodeInvalidRequest, "room_config.agents[0].metadata is over 2 KiB")
+	}
+	agent, err := tokenAgent(org, req.Agent, lkName, named, parsed)
+	if err != nil {
+		return err
+	}
+	if agent == nil && agentMeta != "" {
+		return apiError(CodeInvalidRequest, "room_config.agents[0].metadata is for an agent, and this room has none")
 	}
 	channel := req.Channel
 	switch {
+	case channel != "" && channel != config.ChannelWebRTC && channel != config.ChannelChat:
+		return apiError(CodeInvalidRequest, `field "channel" must be "webrtc" or "chat"`)
+	case agent == nil && channel == "":
+		channel = config.ChannelWebRTC
+	case agent == nil:
 	case channel == "" && agent.HasChannel(config.ChannelWebRTC):
 		channel = config.ChannelWebRTC
 	case channel == "":
 		channel = config.ChannelChat
-	case channel != config.ChannelWebRTC && channel != config.ChannelChat:
-		return apiError(CodeInvalidRequest, `field "channel" must be "webrtc" or "chat"`)
 	case !agent.HasChannel(channel):
 		return apiError(CodeInvalidRequest, "the agent does not offer channel "+channel)
 	}
-
-	room := req.RoomName
-	if room == "" {
+	if !named {
+		if agent == nil {
+			return apiError(CodeInvalidRequest, `field "agent" is required unless room_config.agents[0].agent_name or room_name names one`)
+		}
 		if room, err = rooms.New(agent.ID, time.Now()); err != nil {
 			return wrapError(CodeInternal, err)
 		}
-	} else if err := roomAllowed(org, room); err != nil {
-		return err
 	}
 	identity, err := identityOf(req.ParticipantIdentity)
 	if err != nil {
 		return apiError(CodeInvalidRequest, `field "participant_identity" must be 1 to 128 bytes of UTF-8 without control characters`)
 	}
-	if len(req.ParticipantName) > MaxIdentityBytes || !utf8.ValidString(req.ParticipantName) {
+	if len(req.GetParticipantName()) > MaxIdentityBytes {
 		return apiError(CodeInvalidRequest, `field "participant_name" must be at most 128 bytes of UTF-8`)
 	}
-	if len(req.ParticipantMetadata) > MaxMetadataBytes {
+	if len(req.GetParticipantMetadata()) > MaxMetadataBytes {
 		return apiError(CodeInvalidRequest, `field "participant_metadata" is over 2 KiB`)
 	}
 	if err := checkAttributes(req.ParticipantAttributes); err != nil {
 		return err
 	}
+	part := livekit.Participant{
+		Identity: identity, Name: req.GetParticipantName(), Room: room, Org: p.Org,
+		CanPublish: channel == config.ChannelWebRTC, Metadata: req.GetParticipantMetadata(),
+		Attributes: withChannel(req.ParticipantAttributes, channel),
+	}
+	if agent != nil {
+		part.Agent, part.AgentName, part.AgentMetadata = agent.ID, agent.LiveKitName(), agentMeta
+	}
+	jwt, err := s.LiveKit.Token(part)
+	if err != nil {
+		return wrapError(CodeJWTSigningError, err)
+	}
 
 	ctx := c.Request().Context()
+	var existing livekit.RoomState
+	if named {
+		if existing, err = s.LiveKit.LookupRoom(ctx, room); err != nil {
+			return liveKitError(err)
+		}
+		if existing.Exists && existing.Owner != "" && existing.Owner != p.Org {
+			s.roomRefused(c, p, room)
+			return apiError(CodeRoomForbidden, "")
+		}
+	}
 	owner, err := s.Store.ClaimRoom(ctx, room, p.Org, RoomOwnerTTL)
 	if err != nil {
 		return err
@@ -303,20 +292,45 @@ func (s *Server) livekitToken(c echo.Context) error {
 		s.roomRefused(c, p, room)
 		return apiError(CodeRoomForbidden, "")
 	}
-	if _, err := s.LiveKit.EnsureRoom(ctx, room, p.Org, agent.ID); err != nil {
-		if errors.Is(err, livekit.ErrForeignRoom) {
-			// LiveKit knows an owner the store had forgotten (a store reset):
-			// LiveKit's metadata wins; undo our claim.
-			s.Store.ReleaseRoom(context.WithoutCancel(ctx), room, p.Org)
-			s.roomRefused(c, p, room)
+	if existing.Exists && existing.Owner == "" {
+		// A room made outside the broker: the token's room configuration
+		// will not apply to it, so its owner is written now.
+		if err := s.LiveKit.SetRoomOwner(ctx, room, p.Org, part.Agent); err != nil {
+			return liveKitError(err)
 		}
-		return liveKitError(err)
 	}
-	return s.participantToken(c, livekit.Participant{
-		Identity: identity, Name: req.ParticipantName, Room: room, Org: p.Org, Agent: agent.ID,
-		AgentMeta: agentMeta, CanPublish: channel == config.ChannelWebRTC, Metadata: req.ParticipantMetadata,
-		Attributes: withChannel(req.ParticipantAttributes, channel),
-	})
+	return s.issued(c, part, jwt)
+}
+
+// tokenAgent resolves the agent of a /livekit/token request: id, else the
+// org's agent whose LiveKit name is lkName, else the agent an agent_ room
+// name names. nil (no dispatch) only for a demo_ room.
+func tokenAgent(org *config.Org, id, lkName string, named bool, room rooms.Name) (*config.Agent, error) {
+	var agent *config.Agent
+	switch {
+	case id != "":
+		if agent = org.Agent(id); agent == nil {
+			return nil, apiError(CodeUnknownAgent, "")
+		}
+		if lkName != "" && agent.LiveKitName() != lkName {
+			return nil, apiError(CodeInvalidRequest, `"agent" and room_config.agents[0].agent_name name different agents`)
+		}
+	case lkName != "":
+		switch as := org.AgentsByLiveKitName(lkName); len(as) {
+		case 0:
+			return nil, apiError(CodeUnknownAgent, "")
+		case 1:
+			agent = as[0]
+		default:
+			return nil, apiError(CodeInvalidRequest, `several of your agents use this LiveKit agent name: send "agent"`)
+		}
+	case named && room.Kind == rooms.Agent:
+		agent = org.Agent(room.AgentID)
+	}
+	if agent != nil && named && room.Kind == rooms.Agent && room.AgentID != agent.ID {
+		return nil, apiError(CodeInvalidRoomName, "the room name names another of your agents")
+	}
+	return agent, nil
 }
 
 func withChannel(attrs map[string]string, channel string) map[string]string {
@@ -336,22 +350,22 @@ func (s *Server) roomRefused(c echo.Context, p *auth.Principal, room string) {
 
 // roomAllowed checks a caller-chosen room name against the grammar and the
 // org: agent rooms name one of its agents, demo rooms need allow_demo_rooms.
-func roomAllowed(org *config.Org, room string) error {
+func roomAllowed(org *config.Org, room string) (rooms.Name, error) {
 	n, err := rooms.Parse(room)
 	if err != nil {
-		return &Error{Code: CodeInvalidRoomName, Message: messages[CodeInvalidRoomName], Cause: err}
+		return n, &Error{Code: CodeInvalidRoomName, Message: messages[CodeInvalidRoomName], Cause: err}
 	}
 	switch n.Kind {
 	case rooms.Agent:
 		if org.Agent(n.AgentID) == nil {
-			return apiError(CodeInvalidRoomName, "the room name's agent is not an agent of your organisation")
+			return n, apiError(CodeInvalidRoomName, "the room name's agent is not an agent of your organisation")
 		}
 	case rooms.Demo:
 		if !org.AllowDemoRooms {
-			return apiError(CodeInvalidRoomName, "demo_ rooms are not enabled for your organisation")
+			return n, apiError(CodeInvalidRoomName, "demo_ rooms are not enabled for your organisation")
 		}
 	}
-	return nil
+	return n, nil
 }
 
 func checkAttributes(attrs map[string]string) error {
@@ -364,6 +378,11 @@ func checkAttributes(attrs map[string]string) error {
 		}
 		if k == "org" || k == "agent" || k == "channel" {
 			return apiError(CodeInvalidRequest, `participant_attributes "org", "agent" and "channel" are set by the broker`)
+		}
+		if strings.HasPrefix(k, "lk.") {
+			// LiveKit's own (lk.agent.state, lk.agent.name, ...): a caller
+			// must not pass for an agent.
+			return apiError(CodeInvalidRequest, `participant_attributes beginning with "lk." are LiveKit's`)
 		}
 	}
 	return nil
@@ -423,7 +442,7 @@ func (s *Server) listRooms(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsRead, 0)
+	p, _, err := s.authenticate(c, config.ScopeRoomsRead, 0)
 	if err != nil {
 		return err
 	}
@@ -456,7 +475,7 @@ func (s *Server) getRoom(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsRead, 0)
+	p, _, err := s.authenticate(c, config.ScopeRoomsRead, 0)
 	if err != nil {
 		return err
 	}
@@ -486,7 +505,7 @@ func (s *Server) participantAction(c echo.Context, mute bool) (*auth.Principal, 
 	if err := s.requireLiveKit(); err != nil {
 		return nil, nil, err
 	}
-	p, err := s.authenticate(c, config.ScopeRoomsWrite, 0)
+	p, _, err := s.authenticate(c, config.ScopeRoomsWrite, 0)
 	if err != nil {
 		return nil, nil, err
 	}

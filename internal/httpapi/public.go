@@ -34,10 +34,10 @@ func (s *Server) publicToken(c echo.Context) error {
 	ip := s.ClientIP.Of(r)
 	// Any origin some agent allows may read the answer, errors included, so
 	// a demo page can show why it was refused; the key's own agent decides below.
-	if o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin)); err == nil && s.anyPublicOrigin(o) {
+	if o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin)); err == nil && s.tenants(c).AllowsOrigin(o) {
 		setCORS(c, o)
 	}
-	if err := s.limit(c, "ip:public:"+ip.String(), store.PerMinute(s.PublicRate), "ip"); err != nil {
+	if err := s.limit(c, ipKey("public", ip), store.PerMinute(s.PublicRate), "ip"); err != nil {
 		return err
 	}
 	cred, err := credential(r)
@@ -45,11 +45,14 @@ func (s *Server) publicToken(c echo.Context) error {
 		s.authFailed(c, ip, classify(err).Code, nil)
 		return err
 	}
-	agent, err := s.publishableAgent(cred)
+	agent, err := s.publishableAgent(s.tenants(c), cred)
 	if err != nil {
 		s.authFailed(c, ip, err.Error(), nil)
 		return apiError(CodeUnauthorized, "")
 	}
+	// From here the request counts against the agent's public budget,
+	// never the org's: in the mint's store step, or when refused.
+	setBudget(c, &budget{key: store.PublicKey(agent.Org().ID, agent.ID), limit: store.PerMinute(publicRate(agent)), scope: "public"})
 	origin, ok := agent.Origins().Allow(r.Header.Get(echo.HeaderOrigin))
 	if !ok {
 		s.authFailed(c, ip, "origin_not_allowed", nil)
@@ -85,8 +88,17 @@ type errPublishable string
 
 func (e errPublishable) Error() string { return string(e) }
 
-// publishableAgent finds the agent whose publishable key is cred.
-func (s *Server) publishableAgent(cred string) (*config.Agent, error) {
+// publicRate is the agent's public budget a minute: public.rate_per_minute,
+// or the org tier's rate.
+func publicRate(a *config.Agent) int {
+	if a.Public != nil && a.Public.RatePerMinute > 0 {
+		return a.Public.RatePerMinute
+	}
+	return a.Org().RateLimit()
+}
+
+// publishableAgent finds the agent whose publishable key is cred in ten.
+func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Agent, error) {
 	kind, env, err := apikey.Parse(cred)
 	if err != nil {
 		return nil, errPublishable("malformed_key")
@@ -98,7 +110,7 @@ func (s *Server) publishableAgent(cred string) (*config.Agent, error) {
 		return nil, errPublishable("test_key_in_production")
 	}
 	h := apikey.Hash(cred)
-	agent := s.Tenants.Current().PublishableByHash(h)
+	agent := ten.PublishableByHash(h)
 	if agent == nil || agent.Public == nil || !agent.Public.HasKey(h) {
 		return nil, errPublishable("unknown_key")
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -46,16 +47,20 @@ func readBody(c echo.Context) ([]byte, error) {
 	return data, nil
 }
 
-// decodeJSON decodes one JSON object from data into v. With strict set,
-// unknown fields are refused. The message names the field at fault and
-// never repeats the input.
+// decodeJSON decodes one JSON object from data into v, after checkJSON's
+// strict rules (valid UTF-8, no duplicate or case-variant keys at any depth,
+// field names matched exactly). With strict set, unknown fields are refused
+// too. The message names the field at fault and never repeats the input.
 func decodeJSON(data []byte, v any, strict bool) error {
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
 		return apiError(CodeInvalidRequest, "a JSON body is required")
 	}
-	if data[0] != '{' {
+	if trimmed[0] != '{' {
 		return apiError(CodeInvalidRequest, "the body must be a JSON object")
+	}
+	if err := checkJSON(data, reflect.TypeOf(v), strict); err != nil {
+		return &Error{Code: CodeInvalidRequest, Message: err.Error(), Cause: err}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {
@@ -156,14 +161,16 @@ func (c ClientIP) trusted(a netip.Addr) bool {
 	return false
 }
 
-// Of returns the client address of r; the zero Addr if the peer address
-// does not parse (never the case with net/http).
+// Of returns the client address of r, IPv4-mapped addresses as IPv4 and
+// without an IPv6 zone (an interface name of one host, never part of who
+// the client is); the zero Addr if the peer address does not parse (never
+// the case with net/http).
 func (c ClientIP) Of(r *http.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return netip.Addr{}
 	}
-	peer := ap.Addr().Unmap()
+	peer := ap.Addr().Unmap().WithZone("")
 	if len(c.Trusted) == 0 || !c.trusted(peer) {
 		return peer
 	}
@@ -177,7 +184,7 @@ func (c ClientIP) Of(r *http.Request) netip.Addr {
 				// Junk in the chain: nothing left of it can be believed.
 				return client
 			}
-			client = a.Unmap()
+			client = a.Unmap().WithZone("")
 			if !c.trusted(client) {
 				return client
 			}

@@ -4,18 +4,25 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"runtime"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/voicebroker/voicebroker/api"
+	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
@@ -58,9 +65,17 @@ type Server struct {
 	Deps
 	log      *slog.Logger
 	jwksBody []byte
+	// routes are the registered route patterns: the only route label values
+	// besides "unmatched".
+	routes map[string]bool
 }
 
 // New returns the Echo instance serving the contract's routes.
+//
+// Middleware, outermost first: request id; metrics and the error answer
+// (observe); recover, so a panic is answered 500 in the contract's shape and
+// still observed; the 16 KiB header limit; security headers; counting of
+// authenticated requests that a handler refused before its own store step.
 func New(d Deps) *echo.Echo {
 	s := &Server{Deps: d, log: d.Log}
 	s.jwksBody, _ = json.Marshal(d.JWKS)
@@ -71,7 +86,10 @@ func New(d Deps) *echo.Echo {
 	e.IPExtractor = func(r *http.Request) string { return s.ClientIP.Of(r).String() }
 	e.Use(s.requestID)
 	e.Use(s.observe)
+	e.Use(s.recoverPanic)
+	e.Use(s.headerLimit)
 	e.Use(s.securityHeaders)
+	e.Use(s.countRefused)
 
 	e.GET("/", s.health)
 	e.GET("/healthz", s.health)
@@ -100,13 +118,32 @@ func New(d Deps) *echo.Echo {
 	e.DELETE("/livekit/participant", s.removeParticipant)
 	e.POST("/livekit/participant/mute", s.muteTrack)
 	e.POST("/livekit/webhook", s.webhook)
+
+	s.routes = make(map[string]bool)
+	for _, r := range e.Routes() {
+		s.routes[r.Path] = true
+	}
 	return e
 }
 
 const (
 	ctxRequestID = "vb.request_id"
 	ctxPrincipal = "vb.principal"
+	ctxTenants   = "vb.tenants"
+	ctxBudget    = "vb.budget"
 )
+
+// tenants returns the tenants snapshot of this request: read once, on first
+// use, and the same for every later use, so a reload in the middle of a
+// request cannot give it two different files.
+func (s *Server) tenants(c echo.Context) *config.Tenants {
+	if t, ok := c.Get(ctxTenants).(*config.Tenants); ok {
+		return t
+	}
+	t := s.Tenants.Current()
+	c.Set(ctxTenants, t)
+	return t
+}
 
 func requestID(c echo.Context) string {
 	id, _ := c.Get(ctxRequestID).(string)
@@ -140,8 +177,9 @@ func plainID(id string) bool {
 	return true
 }
 
-// observe records the HTTP duration by route pattern (never the raw URL,
-// which may carry api_key) and status.
+// observe answers errors and records the HTTP duration by route pattern
+// (never the raw URL, which may carry api_key), method and status, each
+// from a closed set (see package metrics).
 func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -149,14 +187,84 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
-		s.Metrics.HTTPDuration.WithLabelValues(route, c.Request().Method, strconv.Itoa(c.Response().Status)).
-			Observe(time.Since(start).Seconds())
+		s.Metrics.HTTPDuration.WithLabelValues(s.routeLabel(c), metrics.MethodLabel(c.Request().Method),
+			metrics.StatusLabel(c.Response().Status)).Observe(time.Since(start).Seconds())
 		return nil
 	}
+}
+
+// routeLabel is the matched route's pattern, or "unmatched".
+func (s *Server) routeLabel(c echo.Context) string {
+	if p := c.Path(); s.routes[p] {
+		return p
+	}
+	return "unmatched"
+}
+
+// recoverPanic turns a panic in a handler into a 500 in the contract's
+// shape (config_error: see errorHandler) and logs it with its stack. The
+// stack holds no argument values, so no credential reaches the log.
+func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v) // net/http's way to abort a response; it logs nothing
+			}
+			s.log.LogAttrs(c.Request().Context(), slog.LevelError, "handler panicked",
+				slog.String("event", "http.panic"), slog.String("route", s.routeLabel(c)),
+				slog.String("request_id", requestID(c)), slog.String("panic", panicText(v)),
+				slog.String("stack", string(debug.Stack())))
+			err = &Error{Code: CodeInternal, Message: messages[CodeInternal], Cause: errPanic}
+		}()
+		return next(c)
+	}
+}
+
+var errPanic = errors.New("handler panicked (stack in the http.panic log line)")
+
+// panicText describes a panic value by its type and, for runtime errors
+// (which carry no request data), its text.
+func panicText(v any) string {
+	if re, ok := v.(runtime.Error); ok {
+		return re.Error()
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// MaxHeaderBytes bounds the request's header fields, Host included, each
+// counted as "Name: value\r\n" (contract §5: 431 over 16 KiB). The server's
+// http.Server.MaxHeaderBytes must be at least this: net/http reads up to
+// 4 KiB more before it refuses a request head itself, so without this check
+// headers of up to about 20 KiB would pass.
+const MaxHeaderBytes = 16 << 10
+
+// headerLimit answers 431 when the request's header fields are over
+// MaxHeaderBytes.
+func (s *Server) headerLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if headerBytes(c.Request()) > MaxHeaderBytes {
+			return &Error{Code: CodePayloadTooLarge, Status: http.StatusRequestHeaderFieldsTooLarge,
+				Message: "the request headers are over 16 KiB"}
+		}
+		return next(c)
+	}
+}
+
+func headerBytes(r *http.Request) int {
+	n := 0
+	if r.Host != "" {
+		n += len("Host: \r\n") + len(r.Host)
+	}
+	for name, vals := range r.Header {
+		for _, v := range vals {
+			n += len(name) + len(v) + len(": \r\n")
+		}
+	}
+	return n
 }
 
 func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
@@ -172,18 +280,33 @@ func (s *Server) health(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// ready is 200 when the tenants are loaded and the store answers.
+// readiness is the /readyz answer.
+type readiness struct {
+	Status string `json:"status"`
+	// Config is "current", or "stale" when the last tenants reload failed:
+	// the previous tenants are still in force (and still loaded, so the
+	// broker stays ready), and the log says why the reload failed.
+	Config  string `json:"config"`
+	Message string `json:"message,omitempty"`
+}
+
+// ready is 200 when the tenants are loaded and the store answers; the body
+// says whether the tenants in force are stale.
 func (s *Server) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	if s.Tenants.Current() == nil {
+	if s.tenants(c) == nil {
 		return c.JSON(http.StatusServiceUnavailable, body{Error: CodeConfigError, Message: "no tenants loaded"})
 	}
 	if err := s.Store.Ping(ctx); err != nil {
 		s.log.Warn("not ready", "event", "readyz", "reason", err.Error())
 		return c.JSON(http.StatusServiceUnavailable, body{Error: CodeStoreUnavailable, Message: messages[CodeStoreUnavailable]})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	if s.Metrics.Stale() {
+		return c.JSON(http.StatusOK, readiness{Status: "ready", Config: "stale",
+			Message: "the last tenants reload failed; the previous tenants stay in force (see the config.reload log line)"})
+	}
+	return c.JSON(http.StatusOK, readiness{Status: "ready", Config: "current"})
 }
 
 func (s *Server) jwks(c echo.Context) error {
@@ -203,64 +326,136 @@ const (
 	handlerLimits
 )
 
-// authenticate resolves the caller, checks scope and, unless the handler
-// does it itself (mode), the org's rate limit; it audits the outcome.
-func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*auth.Principal, error) {
+// budget is the rate-limit bucket an authenticated request counts against:
+// the org's (secret keys, API secrets, backend JWTs, the auth service) or
+// an agent's public budget (publishable keys). Every request that
+// authenticated counts once, whether it then succeeds or is refused.
+type budget struct {
+	key     string
+	limit   store.Limit
+	scope   string // the rate_limited metric's label: org or public
+	counted bool
+}
+
+// setBudget records the bucket this request counts against.
+func setBudget(c echo.Context, b *budget) { c.Set(ctxBudget, b) }
+
+// budgetOf returns the request's bucket, or nil before authentication.
+func budgetOf(c echo.Context) *budget {
+	b, _ := c.Get(ctxBudget).(*budget)
+	return b
+}
+
+// counted marks the request as counted: a handler's store step (a limited
+// nonce call) counted it against its budget.
+func counted(c echo.Context) {
+	if b := budgetOf(c); b != nil {
+		b.counted = true
+	}
+}
+
+// countRefused counts a request that authenticated and was not counted
+// yet: a handler that counts in its own store step (mint, redeem) refused
+// it before that step (unknown agent, bad body, bad token, wrong scope,
+// ...). Over the limit, the answer becomes 429, as it would have been had
+// the handler counted first. A store failure leaves the answer as it was.
+func (s *Server) countRefused(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		b := budgetOf(c)
+		if b == nil || b.counted || errors.Is(err, store.ErrUnavailable) {
+			return err
+		}
+		b.counted = true
+		res, aerr := s.Store.Allow(c.Request().Context(), b.key, b.limit)
+		if aerr != nil {
+			s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "a refused request could not be counted",
+				slog.String("event", "rate_limit.error"), slog.String("route", s.routeLabel(c)),
+				slog.String("request_id", requestID(c)), slog.String("cause", aerr.Error()))
+			return err
+		}
+		if err == nil || c.Response().Committed {
+			return err
+		}
+		if lerr := s.limited(c, res, b.scope); lerr != nil {
+			return lerr
+		}
+		return err
+	}
+}
+
+// authenticate resolves the caller against the request's tenants snapshot
+// and returns the principal and its org, from that same snapshot. From
+// there on the request counts against the org's budget: right away, or,
+// when the handler does it in its own store step (mode handlerLimits),
+// there, or in countRefused if the handler refuses the request first. It
+// checks the scope and audits the outcome.
+func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*auth.Principal, *config.Org, error) {
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
+	ten := s.tenants(c)
 	var p *auth.Principal
 	cred, err := credential(r)
 	switch {
 	case err != nil && !s.AuthRequired && classify(err).Code == CodeMissingAuthHeader:
-		p, err = auth.Anonymous(s.Tenants.Current())
+		p, err = auth.Anonymous(ten)
 		s.log.LogAttrs(r.Context(), slog.LevelWarn, "AUTH_REQUIRED=false: request let through without a credential",
 			slog.String("event", "auth.skipped"), slog.String("client_ip", ip.String()),
-			slog.String("route", c.Path()), slog.String("request_id", requestID(c)))
+			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
 	case err != nil:
 		s.authFailed(c, ip, classify(err).Code, nil)
-		return nil, err
+		return nil, nil, err
 	default:
 		body, berr := readBody(c)
 		if berr != nil {
-			return nil, berr
+			return nil, nil, berr
+		}
+		// The auth service sees the body only if the handler will read it
+		// the same way; a body the handler refuses is forwarded as null.
+		if len(bytes.TrimSpace(body)) > 0 && checkJSON(body, nil, false) != nil {
+			body = nil
 		}
 		p, err = s.Auth.Authenticate(r.Context(), &auth.Request{
-			Credential: cred, ClientIP: ip, Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body,
+			Tenants: ten, Credential: cred, ClientIP: ip, Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body,
 		})
-	}
-	if err == nil {
-		err = p.Require(scope)
 	}
 	if err != nil {
 		s.authFailed(c, ip, "", err)
-		return nil, err
+		return nil, nil, err
 	}
-	org := s.Tenants.Current().Org(p.Org)
+	org := ten.Org(p.Org)
 	if org == nil {
-		return nil, &Error{Code: CodeConfigError, Message: messages[CodeConfigError], Cause: errUnknownOrg}
+		// An API secret or auth service naming an org the file lacks.
+		return nil, nil, &Error{Code: CodeConfigError, Message: messages[CodeConfigError], Cause: errUnknownOrg}
+	}
+	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: store.PerMinute(org.RateLimit()), scope: "org"})
+	if err := p.Require(scope); err != nil {
+		s.authFailed(c, ip, "", err)
+		return nil, nil, err
 	}
 	if u, ok := s.Tenants.(interface{ Used(org, keyID string) }); ok && p.Method == auth.MethodAPIKey {
 		u.Used(p.Org, p.KeyID) // the key's last_used_at; the registry batches the writes
 	}
 	if mode&handlerLimits == 0 {
-		if err := s.limit(c, store.OrgKey(p.Org), store.PerMinute(org.RateLimit()), "org"); err != nil {
-			return nil, err
+		counted(c)
+		if err := s.limit(c, store.OrgKey(org.ID), store.PerMinute(org.RateLimit()), "org"); err != nil {
+			return nil, nil, err
 		}
 	}
 	if mode&handlerAudits == 0 {
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "authenticated",
 			slog.String("event", "auth.success"), slog.String("method", string(p.Method)),
 			slog.String("org", p.Org), slog.String("key_id", p.KeyID), slog.String("client_ip", ip.String()),
-			slog.String("route", c.Path()), slog.String("request_id", requestID(c)))
+			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
 	}
 	c.Set(ctxPrincipal, p)
-	return p, nil
+	return p, org, nil
 }
 
 func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err error) {
 	attrs := []slog.Attr{
 		slog.String("event", "auth.failure"), slog.String("client_ip", ip.String()),
-		slog.String("route", c.Path()), slog.String("request_id", requestID(c)),
+		slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)),
 	}
 	if ae, ok := err.(*auth.Error); ok {
 		reason = ae.Reason
@@ -271,8 +466,35 @@ func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err er
 		reason = classify(err).Code
 	}
 	attrs = append(attrs, slog.String("reason", reason))
-	s.Metrics.AuthFailures.WithLabelValues(reason).Inc()
+	s.Metrics.AuthFailures.WithLabelValues(reasonLabel(reason)).Inc()
 	s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "authentication failed", attrs...)
+}
+
+// reasonLabel is the auth_failures label of a reason: the reason itself
+// (a fixed word of the code), except that the auth service's status
+// ("auth_service_418", any three digits it chooses) becomes its class.
+func reasonLabel(reason string) string {
+	if st, ok := strings.CutPrefix(reason, "auth_service_"); ok && len(st) == 3 && st[0] >= '1' && st[0] <= '9' {
+		if _, err := strconv.Atoi(st); err == nil {
+			return "auth_service_" + st[:1] + "xx"
+		}
+	}
+	return reason
+}
+
+// ipKey is the per-client rate-limit key of a client address: an IPv4
+// address (an IPv4-mapped IPv6 one counts as the IPv4), or the /64 of an
+// IPv6 address with its zone dropped, since one subscriber commonly holds
+// a whole /64.
+func ipKey(route string, a netip.Addr) string {
+	a = a.Unmap().WithZone("")
+	switch {
+	case a.Is4():
+		return "ip:" + route + ":" + a.String()
+	case a.Is6():
+		return "ip:" + route + ":" + netip.PrefixFrom(a, 64).Masked().String()
+	}
+	return "ip:" + route + ":unknown"
 }
 
 // limit counts one request against key and sets the RateLimit-* headers;
@@ -298,7 +520,7 @@ func (s *Server) limited(c echo.Context, res store.Result, scope string) error {
 		s.Metrics.RateLimited.WithLabelValues(scope).Inc()
 		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limited",
 			slog.String("event", "rate_limited"), slog.String("scope", scope),
-			slog.String("route", c.Path()), slog.String("request_id", requestID(c)))
+			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
 		return apiError(CodeRateLimited, "")
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -42,7 +43,7 @@ type mintResponse struct {
 // mint is POST /token: a backend with tokens:create asks for a single-use
 // ticket for one of its org's agents.
 func (s *Server) mint(c echo.Context) error {
-	p, err := s.authenticate(c, config.ScopeTokensCreate, handlerAudits|handlerLimits)
+	p, org, err := s.authenticate(c, config.ScopeTokensCreate, handlerAudits|handlerLimits)
 	if err != nil {
 		return err
 	}
@@ -54,7 +55,6 @@ func (s *Server) mint(c echo.Context) error {
 	if err := decodeJSON(data, &req, true); err != nil {
 		return err
 	}
-	org := s.Tenants.Current().Org(p.Org)
 	agent, err := agentFor(org, req.Agent, req.Channel)
 	if err != nil {
 		return err
@@ -72,22 +72,29 @@ func (s *Server) mint(c echo.Context) error {
 	}, p, "backend")
 }
 
-// issue signs the ticket, counts the request against the org's limit and
-// stores its nonce in one store step, and answers 201. Nothing is handed
-// out unless the nonce is stored.
+// issue signs the ticket, counts the request against its budget (the
+// org's, or for a public ticket the agent's public budget) and stores its
+// nonce in one store step, and answers 201. Nothing is handed out unless
+// the nonce is stored.
 func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode string) error {
 	signed, claims, err := s.Issuer.Mint(t)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
-	limit := store.PerMinute(agent.Org().RateLimit())
-	res, err := s.Store.PutNonce(c.Request().Context(), store.Nonce{Org: t.Org, ID: claims.ID}, s.Issuer.TTL()+s.Leeway, &limit)
+	b := budgetOf(c)
+	n := store.Nonce{Org: t.Org, ID: claims.ID}
+	if b.scope == "public" {
+		n.PublicAgent = agent.ID
+	}
+	res, err := s.Store.PutNonce(c.Request().Context(), n, s.Issuer.TTL()+s.Leeway, &b.limit)
 	if errors.Is(err, store.ErrExists) {
+		counted(c)
 		return wrapError(CodeInternal, err) // a 128-bit collision: never in practice
 	} else if err != nil {
 		return err
 	}
-	if err := s.limited(c, res, "org"); err != nil {
+	counted(c)
+	if err := s.limited(c, res, b.scope); err != nil {
 		return err
 	}
 	s.Metrics.TokensMinted.WithLabelValues(t.Org, mode).Inc()
@@ -133,16 +140,29 @@ func identityOf(id *string) (string, error) {
 	if *id == "" || len(*id) > MaxIdentityBytes || !utf8.ValidString(*id) {
 		return "", apiError(CodeInvalidRequest, `field "identity" must be 1 to 128 bytes of UTF-8`)
 	}
-	for _, r := range *id {
-		if r < 0x20 || r == 0x7f {
-			return "", apiError(CodeInvalidRequest, `field "identity" must not contain control characters`)
-		}
+	if !plainText(*id) {
+		return "", apiError(CodeInvalidRequest, `field "identity" must not contain control, bidirectional-control or line-separator characters`)
 	}
 	return *id, nil
 }
 
-// metadataOf checks that metadata is a JSON object of at most 2 KiB
-// (compacted) and returns it compacted; absent or null is {}.
+// plainText reports whether s is free of the characters that make a name
+// display as something else or break a log line: C0 and C1 controls (and
+// DEL), the Unicode Bidi_Control characters (U+061C, U+200E, U+200F,
+// U+202A-U+202E, U+2066-U+2069: "admin\u202etxt.exe" shows as
+// "adminexe.txt") and the line and paragraph separators U+2028, U+2029.
+func plainText(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+	}
+	return true
+}
+
+// metadataOf checks that metadata is a JSON object with unique keys (and
+// no keys differing only in case) at every depth, valid UTF-8, of at most
+// 2 KiB compacted, and returns it compacted; absent or null is {}.
 func metadataOf(raw json.RawMessage) (json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -150,6 +170,9 @@ func metadataOf(raw json.RawMessage) (json.RawMessage, error) {
 	}
 	if raw[0] != '{' {
 		return nil, apiError(CodeInvalidRequest, `field "metadata" must be a JSON object`)
+	}
+	if err := checkJSON(raw, nil, false); err != nil {
+		return nil, &Error{Code: CodeInvalidRequest, Message: `field "metadata": ` + err.Error(), Cause: err}
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
@@ -178,7 +201,7 @@ type redeemResponse struct {
 // and consumes a ticket. Every check runs before the nonce is consumed, so a
 // refusal for any other reason leaves the ticket usable.
 func (s *Server) redeem(c echo.Context) error {
-	p, err := s.authenticate(c, config.ScopeTokensRedeem, handlerAudits|handlerLimits)
+	p, _, err := s.authenticate(c, config.ScopeTokensRedeem, handlerAudits|handlerLimits)
 	if err != nil {
 		return err
 	}
@@ -193,12 +216,11 @@ func (s *Server) redeem(c echo.Context) error {
 	if req.Token == "" {
 		return apiError(CodeInvalidRequest, `field "token" is required`)
 	}
-	claims, err := s.verify(c, req.Token, p)
+	claims, _, err := s.verify(c, req.Token, p)
 	if err != nil {
 		return err
 	}
-	limit := store.PerMinute(s.Tenants.Current().Org(p.Org).RateLimit())
-	if err := s.consume(c, claims, &limit); err != nil {
+	if err := s.consume(c, claims, &budgetOf(c).limit); err != nil {
 		return err
 	}
 	s.redeemed(c, claims, "redeem")
@@ -209,8 +231,9 @@ func (s *Server) redeem(c echo.Context) error {
 }
 
 // verify checks a ticket's signature and claims, and, when p is set, that it
-// belongs to p's org and its agent still exists. It consumes nothing.
-func (s *Server) verify(c echo.Context, raw string, p *auth.Principal) (*token.Claims, error) {
+// belongs to p's org; it returns the ticket's agent, which must still exist
+// in the request's tenants snapshot. It consumes nothing.
+func (s *Server) verify(c echo.Context, raw string, p *auth.Principal) (*token.Claims, *config.Agent, error) {
 	claims, err := s.Verifier.Verify(raw)
 	if err != nil {
 		reason := CodeTokenInvalid
@@ -218,18 +241,18 @@ func (s *Server) verify(c echo.Context, raw string, p *auth.Principal) (*token.C
 			reason = CodeTokenExpired
 		}
 		s.refused(c, reason, "", err)
-		return nil, err
+		return nil, nil, err
 	}
 	if p != nil && claims.Org != p.Org {
 		s.refused(c, "wrong_org", claims.Org, nil)
-		return nil, apiError(CodeTokenInvalid, "")
+		return nil, nil, apiError(CodeTokenInvalid, "")
 	}
-	org := s.Tenants.Current().Org(claims.Org)
+	org := s.tenants(c).Org(claims.Org)
 	if org == nil || org.Agent(claims.Agent) == nil {
 		s.refused(c, "agent_removed", claims.Org, nil)
-		return nil, apiError(CodeUnknownAgent, "")
+		return nil, nil, apiError(CodeUnknownAgent, "")
 	}
-	return claims, nil
+	return claims, org.Agent(claims.Agent), nil
 }
 
 // consume uses the ticket's nonce; of concurrent callers exactly one wins.
@@ -238,6 +261,7 @@ func (s *Server) verify(c echo.Context, raw string, p *auth.Principal) (*token.C
 func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limit) error {
 	res, err := s.Store.ConsumeNonce(c.Request().Context(), store.Nonce{Org: claims.Org, ID: claims.ID}, limit)
 	if limit != nil && (err == nil || errors.Is(err, store.ErrNotFound)) {
+		counted(c)
 		if lerr := s.limited(c, res, "org"); lerr != nil {
 			return lerr
 		}

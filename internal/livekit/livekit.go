@@ -1,6 +1,8 @@
-// Package livekit is the broker's LiveKit side: participant tokens, the
-// RoomService calls that create, list and inspect rooms, and the webhook
-// receiver. It knows net/http but no routing.
+// Package livekit is the broker's LiveKit side: participant tokens that
+// carry the room configuration (LiveKit creates the room and dispatches the
+// agent when the first participant joins), the RoomService calls that list
+// and inspect rooms, and the webhook receiver. It knows net/http but no
+// routing.
 package livekit
 
 import (
@@ -25,8 +27,6 @@ var (
 	ErrUnavailable = errors.New("livekit unavailable")
 	// ErrNotFound: no such room or participant.
 	ErrNotFound = errors.New("livekit: not found")
-	// ErrForeignRoom: the room exists and belongs to another org.
-	ErrForeignRoom = errors.New("livekit: room owned by another org")
 	// ErrWebhook: the webhook's signature or body hash did not verify.
 	ErrWebhook = errors.New("livekit: webhook not verified")
 )
@@ -54,8 +54,13 @@ type Options struct {
 	URL, APIKey, APISecret string
 	TokenTTL               time.Duration // participant token lifetime
 	Timeout                time.Duration // per RoomService call
-	// EmptyTimeout closes a created room nobody joined, in seconds.
+	// EmptyTimeout closes a room no participant is in, in seconds, if none
+	// joins after its creation (default 300, LiveKit's own). With rooms
+	// created by a join it only matters when that join fails half-way.
 	EmptyTimeout uint32
+	// DepartureTimeout closes a room this many seconds after its last
+	// participant left (default 20).
+	DepartureTimeout uint32
 	// Observe, if set, is called after every RoomService call.
 	Observe func(op string, d time.Duration, err error)
 }
@@ -77,6 +82,9 @@ func New(opt Options) *Client {
 	}
 	if opt.EmptyTimeout == 0 {
 		opt.EmptyTimeout = 300
+	}
+	if opt.DepartureTimeout == 0 {
+		opt.DepartureTimeout = 20
 	}
 	return &Client{
 		opt:   opt,
@@ -102,22 +110,70 @@ func httpURL(u string) string {
 	return u
 }
 
-// Participant is what a participant token grants.
+// DispatchMetadata is the job metadata of every agent dispatch the broker
+// puts in a token: the org and the broker's agent id always, so that one
+// worker fleet serving several orgs (livekit_agent_shared) can tell them
+// apart, and the caller's metadata for the agent as the string it sent
+// (room_config.agents[0].metadata at /livekit/token, the ticket's metadata
+// object at /connect; "" when none). The caller's string is nested, never
+// merged, so it cannot change org or agent.
+type DispatchMetadata struct {
+	Org      string `json:"org"`
+	Agent    string `json:"agent"`
+	Metadata string `json:"metadata"`
+}
+
+// Participant is what a participant token grants and the room
+// configuration it carries.
 type Participant struct {
-	Identity   string
-	Name       string
-	Room       string
-	Org        string
-	Agent      string // dispatched by the room configuration; "" for none
-	AgentMeta  string // metadata for the agent dispatch
-	CanPublish bool   // true for webrtc, false for chat
-	Metadata   string
-	Attributes map[string]string // org and agent are set here, overriding
+	Identity string
+	Name     string
+	Room     string
+	Org      string
+	// Agent is the broker's agent id: in the room metadata, the participant
+	// attributes and the dispatch metadata. "" for a room without an agent.
+	Agent string
+	// AgentName is the LiveKit agent name dispatched when LiveKit creates
+	// the room; "" for no dispatch.
+	AgentName string
+	// AgentMetadata is the caller's metadata for the agent, carried in
+	// DispatchMetadata.Metadata.
+	AgentMetadata string
+	CanPublish    bool // true for webrtc, false for chat
+	Metadata      string
+	Attributes    map[string]string // org and agent are set here, overriding
+}
+
+// RoomConfig returns the room configuration a token for p carries:
+// metadata {"auth_id","agent"}, the empty and departure timeouts, and the
+// dispatch of p.AgentName with DispatchMetadata.
+//
+// livekit-server (seen in 1.13.5, pkg/service/roomallocator.go) applies a
+// token's room configuration only when that participant's join creates the
+// room: metadata, empty_timeout, departure_timeout, max_participants,
+// playout delays, egress and the agent dispatches. A join into a room that
+// exists already ignores it. Everything the broker needs is in that list,
+// so nothing has to be set later (at room_started).
+func (c *Client) RoomConfig(p Participant) *lkproto.RoomConfiguration {
+	md, _ := json.Marshal(RoomMetadata{AuthID: p.Org, Agent: p.Agent})
+	rc := &lkproto.RoomConfiguration{
+		Metadata:         string(md),
+		EmptyTimeout:     c.opt.EmptyTimeout,
+		DepartureTimeout: c.opt.DepartureTimeout,
+	}
+	if p.AgentName != "" {
+		dm, _ := json.Marshal(DispatchMetadata{Org: p.Org, Agent: p.Agent, Metadata: p.AgentMetadata})
+		rc.Agents = []*lkproto.RoomAgentDispatch{{AgentName: p.AgentName, Metadata: string(dm)}}
+	}
+	return rc
 }
 
 // Token returns a participant token (HS256 with the API secret) that joins
 // exactly p.Room, may subscribe and publish data, publishes media only if
-// CanPublish, carries attributes org and agent, and dispatches p.Agent.
+// CanPublish, carries attributes org and agent, and the room configuration
+// of RoomConfig: LiveKit creates the room from it when the first
+// participant joins, and dispatches the agent then. Token makes no network
+// call.
 func (c *Client) Token(p Participant) (string, error) {
 	grant := &auth.VideoGrant{RoomJoin: true, Room: p.Room}
 	grant.SetCanPublish(p.CanPublish)
@@ -130,19 +186,15 @@ func (c *Client) Token(p Participant) (string, error) {
 	}
 	attrs["org"] = p.Org
 	attrs["agent"] = p.Agent
-	at := auth.NewAccessToken(c.opt.APIKey, c.opt.APISecret).
+	return auth.NewAccessToken(c.opt.APIKey, c.opt.APISecret).
 		SetIdentity(p.Identity).
 		SetName(p.Name).
 		SetValidFor(c.opt.TokenTTL).
 		SetVideoGrant(grant).
 		SetMetadata(p.Metadata).
-		SetAttributes(attrs)
-	if p.Agent != "" {
-		at.SetRoomConfig(&lkproto.RoomConfiguration{
-			Agents: []*lkproto.RoomAgentDispatch{{AgentName: p.Agent, Metadata: p.AgentMeta}},
-		})
-	}
-	return at.ToJWT()
+		SetAttributes(attrs).
+		SetRoomConfig(c.RoomConfig(p)).
+		ToJWT()
 }
 
 func (c *Client) call(ctx context.Context, op string, f func(ctx context.Context) error) error {
@@ -163,37 +215,38 @@ func (c *Client) call(ctx context.Context, op string, f func(ctx context.Context
 	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
 }
 
-// EnsureRoom makes sure room exists, owned by org, dispatching agent. It is
-// idempotent: an existing room of org is returned as it is; one without an
-// owner gets org's metadata; one of another org is ErrForeignRoom.
-func (c *Client) EnsureRoom(ctx context.Context, room, org, agent string) (*lkproto.Room, error) {
-	md, _ := json.Marshal(RoomMetadata{AuthID: org, Agent: agent})
-	req := &lkproto.CreateRoomRequest{Name: room, Metadata: string(md), EmptyTimeout: c.opt.EmptyTimeout, DepartureTimeout: 20}
-	if agent != "" {
-		req.Agents = []*lkproto.RoomAgentDispatch{{AgentName: agent}}
-	}
-	var r *lkproto.Room
-	if err := c.call(ctx, "create_room", func(ctx context.Context) (err error) {
-		r, err = c.rooms.CreateRoom(ctx, req)
+// RoomState is what LookupRoom found.
+type RoomState struct {
+	Exists bool
+	Owner  string // the auth_id of its metadata; "" for none
+}
+
+// LookupRoom looks room up in LiveKit without creating it.
+func (c *Client) LookupRoom(ctx context.Context, room string) (RoomState, error) {
+	var res *lkproto.ListRoomsResponse
+	if err := c.call(ctx, "list_rooms", func(ctx context.Context) (err error) {
+		res, err = c.rooms.ListRooms(ctx, &lkproto.ListRoomsRequest{Names: []string{room}})
 		return err
 	}); err != nil {
-		return nil, err
+		return RoomState{}, err
 	}
-	switch OwnerOf(r) {
-	case org:
-		return r, nil
-	case "":
-		// Created earlier without metadata (a participant auto-created it,
-		// or an older broker): claim it; the store has already said org may.
-		if err := c.call(ctx, "update_room_metadata", func(ctx context.Context) (err error) {
-			r, err = c.rooms.UpdateRoomMetadata(ctx, &lkproto.UpdateRoomMetadataRequest{Room: room, Metadata: string(md)})
-			return err
-		}); err != nil {
-			return nil, err
+	for _, r := range res.Rooms {
+		if r.Name == room {
+			return RoomState{Exists: true, Owner: OwnerOf(r)}, nil
 		}
-		return r, nil
 	}
-	return nil, ErrForeignRoom
+	return RoomState{}, nil
+}
+
+// SetRoomOwner writes org's metadata {"auth_id","agent"} on an existing
+// room: for a room created outside the broker, to which a token's room
+// configuration no longer applies. Claim the room in the store first.
+func (c *Client) SetRoomOwner(ctx context.Context, room, org, agent string) error {
+	md, _ := json.Marshal(RoomMetadata{AuthID: org, Agent: agent})
+	return c.call(ctx, "update_room_metadata", func(ctx context.Context) error {
+		_, err := c.rooms.UpdateRoomMetadata(ctx, &lkproto.UpdateRoomMetadataRequest{Room: room, Metadata: string(md)})
+		return err
+	})
 }
 
 // Rooms lists the rooms whose metadata says org owns them.

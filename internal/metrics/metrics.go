@@ -1,6 +1,12 @@
 // Package metrics defines the Prometheus metrics operators watch, on a
 // registry of the broker's own (no global state, so tests can run many
 // brokers in one process).
+//
+// /metrics is unauthenticated, so every label value must come from a
+// closed set, never from what a client sends: orgs are ids of the tenants
+// file, routes are the registered patterns or "unmatched", methods one of
+// Methods or "OTHER", statuses a status the broker answers, reasons and
+// scopes fixed words of the code.
 package metrics
 
 import (
@@ -8,6 +14,8 @@ import (
 	"errors"
 	"net/http"
 	"runtime/debug"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,11 +33,15 @@ type Metrics struct {
 	TokensRedeemed *prometheus.CounterVec   // org, via (redeem|connect)
 	TokensRefused  *prometheus.CounterVec   // reason
 	AuthFailures   *prometheus.CounterVec   // reason
-	RateLimited    *prometheus.CounterVec   // scope (org|ip)
+	RateLimited    *prometheus.CounterVec   // scope (org|public|ip)
 	StoreDuration  *prometheus.HistogramVec // op, result
 	LiveKitCalls   *prometheus.HistogramVec // op, result
 	HTTPDuration   *prometheus.HistogramVec // route, method, status
 	ConfigReloads  *prometheus.CounterVec   // result
+	// ConfigStale is 1 from a failed tenants reload until one succeeds.
+	ConfigStale prometheus.Gauge
+
+	stale atomic.Bool
 }
 
 // New registers every collector on a fresh registry.
@@ -68,6 +80,10 @@ func New(version string) *Metrics {
 		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voicebroker_config_reloads_total", Help: "Tenants file reloads by result.",
 		}, []string{"result"}),
+		ConfigStale: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "voicebroker_config_stale",
+			Help: "1 when the last tenants reload failed and the previous tenants are still in force, until a reload succeeds.",
+		}),
 	}
 	f(m.TokensMinted)
 	f(m.TokensRedeemed)
@@ -78,6 +94,7 @@ func New(version string) *Metrics {
 	f(m.LiveKitCalls)
 	f(m.HTTPDuration)
 	f(m.ConfigReloads)
+	f(m.ConfigStale)
 	goVersion := "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
@@ -98,13 +115,43 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
-// ReloadHook counts a reload result; for config.NewHolder.
+// ReloadHook counts a reload result and sets ConfigStale; for
+// config.NewHolder.
 func (m *Metrics) ReloadHook(ok bool) {
+	m.stale.Store(!ok)
 	if ok {
 		m.ConfigReloads.WithLabelValues("ok").Inc()
+		m.ConfigStale.Set(0)
 	} else {
 		m.ConfigReloads.WithLabelValues("error").Inc()
+		m.ConfigStale.Set(1)
 	}
+}
+
+// Stale reports whether the last tenants reload failed (see ConfigStale).
+func (m *Metrics) Stale() bool { return m.stale.Load() }
+
+// Methods are the HTTP methods that are their own label value.
+var Methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// MethodLabel returns method if it is one of Methods, else "OTHER": a
+// client may send any token as a method.
+func MethodLabel(method string) string {
+	for _, m := range Methods {
+		if method == m {
+			return m
+		}
+	}
+	return "OTHER"
+}
+
+// StatusLabel returns the status as three digits, or "other" outside
+// 100-599.
+func StatusLabel(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status)
 }
 
 // InstrumentStore returns s with each call timed into StoreDuration.

@@ -118,7 +118,7 @@ func CheckIssuers(list []config.JWTIssuer) error {
 			dup = append(dup, fmt.Sprintf("jwt_issuers[%d].public_key_file: not accepted here; give jwks_url (or import a tenants file)", i))
 			continue
 		}
-		k := [2]string{is.Issuer, is.Audience}
+		k := [2]string{config.CanonicalIdentifier(is.Issuer), config.CanonicalIdentifier(is.Audience)}
 		if j, ok := seen[k]; ok {
 			dup = append(dup, fmt.Sprintf("jwt_issuers[%d]: the same issuer and audience as jwt_issuers[%d]", i, j))
 		}

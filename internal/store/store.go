@@ -28,16 +28,34 @@ var (
 type Nonce struct {
 	Org string
 	ID  string
+	// PublicAgent, when set, makes a limited call count against that
+	// agent's public budget (PublicKey(Org, PublicAgent)) instead of the
+	// org's (OrgKey(Org)). It does not name the nonce: Org and ID do.
+	PublicAgent string
 }
 
-// OrgKey is the Limiter key of an org's per-minute limit; the Nonces
-// methods count against the same key.
+// LimitKey returns the Limiter key a limited call on n counts against.
+// It always carries n.Org's hash tag, so it shares the nonce's slot.
+func (n Nonce) LimitKey() string {
+	if n.PublicAgent != "" {
+		return PublicKey(n.Org, n.PublicAgent)
+	}
+	return OrgKey(n.Org)
+}
+
+// OrgKey is the Limiter key of an org's per-minute limit: requests
+// authenticated by the org's own credentials count against it.
 func OrgKey(org string) string { return "org:{" + org + "}" }
+
+// PublicKey is the Limiter key of an agent's public budget: publishable-key
+// requests count against it, never against OrgKey, so holders of a page's
+// publishable key cannot starve the org's backend.
+func PublicKey(org, agent string) string { return "org:{" + org + "}:public:" + agent }
 
 // Nonces makes tickets single-use.
 //
 // Both methods take an optional limit: when set, the event is first counted
-// against the nonce's org (OrgKey) under it, in the same atomic step; a
+// against the nonce's budget (Nonce.LimitKey) under it, in the same atomic step; a
 // refused event stores or consumes nothing and returns a Result with
 // Allowed false and a nil error. With a nil limit the Result is Allowed.
 type Nonces interface {

@@ -31,6 +31,7 @@ type LiveKit struct {
 // test fails: it is never skipped.
 func LiveKitBinary(t testing.TB) string {
 	t.Helper()
+	Needs(t, "livekit-server")
 	candidates := []string{os.Getenv("VB_LIVEKIT_BIN")}
 	if p, err := exec.LookPath("livekit-server"); err == nil {
 		candidates = append(candidates, p)

@@ -1,7 +1,9 @@
 // Package testenv finds or starts the real services the tests run against.
 // scripts/test.sh installs and starts them and exports their addresses; a
 // plain `go test` starts its own when the binaries are on PATH. A missing
-// service fails the test: it is never skipped.
+// service fails the test: it is never skipped for that. Only
+// `go test -short` skips the tests that need an outside process (Needs), so
+// that a fresh clone can run everything else with nothing installed.
 package testenv
 
 import (
@@ -18,6 +20,16 @@ import (
 	"testing"
 	"time"
 )
+
+// Needs marks a test as needing an outside process (redis-server,
+// livekit-server, Chromium, Node.js, ...): under -short it is skipped,
+// otherwise it runs and fails if the process is missing.
+func Needs(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s: runs without -short (scripts/test.sh installs it)", what)
+	}
+}
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
@@ -40,6 +52,7 @@ var (
 // VB_TEST_REDIS_ADDR, or one started for this test binary.
 func RedisAddr(t testing.TB) string {
 	t.Helper()
+	Needs(t, "redis-server")
 	if a := os.Getenv("VB_TEST_REDIS_ADDR"); a != "" {
 		return a
 	}
@@ -148,6 +161,7 @@ var (
 // loopback: VB_TEST_REDIS_CLUSTER_ADDRS, or one started for this test binary.
 func RedisClusterAddrs(t testing.TB) []string {
 	t.Helper()
+	Needs(t, "a Redis Cluster (redis-server)")
 	if a := os.Getenv("VB_TEST_REDIS_CLUSTER_ADDRS"); a != "" {
 		return strings.Split(a, ",")
 	}

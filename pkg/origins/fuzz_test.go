@@ -1,16 +1,23 @@
 package origins_test
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/voicebroker/voicebroker/pkg/origins"
 )
 
 // FuzzMatch: for any pattern and origin that both parse, a match implies
 // that the schemes agree, the port agrees (unless the pattern has :*), and
-// the host equals the pattern's host or ends with "." + its domain. The
-// canonical serialisation of an accepted origin parses back to itself.
+// the host equals the pattern's host or ends with "." + its domain. A
+// wildcard match further implies that the host is no IP literal and that
+// its registrable domain (eTLD+1) is the base's. The canonical
+// serialisations of an accepted origin and pattern parse back to
+// themselves, and a parsed origin's host never ends in a number unless it
+// is a dotted-decimal IPv4 address.
 func FuzzMatch(f *testing.F) {
 	seeds := [][2]string{
 		{"https://*.mysite.com", "https://a.mysite.com"},
@@ -21,6 +28,12 @@ func FuzzMatch(f *testing.F) {
 		{"https://bücher.example", "https://xn--bcher-kva.example"},
 		{"http://[::1]:3000", "http://[::1]:3000"},
 		{"https://*.mysite.com", "https://a.mysite.com\uff0eevil.com"},
+		{"https://*.amazonaws.com", "https://bucket.s3.amazonaws.com"}, // another owner's domain
+		{"http://*.0.1:*", "http://127.0.0.1:3000"},                    // an IP-like base
+		{"http://localhost:*", "http://127.1:3000"},                    // a short IPv4 spelling
+		{"https://*.github.io", "https://evil.github.io"},              // a public suffix base
+		{"https://*.a.compute.amazonaws.com", "https://x.a.compute.amazonaws.com"},
+		{"https://*.mysite.com", "https://x.mysite.com.0x"},
 	}
 	for _, s := range seeds {
 		f.Add(s[0], s[1])
@@ -37,6 +50,14 @@ func FuzzMatch(f *testing.F) {
 		back, err := origins.ParseOrigin(o.String())
 		if err != nil || back != o {
 			t.Fatalf("%q canonicalises to %q which parses to %+v, %v", origin, o.String(), back, err)
+		}
+		if pback, err := origins.ParsePattern(p.String()); err != nil || pback != p {
+			t.Fatalf("pattern %q canonicalises to %q which parses to %+v, %v", pattern, p.String(), pback, err)
+		}
+		addr, ipErr := netip.ParseAddr(o.Host)
+		last := o.Host[strings.LastIndexByte(o.Host, '.')+1:]
+		if ipErr != nil && last != "" && (strings.Trim(last, "0123456789") == "" || strings.HasPrefix(last, "0x")) {
+			t.Fatalf("%q parsed with host %q, which a browser reads as IPv4", origin, o.Host)
 		}
 		if !p.Match(o) {
 			return
@@ -66,6 +87,14 @@ func FuzzMatch(f *testing.F) {
 		if domain, wild := strings.CutPrefix(host, "*."); wild {
 			if !strings.HasSuffix(o.Host, "."+domain) || o.Host == domain {
 				t.Fatalf("%q matched %q outside the domain", origin, ps)
+			}
+			if ipErr == nil {
+				t.Fatalf("%q (IP %s) matched wildcard %q", origin, addr, ps)
+			}
+			hostSite, err1 := publicsuffix.EffectiveTLDPlusOne(o.Host)
+			baseSite, err2 := publicsuffix.EffectiveTLDPlusOne(domain)
+			if err1 != nil || err2 != nil || hostSite != baseSite {
+				t.Fatalf("%q (site %q) matched %q (site %q) across registrable domains", origin, hostSite, ps, baseSite)
 			}
 		} else if o.Host != host {
 			t.Fatalf("%q matched %q with another host", origin, ps)

@@ -10,8 +10,20 @@
 //
 // Only http and https are accepted. Hosts compare case-insensitively and
 // Unicode hosts as punycode; default ports are normalised, so
-// https://a.com:443 is https://a.com. A wildcard must stand for whole labels
-// and cannot sit over a public suffix (https://*.com, https://*.co.uk).
+// https://a.com:443 is https://a.com.
+//
+// A wildcard stands for whole labels, and admits a host only if the host's
+// registrable domain (its eTLD+1 by the public suffix list) equals the
+// base's: https://*.mysite.com admits a.b.mysite.com, while
+// https://*.amazonaws.com never admits bucket.s3.amazonaws.com, which
+// s3.amazonaws.com, a public suffix, makes another owner's domain. A base
+// that is itself a public suffix (https://*.co.uk, https://*.github.io), an
+// IP address, or a name a browser reads as one (https://*.0.1) is refused,
+// and an IP-literal origin never matches a wildcard.
+//
+// Hosts that end in a number are IPv4 addresses to a browser (the WHATWG URL
+// standard reads 127.1 and 0x7f.0.0.1 as 127.0.0.1 and always sends the
+// dotted-decimal form), so anything else ending in a number is refused.
 //
 // An Origin header matches only if it is a bare serialised origin:
 // scheme://host[:port] with no path, query, fragment, userinfo, whitespace or
@@ -64,7 +76,8 @@ type Pattern struct {
 	scheme   string
 	host     string // for a wildcard, the domain below which labels may stand
 	wildcard bool
-	port     int // 0 means any port
+	site     string // for a wildcard, the registrable domain (eTLD+1) of host
+	port     int    // 0 means any port
 }
 
 // String returns the canonical form of the pattern.
@@ -95,9 +108,20 @@ func (p Pattern) Match(o Origin) bool {
 	}
 	// One or more whole labels below the domain: "x.mysite.com" but never
 	// "mysite.com" or "evilmysite.com".
-	return len(o.Host) > len(p.host)+1 &&
-		strings.HasSuffix(o.Host, p.host) &&
-		o.Host[len(o.Host)-len(p.host)-1] == '.'
+	if len(o.Host) <= len(p.host)+1 ||
+		!strings.HasSuffix(o.Host, p.host) ||
+		o.Host[len(o.Host)-len(p.host)-1] != '.' {
+		return false
+	}
+	// Never an IP literal, whatever its spelling.
+	if strings.IndexByte(o.Host, ':') >= 0 || endsInNumber(o.Host) {
+		return false
+	}
+	// The same owner: a public suffix between the host and the base (as
+	// s3.amazonaws.com between bucket.s3.amazonaws.com and amazonaws.com)
+	// makes the host someone else's registrable domain.
+	site, err := publicsuffix.EffectiveTLDPlusOne(o.Host)
+	return err == nil && site == p.site
 }
 
 // ParsePattern parses one allowed-origin pattern.
@@ -138,18 +162,29 @@ func ParsePattern(s string) (Pattern, error) {
 	if strings.Contains(host, "*") {
 		return fail("a wildcard may only be a whole leftmost label, as in https://*.example.com")
 	}
+	if p.wildcard && host != "" && (endsInNumber(host) || host[0] == '[') {
+		return fail("a wildcard cannot stand before an IP address")
+	}
 	if p.host, err = canonicalHost(host); err != nil {
 		return fail(err.Error())
 	}
 	if p.wildcard {
-		if _, ipErr := netip.ParseAddr(p.host); ipErr == nil {
+		if strings.IndexByte(p.host, ':') >= 0 || endsInNumber(p.host) {
 			return fail("a wildcard cannot stand before an IP address")
 		}
 		if !strings.Contains(p.host, ".") {
 			return fail("a wildcard needs a domain of at least two labels")
 		}
 		if suffix, _ := publicsuffix.PublicSuffix(p.host); suffix == p.host {
-			return fail("a wildcard cannot cover a public suffix")
+			return fail("a wildcard cannot cover a public suffix (public suffix list): it would admit other owners' domains")
+		}
+		if p.site, err = publicsuffix.EffectiveTLDPlusOne(p.host); err != nil {
+			return fail("a wildcard cannot cover a public suffix (public suffix list): it would admit other owners' domains")
+		}
+		// Under a wildcard rule of the list (*.compute.amazonaws.com) every
+		// name below the base is a suffix or another owner's domain.
+		if probe, err := publicsuffix.EffectiveTLDPlusOne("x0-probe." + p.host); err != nil || probe != p.site {
+			return fail("every name below this domain is another owner's (public suffix list); list the exact origins instead")
 		}
 	}
 	return p, nil
@@ -330,6 +365,9 @@ func canonicalHost(h string) (string, error) {
 		}
 		return addr.String(), nil
 	}
+	if strings.IndexByte(h, ':') >= 0 {
+		return "", errors.New("IPv6 literal must be bracketed")
+	}
 	if strings.HasSuffix(h, ".") {
 		return "", errors.New("trailing dot")
 	}
@@ -364,8 +402,38 @@ func canonicalHost(h string) (string, error) {
 		// A Unicode digit form that folds to an IP address.
 		return "", errors.New("host folds to an IP address")
 	}
+	if endsInNumber(ascii) {
+		// A browser reads it as IPv4 (127.1, 0x7f.0.0.1) and sends only
+		// the dotted-decimal form, which netip has parsed above.
+		return "", errors.New("host ends in a number but is not a dotted-decimal IPv4 address (write 127.0.0.1, not 127.1)")
+	}
 	return ascii, nil
 }
+
+// endsInNumber is the WHATWG URL standard's test: a host whose last label
+// is all digits or 0x and hex digits is parsed by browsers as IPv4.
+func endsInNumber(host string) bool {
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if last == "" {
+		return false
+	}
+	if strings.HasPrefix(last, "0x") || strings.HasPrefix(last, "0X") {
+		for i := 2; i < len(last); i++ {
+			if !isHex(last[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < len(last); i++ {
+		if last[i] < '0' || last[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
 
 func defaultPort(scheme string) int {
 	if scheme == "https" {

@@ -1,7 +1,9 @@
 package token_test
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/voicebroker/voicebroker/pkg/token"
@@ -21,4 +23,35 @@ func Example() {
 	// Output:
 	// <nil> acme florencia webrtc caller-1 {} true
 	// true
+}
+
+// ExampleDPoPVerifier binds a ticket to a client's key and checks the proof
+// that comes with it, as /connect does.
+func ExampleDPoPVerifier() {
+	// The client's key pair; a browser makes it with WebCrypto and sends
+	// its thumbprint as dpop_jkt when the ticket is minted.
+	client, _ := token.GenerateKey(token.ES256)
+	jkt := client.ID()
+
+	key, _ := token.GenerateKey(token.EdDSA)
+	issuer, _ := token.NewIssuer(key, "https://broker.example", time.Minute)
+	signed, _, _ := issuer.Mint(token.Ticket{Org: "acme", Agent: "florencia", Channel: "webrtc", JKT: jkt})
+
+	// At /connect: the ticket, then the proof from the DPoP header.
+	verifier, _ := token.NewVerifier("https://broker.example", []*token.Key{key}, nil, token.DefaultLeeway)
+	claims, _ := verifier.Verify(signed)
+	dpop, _ := token.NewDPoPVerifier("https://broker.example/connect")
+	proof, _ := token.NewDPoPProof(client, "POST", "https://broker.example/connect", time.Now())
+
+	p, err := dpop.Verify(proof, "POST")
+	fmt.Println(err, claims.JKT() == jkt, p.Confirms(claims))
+	// The caller then stores p.ReplayKey() once, for dpop.ReplayTTL().
+	fmt.Println(strings.HasPrefix(p.ReplayKey(), "dpop:"+jkt+":"), dpop.ReplayTTL())
+
+	_, err = dpop.Verify(proof, "GET")
+	fmt.Println(errors.Is(err, token.ErrDPoPInvalid), err)
+	// Output:
+	// <nil> true true
+	// true 2m5s
+	// true dpop proof invalid: htm does not match the request method
 }

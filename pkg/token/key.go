@@ -94,6 +94,16 @@ func ParsePEM(data []byte) (*Key, error) {
 	}
 }
 
+// NewKey returns a Key for an Ed25519 or ECDSA P-256 key already parsed: a
+// crypto.Signer gives a signing key, a public key a verification-only one.
+// Anything else is ErrUnsupportedKey.
+func NewKey(k any) (*Key, error) {
+	if s, ok := k.(crypto.Signer); ok {
+		return newKey(s)
+	}
+	return newPublicKey(k)
+}
+
 func newKey(priv crypto.Signer) (*Key, error) {
 	k, err := newPublicKey(priv.Public())
 	if err != nil {
@@ -167,15 +177,20 @@ func (k *Key) thumbprintMembers() map[string]string {
 	return nil
 }
 
-// JWK is one JSON Web Key as published in a JWKS document.
+// JWK is one public JSON Web Key, as published in a JWKS document or as
+// carried in a DPoP proof's header. The keys of this package are EC (P-256,
+// crv x y) or OKP (Ed25519, crv x); N and E exist only so that Thumbprint
+// can compute RSA thumbprints too.
 type JWK struct {
 	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
 	Y   string `json:"y,omitempty"`
-	Kid string `json:"kid"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
+	N   string `json:"n,omitempty"`
+	E   string `json:"e,omitempty"`
+	Kid string `json:"kid,omitempty"`
+	Alg string `json:"alg,omitempty"`
+	Use string `json:"use,omitempty"`
 }
 
 // JWK returns the public part of the key as a JWK.

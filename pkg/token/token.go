@@ -5,6 +5,10 @@
 // of 128 random bits. This package knows nothing of HTTP or of where the
 // nonce is stored: making a ticket single-use is the caller's job (store the
 // ID at mint, consume it atomically at redemption).
+//
+// A ticket may be sender-constrained (RFC 9449, DPoP): minted with the
+// thumbprint of the client's public key, it carries cnf.jkt, and a
+// DPoPVerifier checks the proof that must accompany it.
 package token
 
 import (
@@ -53,6 +57,26 @@ type Claims struct {
 	Channel   string          `json:"channel"`
 	Metadata  json.RawMessage `json:"metadata"`
 	Origin    string          `json:"origin,omitempty"` // set on public-mode tickets only
+	// Confirmation is the cnf claim of a sender-constrained ticket (RFC 7800,
+	// RFC 9449 §6); nil for a bearer ticket. Verify refuses a cnf whose jkt
+	// is not a thumbprint.
+	Confirmation *Confirmation `json:"cnf,omitempty"`
+}
+
+// Confirmation is a ticket's cnf claim.
+type Confirmation struct {
+	// JKT is the RFC 7638 SHA-256 thumbprint of the key a DPoP proof must be
+	// signed with, base64url (43 characters).
+	JKT string `json:"jkt"`
+}
+
+// JKT returns the thumbprint the ticket is bound to, or "" for a bearer
+// ticket. Compare it with a proof's key with DPoPProof.Confirms.
+func (c *Claims) JKT() string {
+	if c == nil || c.Confirmation == nil {
+		return ""
+	}
+	return c.Confirmation.JKT
 }
 
 // Expiry returns the expiry time.
@@ -82,6 +106,11 @@ type Ticket struct {
 	Identity string
 	Metadata json.RawMessage // a JSON object; nil means {}
 	Origin   string          // empty for backend-minted tickets
+	// JKT, when set, binds the ticket to a client key: the RFC 7638 SHA-256
+	// thumbprint of its public JWK (the request's dpop_jkt), which the ticket
+	// carries as cnf.jkt. Mint refuses one that is not a thumbprint
+	// (ErrInvalidJKT). Empty for a bearer ticket.
+	JKT string
 }
 
 // Issuer mints tickets. It is safe for concurrent use.
@@ -120,8 +149,16 @@ func (i *Issuer) TTL() time.Duration { return i.ttl }
 
 // Mint signs a new ticket with a fresh 128-bit nonce and returns the compact
 // JWT with its claims. The caller must store claims.ID before handing the
-// token out, or the token will never redeem.
+// token out, or the token will never redeem. A malformed t.JKT is
+// ErrInvalidJKT (bad input, where any other error is a signing failure).
 func (i *Issuer) Mint(t Ticket) (string, *Claims, error) {
+	var cnf *Confirmation
+	if t.JKT != "" {
+		if !ValidJKT(t.JKT) {
+			return "", nil, ErrInvalidJKT
+		}
+		cnf = &Confirmation{JKT: t.JKT}
+	}
 	nonce, err := NewNonce()
 	if err != nil {
 		return "", nil, err
@@ -135,6 +172,7 @@ func (i *Issuer) Mint(t Ticket) (string, *Claims, error) {
 		Issuer: i.iss, Audience: Audience, Subject: t.Identity, ID: nonce,
 		IssuedAt: now, NotBefore: now, ExpiresAt: now + int64(i.ttl/time.Second),
 		Org: t.Org, Agent: t.Agent, Channel: t.Channel, Metadata: md, Origin: t.Origin,
+		Confirmation: cnf,
 	}
 	tok := jwt.NewWithClaims(i.method, c)
 	tok.Header["typ"] = Type
@@ -229,6 +267,9 @@ func (v *Verifier) Verify(s string) (*Claims, error) {
 	}
 	if len(c.Metadata) == 0 || c.Metadata[0] != '{' {
 		return nil, fmt.Errorf("%w: metadata is not an object", ErrInvalid)
+	}
+	if c.Confirmation != nil && !ValidJKT(c.Confirmation.JKT) {
+		return nil, fmt.Errorf("%w: cnf without a valid jkt", ErrInvalid)
 	}
 	return c, nil
 }

@@ -33,6 +33,9 @@ type Options struct {
 	HUP <-chan os.Signal
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Checks must accept the tenants, at start and on every reload (what
+	// lies outside the file, such as API secrets naming an org).
+	Checks []func(*config.Tenants) error
 }
 
 // Registry is the tenants file as a read-only registry.
@@ -62,7 +65,7 @@ func Open(path string, opt Options) (*Registry, error) {
 	}
 	r := &Registry{opt: opt, lastUsed: map[registry.KeyRef]time.Time{}}
 	r.usage.Now = opt.Now
-	h, err := config.NewHolder(path, opt.Log, r.reloaded)
+	h, err := config.NewHolder(path, opt.Log, r.reloaded, opt.Checks...)
 	if err != nil {
 		return nil, err
 	}

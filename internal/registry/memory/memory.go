@@ -488,7 +488,8 @@ func (r *Registry) PutJWTIssuers(ctx context.Context, org string, list []config.
 				continue
 			}
 			for _, o := range other.Issuers {
-				if o.Issuer == is.Issuer && o.Audience == is.Audience {
+				if config.CanonicalIdentifier(o.Issuer) == config.CanonicalIdentifier(is.Issuer) &&
+					config.CanonicalIdentifier(o.Audience) == config.CanonicalIdentifier(is.Audience) {
 					return nil, fmt.Errorf("%w: jwt_issuers[%d]: the issuer and audience are registered for another org", registry.ErrConflict, i)
 				}
 			}

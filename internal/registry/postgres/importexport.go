@@ -69,8 +69,13 @@ func (r *Registry) Import(ctx context.Context, f *config.File) (*registry.Import
 // never the hash.
 func crossCheck(ctx context.Context, tx pgx.Tx, f *config.File, ids []string) error {
 	owner := map[string]string{} // hash -> file org
-	var iss, aud []string
+	var iss, aud, names []string
 	pairOwner := map[[2]string]string{}
+	type agentUse struct {
+		org    string
+		shared bool
+	}
+	nameUse := map[string][]agentUse{}
 	for _, o := range f.Orgs {
 		for _, k := range o.Keys {
 			owner[k.Hash] = o.ID
@@ -87,8 +92,14 @@ func crossCheck(ctx context.Context, tx pgx.Tx, f *config.File, ids []string) er
 			}
 		}
 		for _, is := range o.JWTIssuers {
-			iss, aud = append(iss, is.Issuer), append(aud, is.Audience)
-			pairOwner[[2]string{is.Issuer, is.Audience}] = o.ID
+			ci, ca := config.CanonicalIdentifier(is.Issuer), config.CanonicalIdentifier(is.Audience)
+			iss, aud = append(iss, ci), append(aud, ca)
+			pairOwner[[2]string{ci, ca}] = o.ID
+		}
+		for _, a := range o.Agents {
+			name := a.LiveKitName()
+			names = append(names, name)
+			nameUse[name] = append(nameUse[name], agentUse{org: o.ID, shared: a.LiveKitAgentShared})
 		}
 	}
 	hashes := slices.Collect(maps.Keys(owner))
@@ -122,7 +133,30 @@ func crossCheck(ctx context.Context, tx pgx.Tx, f *config.File, ids []string) er
 			rows.Close()
 			return err
 		}
-		problems = append(problems, fmt.Sprintf("org %q: jwt issuer %q with audience %q is already registered for org %q", pairOwner[[2]string{i, a}], i, a, other))
+		problems = append(problems, fmt.Sprintf("org %q: jwt issuer %q with audience %q is already trusted by org %q", pairOwner[[2]string{i, a}], i, a, other))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows, err = tx.Query(ctx, "SELECT "+liveKitName+", "+liveKitShared+", org_id FROM voicebroker.agents WHERE org_id <> ALL($2) AND "+
+		liveKitName+" = ANY($1)", names, ids)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var name, other string
+		var shared bool
+		if err := rows.Scan(&name, &shared, &other); err != nil {
+			rows.Close()
+			return err
+		}
+		for _, u := range nameUse[name] {
+			if !u.shared || !shared {
+				problems = append(problems, fmt.Sprintf("org %q: LiveKit agent name %q is used by agents of org %q; give each org's agent its own livekit_agent_name, or set livekit_agent_shared: true on every agent that uses it", u.org, name, other))
+				break
+			}
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

@@ -273,6 +273,9 @@ func (r *Registry) PutAgent(ctx context.Context, org string, a config.Agent) (re
 		if err := orgExists(ctx, tx, org); err != nil {
 			return err
 		}
+		if err := liveKitNameFree(ctx, tx, org, spec); err != nil {
+			return err
+		}
 		now := r.stamp()
 		tag, err := tx.Exec(ctx, `INSERT INTO voicebroker.agents (org_id, id, spec, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
 			ON CONFLICT (org_id, id) DO NOTHING`, org, a.ID, raw, now)
@@ -310,6 +313,34 @@ func (r *Registry) PutAgent(ctx context.Context, org string, a config.Agent) (re
 		return nil
 	})
 	return out, created, err
+}
+
+// liveKitName is the SQL of an agent row's LiveKit agent name
+// (config.Agent.LiveKitName: livekit_agent_name, else the agent id).
+const liveKitName = "coalesce(nullif(spec->>'livekit_agent_name', ''), id)"
+
+// liveKitShared is the SQL of an agent row's livekit_agent_shared.
+const liveKitShared = "coalesce((spec->>'livekit_agent_shared')::boolean, false)"
+
+// liveKitNameFree applies the tenants file's rule that a LiveKit agent
+// name belongs to one org's agents unless every agent using it is shared
+// (LiveKit sends a name's jobs to every worker registered under it).
+func liveKitNameFree(ctx context.Context, tx pgx.Tx, org string, a config.Agent) error {
+	rows, err := tx.Query(ctx, "SELECT "+liveKitShared+" FROM voicebroker.agents WHERE org_id <> $1 AND "+liveKitName+" = $2", org, a.LiveKitName())
+	if err != nil {
+		return err
+	}
+	shared, err := pgx.CollectRows(rows, pgx.RowTo[bool])
+	if err != nil {
+		return err
+	}
+	for _, other := range shared {
+		if !other || !a.LiveKitAgentShared {
+			return fmt.Errorf("%w: livekit_agent_name: the LiveKit agent name %q is used by another org's agents; give this agent its own livekit_agent_name, or set livekit_agent_shared on every agent that uses it",
+				registry.ErrConflict, a.LiveKitName())
+		}
+	}
+	return nil
 }
 
 // GetAgent returns an agent.
@@ -585,8 +616,10 @@ func replaceIssuers(ctx context.Context, tx pgx.Tx, org string, list []config.JW
 		if err != nil {
 			return err
 		}
+		// The unique columns hold the canonical forms, so that two spellings
+		// of one URL are one issuer, as the tenants file compares them.
 		if _, err := tx.Exec(ctx, `INSERT INTO voicebroker.jwt_issuers (org_id, position, issuer, audience, spec) VALUES ($1, $2, $3, $4, $5)`,
-			org, i, is.Issuer, is.Audience, spec); err != nil {
+			org, i, config.CanonicalIdentifier(is.Issuer), config.CanonicalIdentifier(is.Audience), spec); err != nil {
 			return err
 		}
 	}

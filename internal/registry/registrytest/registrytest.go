@@ -617,6 +617,21 @@ func testAgents(t *testing.T, r registry.Registry) {
 	wantInvalid(t, err, "agent with a key hash", "public.key_hash")
 	_, _, err = r.PutAgent(ctx, "nope", config.Agent{ID: "x", Channels: []string{"chat"}})
 	wantErr(t, err, registry.ErrNotFound, "PutAgent in no org")
+	// LiveKit agent names cross orgs: acme's florencia takes the name
+	// "florencia", so globex's agent of that id needs a name of its own;
+	// sharing takes every agent that uses the name.
+	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "florencia", Channels: []string{"chat"}})
+	wantErr(t, err, registry.ErrConflict, "another org's LiveKit agent name")
+	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "helper", Channels: []string{"chat"}, LiveKitAgentName: "florencia", LiveKitAgentShared: true})
+	wantErr(t, err, registry.ErrConflict, "sharing a name another org does not share")
+	if ag := agentOf(r.Current(), "globex", "helper"); ag == nil || ag.LiveKitName() != "helper" {
+		t.Fatal("a refused write changed the agent")
+	}
+	must3(t)(r.PutAgent(ctx, "globex", config.Agent{ID: "florencia", Channels: []string{"chat"}, LiveKitAgentName: "globex-florencia"}))
+	WaitFor(t, r, "an agent under its own LiveKit name", func(t *config.Tenants) bool {
+		ag := agentOf(t, "globex", "florencia")
+		return ag != nil && ag.LiveKitName() == "globex-florencia"
+	})
 
 	// Replacing an agent keeps its publishable keys; taking its public
 	// mode away deletes them.
@@ -737,6 +752,9 @@ func testIssuers(t *testing.T, r registry.Registry) {
 	_, err := r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{{Issuer: "https://auth.acme.example", Audience: "voicebroker",
 		JWKSURL: "https://evil.example/jwks", Scopes: []string{"tokens:create"}}})
 	wantErr(t, err, registry.ErrConflict, "another org's issuer")
+	_, err = r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{{Issuer: "HTTPS://AUTH.ACME.EXAMPLE:443/", Audience: "voicebroker",
+		JWKSURL: "https://evil.example/jwks", Scopes: []string{"tokens:create"}}})
+	wantErr(t, err, registry.ErrConflict, "another org's issuer, spelled otherwise")
 	_, err = r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{
 		{Issuer: "", Audience: "a", JWKSURL: "ftp://x", Scopes: []string{"nope"}},
 		{Issuer: "https://i.example", Audience: "a", JWKSURL: "https://i.example/jwks", Scopes: []string{"tokens:create"}},
@@ -986,6 +1004,13 @@ func testImport(t *testing.T, newReg Factory, r registry.Registry) {
 	}
 	_, err = r.Import(ctx, f)
 	wantInvalid(t, err, "import of another org's hash")
+	// ... and so is one whose agent takes another org's LiveKit agent name.
+	f, err = registry.ParseFile([]byte("orgs:\n  - id: thief\n    tier: free\n    agents:\n      - id: bot\n        channels: [chat]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Import(ctx, f)
+	wantInvalid(t, err, "import of another org's LiveKit agent name")
 	if r.Current().Org("thief") != nil {
 		t.Fatal("a refused import got in")
 	}

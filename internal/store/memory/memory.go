@@ -87,13 +87,13 @@ func (s *Store) sweep() {
 	}
 }
 
-// limited counts an event against n's org when limit is set; call with
-// s.mu held.
+// limited counts an event against n's budget (n.LimitKey) when limit is
+// set; call with s.mu held.
 func (s *Store) limited(now time.Time, n store.Nonce, limit *store.Limit) store.Result {
 	if limit == nil {
 		return store.Result{Allowed: true}
 	}
-	return gcra(now, s.tats, store.OrgKey(n.Org), *limit)
+	return gcra(now, s.tats, n.LimitKey(), *limit)
 }
 
 func nonceKey(n store.Nonce) string { return n.Org + "/" + n.ID }

@@ -34,7 +34,9 @@ const (
 
 func nonceKey(n store.Nonce) string { return "vb:n:{" + n.Org + "}:" + n.ID }
 
-func orgRateKey(org string) string { return "rate:" + ratePrefix + store.OrgKey(org) }
+// rateKey is the redis_rate key of a store.Limiter key, so that Allow(key)
+// and a limited nonce call on the same key share one bucket.
+func rateKey(key string) string { return "rate:" + ratePrefix + key }
 
 // limitedNonce is one GCRA step on KEYS[1], then, if allowed, SET NX PX
 // (ARGV[4] "put") or GETDEL (ARGV[4] "consume") on KEYS[2]. It keeps the
@@ -199,7 +201,7 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 }
 
 func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, op string, ttl time.Duration, notDone error) (store.Result, error) {
-	v, err := limitedNonce.Run(ctx, s.rdb, []string{orgRateKey(n.Org), nonceKey(n)},
+	v, err := limitedNonce.Run(ctx, s.rdb, []string{rateKey(n.LimitKey()), nonceKey(n)},
 		limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds()).Slice()
 	if err != nil {
 		return store.Result{}, unavailable("limited "+op, err)

@@ -313,6 +313,39 @@ func runLimited(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("limited put of an existing nonce: %v", err)
 		}
 	})
+	t.Run("PublicBudgetIsNotTheOrgs", func(t *testing.T) {
+		s := newStore(t)
+		org, _ := token.NewNonce()
+		org = "o" + strings.ToLower(org[:10])
+		limit := store.PerMinute(2)
+		for i := range 2 {
+			id, _ := token.NewNonce()
+			res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: id, PublicAgent: "bot"}, time.Minute, &limit)
+			if err != nil || !res.Allowed {
+				t.Fatalf("public put %d: %+v %v", i, res, err)
+			}
+		}
+		id, _ := token.NewNonce()
+		if res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: id, PublicAgent: "bot"}, time.Minute, &limit); err != nil || res.Allowed {
+			t.Fatalf("3rd public put: %+v %v, want refused", res, err)
+		}
+		// The agent's public bucket is Allow's PublicKey bucket ...
+		if r, err := s.Allow(ctx, store.PublicKey(org, "bot"), limit); err != nil || r.Allowed {
+			t.Fatalf("Allow on the public key: %+v %v, want refused (shared bucket)", r, err)
+		}
+		// ... and neither the org's nor another agent's.
+		if res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: id}, time.Minute, &limit); err != nil || !res.Allowed || res.Remaining != 1 {
+			t.Fatalf("org put after the public budget ran out: %+v %v", res, err)
+		}
+		id2, _ := token.NewNonce()
+		if res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: id2, PublicAgent: "other"}, time.Minute, &limit); err != nil || !res.Allowed {
+			t.Fatalf("another agent's public put: %+v %v", res, err)
+		}
+		// PublicAgent does not name the nonce.
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: id2}, nil); err != nil {
+			t.Fatalf("consume without PublicAgent: %v", err)
+		}
+	})
 	t.Run("NoncesAreOrgScoped", func(t *testing.T) {
 		s := newStore(t)
 		id, _ := token.NewNonce()

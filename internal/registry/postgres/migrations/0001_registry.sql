@@ -60,7 +60,9 @@ CREATE TABLE voicebroker.publishable_keys (
 );
 
 -- An (issuer, audience) pair belongs to one org: a backend JWT must never
--- authenticate as another org.
+-- authenticate as another org. issuer and audience hold the canonical forms
+-- (config.CanonicalIdentifier: every spelling of one URL is one issuer);
+-- spec holds the issuer as written.
 CREATE TABLE voicebroker.jwt_issuers (
     org_id   text    NOT NULL REFERENCES voicebroker.orgs (id) ON DELETE CASCADE,
     position integer NOT NULL,

@@ -6,7 +6,15 @@
 // (max throughput) and open loop (half the peak). It prints a Markdown
 // table and writes JSON.
 //
-//	go run ./cmd/broker-bench [-runs 3] [-duration 5s] [-workers 32] [-out bench.json]
+// It is its own module, so that vegeta and the harness's other needs stay
+// out of the broker's go.mod. From the repository root:
+//
+//	make bench
+//	go -C bench run . [-runs 3] [-duration 5s] [-workers 32] [-out bench.json]
+//
+// It finds the repository root (the broker's module) by walking up from
+// the working directory, builds ./cmd/broker there, and runs the peer from
+// bench/peer.
 package main
 
 import (
@@ -44,11 +52,19 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per scenario (medians are reported)")
 	duration := flag.Duration("duration", 5*time.Second, "length of each closed-loop run")
 	workers := flag.Uint64("workers", 32, "concurrent connections in closed loop")
-	out := flag.String("out", "bench.json", "JSON report path")
+	out := flag.String("out", "", "JSON report path (default bench.json at the repository root)")
 	skipAllocs := flag.Bool("skip-allocs", false, "do not run the Go benchmarks for allocations")
 	flag.Parse()
-	h := &harness{runs: *runs, duration: *duration, workers: *workers}
-	err := h.run(*out, *skipAllocs)
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "broker-bench:", err)
+		os.Exit(1)
+	}
+	if *out == "" {
+		*out = filepath.Join(root, "bench.json")
+	}
+	h := &harness{root: root, runs: *runs, duration: *duration, workers: *workers}
+	err = h.run(*out, *skipAllocs)
 	h.stopAll()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "broker-bench:", err)
@@ -57,6 +73,7 @@ func main() {
 }
 
 type harness struct {
+	root     string // the broker's module: the repository root
 	runs     int
 	duration time.Duration
 	workers  uint64
@@ -88,6 +105,30 @@ func (h *harness) stopAll() {
 	}
 	if h.dir != "" {
 		os.RemoveAll(h.dir)
+	}
+}
+
+// brokerModule is the module path of the repository root.
+const brokerModule = "github.com/voicebroker/voicebroker"
+
+// repoRoot walks up from the working directory to the directory whose
+// go.mod declares the broker's module.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			if m := regexp.MustCompile(`(?m)^module\s+(\S+)`).FindSubmatch(data); m != nil && string(m[1]) == brokerModule {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run it inside the voicebroker repository: no go.mod declaring " + brokerModule + " above the working directory")
+		}
+		dir = parent
 	}
 }
 
@@ -177,7 +218,9 @@ func (h *harness) setup() (map[string]string, error) {
 
 	fmt.Fprintln(os.Stderr, "building the broker")
 	bin := filepath.Join(h.dir, "broker")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/broker").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "./cmd/broker")
+	build.Dir = h.root
+	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	if h.sk, err = apikey.New(apikey.Secret, apikey.Live); err != nil {
@@ -230,16 +273,17 @@ func (h *harness) setup() (map[string]string, error) {
 	}
 	urls["floor"] = fmt.Sprintf("http://127.0.0.1:%d", fp)
 
-	if _, err := os.Stat("bench/peer/node_modules/livekit-server-sdk"); err != nil {
+	peerDir := filepath.Join(h.root, "bench", "peer")
+	if _, err := os.Stat(filepath.Join(peerDir, "node_modules", "livekit-server-sdk")); err != nil {
 		fmt.Fprintln(os.Stderr, "npm ci (bench/peer)")
 		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = "bench/peer"
+		cmd.Dir = peerDir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("npm ci: %v\n%s", err, out)
 		}
 	}
 	pp := freePort()
-	if err := h.start("peer", nil, "node", "bench/peer/server.mjs", strconv.Itoa(pp), lkKey, lkSecret); err != nil {
+	if err := h.start("peer", nil, "node", filepath.Join(peerDir, "server.mjs"), strconv.Itoa(pp), lkKey, lkSecret); err != nil {
 		return nil, err
 	}
 	urls["peer"] = fmt.Sprintf("http://127.0.0.1:%d", pp)
@@ -564,6 +608,7 @@ func median(rs []result) result {
 func (h *harness) allocs() (map[string][2]float64, error) {
 	cmd := exec.Command("go", "test", "./internal/app", "-run", "^$", "-bench", "^Benchmark(Mint|Redeem|Connect|PublicToken)$",
 		"-benchtime", "2000x", "-benchmem")
+	cmd.Dir = h.root
 	cmd.Env = append(os.Environ(), "VB_TEST_REDIS_ADDR="+h.redis)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
