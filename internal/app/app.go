@@ -55,7 +55,8 @@ type App struct {
 	Issuer  *token.Issuer
 	DevKeys *DevKeys // nil unless the embedded tenant is in use
 
-	handler  http.Handler
+	handler  http.Handler // api behind the registry gate and the request deadline
+	api      http.Handler // the routes alone
 	server   *http.Server
 	listener net.Listener
 	closeMu  sync.Mutex
@@ -137,7 +138,7 @@ func (a *App) build() error {
 		}
 	}
 
-	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, httpapi.New(httpapi.Deps{
+	a.api = httpapi.New(httpapi.Deps{
 		Tenants:      a.Tenants,
 		Auth:         authn,
 		Store:        st,
@@ -156,7 +157,8 @@ func (a *App) build() error {
 		DemoConfig:   demoConfig,
 		ConnectRate:  env.ConnectRatePerMin,
 		PublicRate:   env.PublicRatePerMin,
-	})))
+	})
+	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
 	return nil
 }
 
@@ -212,6 +214,10 @@ func withDeadline(d time.Duration, next http.Handler) http.Handler {
 
 // Handler returns the HTTP handler, for in-process benchmarks.
 func (a *App) Handler() http.Handler { return a.handler }
+
+// API returns the routes without the outer middleware (registry gate,
+// request deadline), for tests that inspect the route table.
+func (a *App) API() http.Handler { return a.api }
 
 // loadKeys reads the signing key and the keys still accepted; without a
 // signing key file (development only) an ephemeral Ed25519 key is made.

@@ -107,7 +107,7 @@ func TestMetricsLabelsBounded(t *testing.T) {
 		t.Fatalf("/metrics is %d bytes", size2)
 	}
 	routes := map[string]bool{"unmatched": true}
-	for _, r := range b.app.Handler().(*echo.Echo).Routes() {
+	for _, r := range b.app.API().(*echo.Echo).Routes() {
 		routes[r.Path] = true
 	}
 	for _, s := range after {
