@@ -9,8 +9,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -568,5 +570,57 @@ func TestDPoPPublicURLRefused(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "BROKER_PUBLIC_URL: ") || strings.Contains(err.Error(), "broker.test") {
 			t.Fatalf("%s: %v", u, err)
 		}
+	}
+}
+
+// TestDPoPAddsNoStoreCall: /connect with a bound ticket and its proof makes
+// as many store calls as with a bearer ticket (the per-IP limit, the room
+// claim, and one step that consumes the nonce, which also records the
+// proof), on each store; a refused proof makes no call past the limit.
+func TestDPoPAddsNoStoreCall(t *testing.T) {
+	for _, storeKind := range []string{"memory", "redis"} {
+		t.Run(storeKind, func(t *testing.T) {
+			bs, k, _ := dpopBrokers(t, storeKind, 1)
+			b := bs[0]
+			key := newDPoPKey(t)
+			calls := func() map[string]int {
+				out := map[string]int{}
+				for _, line := range strings.Split(do(t, "GET", b.URL+"/metrics", "", nil).Raw, "\n") {
+					if name, rest, ok := strings.Cut(line, "voicebroker_store_duration_seconds_count{op=\""); ok && name == "" {
+						op, _, _ := strings.Cut(rest, "\"")
+						var n int
+						fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n)
+						out[op] += n
+					}
+				}
+				return out
+			}
+			delta := func(f func()) map[string]int {
+				before := calls()
+				f()
+				after := calls()
+				for op, n := range before {
+					after[op] -= n
+					if after[op] == 0 {
+						delete(after, op)
+					}
+				}
+				return after
+			}
+			bearer, bound := b.mint(t, k.acme, flo), b.mintBound(t, key)
+			refused := b.mintBound(t, key)
+			want := map[string]int{"rate_limit": 1, "claim_room": 1, "consume_nonce": 1}
+			if got := delta(func() { expect(t, b.connectWith(t, bearer), 201, "") }); !maps.Equal(got, want) {
+				t.Fatalf("bearer /connect store calls %v, want %v", got, want)
+			}
+			want = map[string]int{"rate_limit": 1, "claim_room": 1, "consume_nonce_dpop": 1}
+			if got := delta(func() { expect(t, b.connectWith(t, bound, key.proof(t)), 201, "") }); !maps.Equal(got, want) {
+				t.Fatalf("bound /connect store calls %v, want %v", got, want)
+			}
+			want = map[string]int{"rate_limit": 1}
+			if got := delta(func() { expect(t, b.connectWith(t, refused, newDPoPKey(t).proof(t)), 401, "dpop_invalid") }); !maps.Equal(got, want) {
+				t.Fatalf("refused proof: store calls %v, want %v", got, want)
+			}
+		})
 	}
 }
