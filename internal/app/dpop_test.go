@@ -140,7 +140,7 @@ func dpopBrokers(t *testing.T, storeKind string, n int) ([]*broker, keys, string
 		"BROKER_CONNECT_RATE_PER_MINUTE": "1000000", "BROKER_PUBLIC_RATE_PER_MINUTE": "1000000",
 	}
 	if storeKind == "redis" {
-		env["BROKER_REDIS_URL"] = nextRedisURL(t)
+		env["BROKER_REDIS_URL"] = dpopRedisURL(t)
 	}
 	var bs []*broker
 	for range n {
@@ -150,6 +150,23 @@ func dpopBrokers(t *testing.T, storeKind string, n int) ([]*broker, keys, string
 		bs = append(bs, b)
 	}
 	return bs, k, guardedPK
+}
+
+var (
+	dpopRedisOnce sync.Once
+	dpopRedis     string
+)
+
+// dpopRedisURL is one Redis database for all the DPoP tests (there are
+// only 16 to share among the package's tests): they need no clean one,
+// as every nonce and proof jti is random and their org's limit is high.
+func dpopRedisURL(t testing.TB) string {
+	t.Helper()
+	dpopRedisOnce.Do(func() { dpopRedis = nextRedisURL(t) })
+	if dpopRedis == "" {
+		t.Fatal("no Redis database for the DPoP tests")
+	}
+	return dpopRedis
 }
 
 // mintBound mints a ticket for florencia bound to key.
