@@ -124,7 +124,7 @@ func dpopTenants(k keys, guardedPK string) string {
 
 // dpopBrokers starts n replicas on the store ("memory", or "redis": one
 // Redis shared by all) with the DPoP tenants, LiveKit configured (never
-// called) and no per-IP limit in the way.
+// called), no per-IP limit in the way and a generous store timeout.
 func dpopBrokers(t *testing.T, storeKind string, n int) ([]*broker, keys, string) {
 	t.Helper()
 	if storeKind == "redis" && testing.Short() {
@@ -138,6 +138,9 @@ func dpopBrokers(t *testing.T, storeKind string, n int) ([]*broker, keys, string
 	env := map[string]string{
 		"LIVEKIT_URL": hangingLiveKit(t), "LIVEKIT_API_KEY": "testkey", "LIVEKIT_API_SECRET": "vb-test-secret-0123456789abcdef0123456789",
 		"BROKER_CONNECT_RATE_PER_MINUTE": "1000000", "BROKER_PUBLIC_RATE_PER_MINUTE": "1000000",
+		// A loaded machine must not turn a race into two 503s: these tests
+		// are about proofs (TestDPoPStoreDown is about the store failing).
+		"BROKER_STORE_TIMEOUT": "5s",
 	}
 	if storeKind == "redis" {
 		env["BROKER_REDIS_URL"] = dpopRedisURL(t)
