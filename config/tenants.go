@@ -120,6 +120,10 @@ type Agent struct {
 	// checkLiveKitAgentNames (livekit_agents.go).
 	LiveKitAgentName   string `yaml:"livekit_agent_name"`
 	LiveKitAgentShared bool   `yaml:"livekit_agent_shared"`
+	// RequireDPoP makes every ticket for the agent sender-constrained: a
+	// mint without dpop_jkt is refused, and /connect wants a DPoP proof
+	// even from a ticket minted before it was set.
+	RequireDPoP bool `yaml:"require_dpop"`
 
 	org     *Org
 	matcher *origins.Matcher

@@ -93,6 +93,10 @@ func (a *App) build() error {
 	if err != nil {
 		return fmt.Errorf("BROKER_VERIFY_KEY_FILES: %w", err)
 	}
+	dpop, err := newDPoPVerifier(env.PublicURL)
+	if err != nil {
+		return err
+	}
 
 	var service *auth.Service
 	if env.AuthServiceURL != "" {
@@ -144,6 +148,7 @@ func (a *App) build() error {
 		Store:        st,
 		Issuer:       a.Issuer,
 		Verifier:     verifier,
+		DPoP:         dpop,
 		JWKS:         token.NewJWKS(append([]*token.Key{signing}, verify...)...),
 		Log:          log,
 		Metrics:      a.Metrics,
@@ -160,6 +165,20 @@ func (a *App) build() error {
 	})
 	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
 	return nil
+}
+
+// newDPoPVerifier builds the checker of the DPoP proofs that /connect
+// wants with sender-constrained tickets: their htu must be the broker's
+// public URL of /connect.
+func newDPoPVerifier(publicURL string) (*token.DPoPVerifier, error) {
+	v, err := token.NewDPoPVerifier(publicURL + "/connect")
+	if err != nil {
+		// The URL is not echoed, as no URL variable is (config.LoadEnv).
+		reason := strings.TrimPrefix(err.Error(), "token: dpop verifier: htu ")
+		return nil, fmt.Errorf("BROKER_PUBLIC_URL: cannot be the base of the DPoP target URI (BROKER_PUBLIC_URL + \"/connect\"): it %s "+
+			"(want an http or https URL in printable ASCII, with a canonical port and no dot segments or malformed percent-escapes)", reason)
+	}
+	return v, nil
 }
 
 // loadTenants opens the tenant registry (the database, the tenants file,

@@ -18,12 +18,13 @@ import (
 const (
 	corsMaxAge  = 600 // seconds a preflight may be cached
 	corsMethods = "POST, OPTIONS"
-	corsHeaders = "Authorization, Content-Type"
+	corsHeaders = "Authorization, Content-Type, DPoP"
 )
 
 type publicRequest struct {
-	Agent   string `json:"agent"`
-	Channel string `json:"channel"`
+	Agent   string  `json:"agent"`
+	Channel string  `json:"channel"`
+	DPoPJKT *string `json:"dpop_jkt"`
 }
 
 // publicToken is POST /public/token: a demo page without a backend asks for
@@ -78,8 +79,12 @@ func (s *Server) publicToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	jkt, err := dpopJKT(agent, req.DPoPJKT)
+	if err != nil {
+		return err
+	}
 	return s.issue(c, agent, token.Ticket{
-		Org: agent.Org().ID, Agent: agent.ID, Channel: req.Channel, Identity: identity, Origin: origin.String(),
+		Org: agent.Org().ID, Agent: agent.ID, Channel: req.Channel, Identity: identity, Origin: origin.String(), JKT: jkt,
 	}, &auth.Principal{Org: agent.Org().ID, Method: "publishable_key", KeyID: agent.ID}, "public")
 }
 

@@ -58,6 +58,10 @@ type Deps struct {
 	// page, plus DemoConfig as /demo/config.json.
 	Demo       fs.FS
 	DemoConfig any
+
+	// DPoP checks the proofs that sender-constrained tickets need at
+	// /connect (htu BROKER_PUBLIC_URL + "/connect").
+	DPoP *token.DPoPVerifier
 }
 
 // Server holds the handlers' dependencies.
