@@ -68,6 +68,8 @@ type Env struct {
 	PprofAddr string
 	// Registry is the tenant registry in PostgreSQL (database mode).
 	Registry RegistryEnv
+	// Admin is the admin API's credentials and listener.
+	Admin AdminEnv
 }
 
 // APISecret is one Sayna-style shared secret and the org it stands for.
@@ -108,6 +110,7 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 	r.auth(e)
 	r.deadlines(e)
 	e.Registry = loadRegistryEnv(getenv, e.ConfigFile, r.bad)
+	e.Admin = loadAdminEnv(r, e.Addr)
 	r.production(e)
 	if len(r.problems) > 0 {
 		return nil, &EnvError{Problems: r.problems}

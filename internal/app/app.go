@@ -59,8 +59,11 @@ type App struct {
 	api      http.Handler // the routes alone
 	server   *http.Server
 	listener net.Listener
-	closeMu  sync.Mutex
-	closed   bool
+	// admin serves the admin API on its own listener (BROKER_ADMIN_ADDR);
+	// nil when it is on the main one.
+	admin   *listener
+	closeMu sync.Mutex
+	closed  bool
 }
 
 // New builds an App from the environment. It does not listen yet. Every
@@ -142,7 +145,7 @@ func (a *App) build() error {
 		}
 	}
 
-	a.api = httpapi.New(httpapi.Deps{
+	deps := httpapi.Deps{
 		Tenants:      a.Tenants,
 		Auth:         authn,
 		Store:        st,
@@ -162,8 +165,18 @@ func (a *App) build() error {
 		DemoConfig:   demoConfig,
 		ConnectRate:  env.ConnectRatePerMin,
 		PublicRate:   env.PublicRatePerMin,
-	})
+		Admin:        &httpapi.Admin{Registry: a.Tenants, KeyHashes: env.Admin.KeyHashes, Separate: env.Admin.Addr != ""},
+	}
+	a.api = httpapi.New(deps)
 	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
+	if env.Admin.Addr != "" {
+		a.admin = &listener{name: "BROKER_ADMIN_ADDR", addr: env.Admin.Addr,
+			handler: registryGate(a.Tenants, withDeadline(env.RequestTimeout, httpapi.NewAdmin(deps)))}
+	}
+	if len(env.Admin.KeyHashes) == 0 {
+		log.Info("BROKER_ADMIN_KEY_HASHES is not set: no platform admin key is accepted; the admin API serves only secret keys with keys:write, for their own org's keys",
+			"event", "admin.no_keys")
+	}
 	return nil
 }
 
@@ -296,9 +309,22 @@ func (a *App) Listen() error {
 	if err != nil {
 		return fmt.Errorf("BROKER_ADDR %s: %w", a.Env.Addr, err)
 	}
+	if a.admin != nil {
+		if err := a.admin.listen(a.Log); err != nil {
+			l.Close()
+			return err
+		}
+	}
 	a.listener = l
-	a.server = &http.Server{
-		Handler:           a.handler,
+	a.server = newServer(a.handler, a.Log)
+	return nil
+}
+
+// newServer is the http.Server of a listener, with the broker's timeouts
+// and limits.
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		// The response deadline; every upstream deadline ends before it
@@ -306,13 +332,21 @@ func (a *App) Listen() error {
 		WriteTimeout:   config.WriteTimeout,
 		IdleTimeout:    90 * time.Second,
 		MaxHeaderBytes: 16 << 10,
-		ErrorLog:       slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return nil
 }
 
 // Addr returns the bound address, after Listen.
 func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// AdminAddr returns the admin API's own bound address (BROKER_ADMIN_ADDR),
+// after Listen; "" when the admin API is on the main listener.
+func (a *App) AdminAddr() string {
+	if a.admin == nil || a.admin.l == nil {
+		return ""
+	}
+	return a.admin.l.Addr().String()
+}
 
 // Run serves until ctx ends, then stops accepting, lets in-flight requests
 // finish (up to ShutdownTimeout) and returns. SIGHUP reloads the tenants
@@ -340,23 +374,68 @@ func (a *App) Run(ctx context.Context) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
-	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "env", a.Env.Environment,
+	adminErrc := make(chan error, 1)
+	if a.admin != nil {
+		go func() { adminErrc <- a.admin.srv.Serve(a.admin.l) }()
+	}
+	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "admin_addr", a.adminAddrLabel(), "env", a.Env.Environment,
 		"version", Version, "store", storeKind(a.Env), "tenants", tenantsSource(a.Env))
 
+	var failed error
 	select {
-	case err := <-errc:
-		return err
+	case failed = <-errc:
+		errc <- failed
+	case failed = <-adminErrc:
+		adminErrc <- failed
 	case <-ctx.Done():
 	}
 	a.Log.Info("shutting down", "event", "shutdown")
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	if err := a.server.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	var shutdownErr error
+	if a.admin != nil {
+		if err := a.admin.srv.Shutdown(sctx); err != nil {
+			shutdownErr = fmt.Errorf("shutdown: %w", err)
+		}
+		if err := <-adminErrc; err != nil && !errors.Is(err, http.ErrServerClosed) && failed == nil {
+			failed = fmt.Errorf("%s: %w", a.admin.name, err)
+		}
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if err := a.server.Shutdown(sctx); err != nil && shutdownErr == nil {
+		shutdownErr = fmt.Errorf("shutdown: %w", err)
 	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && failed == nil {
+		failed = err
+	}
+	if failed != nil && !errors.Is(failed, http.ErrServerClosed) {
+		return failed
+	}
+	return shutdownErr
+}
+
+// adminAddrLabel says where the admin API listens, for the start line.
+func (a *App) adminAddrLabel() string {
+	if a.admin == nil {
+		return "(the main listener)"
+	}
+	return a.AdminAddr()
+}
+
+// listener is an extra listener of the broker (the admin API's).
+type listener struct {
+	name    string // its variable, for messages
+	addr    string
+	handler http.Handler
+	l       net.Listener
+	srv     *http.Server
+}
+
+func (l *listener) listen(log *slog.Logger) error {
+	nl, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", l.name, l.addr, err)
+	}
+	l.l, l.srv = nl, newServer(l.handler, log)
 	return nil
 }
 

@@ -40,6 +40,9 @@ const (
 	CodeStoreUnavailable       = "store_unavailable"
 	CodeAuthServiceUnavailable = "auth_service_unavailable"
 	CodeNotFound               = "not_found"
+	CodeConflict               = "conflict"
+	CodeRegistryReadOnly       = "registry_read_only"
+	CodeRegistryUnavailable    = "registry_unavailable"
 	CodeMethodNotAllowed       = "method_not_allowed"
 	// CodeInternal classifies a fault of the broker itself (a panic, an
 	// impossible state). It is not a code of the contract: it goes out as
@@ -76,6 +79,9 @@ var statuses = map[string]int{
 	CodeStoreUnavailable:       http.StatusServiceUnavailable,
 	CodeAuthServiceUnavailable: http.StatusServiceUnavailable,
 	CodeNotFound:               http.StatusNotFound,
+	CodeConflict:               http.StatusConflict,
+	CodeRegistryReadOnly:       http.StatusConflict,
+	CodeRegistryUnavailable:    http.StatusServiceUnavailable,
 	CodeMethodNotAllowed:       http.StatusMethodNotAllowed,
 	CodeInternal:               http.StatusInternalServerError,
 }
@@ -109,6 +115,9 @@ var messages = map[string]string{
 	CodeStoreUnavailable:       "the broker's store is unavailable; nothing was issued or used",
 	CodeAuthServiceUnavailable: "the auth service is unreachable",
 	CodeNotFound:               "no such endpoint",
+	CodeConflict:               "the id exists already",
+	CodeRegistryReadOnly:       "the tenants come from a tenants file (BROKER_CONFIG) and are read-only here: change the file instead",
+	CodeRegistryUnavailable:    "the tenant registry is unavailable; try again shortly",
 	CodeMethodNotAllowed:       "method not allowed on this endpoint",
 	CodeInternal:               "the broker could not complete this request",
 }
