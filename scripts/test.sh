@@ -66,6 +66,9 @@ done
 missing=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+# curl and jq run the README's admin API examples (TestREADMEAdminExamples).
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

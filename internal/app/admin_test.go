@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -916,4 +918,41 @@ func TestAdminDatabaseOutageUnderLoad(t *testing.T) {
 	expect(t, made, 201, "")
 	withinAll(t, time.Second, "a key made after the outage usable", 201, urls, func(base string) response { return do(t, "POST", base+"/token", str(made, "key"), body) })
 	expect(t, do(t, "POST", a.URL+"/token", doomed, body), 401, "unauthorized")
+}
+
+// TestREADMEAdminExamples runs the README's admin API examples as written
+// (bash, curl and jq) against a development broker: every command that
+// must succeed does (curl -f), the secret key shows in its 201 and the
+// self-service key reaches nothing but its org's keys.
+func TestREADMEAdminExamples(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs bash, curl and jq")
+	}
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n### The admin API\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	_, script, ok2 := strings.Cut(section, "```sh\n")
+	script, _, ok3 := strings.Cut(script, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("no sh block under \"### The admin API\" in README.md")
+	}
+	a := startAdmin(t, map[string]string{"BROKER_CONFIG": ""})
+	cmd := exec.Command("bash", "-c", "set -euo pipefail\n"+script)
+	cmd.Env = append(os.Environ(), "BROKER="+a.URL, "ADMIN_KEY="+a.admin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the README's admin examples: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"id":"acme"`, `"key":"pk_live_`, `"key":"sk_live_`, `"action":"key.create"`, `"id":"ci"`, `"error":"not_found"`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the examples' output lacks %s:\n%s", want, out)
+		}
+	}
+	keys := a.do(t, "GET", "/admin/orgs/acme/keys", nil)
+	if !strings.Contains(keys.Raw, `"id":"ci"`) || !strings.Contains(keys.Raw, `"id":"prod-v2"`) || !strings.Contains(keys.Raw, `"revoked_at":"`) {
+		t.Fatalf("after the examples: %s", keys.Raw)
+	}
 }
