@@ -87,3 +87,14 @@ func TestKeysWriteScope(t *testing.T) {
 		t.Fatalf("an issuer with keys:write: %v", err)
 	}
 }
+
+// TestAPISecretWithAdminPrefix: an API secret that begins with ak_ could
+// never match (such credentials are admin keys, tried nowhere else), so it
+// is refused at start.
+func TestAPISecretWithAdminPrefix(t *testing.T) {
+	secret := "ak_live_" + strings.Repeat("a", 40)
+	_, err := config.LoadEnv(env(map[string]string{"AUTH_API_SECRET": secret}))
+	if err == nil || !strings.Contains(err.Error(), "AUTH_API_SECRET (id \"default\"): the secret begins with ak_") || strings.Contains(err.Error(), secret) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -955,4 +956,26 @@ func TestREADMEAdminExamples(t *testing.T) {
 	if !strings.Contains(keys.Raw, `"id":"ci"`) || !strings.Contains(keys.Raw, `"id":"prod-v2"`) || !strings.Contains(keys.Raw, `"revoked_at":"`) {
 		t.Fatalf("after the examples: %s", keys.Raw)
 	}
+}
+
+// TestAdminKeyNeverLeavesTheBroker: an admin key presented anywhere but
+// the admin API is refused (401) without being tried as an API secret, a
+// JWT or with the delegated auth service, which never sees it.
+func TestAdminKeyNeverLeavesTheBroker(t *testing.T) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	peer := startAuthPeer(t, &rsaKey.PublicKey)
+	a := startAdmin(t, nil, "AUTH_SERVICE_URL", peer.URL, "AUTH_SIGNING_KEY_PATH", writeKeyPair(t, rsaKey))
+	expect(t, do(t, "POST", a.URL+"/token", "user-acme", flo), 201, "")
+	seen := peer.count()
+	for _, cred := range []string{a.admin, "ak_live_" + strings.Repeat("A", 43), "ak_whatever"} {
+		expect(t, do(t, "POST", a.URL+"/token", cred, flo), 401, "unauthorized")
+		expect(t, do(t, "POST", a.URL+"/token/redeem", cred, map[string]string{"token": "x.y.z"}), 401, "unauthorized")
+	}
+	if peer.count() != seen {
+		t.Fatal("an admin key reached the auth service")
+	}
+	if !strings.Contains(a.Logs.String(), `"reason":"admin_key_not_accepted"`) {
+		t.Fatal("no auth.failure line with reason admin_key_not_accepted")
+	}
+	expect(t, a.do(t, "GET", "/admin/orgs", nil), 200, "")
 }
