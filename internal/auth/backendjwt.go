@@ -22,7 +22,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 )
 
-// Backend JWT rules (Ferni's guide, seed 000): asymmetric algorithms only,
+// Backend JWT rules (Ferni's authentication guide): asymmetric algorithms only,
 // at most an hour of life, a little clock skew.
 const (
 	backendMaxLifetime = time.Hour

@@ -100,8 +100,9 @@ func jsonKind(k string) string {
 }
 
 // credential extracts the caller's credential: the Authorization header
-// first; if it is absent or malformed, the api_key query parameter (seed
-// 004's precedence). A malformed header with no api_key is
+// first; if it is absent or malformed, the api_key query parameter (the
+// precedence of Sayna's authentication docs). A malformed header with no
+// api_key is
 // invalid_auth_header; nothing at all is missing_auth_header.
 func credential(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")
