@@ -168,9 +168,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *Request) (*Princi
 	if p := a.apiSecret(cred); p != nil {
 		return p, nil
 	}
-	if iss, ok := issuerOf(cred); ok {
+	if iss, aud, ok := jwtClaims(cred); ok {
 		if refs := ten.Issuers(iss); len(refs) > 0 {
-			return a.backendJWT(ctx, cred, refs)
+			return a.backendJWT(ctx, cred, aud, refs)
 		}
 	}
 	if a.opt.Service != nil {
@@ -242,11 +242,12 @@ func Anonymous(t *config.Tenants) (*Principal, error) {
 	return nil, fail(ErrConfig, "auth_not_required_but_several_orgs")
 }
 
-// issuerOf reads the iss of a compact JWT without verifying anything; it
-// only routes the credential to the issuer that must verify it.
-func issuerOf(cred string) (string, bool) {
+// jwtClaims reads the iss and aud of a credential shaped as a compact JWT
+// without verifying anything; they only route the credential to the
+// issuer entry that must verify it.
+func jwtClaims(cred string) (iss string, aud []string, ok bool) {
 	if strings.Count(cred, ".") != 2 || len(cred) > 8<<10 {
-		return "", false
+		return "", nil, false
 	}
-	return unverifiedIssuer(cred)
+	return unverifiedClaims(cred)
 }

@@ -118,3 +118,61 @@ func TestJWKSUnreachable(t *testing.T) {
 		t.Fatal("error text carries the credential")
 	}
 }
+
+// TestBackendJWTNamingTwoOrgsIsRefused: two orgs trust one identity
+// provider, each with its own audience. A JWT carrying both audiences
+// would verify for either; it is refused (401 unauthorized) rather than
+// given to whichever org comes first, and each audience alone still
+// authenticates as its own org.
+func TestBackendJWTNamingTwoOrgsIsRefused(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{"kty": "OKP", "crv": "Ed25519", "kid": "k",
+			"x": base64.RawURLEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))}}})
+	}))
+	defer srv.Close()
+	ten, err := config.Parse([]byte(`orgs:
+  - id: acme
+    tier: free
+    jwt_issuers: [{issuer: https://idp.example, audience: vb-acme, jwks_url: ` + srv.URL + `, scopes: [tokens:create]}]
+  - id: globex
+    tier: free
+    jwt_issuers: [{issuer: https://idp.example, audience: vb-globex, jwks_url: ` + srv.URL + `, scopes: [tokens:create]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := auth.New(config.StaticHolder(ten), auth.Options{})
+	sign := func(aud ...string) string {
+		now := time.Now()
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+			"iss": "https://idp.example", "aud": aud, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()})
+		tok.Header["kid"] = "k"
+		s, _ := tok.SignedString(priv)
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		aud  []string
+		org  string // "" means refused
+	}{
+		{"acme alone", []string{"vb-acme"}, "acme"},
+		{"globex with a foreign audience", []string{"other", "vb-globex"}, "globex"},
+		{"both orgs", []string{"vb-acme", "vb-globex"}, ""},
+		{"both orgs, other order", []string{"vb-globex", "vb-acme"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := a.Authenticate(context.Background(), &auth.Request{Credential: sign(tc.aud...)})
+			if tc.org != "" {
+				if err != nil || p.Org != tc.org {
+					t.Fatalf("got %v, %v; want org %s", p, err, tc.org)
+				}
+				return
+			}
+			var ae *auth.Error
+			if !errors.Is(err, auth.ErrUnauthorized) || !errors.As(err, &ae) || ae.Reason != "backend_jwt_ambiguous" || ae.Org != "" {
+				t.Fatalf("got %v, %v; want unauthorized (backend_jwt_ambiguous, no org)", p, err)
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,17 +34,32 @@ const (
 
 var backendMethods = []string{"RS256", "ES256", "EdDSA"}
 
-func unverifiedIssuer(cred string) (string, bool) {
+// unverifiedClaims reads the iss and aud of a compact JWT without verifying
+// anything: they only route the credential to the issuer entry that must
+// verify it.
+func unverifiedClaims(cred string) (iss string, aud []string, ok bool) {
 	var c jwt.RegisteredClaims
 	if _, _, err := jwt.NewParser().ParseUnverified(cred, &c); err != nil || c.Issuer == "" {
-		return "", false
+		return "", nil, false
 	}
-	return c.Issuer, true
+	return c.Issuer, c.Audience, true
 }
 
 // backendJWT verifies cred against the issuers registered under its iss
 // (several orgs may trust one identity provider with different audiences).
-func (a *Authenticator) backendJWT(ctx context.Context, cred string, refs []*config.IssuerRef) (*Principal, error) {
+// A JWT whose audiences name more than one of those entries is refused
+// before any verification: whichever entry went first would otherwise
+// decide its org (or its scopes), so it names no caller for certain.
+func (a *Authenticator) backendJWT(ctx context.Context, cred string, aud []string, refs []*config.IssuerRef) (*Principal, error) {
+	var named []*config.IssuerRef
+	for _, ref := range refs {
+		if slices.Contains(aud, ref.Audience) {
+			named = append(named, ref)
+		}
+	}
+	if len(named) > 1 {
+		return nil, &Error{Kind: ErrUnauthorized, Reason: "backend_jwt_ambiguous", KeyID: named[0].Issuer}
+	}
 	var lastErr error = fail(ErrUnauthorized, "backend_jwt_invalid")
 	for _, ref := range refs {
 		p, err := a.verifyBackendJWT(ctx, cred, ref)
