@@ -1,0 +1,46 @@
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/voicebroker/voicebroker/internal/livekit"
+)
+
+// webhook is POST /livekit/webhook: LiveKit's signed events. room_finished
+// releases the room's owner record; every event is audited.
+func (s *Server) webhook(c echo.Context) error {
+	if err := s.requireLiveKit(); err != nil {
+		return err
+	}
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
+	ev, err := s.LiveKit.ReceiveWebhook(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apiError(CodePayloadTooLarge, "")
+		}
+		s.Metrics.AuthFailures.WithLabelValues("webhook_signature").Inc()
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "webhook refused",
+			slog.String("event", "livekit.webhook"), slog.String("result", "refused"),
+			slog.String("client_ip", s.ClientIP.Of(r).String()), slog.String("request_id", requestID(c)),
+			slog.String("reason", err.Error()))
+		return &Error{Code: CodeUnauthorized, Message: "the webhook signature did not verify", Cause: err}
+	}
+	room := ev.GetRoom()
+	owner := livekit.OwnerOf(room)
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "webhook received",
+		slog.String("event", "livekit.webhook"), slog.String("result", "ok"), slog.String("type", ev.Event),
+		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id),
+		slog.String("request_id", requestID(c)))
+	if ev.Event == "room_finished" && room.GetName() != "" && owner != "" {
+		if err := s.Store.ReleaseRoom(r.Context(), room.GetName(), owner); err != nil {
+			return err // 503: LiveKit retries the webhook
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
