@@ -30,11 +30,16 @@ type connectResponse struct {
 	ExpiresIn           int    `json:"expires_in"`
 }
 
-func (s *Server) requireLiveKit() error {
-	if s.LiveKit == nil {
-		return apiError(CodeLiveKitNotConfigured, "")
+// requireLiveKit answers 501 livekit_not_configured, before anything else
+// the route does, when the broker has no LiveKit (LIVEKIT_* unset). It is
+// the middleware of the liveKit route group (see New).
+func (s *Server) requireLiveKit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.LiveKit == nil {
+			return apiError(CodeLiveKitNotConfigured, "")
+		}
+		return next(c)
 	}
-	return nil
 }
 
 // liveKitError maps a livekit package error to the contract's codes.
@@ -63,9 +68,6 @@ func liveKitError(err error) error {
 // (fail closed). A claim left by a refused /connect names a random room
 // nobody holds a token for; it is released, or expires with RoomOwnerTTL.
 func (s *Server) connect(c echo.Context) error {
-	if err := s.requireLiveKit(); err != nil {
-		return err
-	}
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
 	if err := s.limit(c, ipKey("connect", ip), store.PerMinute(s.ConnectRate), "ip"); err != nil {

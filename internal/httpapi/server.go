@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,22 +109,39 @@ func New(d Deps) *echo.Echo {
 	}
 	e.POST("/token", s.mint)
 	e.POST("/token/redeem", s.redeem)
-	e.POST("/connect", s.connect, connectCORS)
+	// The routes that need LiveKit answer 501 without it.
+	liveKit := routeGroup{e: e, middleware: []echo.MiddlewareFunc{s.requireLiveKit}}
+	liveKit.add(http.MethodPost, "/connect", s.connect, connectCORS)
 	e.OPTIONS("/connect", preflight(func(origins.Origin) bool { return true }))
 	e.POST("/public/token", s.publicToken)
 	e.OPTIONS("/public/token", preflight(s.anyPublicOrigin))
-	e.POST("/livekit/token", s.livekitToken)
-	e.GET("/livekit/rooms", s.listRooms)
-	e.GET("/livekit/rooms/:room_name", s.getRoom)
-	e.DELETE("/livekit/participant", s.removeParticipant)
-	e.POST("/livekit/participant/mute", s.muteTrack)
-	e.POST("/livekit/webhook", s.webhook)
+	liveKit.add(http.MethodPost, "/livekit/token", s.livekitToken)
+	liveKit.add(http.MethodGet, "/livekit/rooms", s.listRooms)
+	liveKit.add(http.MethodGet, "/livekit/rooms/:room_name", s.getRoom)
+	liveKit.add(http.MethodDelete, "/livekit/participant", s.removeParticipant)
+	liveKit.add(http.MethodPost, "/livekit/participant/mute", s.muteTrack)
+	liveKit.add(http.MethodPost, "/livekit/webhook", s.webhook)
 
 	s.routes = make(map[string]bool)
 	for _, r := range e.Routes() {
 		s.routes[r.Path] = true
 	}
 	return e
+}
+
+// routeGroup registers routes behind the same middleware, which runs
+// inside each route's own (so /connect's CORS headers are set on its 501
+// too). It is a group by middleware, not by path: /connect is not under
+// /livekit. echo.Group.Use is not used because it adds catch-all routes
+// under its prefix, which would turn the 404 of an unknown path into the
+// group middleware's answer.
+type routeGroup struct {
+	e          *echo.Echo
+	middleware []echo.MiddlewareFunc
+}
+
+func (g routeGroup) add(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	g.e.Add(method, path, h, append(slices.Clip(m), g.middleware...)...)
 }
 
 const (
