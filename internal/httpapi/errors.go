@@ -207,9 +207,9 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		status = statuses[e.Code]
 	}
 	if status >= 500 && e.Code != CodeLiveKitNotConfigured {
-		s.log.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
+		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
 			slog.String("event", "http.error"), slog.String("code", e.Code),
-			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)),
+			slog.String("route", s.routeLabel(c)),
 			slog.String("cause", causeText(e)))
 	}
 	if c.Request().Method == http.MethodHead {

@@ -112,9 +112,9 @@ func (s *Server) connect(c echo.Context) error {
 	}
 	if err := s.consume(c, claims, nil); err != nil {
 		if rerr := s.Store.ReleaseRoom(context.WithoutCancel(ctx), room, claims.Org); rerr != nil {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "could not release the room of a refused /connect; it expires on its own",
+			s.logger(c).LogAttrs(ctx, slog.LevelWarn, "could not release the room of a refused /connect; it expires on its own",
 				slog.String("event", "room.release_failed"), slog.String("org", claims.Org), slog.String("room", room),
-				slog.String("request_id", requestID(c)), slog.String("cause", rerr.Error()))
+				slog.String("cause", rerr.Error()))
 		}
 		return err
 	}
@@ -153,10 +153,10 @@ func ticketFrom(c echo.Context) (string, error) {
 
 // issued logs an issued LiveKit token and answers with it.
 func (s *Server) issued(c echo.Context, p livekit.Participant, jwt string) error {
-	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "livekit token issued",
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "livekit token issued",
 		slog.String("event", "livekit.token"), slog.String("org", p.Org), slog.String("agent", p.Agent),
 		slog.String("agent_name", p.AgentName), slog.String("room", p.Room), slog.Bool("can_publish", p.CanPublish),
-		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()), slog.String("request_id", requestID(c)))
+		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
 	return c.JSON(http.StatusCreated, connectResponse{
 		ServerURL: s.LiveKit.URL(), ParticipantToken: jwt, RoomName: p.Room,
 		ParticipantIdentity: p.Identity, ExpiresIn: int(s.LiveKit.TokenTTL().Seconds()),

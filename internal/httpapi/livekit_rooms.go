@@ -158,9 +158,9 @@ func (s *Server) removeParticipant(c echo.Context) error {
 	if err := s.LiveKit.RemoveParticipant(c.Request().Context(), req.RoomName, req.ParticipantIdentity); err != nil {
 		return liveKitError(err)
 	}
-	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "participant removed",
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "participant removed",
 		slog.String("event", "livekit.remove_participant"), slog.String("org", p.Org), slog.String("key_id", p.KeyID),
-		slog.String("room", req.RoomName), slog.String("request_id", requestID(c)))
+		slog.String("room", req.RoomName))
 	return c.JSON(http.StatusOK, map[string]string{"status": "removed", "room_name": req.RoomName, "participant_identity": req.ParticipantIdentity})
 }
 
@@ -174,9 +174,9 @@ func (s *Server) muteTrack(c echo.Context) error {
 	if err != nil {
 		return liveKitError(err)
 	}
-	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "track mute changed",
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "track mute changed",
 		slog.String("event", "livekit.mute"), slog.String("org", p.Org), slog.String("key_id", p.KeyID),
-		slog.String("room", req.RoomName), slog.Bool("muted", *req.Muted), slog.String("request_id", requestID(c)))
+		slog.String("room", req.RoomName), slog.Bool("muted", *req.Muted))
 	return c.JSON(http.StatusOK, map[string]any{"room_name": req.RoomName, "participant_identity": req.ParticipantIdentity,
 		"track": trackView{SID: t.GetSid(), Type: t.GetType().String(), Source: t.GetSource().String(), Muted: t.GetMuted(), Name: t.GetName()}})
 }

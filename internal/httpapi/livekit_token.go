@@ -189,9 +189,9 @@ func withChannel(attrs map[string]string, channel string) map[string]string {
 }
 
 func (s *Server) roomRefused(c echo.Context, p *auth.Principal, room string) {
-	s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "room owned by another org",
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "room owned by another org",
 		slog.String("event", "room.forbidden"), slog.String("org", p.Org), slog.String("key_id", p.KeyID),
-		slog.String("room", room), slog.String("request_id", requestID(c)))
+		slog.String("room", room))
 }
 
 // roomAllowed checks a caller-chosen room name against the grammar and the

@@ -22,18 +22,17 @@ func (s *Server) webhook(c echo.Context) error {
 			return apiError(CodePayloadTooLarge, "")
 		}
 		s.Metrics.AuthFailures.WithLabelValues("webhook_signature").Inc()
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "webhook refused",
+		s.logger(c).LogAttrs(r.Context(), slog.LevelWarn, "webhook refused",
 			slog.String("event", "livekit.webhook"), slog.String("result", "refused"),
-			slog.String("client_ip", s.ClientIP.Of(r).String()), slog.String("request_id", requestID(c)),
+			slog.String("client_ip", s.ClientIP.Of(r).String()),
 			slog.String("reason", err.Error()))
 		return &Error{Code: CodeUnauthorized, Message: "the webhook signature did not verify", Cause: err}
 	}
 	room := ev.GetRoom()
 	owner := livekit.OwnerOf(room)
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "webhook received",
+	s.logger(c).LogAttrs(r.Context(), slog.LevelInfo, "webhook received",
 		slog.String("event", "livekit.webhook"), slog.String("result", "ok"), slog.String("type", ev.Event),
-		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id),
-		slog.String("request_id", requestID(c)))
+		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id))
 	if ev.Event == "room_finished" && room.GetName() != "" && owner != "" {
 		if err := s.Store.ReleaseRoom(r.Context(), room.GetName(), owner); err != nil {
 			return err // 503: LiveKit retries the webhook

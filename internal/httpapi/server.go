@@ -146,6 +146,7 @@ func (g routeGroup) add(method, path string, h echo.HandlerFunc, m ...echo.Middl
 
 const (
 	ctxRequestID = "vb.request_id"
+	ctxLogger    = "vb.logger"
 	ctxPrincipal = "vb.principal"
 	ctxTenants   = "vb.tenants"
 	ctxBudget    = "vb.budget"
@@ -166,6 +167,18 @@ func (s *Server) tenants(c echo.Context) *config.Tenants {
 func requestID(c echo.Context) string {
 	id, _ := c.Get(ctxRequestID).(string)
 	return id
+}
+
+// logger is the request's logger: the server's, with the request_id
+// attribute attached once, on first use, so that every line the request
+// writes carries it and none spells it out.
+func (s *Server) logger(c echo.Context) *slog.Logger {
+	if l, ok := c.Get(ctxLogger).(*slog.Logger); ok {
+		return l
+	}
+	l := s.log.With(slog.String("request_id", requestID(c)))
+	c.Set(ctxLogger, l)
+	return l
 }
 
 // requestID takes the caller's X-Request-Id if it is short and plain, or
@@ -232,9 +245,9 @@ func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
 			if v == http.ErrAbortHandler {
 				panic(v) // net/http's way to abort a response; it logs nothing
 			}
-			s.log.LogAttrs(c.Request().Context(), slog.LevelError, "handler panicked",
+			s.logger(c).LogAttrs(c.Request().Context(), slog.LevelError, "handler panicked",
 				slog.String("event", "http.panic"), slog.String("route", s.routeLabel(c)),
-				slog.String("request_id", requestID(c)), slog.String("panic", panicText(v)),
+				slog.String("panic", panicText(v)),
 				slog.String("stack", string(debug.Stack())))
 			err = &Error{Code: CodeInternal, Message: messages[CodeInternal], Cause: errPanic}
 		}()
@@ -317,7 +330,7 @@ func (s *Server) ready(c echo.Context) error {
 		return c.JSON(http.StatusServiceUnavailable, body{Error: CodeConfigError, Message: "no tenants loaded"})
 	}
 	if err := s.Store.Ping(ctx); err != nil {
-		s.log.Warn("not ready", "event", "readyz", "reason", err.Error())
+		s.logger(c).Warn("not ready", "event", "readyz", "reason", err.Error())
 		return c.JSON(http.StatusServiceUnavailable, body{Error: CodeStoreUnavailable, Message: messages[CodeStoreUnavailable]})
 	}
 	if s.Metrics.Stale() {
@@ -387,9 +400,9 @@ func (s *Server) countRefused(next echo.HandlerFunc) echo.HandlerFunc {
 		b.counted = true
 		res, aerr := s.Store.Allow(c.Request().Context(), b.key, b.limit)
 		if aerr != nil {
-			s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "a refused request could not be counted",
+			s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "a refused request could not be counted",
 				slog.String("event", "rate_limit.error"), slog.String("route", s.routeLabel(c)),
-				slog.String("request_id", requestID(c)), slog.String("cause", aerr.Error()))
+				slog.String("cause", aerr.Error()))
 			return err
 		}
 		if err == nil || c.Response().Committed {
@@ -417,9 +430,9 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 	switch {
 	case err != nil && !s.AuthRequired && classify(err).Code == CodeMissingAuthHeader:
 		p, err = auth.Anonymous(ten)
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "AUTH_REQUIRED=false: request let through without a credential",
+		s.logger(c).LogAttrs(r.Context(), slog.LevelWarn, "AUTH_REQUIRED=false: request let through without a credential",
 			slog.String("event", "auth.skipped"), slog.String("client_ip", ip.String()),
-			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
+			slog.String("route", s.routeLabel(c)))
 	case err != nil:
 		s.authFailed(c, ip, classify(err).Code, nil)
 		return nil, nil, err
@@ -458,10 +471,10 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 		}
 	}
 	if mode&handlerAudits == 0 {
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "authenticated",
+		s.logger(c).LogAttrs(r.Context(), slog.LevelInfo, "authenticated",
 			slog.String("event", "auth.success"), slog.String("method", string(p.Method)),
 			slog.String("org", p.Org), slog.String("key_id", p.KeyID), slog.String("client_ip", ip.String()),
-			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
+			slog.String("route", s.routeLabel(c)))
 	}
 	c.Set(ctxPrincipal, p)
 	return p, org, nil
@@ -470,7 +483,7 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err error) {
 	attrs := []slog.Attr{
 		slog.String("event", "auth.failure"), slog.String("client_ip", ip.String()),
-		slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)),
+		slog.String("route", s.routeLabel(c)),
 	}
 	if ae, ok := err.(*auth.Error); ok {
 		reason = ae.Reason
@@ -482,7 +495,7 @@ func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err er
 	}
 	attrs = append(attrs, slog.String("reason", reason))
 	s.Metrics.AuthFailures.WithLabelValues(reasonLabel(reason)).Inc()
-	s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "authentication failed", attrs...)
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "authentication failed", attrs...)
 }
 
 // reasonLabel is the auth_failures label of a reason: the reason itself
@@ -533,9 +546,9 @@ func (s *Server) limited(c echo.Context, res store.Result, scope string) error {
 	if !res.Allowed {
 		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
 		s.Metrics.RateLimited.WithLabelValues(scope).Inc()
-		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limited",
+		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limited",
 			slog.String("event", "rate_limited"), slog.String("scope", scope),
-			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
+			slog.String("route", s.routeLabel(c)))
 		return apiError(CodeRateLimited, "")
 	}
 	return nil

@@ -98,11 +98,11 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 		return err
 	}
 	s.Metrics.TokensMinted.WithLabelValues(t.Org, mode).Inc()
-	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
 		slog.String("event", "token.mint"), slog.String("mode", mode),
 		slog.String("org", t.Org), slog.String("agent", t.Agent), slog.String("channel", t.Channel),
 		slog.String("auth_method", string(p.Method)), slog.String("key_id", p.KeyID), slog.String("jti_hash", nonceTag(claims.ID)),
-		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()), slog.String("request_id", requestID(c)))
+		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
 	server := agent.Server
 	if server == "" {
 		server = s.PublicURL
@@ -269,10 +269,9 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limi
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.refused(c, CodeTokenUsed, claims.Org, nil)
-		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "token replay refused",
+		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "token replay refused",
 			slog.String("event", "token.replay"), slog.String("org", claims.Org), slog.String("agent", claims.Agent),
-			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
-			slog.String("request_id", requestID(c)))
+			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
 		return apiError(CodeTokenUsed, "")
 	case err != nil:
 		return err
@@ -288,19 +287,18 @@ func (s *Server) redeemed(c echo.Context, claims *token.Claims, via string) {
 	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
 		method, keyID = string(p.Method), p.KeyID
 	}
-	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token redeemed",
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token redeemed",
 		slog.String("event", "token.redeem"), slog.String("via", via),
 		slog.String("auth_method", method), slog.String("key_id", keyID),
 		slog.String("org", claims.Org), slog.String("agent", claims.Agent), slog.String("channel", claims.Channel),
-		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
-		slog.String("request_id", requestID(c)))
+		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
 }
 
 func (s *Server) refused(c echo.Context, reason, org string, err error) {
 	s.Metrics.TokensRefused.WithLabelValues(reason).Inc()
 	attrs := []slog.Attr{
 		slog.String("event", "token.refused"), slog.String("reason", reason),
-		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()), slog.String("request_id", requestID(c)),
+		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
 	}
 	if org != "" {
 		attrs = append(attrs, slog.String("org", org))
@@ -309,7 +307,7 @@ func (s *Server) refused(c echo.Context, reason, org string, err error) {
 		attrs = append(attrs, slog.String("detail", err.Error()))
 	}
 	if reason != CodeTokenUsed {
-		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "token refused", attrs...)
+		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "token refused", attrs...)
 	}
 }
 
