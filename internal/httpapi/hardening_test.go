@@ -256,7 +256,7 @@ func TestRecoverAnswersInContractShape(t *testing.T) {
 	secret := "sk_live_" + strings.Repeat("P", 43)
 	for _, path := range []string{"/test/panic/nil", "/test/panic/value"} {
 		status, body := post(t, ts.URL+path, secret, `{}`)
-		if status != 500 || body["error"] != CodeConfigError || body["message"] == "" || len(body) != 2 {
+		if status != 500 || body["error"] != string(CodeConfigError) || body["message"] == "" || len(body) != 2 {
 			t.Fatalf("%s: %d %v", path, status, body)
 		}
 	}

@@ -42,15 +42,6 @@ func (s *Server) requireLiveKit(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// liveKitError maps a livekit package error to the contract's codes.
-func liveKitError(err error) error {
-	switch {
-	case errors.Is(err, livekit.ErrNotFound):
-		return wrapError(CodeRoomNotFound, err)
-	}
-	return wrapError(CodeLiveKitUnavailable, err)
-}
-
 // connect is POST /connect: the browser trades its ticket for a LiveKit
 // token. It makes no LiveKit call: the token carries the room
 // configuration, and LiveKit creates the room and dispatches the agent

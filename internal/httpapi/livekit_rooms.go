@@ -71,7 +71,7 @@ func (s *Server) listRooms(c echo.Context) error {
 	}
 	rs, err := s.LiveKit.Rooms(c.Request().Context(), p.Org)
 	if err != nil {
-		return liveKitError(err)
+		return err
 	}
 	out := make([]roomView, 0, len(rs))
 	for _, r := range rs {
@@ -88,7 +88,7 @@ func (s *Server) ownedRoom(c echo.Context, p *auth.Principal, room string) (*lkp
 	}
 	r, err := s.LiveKit.Room(c.Request().Context(), room, p.Org)
 	if err != nil {
-		return nil, liveKitError(err)
+		return nil, err
 	}
 	return r, nil
 }
@@ -105,7 +105,7 @@ func (s *Server) getRoom(c echo.Context) error {
 	}
 	parts, err := s.LiveKit.Participants(c.Request().Context(), r.Name)
 	if err != nil {
-		return liveKitError(err)
+		return err
 	}
 	views := make([]participantView, 0, len(parts))
 	for _, pi := range parts {
@@ -156,7 +156,7 @@ func (s *Server) removeParticipant(c echo.Context) error {
 		return err
 	}
 	if err := s.LiveKit.RemoveParticipant(c.Request().Context(), req.RoomName, req.ParticipantIdentity); err != nil {
-		return liveKitError(err)
+		return err
 	}
 	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "participant removed",
 		slog.String("event", "livekit.remove_participant"), slog.String("org", p.Org), slog.String("key_id", p.KeyID),
@@ -172,7 +172,7 @@ func (s *Server) muteTrack(c echo.Context) error {
 	}
 	t, err := s.LiveKit.MuteTrack(c.Request().Context(), req.RoomName, req.ParticipantIdentity, req.TrackSID, *req.Muted)
 	if err != nil {
-		return liveKitError(err)
+		return err
 	}
 	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "track mute changed",
 		slog.String("event", "livekit.mute"), slog.String("org", p.Org), slog.String("key_id", p.KeyID),

@@ -123,7 +123,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 	var existing livekit.RoomState
 	if named {
 		if existing, err = s.LiveKit.LookupRoom(ctx, room); err != nil {
-			return liveKitError(err)
+			return err
 		}
 		if existing.Exists && existing.Owner != "" && existing.Owner != p.Org {
 			s.roomRefused(c, p, room)
@@ -142,7 +142,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 		// A room made outside the broker: the token's room configuration
 		// will not apply to it, so its owner is written now.
 		if err := s.LiveKit.SetRoomOwner(ctx, room, p.Org, part.Agent); err != nil {
-			return liveKitError(err)
+			return err
 		}
 	}
 	return s.issued(c, part, jwt)
@@ -199,7 +199,7 @@ func (s *Server) roomRefused(c echo.Context, p *auth.Principal, room string) {
 func roomAllowed(org *config.Org, room string) (rooms.Name, error) {
 	n, err := rooms.Parse(room)
 	if err != nil {
-		return n, &Error{Code: CodeInvalidRoomName, Message: messages[CodeInvalidRoomName], Cause: err}
+		return n, wrapError(CodeInvalidRoomName, err)
 	}
 	switch n.Kind {
 	case rooms.Agent:

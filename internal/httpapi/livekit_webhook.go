@@ -26,7 +26,7 @@ func (s *Server) webhook(c echo.Context) error {
 			slog.String("event", "livekit.webhook"), slog.String("result", "refused"),
 			slog.String("client_ip", s.ClientIP.Of(r).String()),
 			slog.String("reason", err.Error()))
-		return &Error{Code: CodeUnauthorized, Message: "the webhook signature did not verify", Cause: err}
+		return newError(CodeUnauthorized, "the webhook signature did not verify", err)
 	}
 	room := ev.GetRoom()
 	owner := livekit.OwnerOf(room)

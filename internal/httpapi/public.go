@@ -43,7 +43,7 @@ func (s *Server) publicToken(c echo.Context) error {
 	}
 	cred, err := credential(r)
 	if err != nil {
-		s.authFailed(c, ip, classify(err).Code, nil)
+		s.authFailed(c, ip, string(classify(err).Code), nil)
 		return err
 	}
 	agent, err := s.publishableAgent(s.tenants(c), cred)

@@ -38,7 +38,7 @@ func readBody(c echo.Context) ([]byte, error) {
 		if errors.As(err, &mbe) {
 			return nil, apiError(CodePayloadTooLarge, "")
 		}
-		return nil, &Error{Code: CodeInvalidRequest, Message: "the request body could not be read", Cause: err}
+		return nil, newError(CodeInvalidRequest, "the request body could not be read", err)
 	}
 	if data == nil {
 		data = []byte{}
@@ -60,7 +60,7 @@ func decodeJSON(data []byte, v any, strict bool) error {
 		return apiError(CodeInvalidRequest, "the body must be a JSON object")
 	}
 	if err := checkJSON(data, reflect.TypeOf(v), strict); err != nil {
-		return &Error{Code: CodeInvalidRequest, Message: err.Error(), Cause: err}
+		return newError(CodeInvalidRequest, err.Error(), err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {

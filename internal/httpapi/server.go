@@ -249,7 +249,7 @@ func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
 				slog.String("event", "http.panic"), slog.String("route", s.routeLabel(c)),
 				slog.String("panic", panicText(v)),
 				slog.String("stack", string(debug.Stack())))
-			err = &Error{Code: CodeInternal, Message: messages[CodeInternal], Cause: errPanic}
+			err = wrapError(CodeInternal, errPanic)
 		}()
 		return next(c)
 	}
@@ -278,8 +278,7 @@ const MaxHeaderBytes = 16 << 10
 func (s *Server) headerLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if headerBytes(c.Request()) > MaxHeaderBytes {
-			return &Error{Code: CodePayloadTooLarge, Status: http.StatusRequestHeaderFieldsTooLarge,
-				Message: "the request headers are over 16 KiB"}
+			return apiError(codeHeadersTooLarge, "")
 		}
 		return next(c)
 	}
@@ -327,11 +326,11 @@ func (s *Server) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if s.tenants(c) == nil {
-		return c.JSON(http.StatusServiceUnavailable, body{Error: CodeConfigError, Message: "no tenants loaded"})
+		return writeError(c, apiError(codeNoTenants, ""))
 	}
 	if err := s.Store.Ping(ctx); err != nil {
 		s.logger(c).Warn("not ready", "event", "readyz", "reason", err.Error())
-		return c.JSON(http.StatusServiceUnavailable, body{Error: CodeStoreUnavailable, Message: messages[CodeStoreUnavailable]})
+		return writeError(c, wrapError(CodeStoreUnavailable, err))
 	}
 	if s.Metrics.Stale() {
 		return c.JSON(http.StatusOK, readiness{Status: "ready", Config: "stale",
@@ -434,7 +433,7 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 			slog.String("event", "auth.skipped"), slog.String("client_ip", ip.String()),
 			slog.String("route", s.routeLabel(c)))
 	case err != nil:
-		s.authFailed(c, ip, classify(err).Code, nil)
+		s.authFailed(c, ip, string(classify(err).Code), nil)
 		return nil, nil, err
 	default:
 		body, berr := readBody(c)
@@ -457,7 +456,7 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 	org := ten.Org(p.Org)
 	if org == nil {
 		// An API secret or auth service naming an org the file lacks.
-		return nil, nil, &Error{Code: CodeConfigError, Message: messages[CodeConfigError], Cause: errUnknownOrg}
+		return nil, nil, wrapError(CodeConfigError, errUnknownOrg)
 	}
 	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: store.PerMinute(org.RateLimit()), scope: "org"})
 	if err := p.Require(scope); err != nil {
@@ -491,7 +490,7 @@ func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err er
 			attrs = append(attrs, slog.String("org", ae.Org), slog.String("key_id", ae.KeyID))
 		}
 	} else if err != nil {
-		reason = classify(err).Code
+		reason = string(classify(err).Code)
 	}
 	attrs = append(attrs, slog.String("reason", reason))
 	s.Metrics.AuthFailures.WithLabelValues(reasonLabel(reason)).Inc()

@@ -172,7 +172,7 @@ func metadataOf(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, apiError(CodeInvalidRequest, `field "metadata" must be a JSON object`)
 	}
 	if err := checkJSON(raw, nil, false); err != nil {
-		return nil, &Error{Code: CodeInvalidRequest, Message: `field "metadata": ` + err.Error(), Cause: err}
+		return nil, newError(CodeInvalidRequest, `field "metadata": `+err.Error(), err)
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
@@ -236,9 +236,9 @@ func (s *Server) redeem(c echo.Context) error {
 func (s *Server) verify(c echo.Context, raw string, p *auth.Principal) (*token.Claims, *config.Agent, error) {
 	claims, err := s.Verifier.Verify(raw)
 	if err != nil {
-		reason := CodeTokenInvalid
+		reason := string(CodeTokenInvalid)
 		if errors.Is(err, token.ErrExpired) {
-			reason = CodeTokenExpired
+			reason = string(CodeTokenExpired)
 		}
 		s.refused(c, reason, "", err)
 		return nil, nil, err
@@ -268,7 +268,7 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limi
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.refused(c, CodeTokenUsed, claims.Org, nil)
+		s.refused(c, string(CodeTokenUsed), claims.Org, nil)
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "token replay refused",
 			slog.String("event", "token.replay"), slog.String("org", claims.Org), slog.String("agent", claims.Agent),
 			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
@@ -306,7 +306,7 @@ func (s *Server) refused(c echo.Context, reason, org string, err error) {
 	if err != nil {
 		attrs = append(attrs, slog.String("detail", err.Error()))
 	}
-	if reason != CodeTokenUsed {
+	if reason != string(CodeTokenUsed) {
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "token refused", attrs...)
 	}
 }
