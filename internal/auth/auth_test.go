@@ -170,9 +170,23 @@ func TestBackendJWTNamingTwoOrgsIsRefused(t *testing.T) {
 				return
 			}
 			var ae *auth.Error
-			if !errors.Is(err, auth.ErrUnauthorized) || !errors.As(err, &ae) || ae.Reason != "backend_jwt_ambiguous" || ae.Org != "" {
+			if !errors.Is(err, auth.ErrUnauthorized) || !errors.As(err, &ae) || ae.Reason != auth.ReasonBackendJWTAmbiguous || ae.Org != "" {
 				t.Fatalf("got %v, %v; want unauthorized (backend_jwt_ambiguous, no org)", p, err)
 			}
 		})
+	}
+}
+
+// TestReasonLabel: the auth_failures label of a reason is the reason, but
+// an auth service's status becomes its class, so labels stay a closed set.
+func TestReasonLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"unknown_key": "unknown_key", "auth_service_401": "auth_service_4xx", "auth_service_418": "auth_service_4xx",
+		"auth_service_599": "auth_service_5xx", "auth_service_302": "auth_service_3xx", "auth_service_unreachable": "auth_service_unreachable",
+		"auth_service_4011": "auth_service_4011", "missing_scope:tokens:create": "missing_scope:tokens:create",
+	} {
+		if got := auth.Reason(in).Label(); got != want {
+			t.Errorf("Reason(%q).Label() = %q, want %q", in, got, want)
+		}
 	}
 }

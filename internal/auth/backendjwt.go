@@ -58,9 +58,9 @@ func (a *Authenticator) backendJWT(ctx context.Context, cred string, aud []strin
 		}
 	}
 	if len(named) > 1 {
-		return nil, &Error{Kind: ErrUnauthorized, Reason: "backend_jwt_ambiguous", KeyID: named[0].Issuer}
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTAmbiguous, KeyID: named[0].Issuer}
 	}
-	var lastErr error = fail(ErrUnauthorized, "backend_jwt_invalid")
+	var lastErr error = fail(ErrUnauthorized, ReasonBackendJWTInvalid)
 	for _, ref := range refs {
 		p, err := a.verifyBackendJWT(ctx, cred, ref)
 		if err == nil {
@@ -100,17 +100,17 @@ func (a *Authenticator) verifyBackendJWT(ctx context.Context, cred string, ref *
 		return k, err
 	})
 	if fetchErr != nil && errors.Is(fetchErr, ErrServiceUnavailable) {
-		return nil, &Error{Kind: ErrServiceUnavailable, Reason: "issuer_jwks_unreachable", Org: ref.Org.ID, KeyID: ref.Issuer}
+		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonIssuerJWKSUnreachable, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	if err != nil {
-		reason := "backend_jwt_invalid"
+		reason := ReasonBackendJWTInvalid
 		if errors.Is(err, jwt.ErrTokenExpired) {
-			reason = "backend_jwt_expired"
+			reason = ReasonBackendJWTExpired
 		}
 		return nil, &Error{Kind: ErrUnauthorized, Reason: reason, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > backendMaxLifetime {
-		return nil, &Error{Kind: ErrUnauthorized, Reason: "backend_jwt_lifetime", Org: ref.Org.ID, KeyID: ref.Issuer}
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTLifetime, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	return &Principal{Org: ref.Org.ID, Method: MethodBackendJWT, KeyID: ref.Issuer, Scopes: ref.Scopes}, nil
 }

@@ -197,33 +197,33 @@ func (s *Service) Check(ctx context.Context, req *Request, tenants *config.Tenan
 	}
 	signed, err := jwt.NewWithClaims(s.method, claims).SignedString(s.key)
 	if err != nil {
-		return nil, &Error{Kind: ErrSigning, Reason: "sign_failed"}
+		return nil, &Error{Kind: ErrSigning, Reason: ReasonSignFailed}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, strings.NewReader(signed))
 	if err != nil {
-		return nil, &Error{Kind: ErrConfig, Reason: "bad_auth_service_url"}
+		return nil, &Error{Kind: ErrConfig, Reason: ReasonBadAuthServiceURL}
 	}
 	hreq.Header.Set("Content-Type", "application/jwt")
 	resp, err := s.client.Do(hreq)
 	if err != nil {
-		return nil, &Error{Kind: ErrServiceUnavailable, Reason: "auth_service_unreachable"}
+		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonAuthServiceUnreachable}
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return nil, &Error{Kind: ErrServiceUnavailable, Reason: "auth_service_read_failed"}
+		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonAuthServiceReadFailed}
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return nil, &Error{Kind: ErrServiceDenied, Reason: fmt.Sprintf("auth_service_%d", resp.StatusCode)}
+		return nil, &Error{Kind: ErrServiceDenied, Reason: AuthServiceStatus(resp.StatusCode)}
 	case resp.StatusCode >= 500:
-		return nil, &Error{Kind: ErrServiceFailed, Reason: fmt.Sprintf("auth_service_%d", resp.StatusCode)}
+		return nil, &Error{Kind: ErrServiceFailed, Reason: AuthServiceStatus(resp.StatusCode)}
 	default:
 		// 2xx other than 200, or 3xx: not an allow.
-		return nil, &Error{Kind: ErrServiceFailed, Reason: fmt.Sprintf("auth_service_%d", resp.StatusCode)}
+		return nil, &Error{Kind: ErrServiceFailed, Reason: AuthServiceStatus(resp.StatusCode)}
 	}
 	var decision struct {
 		AuthID string `json:"auth_id"`
@@ -234,5 +234,5 @@ func (s *Service) Check(ctx context.Context, req *Request, tenants *config.Tenan
 	if orgs := tenants.Orgs(); len(orgs) == 1 {
 		return &Principal{Org: orgs[0], Method: MethodAuthService, KeyID: "auth_service"}, nil
 	}
-	return nil, &Error{Kind: ErrConfig, Reason: "auth_service_named_no_org"}
+	return nil, &Error{Kind: ErrConfig, Reason: ReasonAuthServiceNamedNoOrg}
 }

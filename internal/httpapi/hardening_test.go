@@ -98,18 +98,6 @@ func TestClientIPDropsZones(t *testing.T) {
 	}
 }
 
-func TestReasonLabel(t *testing.T) {
-	for in, want := range map[string]string{
-		"unknown_key": "unknown_key", "auth_service_401": "auth_service_4xx", "auth_service_418": "auth_service_4xx",
-		"auth_service_599": "auth_service_5xx", "auth_service_302": "auth_service_3xx", "auth_service_unreachable": "auth_service_unreachable",
-		"auth_service_4011": "auth_service_4011", "missing_scope:tokens:create": "missing_scope:tokens:create",
-	} {
-		if got := reasonLabel(in); got != want {
-			t.Errorf("reasonLabel(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // flipping serves a different tenants snapshot on every read: any request
 // that reads the holder twice sees two files.
 type flipping struct {

@@ -61,7 +61,7 @@ func (s *Server) requireLiveKit(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) connect(c echo.Context) error {
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
-	if err := s.limit(c, ipKey("connect", ip), store.PerMinute(s.ConnectRate), "ip"); err != nil {
+	if err := s.limit(c, ipKey("connect", ip), store.PerMinute(s.ConnectRate), limitIP); err != nil {
 		return err
 	}
 	raw, err := ticketFrom(c)
@@ -75,7 +75,7 @@ func (s *Server) connect(c echo.Context) error {
 	if claims.Origin != "" {
 		o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin))
 		if err != nil || o.String() != claims.Origin {
-			s.refused(c, "origin_mismatch", claims.Org, nil)
+			s.refused(c, refusedOrigin, claims.Org, nil)
 			return apiError(CodeOriginNotAllowed, "this ticket was issued for another origin")
 		}
 	}
@@ -86,7 +86,7 @@ func (s *Server) connect(c echo.Context) error {
 	p := livekit.Participant{
 		Identity: claims.Subject, Room: room, Org: claims.Org, Agent: agent.ID,
 		AgentName: agent.LiveKitName(), AgentMetadata: string(claims.Metadata),
-		CanPublish: claims.Channel == config.ChannelWebRTC, Metadata: string(claims.Metadata),
+		CanPublish: config.Channel(claims.Channel) == config.ChannelWebRTC, Metadata: string(claims.Metadata),
 		Attributes: map[string]string{"channel": claims.Channel},
 	}
 	jwt, err := s.LiveKit.Token(p)
@@ -109,7 +109,7 @@ func (s *Server) connect(c echo.Context) error {
 		}
 		return err
 	}
-	s.redeemed(c, claims, "connect")
+	s.redeemed(c, claims, viaConnect)
 	return s.issued(c, p, jwt)
 }
 

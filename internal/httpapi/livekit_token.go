@@ -83,7 +83,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 	case channel == "":
 		channel = config.ChannelChat
 	case !agent.HasChannel(channel):
-		return apiError(CodeInvalidRequest, "the agent does not offer channel "+channel)
+		return apiError(CodeInvalidRequest, "the agent does not offer channel "+string(channel))
 	}
 	if !named {
 		if agent == nil {
@@ -179,12 +179,12 @@ func tokenAgent(org *config.Org, id, lkName string, named bool, room rooms.Name)
 	return agent, nil
 }
 
-func withChannel(attrs map[string]string, channel string) map[string]string {
+func withChannel(attrs map[string]string, channel config.Channel) map[string]string {
 	out := make(map[string]string, len(attrs)+1)
 	for k, v := range attrs {
 		out[k] = v
 	}
-	out["channel"] = channel
+	out["channel"] = string(channel)
 	return out
 }
 

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	lkproto "github.com/livekit/protocol/livekit"
+	"github.com/voicebroker/voicebroker/config"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -22,7 +23,7 @@ import (
 type tokenSourceRequest struct {
 	lkproto.TokenSourceRequest
 	Agent   string
-	Channel string
+	Channel config.Channel
 }
 
 // maxJSONDepth bounds the nesting of a /livekit/token body; the deepest
@@ -55,7 +56,7 @@ func decodeTokenSourceRequest(data []byte) (*tokenSourceRequest, error) {
 		return nil, apiError(CodeInvalidRequest, "malformed JSON")
 	}
 	req := &tokenSourceRequest{}
-	for key, dst := range map[string]*string{"agent": &req.Agent, "channel": &req.Channel} {
+	for key, dst := range map[string]*string{"agent": &req.Agent, "channel": (*string)(&req.Channel)} {
 		raw, ok := top[key]
 		if !ok {
 			continue

@@ -43,7 +43,7 @@ func TestDecodeTokenSourceRequest(t *testing.T) {
 			if !proto.Equal(&got.TokenSourceRequest, tc.want) {
 				t.Errorf("decoded %v, want %v", &got.TokenSourceRequest, tc.want)
 			}
-			if got.Agent != tc.agent || got.Channel != tc.channel {
+			if got.Agent != tc.agent || string(got.Channel) != tc.channel {
 				t.Errorf("agent %q channel %q", got.Agent, got.Channel)
 			}
 		})

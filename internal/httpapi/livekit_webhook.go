@@ -21,7 +21,7 @@ func (s *Server) webhook(c echo.Context) error {
 		if errors.As(err, &mbe) {
 			return apiError(CodePayloadTooLarge, "")
 		}
-		s.Metrics.AuthFailures.WithLabelValues("webhook_signature").Inc()
+		s.Metrics.AuthFailures.WithLabelValues(reasonWebhookSignature.Label()).Inc()
 		s.logger(c).LogAttrs(r.Context(), slog.LevelWarn, "webhook refused",
 			slog.String("event", "livekit.webhook"), slog.String("result", "refused"),
 			slog.String("client_ip", s.ClientIP.Of(r).String()),

@@ -17,7 +17,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -363,7 +362,7 @@ const (
 type budget struct {
 	key     string
 	limit   store.Limit
-	scope   string // the rate_limited metric's label: org or public
+	scope   limitScope // limitOrg or limitPublic
 	counted bool
 }
 
@@ -420,7 +419,7 @@ func (s *Server) countRefused(next echo.HandlerFunc) echo.HandlerFunc {
 // when the handler does it in its own store step (mode handlerLimits),
 // there, or in countRefused if the handler refuses the request first. It
 // checks the scope and audits the outcome.
-func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*auth.Principal, *config.Org, error) {
+func (s *Server) authenticate(c echo.Context, scope config.Scope, mode authMode) (*auth.Principal, *config.Org, error) {
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
 	ten := s.tenants(c)
@@ -433,7 +432,7 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 			slog.String("event", "auth.skipped"), slog.String("client_ip", ip.String()),
 			slog.String("route", s.routeLabel(c)))
 	case err != nil:
-		s.authFailed(c, ip, string(classify(err).Code), nil)
+		s.authFailed(c, ip, auth.Reason(classify(err).Code), nil)
 		return nil, nil, err
 	default:
 		body, berr := readBody(c)
@@ -458,14 +457,14 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 		// An API secret or auth service naming an org the file lacks.
 		return nil, nil, wrapError(CodeConfigError, errUnknownOrg)
 	}
-	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: store.PerMinute(org.RateLimit()), scope: "org"})
+	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: store.PerMinute(org.RateLimit()), scope: limitOrg})
 	if err := p.Require(scope); err != nil {
 		s.authFailed(c, ip, "", err)
 		return nil, nil, err
 	}
 	if mode&handlerLimits == 0 {
 		counted(c)
-		if err := s.limit(c, store.OrgKey(org.ID), store.PerMinute(org.RateLimit()), "org"); err != nil {
+		if err := s.limit(c, store.OrgKey(org.ID), store.PerMinute(org.RateLimit()), limitOrg); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -479,7 +478,9 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 	return p, org, nil
 }
 
-func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err error) {
+// authFailed audits and counts a failed authentication: reason, or the
+// reason of err (an *auth.Error's, else its code).
+func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason auth.Reason, err error) {
 	attrs := []slog.Attr{
 		slog.String("event", "auth.failure"), slog.String("client_ip", ip.String()),
 		slog.String("route", s.routeLabel(c)),
@@ -490,23 +491,11 @@ func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err er
 			attrs = append(attrs, slog.String("org", ae.Org), slog.String("key_id", ae.KeyID))
 		}
 	} else if err != nil {
-		reason = string(classify(err).Code)
+		reason = auth.Reason(classify(err).Code)
 	}
-	attrs = append(attrs, slog.String("reason", reason))
-	s.Metrics.AuthFailures.WithLabelValues(reasonLabel(reason)).Inc()
+	attrs = append(attrs, slog.String("reason", string(reason)))
+	s.Metrics.AuthFailures.WithLabelValues(reason.Label()).Inc()
 	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "authentication failed", attrs...)
-}
-
-// reasonLabel is the auth_failures label of a reason: the reason itself
-// (a fixed word of the code), except that the auth service's status
-// ("auth_service_418", any three digits it chooses) becomes its class.
-func reasonLabel(reason string) string {
-	if st, ok := strings.CutPrefix(reason, "auth_service_"); ok && len(st) == 3 && st[0] >= '1' && st[0] <= '9' {
-		if _, err := strconv.Atoi(st); err == nil {
-			return "auth_service_" + st[:1] + "xx"
-		}
-	}
-	return reason
 }
 
 // ipKey is the per-client rate-limit key of a client address: an IPv4
@@ -527,7 +516,7 @@ func ipKey(route string, a netip.Addr) string {
 // limit counts one request against key and sets the RateLimit-* headers;
 // over the limit it answers 429 with Retry-After. A store failure fails
 // closed.
-func (s *Server) limit(c echo.Context, key string, l store.Limit, scope string) error {
+func (s *Server) limit(c echo.Context, key string, l store.Limit, scope limitScope) error {
 	res, err := s.Store.Allow(c.Request().Context(), key, l)
 	if err != nil {
 		return err
@@ -537,16 +526,16 @@ func (s *Server) limit(c echo.Context, key string, l store.Limit, scope string) 
 
 // limited sets the RateLimit-* headers from res and answers 429 with
 // Retry-After when it refused the request.
-func (s *Server) limited(c echo.Context, res store.Result, scope string) error {
+func (s *Server) limited(c echo.Context, res store.Result, scope limitScope) error {
 	h := c.Response().Header()
 	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit.Burst))
 	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
 	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
 	if !res.Allowed {
 		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
-		s.Metrics.RateLimited.WithLabelValues(scope).Inc()
+		s.Metrics.RateLimited.WithLabelValues(string(scope)).Inc()
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limited",
-			slog.String("event", "rate_limited"), slog.String("scope", scope),
+			slog.String("event", "rate_limited"), slog.String("scope", string(scope)),
 			slog.String("route", s.routeLabel(c)))
 		return apiError(CodeRateLimited, "")
 	}

@@ -29,7 +29,7 @@ var errUnknownOrg = errors.New("the credential's org is not in the tenants file"
 
 type mintRequest struct {
 	Agent    string          `json:"agent"`
-	Channel  string          `json:"channel"`
+	Channel  config.Channel  `json:"channel"`
 	Identity *string         `json:"identity"`
 	Metadata json.RawMessage `json:"metadata"`
 }
@@ -68,22 +68,22 @@ func (s *Server) mint(c echo.Context) error {
 		return err
 	}
 	return s.issue(c, agent, token.Ticket{
-		Org: p.Org, Agent: agent.ID, Channel: req.Channel, Identity: identity, Metadata: md,
-	}, p, "backend")
+		Org: p.Org, Agent: agent.ID, Channel: string(req.Channel), Identity: identity, Metadata: md,
+	}, p, mintBackend)
 }
 
 // issue signs the ticket, counts the request against its budget (the
 // org's, or for a public ticket the agent's public budget) and stores its
 // nonce in one store step, and answers 201. Nothing is handed out unless
 // the nonce is stored.
-func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode string) error {
+func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode mintMode) error {
 	signed, claims, err := s.Issuer.Mint(t)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
 	b := budgetOf(c)
 	n := store.Nonce{Org: t.Org, ID: claims.ID}
-	if b.scope == "public" {
+	if b.scope == limitPublic {
 		n.PublicAgent = agent.ID
 	}
 	res, err := s.Store.PutNonce(c.Request().Context(), n, s.Issuer.TTL()+s.Leeway, &b.limit)
@@ -97,9 +97,9 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	if err := s.limited(c, res, b.scope); err != nil {
 		return err
 	}
-	s.Metrics.TokensMinted.WithLabelValues(t.Org, mode).Inc()
+	s.Metrics.TokensMinted.WithLabelValues(t.Org, string(mode)).Inc()
 	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
-		slog.String("event", "token.mint"), slog.String("mode", mode),
+		slog.String("event", "token.mint"), slog.String("mode", string(mode)),
 		slog.String("org", t.Org), slog.String("agent", t.Agent), slog.String("channel", t.Channel),
 		slog.String("auth_method", string(p.Method)), slog.String("key_id", p.KeyID), slog.String("jti_hash", nonceTag(claims.ID)),
 		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
@@ -111,7 +111,7 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 }
 
 // agentFor finds the agent in the org and checks the channel.
-func agentFor(org *config.Org, agentID, channel string) (*config.Agent, error) {
+func agentFor(org *config.Org, agentID string, channel config.Channel) (*config.Agent, error) {
 	if agentID == "" {
 		return nil, apiError(CodeInvalidRequest, `field "agent" is required`)
 	}
@@ -123,7 +123,7 @@ func agentFor(org *config.Org, agentID, channel string) (*config.Agent, error) {
 		return nil, apiError(CodeUnknownAgent, "")
 	}
 	if !agent.HasChannel(channel) {
-		return nil, apiError(CodeInvalidRequest, "the agent does not offer channel "+channel)
+		return nil, apiError(CodeInvalidRequest, "the agent does not offer channel "+string(channel))
 	}
 	return agent, nil
 }
@@ -223,7 +223,7 @@ func (s *Server) redeem(c echo.Context) error {
 	if err := s.consume(c, claims, &budgetOf(c).limit); err != nil {
 		return err
 	}
-	s.redeemed(c, claims, "redeem")
+	s.redeemed(c, claims, viaRedeem)
 	return c.JSON(http.StatusOK, redeemResponse{
 		Org: claims.Org, Agent: claims.Agent, Channel: claims.Channel, Identity: claims.Subject,
 		Metadata: claims.Metadata, Origin: claims.Origin,
@@ -236,20 +236,20 @@ func (s *Server) redeem(c echo.Context) error {
 func (s *Server) verify(c echo.Context, raw string, p *auth.Principal) (*token.Claims, *config.Agent, error) {
 	claims, err := s.Verifier.Verify(raw)
 	if err != nil {
-		reason := string(CodeTokenInvalid)
+		reason := refusedInvalid
 		if errors.Is(err, token.ErrExpired) {
-			reason = string(CodeTokenExpired)
+			reason = refusedExpired
 		}
 		s.refused(c, reason, "", err)
 		return nil, nil, err
 	}
 	if p != nil && claims.Org != p.Org {
-		s.refused(c, "wrong_org", claims.Org, nil)
+		s.refused(c, refusedWrongOrg, claims.Org, nil)
 		return nil, nil, apiError(CodeTokenInvalid, "")
 	}
 	org := s.tenants(c).Org(claims.Org)
 	if org == nil || org.Agent(claims.Agent) == nil {
-		s.refused(c, "agent_removed", claims.Org, nil)
+		s.refused(c, refusedAgentRemoved, claims.Org, nil)
 		return nil, nil, apiError(CodeUnknownAgent, "")
 	}
 	return claims, org.Agent(claims.Agent), nil
@@ -262,13 +262,13 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limi
 	res, err := s.Store.ConsumeNonce(c.Request().Context(), store.Nonce{Org: claims.Org, ID: claims.ID}, limit)
 	if limit != nil && (err == nil || errors.Is(err, store.ErrNotFound)) {
 		counted(c)
-		if lerr := s.limited(c, res, "org"); lerr != nil {
+		if lerr := s.limited(c, res, limitOrg); lerr != nil {
 			return lerr
 		}
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.refused(c, string(CodeTokenUsed), claims.Org, nil)
+		s.refused(c, refusedUsed, claims.Org, nil)
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "token replay refused",
 			slog.String("event", "token.replay"), slog.String("org", claims.Org), slog.String("agent", claims.Agent),
 			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
@@ -281,23 +281,25 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limi
 
 // redeemed counts and audits a redemption that completed, with the
 // redeeming credential when there is one (not at /connect).
-func (s *Server) redeemed(c echo.Context, claims *token.Claims, via string) {
-	s.Metrics.TokensRedeemed.WithLabelValues(claims.Org, via).Inc()
-	method, keyID := "ticket", ""
+func (s *Server) redeemed(c echo.Context, claims *token.Claims, via redeemVia) {
+	s.Metrics.TokensRedeemed.WithLabelValues(claims.Org, string(via)).Inc()
+	method, keyID := auth.MethodTicket, ""
 	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
-		method, keyID = string(p.Method), p.KeyID
+		method, keyID = p.Method, p.KeyID
 	}
 	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token redeemed",
-		slog.String("event", "token.redeem"), slog.String("via", via),
-		slog.String("auth_method", method), slog.String("key_id", keyID),
+		slog.String("event", "token.redeem"), slog.String("via", string(via)),
+		slog.String("auth_method", string(method)), slog.String("key_id", keyID),
 		slog.String("org", claims.Org), slog.String("agent", claims.Agent), slog.String("channel", claims.Channel),
 		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
 }
 
-func (s *Server) refused(c echo.Context, reason, org string, err error) {
-	s.Metrics.TokensRefused.WithLabelValues(reason).Inc()
+// refused counts and audits a refused ticket (a replay is audited by its
+// own token.replay line).
+func (s *Server) refused(c echo.Context, reason refusal, org string, err error) {
+	s.Metrics.TokensRefused.WithLabelValues(string(reason)).Inc()
 	attrs := []slog.Attr{
-		slog.String("event", "token.refused"), slog.String("reason", reason),
+		slog.String("event", "token.refused"), slog.String("reason", string(reason)),
 		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
 	}
 	if org != "" {
@@ -306,7 +308,7 @@ func (s *Server) refused(c echo.Context, reason, org string, err error) {
 	if err != nil {
 		attrs = append(attrs, slog.String("detail", err.Error()))
 	}
-	if reason != string(CodeTokenUsed) {
+	if reason != refusedUsed {
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "token refused", attrs...)
 	}
 }
