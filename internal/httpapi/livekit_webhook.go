@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+	"github.com/livekit/protocol/webhook"
 
 	"github.com/voicebroker/voicebroker/internal/livekit"
 )
@@ -33,7 +34,7 @@ func (s *Server) webhook(c echo.Context) error {
 	s.logger(c).LogAttrs(r.Context(), slog.LevelInfo, "webhook received",
 		slog.String("event", "livekit.webhook"), slog.String("result", "ok"), slog.String("type", ev.Event),
 		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id))
-	if ev.Event == "room_finished" && room.GetName() != "" && owner != "" {
+	if ev.Event == webhook.EventRoomFinished && room.GetName() != "" && owner != "" {
 		if err := s.Store.ReleaseRoom(r.Context(), room.GetName(), owner); err != nil {
 			return err // 503: LiveKit retries the webhook
 		}
