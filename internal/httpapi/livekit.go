@@ -16,6 +16,27 @@ import (
 	"github.com/voicebroker/voicebroker/pkg/rooms"
 )
 
+// liveKit is the LiveKit side the handlers use; *livekit.Client
+// implements it. Each part is declared where it is used.
+type liveKit interface {
+	liveKitTokens
+	roomService
+	webhookReceiver
+}
+
+// liveKitTokens signs room tokens (for /connect and /livekit/token).
+type liveKitTokens interface {
+	// Token signs a token for p, carrying the room's configuration (agent
+	// dispatch, owner metadata); an error means nothing was signed.
+	Token(p livekit.Participant) (string, error)
+	// URL is the server URL clients connect to.
+	URL() string
+	// TokenTTL is a room token's lifetime.
+	TokenTTL() time.Duration
+}
+
+var _ liveKit = (*livekit.Client)(nil)
+
 // RoomOwnerTTL is how long an ownership record lives without a
 // room_finished webhook to release it.
 const RoomOwnerTTL = 24 * time.Hour

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,24 @@ import (
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/pkg/rooms"
 )
+
+// roomService is LiveKit's RoomService as the room endpoints (and
+// /livekit/token) use it. Every error wraps livekit.ErrNotFound (no such
+// room, participant or track, or another org's room) or
+// livekit.ErrUnavailable (LiveKit failed or could not be reached).
+type roomService interface {
+	// LookupRoom reads a room without creating it.
+	LookupRoom(ctx context.Context, room string) (livekit.RoomState, error)
+	// SetRoomOwner writes an existing room's owner metadata.
+	SetRoomOwner(ctx context.Context, room, org, agent string) error
+	// Rooms lists org's rooms.
+	Rooms(ctx context.Context, org string) ([]*lkproto.Room, error)
+	// Room returns room if org owns it.
+	Room(ctx context.Context, room, org string) (*lkproto.Room, error)
+	Participants(ctx context.Context, room string) ([]*lkproto.ParticipantInfo, error)
+	RemoveParticipant(ctx context.Context, room, identity string) error
+	MuteTrack(ctx context.Context, room, identity, trackSID string, muted bool) (*lkproto.TrackInfo, error)
+}
 
 // roomView is a room as the room endpoints show it.
 type roomView struct {

@@ -6,10 +6,18 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+	lkproto "github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 
 	"github.com/voicebroker/voicebroker/internal/livekit"
 )
+
+// webhookReceiver verifies LiveKit's webhook requests.
+type webhookReceiver interface {
+	// ReceiveWebhook verifies r (signature and body hash; the body already
+	// bounded) and returns its event; any error means it did not verify.
+	ReceiveWebhook(r *http.Request) (*lkproto.WebhookEvent, error)
+}
 
 // webhook is POST /livekit/webhook: LiveKit's signed events. room_finished
 // releases the room's owner record; every event is audited.

@@ -31,13 +31,15 @@ import (
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
-// Deps is what the server is built from.
+// Deps is what the server is built from. The handlers see each dependency
+// through the small interface they use (authenticator, ticketIssuer,
+// ticketVerifier, liveKit), so that they can be tested with fakes.
 type Deps struct {
 	Tenants   auth.Tenants
-	Auth      *auth.Authenticator
+	Auth      authenticator
 	Store     store.Store
-	Issuer    *token.Issuer
-	Verifier  *token.Verifier
+	Issuer    ticketIssuer
+	Verifier  ticketVerifier
 	JWKS      token.JWKS
 	Log       *slog.Logger
 	Metrics   *metrics.Metrics
@@ -46,7 +48,8 @@ type Deps struct {
 	// Leeway is added to the nonce lifetime, matching the verifier's leeway.
 	Leeway time.Duration
 	// LiveKit is nil when LIVEKIT_* are unset: its endpoints answer 501.
-	LiveKit *livekit.Client
+	// A nil *livekit.Client counts as nil.
+	LiveKit liveKit
 	// ConnectRate and PublicRate are the per-IP limits a minute.
 	ConnectRate, PublicRate int
 	// Production refuses test keys.
@@ -77,6 +80,9 @@ type Server struct {
 // still observed; the 16 KiB header limit; security headers; counting of
 // authenticated requests that a handler refused before its own store step.
 func New(d Deps) *echo.Echo {
+	if c, ok := d.LiveKit.(*livekit.Client); ok && c == nil {
+		d.LiveKit = nil // an unset client in an interface is still no LiveKit
+	}
 	s := &Server{Deps: d, log: d.Log}
 	s.jwksBody, _ = json.Marshal(d.JWKS)
 
@@ -342,6 +348,15 @@ func (s *Server) jwks(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "public, max-age=300")
 	return c.Blob(http.StatusOK, "application/jwk-set+json", s.jwksBody)
 }
+
+// authenticator identifies the caller of a request.
+type authenticator interface {
+	// Authenticate returns the caller's principal, or an error wrapping one
+	// of auth's sentinels (an *auth.Error carries the audit reason).
+	Authenticate(ctx context.Context, req *auth.Request) (*auth.Principal, error)
+}
+
+var _ authenticator = (*auth.Authenticator)(nil)
 
 // authMode says what a handler does itself after authentication.
 type authMode int

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -26,6 +27,27 @@ const (
 )
 
 var errUnknownOrg = errors.New("the credential's org is not in the tenants file")
+
+// ticketIssuer signs tickets.
+type ticketIssuer interface {
+	// Mint signs a ticket and returns it with its claims; an error means
+	// nothing was signed.
+	Mint(t token.Ticket) (string, *token.Claims, error)
+	// TTL is a ticket's lifetime.
+	TTL() time.Duration
+}
+
+// ticketVerifier checks tickets.
+type ticketVerifier interface {
+	// Verify checks a ticket's signature and claims and consumes nothing;
+	// its errors wrap token.ErrExpired or token.ErrInvalid.
+	Verify(raw string) (*token.Claims, error)
+}
+
+var (
+	_ ticketIssuer   = (*token.Issuer)(nil)
+	_ ticketVerifier = (*token.Verifier)(nil)
+)
 
 type mintRequest struct {
 	Agent    string          `json:"agent"`
