@@ -52,15 +52,8 @@ func readBody(c echo.Context) ([]byte, error) {
 // field names matched exactly). With strict set, unknown fields are refused
 // too. The message names the field at fault and never repeats the input.
 func decodeJSON(data []byte, v any, strict bool) error {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return apiError(CodeInvalidRequest, "a JSON body is required")
-	}
-	if trimmed[0] != '{' {
-		return apiError(CodeInvalidRequest, "the body must be a JSON object")
-	}
-	if err := checkJSON(data, reflect.TypeOf(v), strict); err != nil {
-		return newError(CodeInvalidRequest, err.Error(), err)
+	if err := checkJSONObject(data, reflect.TypeOf(v), strict); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {
@@ -81,6 +74,22 @@ func decodeJSON(data []byte, v any, strict bool) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return apiError(CodeInvalidRequest, "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// checkJSONObject refuses, as invalid_request naming what is wrong, a body
+// that is empty, is not a JSON object, or breaks checkJSON's rules for t.
+func checkJSONObject(data []byte, t reflect.Type, strict bool) error {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return apiError(CodeInvalidRequest, "a JSON body is required")
+	}
+	if trimmed[0] != '{' {
+		return apiError(CodeInvalidRequest, "the body must be a JSON object")
+	}
+	if err := checkJSON(data, t, strict); err != nil {
+		return newError(CodeInvalidRequest, err.Error(), err)
 	}
 	return nil
 }
