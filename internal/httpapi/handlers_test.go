@@ -1,7 +1,7 @@
-package httpapi_test
+package httpapi
 
 // These are unit tests of the handlers. They run the real handler stack
-// (httpapi.New) on loopback with a memory store, but put small in-test
+// (New) on loopback with a memory store, but put small in-test
 // fakes in place of the authenticator, the ticket issuer and verifier and
 // LiveKit, and wrap the store to fail on demand: they reach the failures
 // real components cannot be made to produce at a chosen step (a signer
@@ -29,12 +29,19 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
-	"github.com/voicebroker/voicebroker/internal/httpapi"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/internal/store/memory"
 	"github.com/voicebroker/voicebroker/pkg/token"
+)
+
+var (
+	_ authenticator  = (*fakeAuth)(nil)
+	_ ticketIssuer   = (*fakeIssuer)(nil)
+	_ ticketVerifier = (*fakeVerifier)(nil)
+	_ liveKit        = (*fakeLiveKit)(nil)
+	_ store.Store    = (*spyStore)(nil)
 )
 
 var errInjected = errors.New("injected failure")
@@ -277,22 +284,13 @@ func ownedRoom(name, org string) *lkproto.Room {
 	return &lkproto.Room{Name: name, Sid: "RM_" + name, Metadata: string(md)}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// logLines parses the JSON log lines written to w.
+func logLines(t *testing.T, w lockedWriter) []map[string]any {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(w.b.String()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -313,7 +311,7 @@ type unit struct {
 	iss   *fakeIssuer
 	ver   *fakeVerifier
 	lk    *fakeLiveKit
-	logs  *lockedBuffer
+	logs  lockedWriter
 	pk    string // acme's bot's publishable key
 }
 
@@ -342,18 +340,7 @@ func newUnit(t *testing.T, withLiveKit bool) *unit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := token.GenerateKey(token.EdDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := token.NewIssuer(key, "http://broker.test", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ver, err := token.NewVerifier("http://broker.test", []*token.Key{key}, nil, token.DefaultLeeway)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, iss, ver := ticketKeys(t)
 	mem := memory.New(time.Minute)
 	t.Cleanup(func() { mem.Close() })
 	u := &unit{
@@ -361,10 +348,10 @@ func newUnit(t *testing.T, withLiveKit bool) *unit {
 		store: &spyStore{Store: mem, fail: map[string]error{}, calls: map[string]int{}},
 		iss:   &fakeIssuer{Issuer: iss},
 		ver:   &fakeVerifier{Verifier: ver},
-		logs:  &lockedBuffer{},
+		logs:  lockedWriter{&sync.Mutex{}, &bytes.Buffer{}},
 		pk:    pk,
 	}
-	d := httpapi.Deps{
+	d := Deps{
 		Tenants: config.StaticHolder(ten), Auth: u.auth, Store: u.store, Issuer: u.iss, Verifier: u.ver,
 		JWKS: token.NewJWKS(key), Log: slog.New(slog.NewJSONHandler(u.logs, nil)), Metrics: metrics.New("test"),
 		PublicURL: "http://broker.test", Leeway: token.DefaultLeeway, ConnectRate: 1000, PublicRate: 1000,
@@ -374,7 +361,7 @@ func newUnit(t *testing.T, withLiveKit bool) *unit {
 		u.lk = &fakeLiveKit{rooms: map[string]*lkproto.Room{}}
 		d.LiveKit = u.lk
 	}
-	srv := httptest.NewServer(httpapi.New(d))
+	srv := httptest.NewServer(New(d))
 	t.Cleanup(srv.Close)
 	u.URL = srv.URL
 	return u
@@ -755,7 +742,7 @@ func TestRequestLogLinesCarryRequestID(t *testing.T) {
 		"req-500": "http.error", "req-ready": "readyz",
 	}
 	seen := map[string]bool{}
-	for _, line := range u.logs.lines(t) {
+	for _, line := range logLines(t, u.logs) {
 		id, _ := line["request_id"].(string)
 		if _, ok := want[id]; !ok {
 			t.Errorf("line without its request's id: %v", line)

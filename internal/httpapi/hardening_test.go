@@ -140,18 +140,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // loopback. tenants is the only seam.
 func newTestServer(t *testing.T, tenants auth.Tenants) testServer {
 	t.Helper()
-	key, err := token.GenerateKey(token.EdDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := token.NewIssuer(key, "http://broker.test", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ver, err := token.NewVerifier("http://broker.test", []*token.Key{key}, nil, token.DefaultLeeway)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, iss, ver := ticketKeys(t)
 	st := memory.New(time.Minute)
 	t.Cleanup(func() { st.Close() })
 	ts := testServer{logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
@@ -165,6 +154,25 @@ func newTestServer(t *testing.T, tenants auth.Tenants) testServer {
 	t.Cleanup(srv.Close)
 	ts.URL = srv.URL
 	return ts
+}
+
+// ticketKeys returns a fresh signing key with an issuer and a verifier of
+// tickets for http://broker.test.
+func ticketKeys(t *testing.T) (*token.Key, *token.Issuer, *token.Verifier) {
+	t.Helper()
+	key, err := token.GenerateKey(token.EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := token.NewIssuer(key, "http://broker.test", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := token.NewVerifier("http://broker.test", []*token.Key{key}, nil, token.DefaultLeeway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, iss, ver
 }
 
 func post(t *testing.T, url, cred, body string) (int, map[string]any) {
