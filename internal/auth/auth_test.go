@@ -2,14 +2,21 @@ package auth_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -188,5 +195,57 @@ func TestReasonLabel(t *testing.T) {
 		if got := auth.Reason(in).Label(); got != want {
 			t.Errorf("Reason(%q).Label() = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestServiceSigningKey: the auth service's signing key is an RSA (2048
+// bits or more) or ECDSA P-256 private key, read through keyfile; anything
+// else is refused with a message naming the variable.
+func TestServiceSigningKey(t *testing.T) {
+	rsa2048, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	write := func(typ string, der []byte) string {
+		path := filepath.Join(t.TempDir(), "key.pem")
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	pkcs8 := func(k any) string {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write("PRIVATE KEY", der)
+	}
+	ecDER, _ := x509.MarshalECPrivateKey(p256)
+	pubDER, _ := x509.MarshalPKIXPublicKey(&rsa2048.PublicKey)
+	for _, tc := range []struct {
+		name string
+		path string
+		ok   bool
+	}{
+		{"RSA 2048, PKCS#8", pkcs8(rsa2048), true},
+		{"RSA 2048, PKCS#1", write("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsa2048)), true},
+		{"ECDSA P-256, PKCS#8", pkcs8(p256), true},
+		{"ECDSA P-256, SEC 1", write("EC PRIVATE KEY", ecDER), true},
+		{"RSA 1024", pkcs8(rsa1024), false},
+		{"ECDSA P-384", pkcs8(p384), false},
+		{"Ed25519", pkcs8(ed), false},
+		{"a public key", write("PUBLIC KEY", pubDER), false},
+		{"no such file", filepath.Join(t.TempDir(), "nope.pem"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := auth.NewService("http://127.0.0.1:1/auth", tc.path, time.Second)
+			if tc.ok != (err == nil) {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "AUTH_SIGNING_KEY_PATH: ") {
+				t.Fatalf("error %q does not name the variable", err)
+			}
+		})
 	}
 }
