@@ -247,6 +247,15 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Cause }
 
+// answerStatus is the status e is answered with: its row's, unless
+// classify gave it echo's.
+func (e *Error) answerStatus() int {
+	if e.status != 0 {
+		return e.status
+	}
+	return row(e.Code).status
+}
+
 // apiError returns a new *Error for code, with message or the generic one.
 func apiError(code Code, message string) *Error {
 	return newError(code, message, nil)
@@ -306,7 +315,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		return
 	}
 	e := classify(err)
-	if r := row(e.Code); e.status == 0 && r.status >= 500 && !r.quiet {
+	if e.answerStatus() >= 500 && !row(e.Code).quiet {
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
 			slog.String("event", "http.error"), slog.String("code", string(e.Code)),
 			slog.String("route", s.routeLabel(c)), slog.String("cause", causeText(e)))
@@ -317,15 +326,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 // writeError answers e by its row: status, the contract's code and e's
 // message, in the contract's shape (no body to a HEAD).
 func writeError(c echo.Context, e *Error) error {
-	r := row(e.Code)
-	status := e.status
-	if status == 0 {
-		status = r.status
-	}
+	status := e.answerStatus()
 	if c.Request().Method == http.MethodHead {
 		return c.NoContent(status)
 	}
-	return c.JSON(status, body{Error: r.wireCode(), Message: e.Message})
+	return c.JSON(status, body{Error: row(e.Code).wireCode(), Message: e.Message})
 }
 
 func causeText(e *Error) string {
