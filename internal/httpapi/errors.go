@@ -294,7 +294,7 @@ func classify(err error) *Error {
 		r := &errorTable[i]
 		for _, c := range r.causes {
 			switch {
-			case fromEcho && c.echo == he.Code:
+			case fromEcho && c.sentinel == nil && c.echo == he.Code:
 				return wrapError(r.code, err)
 			case fromEcho && c.echo == anyClientError && he.Code >= 400 && he.Code < 500:
 				e := wrapError(r.code, err)
