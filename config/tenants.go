@@ -27,22 +27,37 @@ import (
 // MaxFileSize bounds the tenants file.
 const MaxFileSize = 4 << 20
 
+// Scope is what a secret key or a backend JWT issuer lets its holder do.
+type Scope string
+
 // Scopes a key or issuer may carry.
 const (
-	ScopeTokensCreate = "tokens:create"
-	ScopeTokensRedeem = "tokens:redeem"
-	ScopeLiveKitToken = "livekit:token"
-	ScopeRoomsRead    = "rooms:read"
-	ScopeRoomsWrite   = "rooms:write"
+	ScopeTokensCreate Scope = "tokens:create"
+	ScopeTokensRedeem Scope = "tokens:redeem"
+	ScopeLiveKitToken Scope = "livekit:token"
+	ScopeRoomsRead    Scope = "rooms:read"
+	ScopeRoomsWrite   Scope = "rooms:write"
 )
 
 // AllScopes lists every scope, in the contract's order.
-var AllScopes = []string{ScopeTokensCreate, ScopeTokensRedeem, ScopeLiveKitToken, ScopeRoomsRead, ScopeRoomsWrite}
+var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRedeem, ScopeLiveKitToken, ScopeRoomsRead, ScopeRoomsWrite}
+
+// ScopeList is AllScopes joined by sep, for messages and help texts.
+func ScopeList(sep string) string {
+	names := make([]string, len(AllScopes))
+	for i, s := range AllScopes {
+		names[i] = string(s)
+	}
+	return strings.Join(names, sep)
+}
+
+// Channel is how a user talks with an agent.
+type Channel string
 
 // Channels an agent may offer.
 const (
-	ChannelWebRTC = "webrtc"
-	ChannelChat   = "chat"
+	ChannelWebRTC Channel = "webrtc"
+	ChannelChat   Channel = "chat"
 )
 
 // Tiers and their per-minute request rates.
@@ -74,7 +89,7 @@ type Org struct {
 type Key struct {
 	ID         string     `yaml:"id"`
 	Hash       string     `yaml:"hash"`
-	Scopes     []string   `yaml:"scopes"`
+	Scopes     []Scope    `yaml:"scopes"`
 	AllowedIPs []string   `yaml:"allowed_ips"`
 	ExpiresAt  *time.Time `yaml:"expires_at"`
 	Revoked    bool       `yaml:"revoked"`
@@ -85,11 +100,11 @@ type Key struct {
 
 // JWTIssuer is a backend that signs its own JWTs for the org.
 type JWTIssuer struct {
-	Issuer        string   `yaml:"issuer"`
-	Audience      string   `yaml:"audience"`
-	JWKSURL       string   `yaml:"jwks_url"`
-	PublicKeyFile string   `yaml:"public_key_file"`
-	Scopes        []string `yaml:"scopes"`
+	Issuer        string  `yaml:"issuer"`
+	Audience      string  `yaml:"audience"`
+	JWKSURL       string  `yaml:"jwks_url"`
+	PublicKeyFile string  `yaml:"public_key_file"`
+	Scopes        []Scope `yaml:"scopes"`
 
 	key crypto.PublicKey // read from PublicKeyFile when the file is loaded
 }
@@ -112,10 +127,10 @@ func readIssuerKey(path string) (crypto.PublicKey, error) {
 
 // Agent is a voice agent of an org.
 type Agent struct {
-	ID       string   `yaml:"id"`
-	Channels []string `yaml:"channels"`
-	Server   string   `yaml:"server"`
-	Public   *Public  `yaml:"public"`
+	ID       string    `yaml:"id"`
+	Channels []Channel `yaml:"channels"`
+	Server   string    `yaml:"server"`
+	Public   *Public   `yaml:"public"`
 	// LiveKitAgentName and LiveKitAgentShared: see LiveKitName and
 	// checkLiveKitAgentNames (livekit_agents.go).
 	LiveKitAgentName   string `yaml:"livekit_agent_name"`
@@ -155,7 +170,7 @@ type PublishableKey struct {
 func (a *Agent) Org() *Org { return a.org }
 
 // HasChannel reports whether the agent offers channel.
-func (a *Agent) HasChannel(channel string) bool { return slices.Contains(a.Channels, channel) }
+func (a *Agent) HasChannel(channel Channel) bool { return slices.Contains(a.Channels, channel) }
 
 // Origins returns the matcher of the agent's allowed origins; nil (which
 // matches nothing) for an agent without public mode.
@@ -165,7 +180,7 @@ func (a *Agent) Origins() *origins.Matcher { return a.matcher }
 func (k *Key) Org() *Org { return k.org }
 
 // HasScope reports whether the key carries scope.
-func (k *Key) HasScope(scope string) bool { return slices.Contains(k.Scopes, scope) }
+func (k *Key) HasScope(scope Scope) bool { return slices.Contains(k.Scopes, scope) }
 
 // AllowsIP reports whether ip may use the key: always when no allowed_ips
 // are set.
@@ -462,10 +477,10 @@ func (b *builder) agent(at string, o *Org, a *Agent) {
 	if len(a.Channels) == 0 {
 		b.add(at+".channels", "at least one of webrtc, chat")
 	}
-	seen := map[string]bool{}
+	seen := map[Channel]bool{}
 	for n, c := range a.Channels {
 		if c != ChannelWebRTC && c != ChannelChat {
-			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("unknown channel %q: webrtc or chat", truncate(c)))
+			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("unknown channel %q: webrtc or chat", truncate(string(c))))
 		} else if seen[c] {
 			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("duplicate channel %q", c))
 		}
@@ -579,13 +594,13 @@ func (v *validator) id(field, id string) {
 	}
 }
 
-func (v *validator) scopes(field string, scopes []string) {
+func (v *validator) scopes(field string, scopes []Scope) {
 	if len(scopes) == 0 {
 		v.add(field, "at least one scope is required")
 	}
 	for n, s := range scopes {
 		if !slices.Contains(AllScopes, s) {
-			v.add(fmt.Sprintf("%s[%d]", field, n), fmt.Sprintf("unknown scope %q: one of %s", truncate(s), strings.Join(AllScopes, ", ")))
+			v.add(fmt.Sprintf("%s[%d]", field, n), fmt.Sprintf("unknown scope %q: one of %s", truncate(string(s)), ScopeList(", ")))
 		}
 	}
 }

@@ -136,7 +136,7 @@ func (a *App) build() error {
 	if !env.Production() {
 		demoFS = widget.FS()
 		if a.DevKeys != nil {
-			demoConfig = map[string]string{"broker": "", "key": a.DevKeys.Publishable, "agent": config.DemoAgent, "channel": config.ChannelWebRTC}
+			demoConfig = map[string]string{"broker": "", "key": a.DevKeys.Publishable, "agent": config.DemoAgent, "channel": string(config.ChannelWebRTC)}
 		} else {
 			demoConfig = map[string]string{"error": "the demo page needs the embedded development tenant, or ?broker=&key=&agent= in its URL"}
 		}

@@ -73,7 +73,7 @@ func CheckKey(k KeySpec) error {
 		envProblem = `env: "live" or "test"`
 	}
 	err := check(config.Org{ID: "x", Tier: config.TierFree, Keys: []config.Key{{
-		ID: k.ID, Hash: placeholder, Scopes: k.Scopes, AllowedIPs: k.AllowedIPs, ExpiresAt: k.ExpiresAt,
+		ID: k.ID, Hash: placeholder, Scopes: toScopes(k.Scopes), AllowedIPs: k.AllowedIPs, ExpiresAt: k.ExpiresAt,
 	}}}, "orgs[0].keys[0].")
 	return join(err, envProblem)
 }
