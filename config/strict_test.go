@@ -213,3 +213,13 @@ func TestJWKSURLNeedsHTTPS(t *testing.T) {
 		})
 	}
 }
+
+// TestStrictValuesWithABadDate: a date the decoder gives up on does not
+// hide the other loosely written values.
+func TestStrictValuesWithABadDate(t *testing.T) {
+	bad := strings.NewReplacer("rate_per_minute: 5000", "rate_per_minute: 1.5", "expires_at: 2027-06-01T00:00:00Z", "expires_at: 2027-06-01T00:00:00").Replace(good)
+	_, err := config.Parse([]byte(bad))
+	if err == nil || !strings.Contains(err.Error(), "orgs[1].rate_per_minute: must be a whole number") || strings.Count(err.Error(), "orgs[0].keys[0].expires_at: ") != 1 {
+		t.Fatalf("err = %v", err)
+	}
+}

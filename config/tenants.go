@@ -247,7 +247,10 @@ func Parse(data []byte) (*Tenants, error) {
 		}
 		ve := yamlProblems(data, err)
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
+		var pe *time.ParseError
+		if errors.As(err, &te) || errors.As(err, &pe) {
+			// The file parsed as YAML: list the values read too loosely
+			// along with what the decoder refused.
 			ve.Problems = mergeProblems(strictValues(data), ve.Problems)
 		}
 		return nil, ve
