@@ -228,12 +228,22 @@ func (a *App) openStore() error {
 // every upstream call takes its deadline from it, so none outlives the
 // server's write timeout (config.WriteTimeout).
 func withDeadline(d time.Duration, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+	return deadlineHandler{d: d, next: next}
 }
+
+type deadlineHandler struct {
+	d    time.Duration
+	next http.Handler
+}
+
+func (h deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.d)
+	defer cancel()
+	h.next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// Unwrap returns the API handler within, for tests that read its routes.
+func (h deadlineHandler) Unwrap() http.Handler { return h.next }
 
 // Handler returns the HTTP handler, for in-process benchmarks.
 func (a *App) Handler() http.Handler { return a.handler }
