@@ -276,13 +276,41 @@ func Parse(data []byte) (*Tenants, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &ValidationError{Problems: []string{"orgs: the file is empty"}}
 		}
-		return nil, yamlProblems(data, err)
+		ve := yamlProblems(data, err)
+		var te *yaml.TypeError
+		var pe *time.ParseError
+		if errors.As(err, &te) || errors.As(err, &pe) {
+			// The file parsed as YAML: list the values read too loosely
+			// along with what the decoder refused.
+			ve.Problems = mergeProblems(strictValues(data), ve.Problems)
+		}
+		return nil, ve
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &ValidationError{Problems: []string{"(top level): more than one YAML document; keep one"}}
 	}
+	if problems := strictValues(data); len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
+	}
 	return Build(&f)
+}
+
+// mergeProblems returns first, then each of more whose field path none of
+// first names: the strict check and the decoder may both refuse one value.
+func mergeProblems(first, more []string) []string {
+	seen := make(map[string]bool, len(first))
+	for _, p := range first {
+		at, _, _ := strings.Cut(p, ": ")
+		seen[at] = true
+	}
+	out := first
+	for _, p := range more {
+		if at, _, _ := strings.Cut(p, ": "); !seen[at] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Build checks and indexes an already-decoded file. It takes ownership of f.
@@ -370,6 +398,10 @@ func (b *builder) key(at string, o *Org, k *Key) {
 	if k.ExpiresAt != nil && (k.ExpiresAt.UTC().Year() < 1970 || k.ExpiresAt.UTC().Year() > 9999) {
 		b.add(at+".expires_at", "must be a time between the years 1970 and 9999")
 	}
+	if k.AllowedIPs != nil && len(k.AllowedIPs) == 0 {
+		// No list allows every address; an empty one reads as "none".
+		b.add(at+".allowed_ips", "an empty list would allow every address; remove the field to allow any address, or list the CIDRs")
+	}
 	for n, cidr := range k.AllowedIPs {
 		if p, ok := b.prefix(fmt.Sprintf("%s.allowed_ips[%d]", at, n), cidr); ok {
 			k.prefixes = append(k.prefixes, p)
@@ -416,8 +448,8 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 	case (is.JWKSURL == "") == (is.PublicKeyFile == ""):
 		b.add(at, "exactly one of jwks_url and public_key_file is required")
 	case is.JWKSURL != "":
-		if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			b.add(at+".jwks_url", "must be an http(s) URL")
+		if reason := checkJWKSURL(is.JWKSURL); reason != "" {
+			b.add(at+".jwks_url", reason)
 		}
 	default:
 		k, err := readIssuerKey(is.PublicKeyFile)
@@ -440,6 +472,40 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 	} else if !seen {
 		b.issuers[pair] = issuerSeen{org: o.ID, at: at}
 	}
+}
+
+// checkJWKSURL requires https for a JWKS URL: the keys fetched from it
+// decide which JWTs are believed, so a plain-http fetch lets anyone on the
+// path mint credentials for the org. Loopback hosts (localhost,
+// 127.0.0.0/8, ::1) may use http, for development. It returns the reason a
+// URL is refused, or "".
+func checkJWKSURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "must be an https URL with a host"
+	}
+	if u.User != nil {
+		return "must have no user info"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if loopbackHost(u.Hostname()) {
+			return ""
+		}
+		return "must be https: the keys fetched from it decide which JWTs are believed (http is accepted only for loopback hosts: localhost, 127.0.0.0/8, ::1)"
+	}
+	return "must be an https URL with a host"
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 type issuerPair struct{ issuer, audience string }

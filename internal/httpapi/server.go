@@ -65,6 +65,9 @@ type Deps struct {
 	// DPoP checks the proofs that sender-constrained tickets need at
 	// /connect (htu BROKER_PUBLIC_URL + "/connect").
 	DPoP *token.DPoPVerifier
+	// MetricsElsewhere: /metrics has a listener of its own
+	// (BROKER_METRICS_ADDR), so this server answers 404 there.
+	MetricsElsewhere bool
 }
 
 // Server holds the handlers' dependencies.
@@ -104,7 +107,9 @@ func New(d Deps) *echo.Echo {
 	e.GET("/", s.health)
 	e.GET("/healthz", s.health)
 	e.GET("/readyz", s.ready)
-	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
+	if !d.MetricsElsewhere {
+		e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
+	}
 	e.GET("/.well-known/jwks.json", s.jwks)
 	e.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", api.OpenAPI)

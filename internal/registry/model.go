@@ -124,7 +124,7 @@ func (d *OrgData) FileOrg() config.Org {
 	o := config.Org{ID: d.Org.ID, Tier: d.Org.Tier, RatePerMinute: d.Org.RatePerMinute, AllowDemoRooms: d.Org.AllowDemoRooms}
 	for _, k := range d.Keys {
 		o.Keys = append(o.Keys, config.Key{
-			ID: k.ID, Hash: k.Hash, Scopes: toScopes(k.Scopes), AllowedIPs: slices.Clone(k.AllowedIPs),
+			ID: k.ID, Hash: k.Hash, Scopes: toScopes(k.Scopes), AllowedIPs: allowedIPs(k.AllowedIPs),
 			ExpiresAt: k.ExpiresAt, Revoked: k.RevokedAt != nil,
 		})
 	}
@@ -232,4 +232,14 @@ func fromScopes(ss []config.Scope) []string {
 		out[i] = string(s)
 	}
 	return out
+}
+
+// allowedIPs is a key's allowed_ips as the tenants file states it: the
+// registry keeps "any address" as an empty list, the file as no list (an
+// empty list there is refused, for it reads as "no address").
+func allowedIPs(ips []string) []string {
+	if len(ips) == 0 {
+		return nil
+	}
+	return slices.Clone(ips)
 }
