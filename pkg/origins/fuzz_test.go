@@ -73,7 +73,9 @@ func FuzzMatch(f *testing.F) {
 		}
 		addr, ipErr := netip.ParseAddr(o.Host)
 		last := o.Host[strings.LastIndexByte(o.Host, '.')+1:]
-		if ipErr != nil && last != "" && (strings.Trim(last, "0123456789") == "" || strings.HasPrefix(last, "0x")) {
+		lower := strings.ToLower(last)
+		hexNumber := strings.HasPrefix(lower, "0x") && strings.Trim(lower[2:], "0123456789abcdef") == ""
+		if ipErr != nil && last != "" && (strings.Trim(last, "0123456789") == "" || hexNumber) {
 			t.Fatalf("%q parsed with host %q, which a browser reads as IPv4", origin, o.Host)
 		}
 		if !p.Match(o) {
