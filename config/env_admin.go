@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"strings"
 
 	"github.com/voicebroker/voicebroker/internal/apikey"
@@ -20,11 +19,11 @@ type AdminEnv struct {
 	Addr string
 }
 
-// loadAdminEnv reads the admin API's variables; bad records a problem
-// naming the variable. addr is BROKER_ADDR. No message quotes an entry of
-// BROKER_ADMIN_KEY_HASHES: a key pasted there by mistake must not reach a
-// log.
-func loadAdminEnv(r *envReader, addr string) AdminEnv {
+// loadAdminEnv reads the admin API's variables, after the other
+// listeners' (e); every problem names its variable. No message quotes an
+// entry of BROKER_ADMIN_KEY_HASHES: a key pasted there by mistake must not
+// reach a log.
+func loadAdminEnv(r *envReader, e *Env) AdminEnv {
 	const name = "BROKER_ADMIN_KEY_HASHES"
 	var a AdminEnv
 	entries := strings.Split(r.getenv(name), ",")
@@ -50,10 +49,12 @@ func loadAdminEnv(r *envReader, addr string) AdminEnv {
 		}
 	}
 	a.Addr = r.str("BROKER_ADMIN_ADDR", "")
-	if a.Addr != "" {
-		r.hostPort("BROKER_ADMIN_ADDR", a.Addr, true)
-		if _, port, err := net.SplitHostPort(a.Addr); err == nil && port != "0" && a.Addr == addr {
-			r.bad("BROKER_ADMIN_ADDR", "is BROKER_ADDR; give the admin API another address, or leave it unset to serve it on the main listener")
+	if a.Addr != "" && r.hostPort("BROKER_ADMIN_ADDR", a.Addr, true) {
+		switch {
+		case sameListener(a.Addr, e.Addr):
+			r.bad("BROKER_ADMIN_ADDR", fmt.Sprintf("%q is BROKER_ADDR's address; give the admin API a listener of its own, or leave it unset to serve it on the main one", truncate(a.Addr)))
+		case e.MetricsAddr != "" && sameListener(a.Addr, e.MetricsAddr):
+			r.bad("BROKER_ADMIN_ADDR", fmt.Sprintf("%q is BROKER_METRICS_ADDR's address; give the admin API a listener of its own", truncate(a.Addr)))
 		}
 	}
 	return a

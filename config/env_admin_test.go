@@ -40,7 +40,8 @@ func TestAdminEnv(t *testing.T) {
 		{"repeated", h1 + "," + h2 + "," + h1, "", "entry 3 of 3 repeats entry 1"},
 		{"addr junk", "", "localhost", "BROKER_ADMIN_ADDR"},
 		{"addr port", "", "127.0.0.1:99999", "BROKER_ADMIN_ADDR"},
-		{"addr is BROKER_ADDR", "", ":8080", "BROKER_ADMIN_ADDR: is BROKER_ADDR"},
+		{"addr is BROKER_ADDR", "", ":8080", "BROKER_ADMIN_ADDR: \":8080\" is BROKER_ADDR's address"},
+		{"addr on BROKER_ADDR's port", "", "127.0.0.1:8080", "BROKER_ADMIN_ADDR: \"127.0.0.1:8080\" is BROKER_ADDR's address"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := config.LoadEnv(env(map[string]string{"BROKER_ADMIN_KEY_HASHES": c.hashes, "BROKER_ADMIN_ADDR": c.addr}))

@@ -59,11 +59,17 @@ type App struct {
 	api      http.Handler // the routes alone
 	server   *http.Server
 	listener net.Listener
-	// admin serves the admin API on its own listener (BROKER_ADMIN_ADDR);
-	// nil when it is on the main one.
-	admin   *listener
-	closeMu sync.Mutex
-	closed  bool
+	// metricsServer and metricsListener serve /metrics apart from the API
+	// when BROKER_METRICS_ADDR is set; nil otherwise.
+	metricsServer   *http.Server
+	metricsListener net.Listener
+	// adminHandler, adminServer and adminListener serve the admin API apart
+	// from the rest when BROKER_ADMIN_ADDR is set; nil otherwise.
+	adminHandler  http.Handler
+	adminServer   *http.Server
+	adminListener net.Listener
+	closeMu       sync.Mutex
+	closed        bool
 }
 
 // New builds an App from the environment. It does not listen yet. Every
@@ -139,39 +145,39 @@ func (a *App) build() error {
 	if !env.Production() {
 		demoFS = widget.FS()
 		if a.DevKeys != nil {
-			demoConfig = map[string]string{"broker": "", "key": a.DevKeys.Publishable, "agent": config.DemoAgent, "channel": config.ChannelWebRTC}
+			demoConfig = map[string]string{"broker": "", "key": a.DevKeys.Publishable, "agent": config.DemoAgent, "channel": string(config.ChannelWebRTC)}
 		} else {
 			demoConfig = map[string]string{"error": "the demo page needs the embedded development tenant, or ?broker=&key=&agent= in its URL"}
 		}
 	}
 
 	deps := httpapi.Deps{
-		Tenants:      a.Tenants,
-		Auth:         authn,
-		Store:        st,
-		Issuer:       a.Issuer,
-		Verifier:     verifier,
-		DPoP:         dpop,
-		JWKS:         token.NewJWKS(append([]*token.Key{signing}, verify...)...),
-		Log:          log,
-		Metrics:      a.Metrics,
-		PublicURL:    env.PublicURL,
-		ClientIP:     httpapi.ClientIP{Trusted: env.TrustedProxies},
-		Leeway:       token.DefaultLeeway,
-		LiveKit:      lk,
-		Production:   env.Production(),
-		AuthRequired: env.AuthRequired,
-		Demo:         demoFS,
-		DemoConfig:   demoConfig,
-		ConnectRate:  env.ConnectRatePerMin,
-		PublicRate:   env.PublicRatePerMin,
-		Admin:        &httpapi.Admin{Registry: a.Tenants, KeyHashes: env.Admin.KeyHashes, Separate: env.Admin.Addr != ""},
+		Tenants:          a.Tenants,
+		Auth:             authn,
+		Store:            st,
+		Issuer:           a.Issuer,
+		Verifier:         verifier,
+		DPoP:             dpop,
+		JWKS:             token.NewJWKS(append([]*token.Key{signing}, verify...)...),
+		Log:              log,
+		Metrics:          a.Metrics,
+		PublicURL:        env.PublicURL,
+		ClientIP:         httpapi.ClientIP{Trusted: env.TrustedProxies},
+		Leeway:           token.DefaultLeeway,
+		LiveKit:          lk,
+		Production:       env.Production(),
+		AuthRequired:     env.AuthRequired,
+		Demo:             demoFS,
+		DemoConfig:       demoConfig,
+		ConnectRate:      env.ConnectRatePerMin,
+		PublicRate:       env.PublicRatePerMin,
+		MetricsElsewhere: env.MetricsAddr != "",
+		Admin:            &httpapi.Admin{Registry: a.Tenants, KeyHashes: env.Admin.KeyHashes, Separate: env.Admin.Addr != ""},
 	}
 	a.api = httpapi.New(deps)
 	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
 	if env.Admin.Addr != "" {
-		a.admin = &listener{name: "BROKER_ADMIN_ADDR", addr: env.Admin.Addr,
-			handler: registryGate(a.Tenants, withDeadline(env.RequestTimeout, httpapi.NewAdmin(deps)))}
+		a.adminHandler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, httpapi.NewAdmin(deps)))
 	}
 	if len(env.Admin.KeyHashes) == 0 {
 		log.Info("BROKER_ADMIN_KEY_HASHES is not set: no platform admin key is accepted; the admin API serves only secret keys with keys:write, for their own org's keys",
@@ -237,12 +243,22 @@ func (a *App) openStore() error {
 // every upstream call takes its deadline from it, so none outlives the
 // server's write timeout (config.WriteTimeout).
 func withDeadline(d time.Duration, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+	return deadlineHandler{d: d, next: next}
 }
+
+type deadlineHandler struct {
+	d    time.Duration
+	next http.Handler
+}
+
+func (h deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.d)
+	defer cancel()
+	h.next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// Unwrap returns the API handler within, for tests that read its routes.
+func (h deadlineHandler) Unwrap() http.Handler { return h.next }
 
 // Handler returns the HTTP handler, for in-process benchmarks.
 func (a *App) Handler() http.Handler { return a.handler }
@@ -302,27 +318,43 @@ func readKey(path string) (*token.Key, error) {
 	return tk, nil
 }
 
-// Listen binds the listen address; Addr then reports the bound address
-// (useful with port 0).
+// Listen binds the listen address, and BROKER_METRICS_ADDR and
+// BROKER_ADMIN_ADDR when set; Addr, MetricsAddr and AdminAddr then report
+// the bound addresses (useful with port 0). On error nothing is left bound.
 func (a *App) Listen() error {
 	l, err := net.Listen("tcp", a.Env.Addr)
 	if err != nil {
 		return fmt.Errorf("BROKER_ADDR %s: %w", a.Env.Addr, err)
 	}
-	if a.admin != nil {
-		if err := a.admin.listen(a.Log); err != nil {
+	if a.Env.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", a.Env.MetricsAddr)
+		if err != nil {
 			l.Close()
-			return err
+			return fmt.Errorf("BROKER_METRICS_ADDR %s: %w", a.Env.MetricsAddr, err)
 		}
+		a.metricsListener = ml
+		a.metricsServer = a.newServer(metricsOnly(a.Metrics.Handler()))
+	}
+	if a.adminHandler != nil {
+		al, err := net.Listen("tcp", a.Env.Admin.Addr)
+		if err != nil {
+			l.Close()
+			if a.metricsListener != nil {
+				a.metricsListener.Close()
+				a.metricsListener, a.metricsServer = nil, nil
+			}
+			return fmt.Errorf("BROKER_ADMIN_ADDR %s: %w", a.Env.Admin.Addr, err)
+		}
+		a.adminListener = al
+		a.adminServer = a.newServer(a.adminHandler)
 	}
 	a.listener = l
-	a.server = newServer(a.handler, a.Log)
+	a.server = a.newServer(a.handler)
 	return nil
 }
 
-// newServer is the http.Server of a listener, with the broker's timeouts
-// and limits.
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
+// newServer is an HTTP server with the broker's limits and deadlines.
+func (a *App) newServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -332,20 +364,52 @@ func newServer(h http.Handler, log *slog.Logger) *http.Server {
 		WriteTimeout:   config.WriteTimeout,
 		IdleTimeout:    90 * time.Second,
 		MaxHeaderBytes: 16 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:       slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}
+}
+
+// metricsOnly serves GET (and HEAD) /metrics and answers anything else
+// in the contract's error shape.
+func metricsOnly(metrics http.Handler) http.Handler {
+	refuse := func(w http.ResponseWriter, status int, code, message string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":%q,"message":%q}`+"\n", code, message)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path != "/metrics":
+			refuse(w, http.StatusNotFound, "not_found", "this listener serves only /metrics")
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			w.Header().Set("Allow", "GET, HEAD")
+			refuse(w, http.StatusMethodNotAllowed, "method_not_allowed", "/metrics answers GET")
+		default:
+			metrics.ServeHTTP(w, r)
+		}
+	})
 }
 
 // Addr returns the bound address, after Listen.
 func (a *App) Addr() string { return a.listener.Addr().String() }
 
-// AdminAddr returns the admin API's own bound address (BROKER_ADMIN_ADDR),
-// after Listen; "" when the admin API is on the main listener.
-func (a *App) AdminAddr() string {
-	if a.admin == nil || a.admin.l == nil {
+// MetricsAddr returns the bound address of the /metrics listener, after
+// Listen; "" when /metrics is served on the main listener.
+func (a *App) MetricsAddr() string {
+	if a.metricsListener == nil {
 		return ""
 	}
-	return a.admin.l.Addr().String()
+	return a.metricsListener.Addr().String()
+}
+
+// AdminAddr returns the bound address of the admin API's own listener
+// (BROKER_ADMIN_ADDR), after Listen; "" when the admin API is on the main
+// listener.
+func (a *App) AdminAddr() string {
+	if a.adminListener == nil {
+		return ""
+	}
+	return a.adminListener.Addr().String()
 }
 
 // Run serves until ctx ends, then stops accepting, lets in-flight requests
@@ -372,71 +436,56 @@ func (a *App) Run(ctx context.Context) error {
 		defer stop()
 	}
 
-	errc := make(chan error, 1)
+	servers := []*http.Server{a.server}
+	errc := make(chan error, 3)
 	go func() { errc <- a.server.Serve(a.listener) }()
-	adminErrc := make(chan error, 1)
-	if a.admin != nil {
-		go func() { adminErrc <- a.admin.srv.Serve(a.admin.l) }()
+	if a.metricsServer != nil {
+		servers = append(servers, a.metricsServer)
+		go func() { errc <- a.metricsServer.Serve(a.metricsListener) }()
+		a.Log.Info("metrics listening", "event", "metrics", "addr", a.MetricsAddr())
 	}
-	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "admin_addr", a.adminAddrLabel(), "env", a.Env.Environment,
+	if a.adminServer != nil {
+		servers = append(servers, a.adminServer)
+		go func() { errc <- a.adminServer.Serve(a.adminListener) }()
+		a.Log.Info("admin API listening", "event", "admin", "admin_addr", a.AdminAddr())
+	}
+	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "env", a.Env.Environment,
 		"version", Version, "store", storeKind(a.Env), "tenants", tenantsSource(a.Env))
 
-	var failed error
+	var serveErr error
 	select {
-	case failed = <-errc:
-		errc <- failed
-	case failed = <-adminErrc:
-		adminErrc <- failed
+	case serveErr = <-errc:
+		// One listener failed: stop the other too, and report it.
 	case <-ctx.Done():
 	}
 	a.Log.Info("shutting down", "event", "shutdown")
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
+	// Every listener stops accepting at once and lets its in-flight
+	// requests finish within the same deadline.
+	shut := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() { shut <- srv.Shutdown(sctx) }()
+	}
 	var shutdownErr error
-	if a.admin != nil {
-		if err := a.admin.srv.Shutdown(sctx); err != nil {
+	for range servers {
+		if err := <-shut; err != nil && shutdownErr == nil {
 			shutdownErr = fmt.Errorf("shutdown: %w", err)
 		}
-		if err := <-adminErrc; err != nil && !errors.Is(err, http.ErrServerClosed) && failed == nil {
-			failed = fmt.Errorf("%s: %w", a.admin.name, err)
+	}
+	pending := len(servers)
+	if serveErr != nil {
+		pending--
+	}
+	for range pending {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = err
 		}
 	}
-	if err := a.server.Shutdown(sctx); err != nil && shutdownErr == nil {
-		shutdownErr = fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && failed == nil {
-		failed = err
-	}
-	if failed != nil && !errors.Is(failed, http.ErrServerClosed) {
-		return failed
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
 	}
 	return shutdownErr
-}
-
-// adminAddrLabel says where the admin API listens, for the start line.
-func (a *App) adminAddrLabel() string {
-	if a.admin == nil {
-		return "(the main listener)"
-	}
-	return a.AdminAddr()
-}
-
-// listener is an extra listener of the broker (the admin API's).
-type listener struct {
-	name    string // its variable, for messages
-	addr    string
-	handler http.Handler
-	l       net.Listener
-	srv     *http.Server
-}
-
-func (l *listener) listen(log *slog.Logger) error {
-	nl, err := net.Listen("tcp", l.addr)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", l.name, l.addr, err)
-	}
-	l.l, l.srv = nl, newServer(l.handler, log)
-	return nil
 }
 
 // servePprof serves net/http/pprof on its own loopback listener, apart

@@ -39,6 +39,16 @@ type Admin struct {
 	Separate bool
 }
 
+// Why an admin request did not authenticate, besides the reasons of
+// package auth: auth.failure reasons and auth_failures labels.
+const (
+	reasonNotAnAdminCredential auth.Reason = "not_an_admin_credential"
+	reasonUnknownAdminKey      auth.Reason = "unknown_admin_key"
+)
+
+// limitAdmin is a platform admin key's own budget (rate_limited scope).
+const limitAdmin limitScope = "admin"
+
 // AdminRatePerMinute is the fixed budget of each platform admin key: the
 // admin API's requests a minute (burst as much). It is generous, for
 // provisioning scripts; an org key with keys:write counts against its
@@ -177,7 +187,7 @@ func (a *adminAPI) serve(rt adminRoute) echo.HandlerFunc {
 				return errHidden()
 			}
 			if !caller.keysWrite {
-				err := &auth.Error{Kind: auth.ErrInsufficientScope, Reason: "missing_scope:" + config.ScopeKeysWrite, Org: caller.org, KeyID: caller.keyID}
+				err := &auth.Error{Kind: auth.ErrInsufficientScope, Reason: auth.MissingScope(config.ScopeKeysWrite), Org: caller.org, KeyID: caller.keyID}
 				a.s.authFailed(c, a.s.ClientIP.Of(c.Request()), "", err)
 				return &Error{Code: CodeInsufficientScope, Message: "the key lacks the keys:write scope", Cause: err}
 			}
@@ -197,7 +207,7 @@ func (a *adminAPI) serve(rt adminRoute) echo.HandlerFunc {
 			attrs := []slog.Attr{
 				slog.String("event", "admin.change"), slog.String("actor", caller.subject),
 				slog.String("method", c.Request().Method), slog.String("route", a.s.routeLabel(c)),
-				slog.Int("status", c.Response().Status), slog.String("request_id", requestID(c)),
+				slog.Int("status", c.Response().Status),
 			}
 			// The path's ids, once the write accepted them (so they are ids).
 			for _, p := range []string{"org", "agent", "id"} {
@@ -205,7 +215,7 @@ func (a *adminAPI) serve(rt adminRoute) echo.HandlerFunc {
 					attrs = append(attrs, slog.String(p, v))
 				}
 			}
-			a.s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "admin change", attrs...)
+			a.s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "admin change", attrs...)
 		}
 		return nil
 	}
@@ -220,12 +230,12 @@ func (a *adminAPI) authenticate(c echo.Context) (*adminCaller, error) {
 	r := c.Request()
 	ip := a.s.ClientIP.Of(r)
 	if _, ok := r.URL.Query()["api_key"]; ok {
-		a.s.authFailed(c, ip, CodeInvalidAuthHeader, nil)
+		a.s.authFailed(c, ip, auth.Reason(CodeInvalidAuthHeader), nil)
 		return nil, apiError(CodeInvalidAuthHeader, "the admin API takes its credential in the Authorization header only, never in the URL")
 	}
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
-		a.s.authFailed(c, ip, CodeMissingAuthHeader, nil)
+		a.s.authFailed(c, ip, auth.Reason(CodeMissingAuthHeader), nil)
 		return nil, apiError(CodeMissingAuthHeader, "no credential in the Authorization header")
 	}
 	cred, ok := "", false
@@ -233,7 +243,7 @@ func (a *adminAPI) authenticate(c echo.Context) (*adminCaller, error) {
 		cred, ok = bearer(values[0])
 	}
 	if !ok {
-		a.s.authFailed(c, ip, CodeInvalidAuthHeader, nil)
+		a.s.authFailed(c, ip, auth.Reason(CodeInvalidAuthHeader), nil)
 		return nil, apiError(CodeInvalidAuthHeader, "")
 	}
 	switch {
@@ -242,7 +252,7 @@ func (a *adminAPI) authenticate(c echo.Context) (*adminCaller, error) {
 	case strings.HasPrefix(cred, "sk_"):
 		return a.orgKey(c, ip, cred)
 	}
-	a.s.authFailed(c, ip, "not_an_admin_credential", nil)
+	a.s.authFailed(c, ip, reasonNotAnAdminCredential, nil)
 	return nil, apiError(CodeUnauthorized, "the admin API takes a platform admin key, or a secret key with keys:write for its own org's keys")
 }
 
@@ -250,7 +260,7 @@ func (a *adminAPI) authenticate(c echo.Context) (*adminCaller, error) {
 // constant time (all are compared, whichever matches).
 func (a *adminAPI) adminKey(c echo.Context, ip netip.Addr, cred string) (*adminCaller, error) {
 	if apikey.ParseAdmin(cred) != nil {
-		a.s.authFailed(c, ip, "malformed_key", nil)
+		a.s.authFailed(c, ip, auth.ReasonMalformedKey, nil)
 		return nil, apiError(CodeUnauthorized, "")
 	}
 	sum := sha256.Sum256([]byte(cred))
@@ -261,13 +271,13 @@ func (a *adminAPI) adminKey(c echo.Context, ip netip.Addr, cred string) (*adminC
 		}
 	}
 	if match < 0 {
-		a.s.authFailed(c, ip, "unknown_admin_key", nil)
+		a.s.authFailed(c, ip, reasonUnknownAdminKey, nil)
 		return nil, apiError(CodeUnauthorized, "")
 	}
 	k := a.keys[match]
 	// The store key carries the name's hash prefix in braces: one Redis
 	// Cluster slot per admin key.
-	b := &budget{key: "admin:{" + k.name[len("admin:"):] + "}", limit: store.PerMinute(AdminRatePerMinute), scope: "admin"}
+	b := &budget{key: "admin:{" + k.name[len("admin:"):] + "}", limit: store.PerMinute(AdminRatePerMinute), scope: limitAdmin}
 	setBudget(c, b)
 	counted(c)
 	if err := a.s.limit(c, b.key, b.limit, b.scope); err != nil {
@@ -292,15 +302,15 @@ func (a *adminAPI) orgKey(c echo.Context, ip netip.Addr, cred string) (*adminCal
 	}
 	org := ten.Org(p.Org)
 	if org == nil || p.Method != auth.MethodAPIKey {
-		return nil, &Error{Code: CodeConfigError, Message: messages[CodeConfigError], Cause: errUnknownOrg}
+		return nil, wrapError(CodeConfigError, errUnknownOrg)
 	}
 	limit := store.PerMinute(org.RateLimit())
-	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: limit, scope: "org"})
+	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: limit, scope: limitOrg})
 	if u, ok := a.s.Tenants.(interface{ Used(org, keyID string) }); ok {
 		u.Used(p.Org, p.KeyID)
 	}
 	counted(c)
-	if err := a.s.limit(c, store.OrgKey(org.ID), limit, "org"); err != nil {
+	if err := a.s.limit(c, store.OrgKey(org.ID), limit, limitOrg); err != nil {
 		return nil, err
 	}
 	_, env, _ := apikey.Parse(cred)
@@ -312,10 +322,10 @@ func (a *adminAPI) orgKey(c echo.Context, ip netip.Addr, cred string) (*adminCal
 }
 
 func (a *adminAPI) authenticated(c echo.Context, ip netip.Addr, method, org, keyID string) {
-	a.s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "authenticated",
+	a.s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "authenticated",
 		slog.String("event", "auth.success"), slog.String("method", method),
 		slog.String("org", org), slog.String("key_id", keyID), slog.String("client_ip", ip.String()),
-		slog.String("route", a.s.routeLabel(c)), slog.String("request_id", requestID(c)))
+		slog.String("route", a.s.routeLabel(c)))
 }
 
 // adminError maps the registry's errors to the contract's codes (§5). The
@@ -349,7 +359,7 @@ const maxProblems = 10
 // maxProblems of them.
 func problemsMessage(ps []string) string {
 	if len(ps) == 0 {
-		return messages[CodeInvalidRequest]
+		return row(CodeInvalidRequest).message
 	}
 	shown := ps[:min(len(ps), maxProblems)]
 	msg := strings.Join(shown, "; ")

@@ -170,13 +170,13 @@ func (a *adminAPI) deleteOrg(x *adminCall) error {
 // (made by the publishable-keys endpoint: public.key_hash and public.keys
 // are refused with a message saying so).
 type agentBody struct {
-	ID                 *string     `json:"id"`
-	Channels           []string    `json:"channels"`
-	Server             string      `json:"server"`
-	LiveKitAgentName   string      `json:"livekit_agent_name"`
-	LiveKitAgentShared bool        `json:"livekit_agent_shared"`
-	RequireDPoP        bool        `json:"require_dpop"`
-	Public             *publicBody `json:"public"`
+	ID                 *string          `json:"id"`
+	Channels           []config.Channel `json:"channels"`
+	Server             string           `json:"server"`
+	LiveKitAgentName   string           `json:"livekit_agent_name"`
+	LiveKitAgentShared bool             `json:"livekit_agent_shared"`
+	RequireDPoP        bool             `json:"require_dpop"`
+	Public             *publicBody      `json:"public"`
 }
 
 type publicBody struct {
@@ -189,7 +189,7 @@ type publicBody struct {
 // agentView is an agent as the API shows it.
 type agentView struct {
 	ID                 string                    `json:"id"`
-	Channels           []string                  `json:"channels"`
+	Channels           []config.Channel          `json:"channels"`
 	Server             string                    `json:"server"`
 	LiveKitAgentName   string                    `json:"livekit_agent_name"`
 	LiveKitAgentShared bool                      `json:"livekit_agent_shared"`
@@ -221,9 +221,9 @@ func viewAgent(a registry.Agent) agentView {
 	return v
 }
 
-func nonNilStrings(s []string) []string {
+func nonNilStrings[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
 }
@@ -421,18 +421,18 @@ type issuersBody struct {
 }
 
 type issuerBody struct {
-	Issuer        string   `json:"issuer"`
-	Audience      string   `json:"audience"`
-	JWKSURL       string   `json:"jwks_url"`
-	PublicKeyFile string   `json:"public_key_file"` // refused by the registry, with a message saying why
-	Scopes        []string `json:"scopes"`
+	Issuer        string         `json:"issuer"`
+	Audience      string         `json:"audience"`
+	JWKSURL       string         `json:"jwks_url"`
+	PublicKeyFile string         `json:"public_key_file"` // refused by the registry, with a message saying why
+	Scopes        []config.Scope `json:"scopes"`
 }
 
 type issuerView struct {
-	Issuer   string   `json:"issuer"`
-	Audience string   `json:"audience"`
-	JWKSURL  string   `json:"jwks_url"`
-	Scopes   []string `json:"scopes"`
+	Issuer   string         `json:"issuer"`
+	Audience string         `json:"audience"`
+	JWKSURL  string         `json:"jwks_url"`
+	Scopes   []config.Scope `json:"scopes"`
 }
 
 func viewIssuers(list []config.JWTIssuer) map[string]any {
