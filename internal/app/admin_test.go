@@ -468,6 +468,9 @@ func TestAdminOrgKeySelfService(t *testing.T) {
 				}
 			}
 		}
+		if !strings.Contains(a.Logs.String(), `"event":"admin.refused","actor":"org:acme/key:self","method":"DELETE","route":"/admin/orgs/:org/keys/:id","org":"globex"`) {
+			t.Fatal("no admin.refused line for a probe of another org")
+		}
 		if after := a.do(t, "GET", "/admin/orgs/globex/keys", nil).Raw; after != globexBefore {
 			t.Fatalf("globex's keys changed:\n%s\n%s", globexBefore, after)
 		}

@@ -184,6 +184,14 @@ func (a *adminAPI) serve(rt adminRoute) echo.HandlerFunc {
 		}
 		if !caller.admin {
 			if !rt.self || c.Param("org") != caller.org {
+				// Logged, for whoever watches a key probe beyond its org;
+				// the path's org only when it is an id.
+				attrs := []slog.Attr{slog.String("event", "admin.refused"), slog.String("actor", caller.subject),
+					slog.String("method", c.Request().Method), slog.String("route", a.s.routeLabel(c))}
+				if org := c.Param("org"); config.ValidID(org) {
+					attrs = append(attrs, slog.String("org", org))
+				}
+				a.s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "an org key asked for what it may not see", attrs...)
 				return errHidden()
 			}
 			if !caller.keysWrite {
