@@ -66,6 +66,8 @@ type Env struct {
 	ReloadInterval time.Duration
 	// PprofAddr, when set, serves net/http/pprof there (loopback only).
 	PprofAddr string
+	// Registry is the tenant registry in PostgreSQL (database mode).
+	Registry RegistryEnv
 }
 
 // APISecret is one Sayna-style shared secret and the org it stands for.
@@ -105,6 +107,7 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 	r.liveKit(e)
 	r.auth(e)
 	r.deadlines(e)
+	e.Registry = loadRegistryEnv(getenv, e.ConfigFile, r.bad)
 	r.production(e)
 	if len(r.problems) > 0 {
 		return nil, &EnvError{Problems: r.problems}
@@ -366,8 +369,8 @@ func (r *envReader) production(e *Env) {
 	if e.RedisURL == "" && len(e.RedisClusterAddrs) == 0 {
 		r.bad("BROKER_REDIS_URL", "a Redis store is required with BROKER_ENV=production")
 	}
-	if e.ConfigFile == "" {
-		r.bad("BROKER_CONFIG", "a tenants file is required with BROKER_ENV=production")
+	if e.ConfigFile == "" && e.Registry.DatabaseURL == "" {
+		r.bad("BROKER_CONFIG", "a tenants file (or BROKER_DATABASE_URL) is required with BROKER_ENV=production")
 	}
 	if !e.AuthRequired {
 		r.bad("AUTH_REQUIRED", "false is only accepted with BROKER_ENV=development")

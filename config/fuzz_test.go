@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a: &a [*a, *a, *a, *a]"))                                    // recursive alias
 	f.Add([]byte(strings.Replace(good, "203.0.113.0/24", "::ffff:0:0/96", 1))) // mapped prefix
 	f.Add([]byte("orgs:\n- id: a\n  tier: free\n  agents:\n  - id: b\n    channels: [chat]\n    public: {key_hash: x, allowed_origins: ['https://*.co.uk']}\n"))
+	f.Add([]byte("orgs:\n- id: a\n  tier: free\n  agents:\n  - id: b\n    channels: [chat]\n    public: {keys: [{id: k, hash: \"sha256:" + strings.Repeat("a", 64) + "\"}], allowed_origins: ['https://a.example']}\n"))
 	f.Add([]byte("orgs:\n  - id: a\n    tier: free\n    colour: red\n"))
 	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, hash: x, scopes: [x], revoked: maybe}]}]"))
 	f.Add([]byte("orgs:\n\t- id: a\n"))
@@ -66,8 +67,15 @@ func FuzzParse(f *testing.F) {
 				if o.Agent(a.ID) != a || len(a.Channels) == 0 {
 					t.Fatalf("agent %q inconsistent", a.ID)
 				}
-				if a.Public != nil && ten.PublishableByHash(a.Public.KeyHash) != a {
+				if a.Public != nil && a.Public.KeyHash != "" && ten.PublishableByHash(a.Public.KeyHash) != a {
 					t.Fatalf("publishable key of %q not indexed", a.ID)
+				}
+				if a.Public != nil {
+					for _, k := range a.Public.Keys {
+						if ten.PublishableByHash(k.Hash) != a {
+							t.Fatalf("publishable key %q of %q not indexed", k.ID, a.ID)
+						}
+					}
 				}
 			}
 		}

@@ -120,6 +120,10 @@ type Agent struct {
 	// checkLiveKitAgentNames (livekit_agents.go).
 	LiveKitAgentName   string `yaml:"livekit_agent_name"`
 	LiveKitAgentShared bool   `yaml:"livekit_agent_shared"`
+	// RequireDPoP makes every ticket for the agent sender-constrained: a
+	// mint without dpop_jkt is refused, and /connect wants a DPoP proof
+	// even from a ticket minted before it was set.
+	RequireDPoP bool `yaml:"require_dpop"`
 
 	org     *Org
 	matcher *origins.Matcher
@@ -127,12 +131,24 @@ type Agent struct {
 
 // Public enables the agent's public (publishable-key) mode.
 type Public struct {
-	KeyHash        string   `yaml:"key_hash"`
-	AllowedOrigins []string `yaml:"allowed_origins"`
+	// KeyHash is the hash of the agent's one publishable key.
+	KeyHash string `yaml:"key_hash,omitempty"`
+	// Keys lists several publishable keys by id, any of which opens the
+	// agent: the form the tenant registry keeps (rotation) and `broker
+	// tenants export` writes. An explicitly empty list is public mode whose
+	// keys have all been revoked: no key opens it.
+	Keys           []PublishableKey `yaml:"keys"`
+	AllowedOrigins []string         `yaml:"allowed_origins"`
 	// RatePerMinute is the agent's public budget: /public/token requests a
 	// minute with its publishable key, counted apart from the org's own
 	// budget. 0 (absent) means the org tier's rate.
 	RatePerMinute int `yaml:"rate_per_minute"`
+}
+
+// PublishableKey is one of an agent's publishable keys, held as its hash.
+type PublishableKey struct {
+	ID   string `yaml:"id"`
+	Hash string `yaml:"hash"`
 }
 
 // Org returns the agent's org.
@@ -336,6 +352,9 @@ func (b *builder) key(at string, o *Org, k *Key) {
 		b.t.keys[k.Hash] = k
 	}
 	b.scopes(at+".scopes", k.Scopes)
+	if k.ExpiresAt != nil && (k.ExpiresAt.UTC().Year() < 1970 || k.ExpiresAt.UTC().Year() > 9999) {
+		b.add(at+".expires_at", "must be a time between the years 1970 and 9999")
+	}
 	for n, cidr := range k.AllowedIPs {
 		if p, ok := b.prefix(fmt.Sprintf("%s.allowed_ips[%d]", at, n), cidr); ok {
 			k.prefixes = append(k.prefixes, p)
@@ -463,8 +482,24 @@ func (b *builder) agent(at string, o *Org, a *Agent) {
 }
 
 func (b *builder) public(at string, a *Agent) {
-	if b.keyHash(at+".key_hash", a.Public.KeyHash) {
-		b.t.publishable[a.Public.KeyHash] = a
+	// key_hash, or keys (an explicitly empty list: no key yet, or all
+	// revoked), or both.
+	if a.Public.KeyHash != "" || a.Public.Keys == nil {
+		if b.keyHash(at+".key_hash", a.Public.KeyHash) {
+			b.t.publishable[a.Public.KeyHash] = a
+		}
+	}
+	ids := map[string]bool{}
+	for n, k := range a.Public.Keys {
+		kat := fmt.Sprintf("%s.keys[%d]", at, n)
+		b.id(kat+".id", k.ID)
+		if ids[k.ID] {
+			b.add(kat+".id", fmt.Sprintf("duplicate publishable key id %q", k.ID))
+		}
+		ids[k.ID] = true
+		if b.keyHash(kat+".hash", k.Hash) {
+			b.t.publishable[k.Hash] = a
+		}
 	}
 	if a.Public.RatePerMinute < 0 || a.Public.RatePerMinute > 1_000_000 {
 		b.add(at+".rate_per_minute", "1 to 1000000, or absent for the org tier's rate")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   checks the repository's hygiene (no tracked binaries, every go.mod tidy),
-#   installs what is missing (redis-server, chromium, espeak-ng, livekit-server, the widget's,
+#   installs what is missing (redis-server, chromium, espeak-ng, postgresql, livekit-server, the widget's,
 #   the OpenAPI linter's and the example agent's npm packages), starts one Redis
 #   on loopback, checks formatting, vet and the OpenAPI document, runs every test
 #   with the race detector (none skipped: -short is for `go test -short ./...` by hand),
@@ -75,6 +75,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v node >/dev/null || { echo "node is required for the browser and agent worker tests"; exit 1; }
+
+# PostgreSQL for the tenant registry's tests, which start their own
+# throwaway servers on loopback (internal/testenv/postgres.go). No default
+# cluster: nothing listens on 5432 after the install.
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  log "installing postgresql"
+  export DEBIAN_FRONTEND=noninteractive
+  mkdir -p /etc/postgresql-common
+  grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf ||
+    echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+fi
 
 # The widget's npm packages (livekit-client, esbuild, playwright-core), from
 # the lock file; the bundle the broker embeds must match its sources (the

@@ -4,6 +4,8 @@
 //	broker keys new --org ORG --id ID --scopes a,b [--env live|test]
 //	broker keys new --publishable --org ORG --agent AGENT [--origins a,b] [--env live|test]
 //	broker config check FILE
+//	broker tenants import FILE | export
+//	broker migrate
 //	broker version
 package main
 
@@ -35,6 +37,9 @@ const usage = `usage:
   broker keys new --org ORG --id ID --scopes a,b [--env live|test]
   broker keys new --publishable --org ORG --agent AGENT [--origins a,b] [--env live|test]
   broker config check FILE            validate a tenants file
+  broker tenants import FILE          load a tenants file into the database (BROKER_DATABASE_URL)
+  broker tenants export               print the database's tenants as a tenants file
+  broker migrate                      bring the database's registry schema up to date
   broker version
 `
 
@@ -50,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return keysNew(args[2:], stdout, stderr)
 	case args[0] == "config" && len(args) == 3 && args[1] == "check":
 		return configCheck(args[2], stdout, stderr)
+	case args[0] == "tenants" && len(args) >= 2:
+		return tenantsCmd(args[1:], stdout, stderr, getenv)
+	case args[0] == "migrate" && len(args) == 1:
+		return migrateCmd(stdout, stderr, getenv)
 	case args[0] == "version":
 		fmt.Fprintln(stdout, app.Version)
 		return 0

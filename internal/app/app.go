@@ -13,21 +13,18 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/examples/widget"
-	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/httpapi"
 	"github.com/voicebroker/voicebroker/internal/keyfile"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
+	"github.com/voicebroker/voicebroker/internal/registry"
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/internal/store/memory"
 	vbredis "github.com/voicebroker/voicebroker/internal/store/redis"
@@ -52,13 +49,14 @@ type DevKeys struct {
 type App struct {
 	Env     *config.Env
 	Log     *slog.Logger
-	Tenants *config.Holder
+	Tenants registry.Registry
 	Store   store.Store
 	Metrics *metrics.Metrics
 	Issuer  *token.Issuer
 	DevKeys *DevKeys // nil unless the embedded tenant is in use
 
-	handler  http.Handler
+	handler  http.Handler // api behind the registry gate and the request deadline
+	api      http.Handler // the routes alone
 	server   *http.Server
 	listener net.Listener
 	closeMu  sync.Mutex
@@ -94,6 +92,10 @@ func (a *App) build() error {
 	verifier, err := token.NewVerifier(env.PublicURL, append([]*token.Key{signing}, verify...), nil, token.DefaultLeeway)
 	if err != nil {
 		return fmt.Errorf("BROKER_VERIFY_KEY_FILES: %w", err)
+	}
+	dpop, err := newDPoPVerifier(env.PublicURL)
+	if err != nil {
+		return err
 	}
 
 	var service *auth.Service
@@ -140,12 +142,13 @@ func (a *App) build() error {
 		}
 	}
 
-	a.handler = withDeadline(env.RequestTimeout, httpapi.New(httpapi.Deps{
+	a.api = httpapi.New(httpapi.Deps{
 		Tenants:      a.Tenants,
 		Auth:         authn,
 		Store:        st,
 		Issuer:       a.Issuer,
 		Verifier:     verifier,
+		DPoP:         dpop,
 		JWKS:         token.NewJWKS(append([]*token.Key{signing}, verify...)...),
 		Log:          log,
 		Metrics:      a.Metrics,
@@ -159,34 +162,33 @@ func (a *App) build() error {
 		DemoConfig:   demoConfig,
 		ConnectRate:  env.ConnectRatePerMin,
 		PublicRate:   env.PublicRatePerMin,
-	}))
+	})
+	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
 	return nil
 }
 
-// loadTenants reads the tenants file (or makes the embedded demo tenant)
-// and checks the environment against it: every API secret must name one of
-// its orgs, now and after every reload.
-func (a *App) loadTenants() error {
-	env := a.Env
-	if env.ConfigFile == "" {
-		if env.Production() {
-			return errors.New("BROKER_CONFIG: a tenants file is required in production")
-		}
-		var err error
-		if a.DevKeys, a.Tenants, err = demoTenants(); err != nil {
-			return err
-		}
-		if err := env.CheckTenants(a.Tenants.Current()); err != nil {
-			return fmt.Errorf("%w\n  (no BROKER_CONFIG: the embedded development tenant has the one org %q)", err, config.DemoOrg)
-		}
-		return nil
-	}
-	h, err := config.NewHolder(env.ConfigFile, a.Log, a.Metrics.ReloadHook, env.CheckTenants)
+// newDPoPVerifier builds the checker of the DPoP proofs that /connect
+// wants with sender-constrained tickets: their htu must be the broker's
+// public URL of /connect.
+func newDPoPVerifier(publicURL string) (*token.DPoPVerifier, error) {
+	v, err := token.NewDPoPVerifier(publicURL + "/connect")
 	if err != nil {
-		return fmt.Errorf("BROKER_CONFIG %s: %w", env.ConfigFile, err)
+		// The URL is not echoed, as no URL variable is (config.LoadEnv).
+		reason := strings.TrimPrefix(err.Error(), "token: dpop verifier: htu ")
+		return nil, fmt.Errorf("BROKER_PUBLIC_URL: cannot be the base of the DPoP target URI (BROKER_PUBLIC_URL + \"/connect\"): it %s "+
+			"(want an http or https URL in printable ASCII, with a canonical port and no dot segments or malformed percent-escapes)", reason)
 	}
-	a.Tenants = h
-	return nil
+	return v, nil
+}
+
+// loadTenants opens the tenant registry (the database, the tenants file,
+// or the embedded demo tenant) and checks the environment against it:
+// every API secret must name one of its orgs, at start and, for a file,
+// after every reload.
+func (a *App) loadTenants() error {
+	var err error
+	a.Tenants, a.DevKeys, err = openRegistry(context.Background(), a.Env, a.Log, a.Metrics)
+	return err
 }
 
 // openStore connects the store named by the environment and warns, without
@@ -232,21 +234,9 @@ func withDeadline(d time.Duration, next http.Handler) http.Handler {
 // Handler returns the HTTP handler, for in-process benchmarks.
 func (a *App) Handler() http.Handler { return a.handler }
 
-func demoTenants() (*DevKeys, *config.Holder, error) {
-	sk, err := apikey.New(apikey.Secret, apikey.Test)
-	if err != nil {
-		return nil, nil, err
-	}
-	pk, err := apikey.New(apikey.Publishable, apikey.Test)
-	if err != nil {
-		return nil, nil, err
-	}
-	t, err := config.Demo(apikey.Hash(sk), apikey.Hash(pk))
-	if err != nil {
-		return nil, nil, err
-	}
-	return &DevKeys{Secret: sk, Publishable: pk}, config.StaticHolder(t), nil
-}
+// API returns the routes without the outer middleware (registry gate,
+// request deadline), for tests that inspect the route table.
+func (a *App) API() http.Handler { return a.api }
 
 // loadKeys reads the signing key and the keys still accepted; without a
 // signing key file (development only) an ephemeral Ed25519 key is made.
@@ -333,12 +323,12 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// The registry follows its source (file polling and SIGHUP, or the
+	// database) until Run returns.
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go a.Tenants.Watch(watchCtx, a.Env.ReloadInterval, hup)
+	followed := make(chan struct{})
+	go func() { a.Tenants.Run(watchCtx); close(followed) }()
+	defer func() { stopWatch(); <-followed }()
 
 	if a.Env.PprofAddr != "" {
 		stop, err := a.servePprof()
@@ -401,6 +391,9 @@ func (a *App) Close() error {
 		return nil
 	}
 	a.closed = true
+	if a.Tenants != nil {
+		a.Tenants.Close()
+	}
 	if a.Store != nil {
 		return a.Store.Close()
 	}
@@ -429,7 +422,10 @@ func storeTarget(env *config.Env) string {
 }
 
 func tenantsSource(env *config.Env) string {
-	if env.ConfigFile == "" {
+	switch {
+	case env.Registry.DatabaseURL != "":
+		return "database"
+	case env.ConfigFile == "":
 		return "embedded demo"
 	}
 	return env.ConfigFile

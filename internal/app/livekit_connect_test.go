@@ -25,7 +25,7 @@ import (
 // hangingLiveKit is a LiveKit URL whose server accepts connections and
 // never answers, the worst way for LiveKit to be down: a broker that
 // called it would wait out BROKER_LIVEKIT_TIMEOUT.
-func hangingLiveKit(t *testing.T) string {
+func hangingLiveKit(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

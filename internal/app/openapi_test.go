@@ -132,6 +132,19 @@ func TestOpenAPIDocumentMatchesServer(t *testing.T) {
 	conn := do(t, "POST", b.URL+"/connect", pub.Body["token"].(string), nil, "Origin", origin)
 	expect(t, conn, 201, "")
 
+	// Sender-constrained tickets: dpop_jkt on both mints, the DPoP header
+	// and its refusals at /connect, cnf from /token/redeem.
+	key := newDPoPKey(t)
+	bound := b.mint(t, k.acme, map[string]any{"agent": "florencia", "channel": "webrtc", "dpop_jkt": key.jkt})
+	expect(t, do(t, "POST", b.URL+"/connect", bound, nil), 401, "dpop_required")
+	expect(t, do(t, "POST", b.URL+"/connect", bound, nil, "DPoP", newDPoPKey(t).proof(t)), 401, "dpop_invalid")
+	expect(t, do(t, "POST", b.URL+"/connect", bound, nil, "DPoP", key.proof(t)), 201, "")
+	bad()
+	expect(t, do(t, "POST", b.URL+"/token", k.acme, map[string]any{"agent": "florencia", "channel": "webrtc", "dpop_jkt": "abc"}), 400, "invalid_request")
+	boundPub := do(t, "POST", b.URL+"/public/token", k.pk, map[string]any{"agent": "florencia", "channel": "chat", "dpop_jkt": key.jkt}, "Origin", origin)
+	expect(t, boundPub, 201, "")
+	expect(t, do(t, "POST", b.URL+"/token/redeem", k.acme, map[string]string{"token": boundPub.Body["token"].(string)}), 200, "")
+
 	lt := do(t, "POST", b.URL+"/livekit/token", k.acme, map[string]any{
 		"agent": "florencia", "participant_identity": "doc-2", "participant_name": "Doc",
 		"participant_attributes": map[string]string{"team": "docs"},

@@ -25,6 +25,8 @@ const (
 	CodeInsufficientScope      = "insufficient_scope"
 	CodeIPNotAllowed           = "ip_not_allowed"
 	CodeOriginNotAllowed       = "origin_not_allowed"
+	CodeDPoPRequired           = "dpop_required"
+	CodeDPoPInvalid            = "dpop_invalid"
 	CodeRoomForbidden          = "room_forbidden"
 	CodeUnknownAgent           = "unknown_agent"
 	CodeRoomNotFound           = "room_not_found"
@@ -59,6 +61,8 @@ var statuses = map[string]int{
 	CodeInsufficientScope:      http.StatusForbidden,
 	CodeIPNotAllowed:           http.StatusForbidden,
 	CodeOriginNotAllowed:       http.StatusForbidden,
+	CodeDPoPRequired:           http.StatusUnauthorized,
+	CodeDPoPInvalid:            http.StatusUnauthorized,
 	CodeRoomForbidden:          http.StatusForbidden,
 	CodeUnknownAgent:           http.StatusNotFound,
 	CodeRoomNotFound:           http.StatusNotFound,
@@ -90,6 +94,8 @@ var messages = map[string]string{
 	CodeInsufficientScope:      "the credential lacks the scope this endpoint needs",
 	CodeIPNotAllowed:           "the client address is not allowed for this credential",
 	CodeOriginNotAllowed:       "this origin is not allowed",
+	CodeDPoPRequired:           "this ticket is bound to a key: send a DPoP proof made with it in the DPoP header",
+	CodeDPoPInvalid:            "the DPoP proof is not valid for this ticket and request; make a fresh one",
 	CodeRoomForbidden:          "the room belongs to another organisation",
 	CodeUnknownAgent:           "no such agent in your organisation",
 	CodeRoomNotFound:           "no such room",

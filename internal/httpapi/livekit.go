@@ -97,6 +97,10 @@ func (s *Server) connect(c echo.Context) error {
 			return apiError(CodeOriginNotAllowed, "this ticket was issued for another origin")
 		}
 	}
+	proof, err := s.dpopProof(c, raw, claims, agent)
+	if err != nil {
+		return err
+	}
 	room, err := rooms.New(agent.ID, time.Now())
 	if err != nil {
 		return wrapError(CodeInternal, err)
@@ -119,7 +123,7 @@ func (s *Server) connect(c echo.Context) error {
 	if owner != claims.Org {
 		return wrapError(CodeInternal, errors.New("fresh random room name already owned")) // 71 bits: never
 	}
-	if err := s.consume(c, claims, nil); err != nil {
+	if err := s.consumeProved(c, claims, proof); err != nil {
 		if rerr := s.Store.ReleaseRoom(context.WithoutCancel(ctx), room, claims.Org); rerr != nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "could not release the room of a refused /connect; it expires on its own",
 				slog.String("event", "room.release_failed"), slog.String("org", claims.Org), slog.String("room", room),

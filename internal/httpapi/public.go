@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"strconv"
 
@@ -19,12 +18,13 @@ import (
 const (
 	corsMaxAge  = 600 // seconds a preflight may be cached
 	corsMethods = "POST, OPTIONS"
-	corsHeaders = "Authorization, Content-Type"
+	corsHeaders = "Authorization, Content-Type, DPoP"
 )
 
 type publicRequest struct {
-	Agent   string `json:"agent"`
-	Channel string `json:"channel"`
+	Agent   string  `json:"agent"`
+	Channel string  `json:"channel"`
+	DPoPJKT *string `json:"dpop_jkt"`
 }
 
 // publicToken is POST /public/token: a demo page without a backend asks for
@@ -79,8 +79,12 @@ func (s *Server) publicToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	jkt, err := dpopJKT(agent, req.DPoPJKT)
+	if err != nil {
+		return err
+	}
 	return s.issue(c, agent, token.Ticket{
-		Org: agent.Org().ID, Agent: agent.ID, Channel: req.Channel, Identity: identity, Origin: origin.String(),
+		Org: agent.Org().ID, Agent: agent.ID, Channel: req.Channel, Identity: identity, Origin: origin.String(), JKT: jkt,
 	}, &auth.Principal{Org: agent.Org().ID, Method: "publishable_key", KeyID: agent.ID}, "public")
 }
 
@@ -112,7 +116,7 @@ func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Age
 	}
 	h := apikey.Hash(cred)
 	agent := ten.PublishableByHash(h)
-	if agent == nil || agent.Public == nil || subtle.ConstantTimeCompare([]byte(agent.Public.KeyHash), []byte(h)) != 1 {
+	if agent == nil || agent.Public == nil || !agent.Public.HasKey(h) {
 		return nil, errPublishable("unknown_key")
 	}
 	return agent, nil

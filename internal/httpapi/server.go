@@ -58,6 +58,10 @@ type Deps struct {
 	// page, plus DemoConfig as /demo/config.json.
 	Demo       fs.FS
 	DemoConfig any
+
+	// DPoP checks the proofs that sender-constrained tickets need at
+	// /connect (htu BROKER_PUBLIC_URL + "/connect").
+	DPoP *token.DPoPVerifier
 }
 
 // Server holds the handlers' dependencies.
@@ -432,6 +436,9 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 	if err := p.Require(scope); err != nil {
 		s.authFailed(c, ip, "", err)
 		return nil, nil, err
+	}
+	if u, ok := s.Tenants.(interface{ Used(org, keyID string) }); ok && p.Method == auth.MethodAPIKey {
+		u.Used(p.Org, p.KeyID) // the key's last_used_at; the registry batches the writes
 	}
 	if mode&handlerLimits == 0 {
 		counted(c)

@@ -32,6 +32,7 @@ type mintRequest struct {
 	Channel  string          `json:"channel"`
 	Identity *string         `json:"identity"`
 	Metadata json.RawMessage `json:"metadata"`
+	DPoPJKT  *string         `json:"dpop_jkt"`
 }
 
 type mintResponse struct {
@@ -67,8 +68,12 @@ func (s *Server) mint(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	jkt, err := dpopJKT(agent, req.DPoPJKT)
+	if err != nil {
+		return err
+	}
 	return s.issue(c, agent, token.Ticket{
-		Org: p.Org, Agent: agent.ID, Channel: req.Channel, Identity: identity, Metadata: md,
+		Org: p.Org, Agent: agent.ID, Channel: req.Channel, Identity: identity, Metadata: md, JKT: jkt,
 	}, p, "backend")
 }
 
@@ -195,6 +200,9 @@ type redeemResponse struct {
 	Identity string          `json:"identity"`
 	Metadata json.RawMessage `json:"metadata"`
 	Origin   string          `json:"origin,omitempty"`
+	// Cnf is the ticket's cnf claim when it is sender-constrained: a voice
+	// server checks the client's DPoP proof against cnf.jkt itself.
+	Cnf *token.Confirmation `json:"cnf,omitempty"`
 }
 
 // redeem is POST /token/redeem: a voice server of the token's org verifies
@@ -226,7 +234,7 @@ func (s *Server) redeem(c echo.Context) error {
 	s.redeemed(c, claims, "redeem")
 	return c.JSON(http.StatusOK, redeemResponse{
 		Org: claims.Org, Agent: claims.Agent, Channel: claims.Channel, Identity: claims.Subject,
-		Metadata: claims.Metadata, Origin: claims.Origin,
+		Metadata: claims.Metadata, Origin: claims.Origin, Cnf: claims.Confirmation,
 	})
 }
 
@@ -268,16 +276,21 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limi
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.refused(c, CodeTokenUsed, claims.Org, nil)
-		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "token replay refused",
-			slog.String("event", "token.replay"), slog.String("org", claims.Org), slog.String("agent", claims.Agent),
-			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
-			slog.String("request_id", requestID(c)))
-		return apiError(CodeTokenUsed, "")
+		return s.ticketUsed(c, claims)
 	case err != nil:
 		return err
 	}
 	return nil
+}
+
+// ticketUsed counts and logs a replayed ticket and returns token_used.
+func (s *Server) ticketUsed(c echo.Context, claims *token.Claims) error {
+	s.refused(c, CodeTokenUsed, claims.Org, nil)
+	s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "token replay refused",
+		slog.String("event", "token.replay"), slog.String("org", claims.Org), slog.String("agent", claims.Agent),
+		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
+		slog.String("request_id", requestID(c)))
+	return apiError(CodeTokenUsed, "")
 }
 
 // redeemed counts and audits a redemption that completed, with the

@@ -168,7 +168,7 @@ func (t *timedStore) observe(op string, start time.Time, err error) {
 	result := "ok"
 	switch {
 	case err == nil:
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists):
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrReplayed):
 		result = "miss"
 	default:
 		result = "error"
@@ -188,6 +188,13 @@ func (t *timedStore) ConsumeNonce(ctx context.Context, n store.Nonce, limit *sto
 	r, err := t.Store.ConsumeNonce(ctx, n, limit)
 	t.observe("consume_nonce", start, err)
 	return r, err
+}
+
+func (t *timedStore) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p store.Proof) error {
+	start := time.Now()
+	err := t.Store.ConsumeNonceWithProof(ctx, n, p)
+	t.observe("consume_nonce_dpop", start, err)
+	return err
 }
 
 func (t *timedStore) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {

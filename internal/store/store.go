@@ -19,6 +19,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrExists: PutNonce found the nonce already present.
 	ErrExists = errors.New("already exists")
+	// ErrReplayed: ConsumeNonceWithProof found the proof already recorded;
+	// nothing was consumed.
+	ErrReplayed = errors.New("proof already used")
 )
 
 // Nonce names a ticket's nonce: its ID and the org it belongs to. The org
@@ -66,6 +69,39 @@ type Nonces interface {
 	// for one nonce, across every process sharing the store, exactly one
 	// returns a nil error; the others return ErrNotFound.
 	ConsumeNonce(ctx context.Context, n Nonce, limit *Limit) (Result, error)
+	// ConsumeNonceWithProof redeems a sender-constrained ticket: in one
+	// atomic step it records p and consumes n. If p is already recorded
+	// (a replayed DPoP proof) it returns ErrReplayed and consumes nothing;
+	// if n is absent it returns ErrNotFound and records nothing; otherwise
+	// n is gone, p is remembered for p.TTL, and it returns nil. Of any
+	// number of concurrent calls with one proof, across every process
+	// sharing the store, at most one returns nil. Proofs are recorded per
+	// org (n.Org): the record shares the nonce's place (in Redis Cluster,
+	// its slot), which is what makes the step one atomic round trip.
+	ConsumeNonceWithProof(ctx context.Context, n Nonce, p Proof) error
+}
+
+// Proof names a DPoP proof that may be accepted once.
+type Proof struct {
+	// Key identifies the proof: token.DPoPProof.ReplayKey (thumbprint and
+	// jti), at most MaxProofKey bytes.
+	Key string
+	// TTL is how long the proof is remembered: token.DPoPVerifier.ReplayTTL,
+	// the time in which its iat keeps it acceptable.
+	TTL time.Duration
+}
+
+// MaxProofKey bounds Proof.Key.
+const MaxProofKey = 256
+
+// Check returns an error for a proof no store can record: an empty or
+// overlong key, or a ttl under a millisecond. It is a caller's mistake,
+// not ErrUnavailable.
+func (p Proof) Check() error {
+	if p.Key == "" || len(p.Key) > MaxProofKey || p.TTL < time.Millisecond {
+		return errors.New("store: a proof needs a key of 1 to 256 bytes and a ttl of at least 1ms")
+	}
+	return nil
 }
 
 // Rooms records which org owns a LiveKit room.

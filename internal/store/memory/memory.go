@@ -21,6 +21,7 @@ type Store struct {
 
 	mu     sync.Mutex
 	nonces map[string]time.Time // id -> expiry
+	proofs map[string]time.Time // org and proof key -> expiry
 	rooms  map[string]owner
 	tats   map[string]time.Time // GCRA theoretical arrival times
 
@@ -47,6 +48,7 @@ func NewWithClock(now func() time.Time) *Store {
 	return &Store{
 		now:    now,
 		nonces: make(map[string]time.Time),
+		proofs: make(map[string]time.Time),
 		rooms:  make(map[string]owner),
 		tats:   make(map[string]time.Time),
 		stop:   make(chan struct{}),
@@ -73,6 +75,11 @@ func (s *Store) sweep() {
 	for k, exp := range s.nonces {
 		if !now.Before(exp) {
 			delete(s.nonces, k)
+		}
+	}
+	for k, exp := range s.proofs {
+		if !now.Before(exp) {
+			delete(s.proofs, k)
 		}
 	}
 	for k, o := range s.rooms {
@@ -137,6 +144,33 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 		return res, store.ErrNotFound
 	}
 	return res, nil
+}
+
+// ConsumeNonceWithProof implements store.Nonces under the store's one
+// lock: the proof is looked up, the nonce consumed and the proof recorded
+// with no other call in between.
+func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p store.Proof) error {
+	if err := p.Check(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return store.ErrUnavailable
+	}
+	now := s.now()
+	pk := n.Org + "/" + p.Key
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.proofs[pk]; ok && now.Before(exp) {
+		return store.ErrReplayed
+	}
+	exp, ok := s.nonces[nonceKey(n)]
+	if !ok || !now.Before(exp) {
+		delete(s.nonces, nonceKey(n))
+		return store.ErrNotFound
+	}
+	delete(s.nonces, nonceKey(n))
+	s.proofs[pk] = now.Add(p.TTL)
+	return nil
 }
 
 // ClaimRoom implements store.Rooms.

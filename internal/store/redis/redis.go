@@ -4,8 +4,8 @@
 //
 // Every call carries a deadline (the store timeout) and go-redis retries
 // nothing: a command that may or may not have run is reported as
-// store.ErrUnavailable and the broker fails closed. Every command touches
-// one key, so every command is on one cluster slot.
+// store.ErrUnavailable and the broker fails closed. Every command is on one
+// cluster slot: it touches one key, or keys that share the org's hash tag.
 package redis
 
 import (
@@ -33,6 +33,10 @@ const (
 )
 
 func nonceKey(n store.Nonce) string { return "vb:n:{" + n.Org + "}:" + n.ID }
+
+// proofKey is where a DPoP proof of n's org is recorded: beside the nonce,
+// under the same {org} hash tag.
+func proofKey(n store.Nonce, p store.Proof) string { return "vb:p:{" + n.Org + "}:" + p.Key }
 
 // rateKey is the redis_rate key of a store.Limiter key, so that Allow(key)
 // and a limited nonce call on the same key share one bucket.
@@ -66,6 +70,18 @@ else
   if redis.call('GETDEL', KEYS[2]) then done = 1 end
 end
 return {1, remaining, '-1', tostring(new_tat - now), done}
+`)
+
+// consumeWithProof is ConsumeNonceWithProof on KEYS[1] (the nonce) and
+// KEYS[2] (the proof), both under the org's hash tag. Returns 2 when the
+// proof is recorded already (nothing consumed), 0 when the nonce is absent
+// (nothing recorded), 1 when the nonce was consumed and the proof recorded
+// for ARGV[1] ms.
+var consumeWithProof = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+if not redis.call('GETDEL', KEYS[1]) then return 0 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return 1
 `)
 
 // claimRoom sets the owner unless another org holds the room, and returns
@@ -223,6 +239,29 @@ func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, 
 		return res, notDone
 	}
 	return res, nil
+}
+
+// ConsumeNonceWithProof implements store.Nonces in one round trip: the
+// consumeWithProof script, whose two keys share the org's cluster slot.
+func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p store.Proof) error {
+	if err := p.Check(); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	v, err := consumeWithProof.Run(ctx, s.rdb, []string{nonceKey(n), proofKey(n, p)}, p.TTL.Milliseconds()).Int()
+	if err != nil {
+		return unavailable("consume with proof", err)
+	}
+	switch v {
+	case 1:
+		return nil
+	case 2:
+		return store.ErrReplayed
+	case 0:
+		return store.ErrNotFound
+	}
+	return unavailable("consume with proof", fmt.Errorf("reply %d", v))
 }
 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }

@@ -236,6 +236,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 
 	runLimited(t, newStore)
+	runProofs(t, newStore)
 
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(ctx); err != nil {
@@ -383,6 +384,171 @@ func runLimited(t *testing.T, newStore func(t *testing.T) store.Store) {
 		wg.Wait()
 		if ok.Load() != 1 || gone.Load() != 99 {
 			t.Fatalf("ok=%d notfound=%d, want 1/99", ok.Load(), gone.Load())
+		}
+	})
+}
+
+// runProofs is the part of the suite for ConsumeNonceWithProof: a DPoP
+// proof is accepted once, and a replayed proof consumes nothing.
+func runProofs(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	fresh := func(t *testing.T, s store.Store) store.Nonce {
+		t.Helper()
+		id, err := token.NewNonce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := store.Nonce{Org: "acme", ID: id}
+		if _, err := s.PutNonce(ctx, n, time.Minute, nil); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	proof := func(ttl time.Duration) store.Proof {
+		jti, _ := token.NewNonce()
+		return store.Proof{Key: "dpop:0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I:" + jti, TTL: ttl}
+	}
+	present := func(t *testing.T, s store.Store, n store.Nonce) bool {
+		t.Helper()
+		_, err := s.ConsumeNonce(ctx, n, nil)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+
+	t.Run("ProofConsumesTheNonce", func(t *testing.T) {
+		s := newStore(t)
+		n, p := fresh(t, s), proof(time.Minute)
+		if err := s.ConsumeNonceWithProof(ctx, n, p); err != nil {
+			t.Fatalf("ConsumeNonceWithProof: %v", err)
+		}
+		if present(t, s, n) {
+			t.Fatal("the nonce is still there")
+		}
+		// The nonce is gone for every kind of consume, a new proof included.
+		if err := s.ConsumeNonceWithProof(ctx, n, proof(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("second consume with a new proof = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("ProofReplayConsumesNothing", func(t *testing.T) {
+		s := newStore(t)
+		n1, n2, p := fresh(t, s), fresh(t, s), proof(time.Minute)
+		if err := s.ConsumeNonceWithProof(ctx, n1, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ConsumeNonceWithProof(ctx, n2, p); !errors.Is(err, store.ErrReplayed) {
+			t.Fatalf("replayed proof = %v, want ErrReplayed", err)
+		}
+		// The replayed proof left n2 in place: a fresh proof consumes it.
+		if err := s.ConsumeNonceWithProof(ctx, n2, proof(time.Minute)); err != nil {
+			t.Fatalf("after a replay, a fresh proof: %v", err)
+		}
+		// A replay of a used nonce with a used proof is still a replay.
+		if err := s.ConsumeNonceWithProof(ctx, n1, p); !errors.Is(err, store.ErrReplayed) {
+			t.Fatalf("replay of both = %v, want ErrReplayed", err)
+		}
+	})
+
+	t.Run("ProofNotRecordedForAMissingNonce", func(t *testing.T) {
+		s := newStore(t)
+		missing, _ := token.NewNonce()
+		p := proof(time.Minute)
+		if err := s.ConsumeNonceWithProof(ctx, store.Nonce{Org: "acme", ID: missing}, p); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing nonce = %v, want ErrNotFound", err)
+		}
+		if err := s.ConsumeNonceWithProof(ctx, fresh(t, s), p); err != nil {
+			t.Fatalf("a proof refused with its nonce was recorded: %v", err)
+		}
+	})
+
+	t.Run("ProofExpires", func(t *testing.T) {
+		s := newStore(t)
+		p := proof(20 * time.Millisecond)
+		if err := s.ConsumeNonceWithProof(ctx, fresh(t, s), p); err != nil {
+			t.Fatal(err)
+		}
+		n := fresh(t, s)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := s.ConsumeNonceWithProof(ctx, n, p)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, store.ErrReplayed) {
+				t.Fatalf("while the proof expires: %v", err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the proof was never forgotten")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
+	t.Run("ProofConcurrent", func(t *testing.T) {
+		s := newStore(t)
+		p := proof(time.Minute)
+		nonces := make([]store.Nonce, 50)
+		for i := range nonces {
+			nonces[i] = fresh(t, s)
+		}
+		errs := make([]error, len(nonces))
+		var wg sync.WaitGroup
+		for i, n := range nonces {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.ConsumeNonceWithProof(ctx, n, p)
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+				if present(t, s, nonces[i]) {
+					t.Fatalf("call %d won but left its nonce", i)
+				}
+			case errors.Is(err, store.ErrReplayed):
+				if !present(t, s, nonces[i]) {
+					t.Fatalf("call %d was refused as a replay but consumed its nonce", i)
+				}
+			default:
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d calls accepted one proof, want 1", won)
+		}
+	})
+
+	t.Run("ProofOnCanceledContextFailsClosed", func(t *testing.T) {
+		s := newStore(t)
+		n, p := fresh(t, s), proof(time.Minute)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := s.ConsumeNonceWithProof(cctx, n, p); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("on a canceled ctx = %v, want ErrUnavailable", err)
+		}
+		if err := s.ConsumeNonceWithProof(ctx, n, p); err != nil {
+			t.Fatalf("after a failed call, nonce and proof must be untouched: %v", err)
+		}
+	})
+
+	t.Run("ProofBadArguments", func(t *testing.T) {
+		s := newStore(t)
+		n := fresh(t, s)
+		for _, p := range []store.Proof{{Key: "", TTL: time.Minute}, {Key: "k", TTL: 0}, {Key: "k", TTL: -time.Second},
+			{Key: strings.Repeat("k", store.MaxProofKey+1), TTL: time.Minute}} {
+			if err := s.ConsumeNonceWithProof(ctx, n, p); err == nil || errors.Is(err, store.ErrUnavailable) ||
+				errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrReplayed) {
+				t.Fatalf("proof key %d bytes, ttl %v: %v, want a plain error", len(p.Key), p.TTL, err)
+			}
+		}
+		if !present(t, s, n) {
+			t.Fatal("a refused call consumed the nonce")
 		}
 	})
 }

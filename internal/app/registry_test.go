@@ -1,0 +1,178 @@
+package app_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/registry"
+	"github.com/voicebroker/voicebroker/internal/registry/postgres"
+	"github.com/voicebroker/voicebroker/internal/testenv"
+)
+
+// within polls fn (an HTTP request) until it gives status, for up to d.
+func within(t *testing.T, d time.Duration, what string, status int, fn func() response) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		r := fn()
+		if r.Status == status {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s (last answer %d %s)", d, what, r.Status, r.Raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A broker on the database: keys created and revoked through another
+// registry (an admin, another replica) work and stop working on it within
+// a second; several publishable keys open one agent (rotation).
+func TestBrokerOnDatabase(t *testing.T) {
+	db := testenv.PostgresURL(t)
+	k := newKeys(t)
+	ctx := registry.WithActor(context.Background(), registry.Actor{Subject: "test:admin"})
+	admin, err := postgres.Open(ctx, postgres.Options{URL: db, Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	f, err := registry.ParseFile([]byte(tenantsYAML(k)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Import(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	b := startBroker(t, k, map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db})
+	expect(t, do(t, "POST", b.URL+"/token", k.acme, flo), 201, "")
+	expect(t, do(t, "POST", b.URL+"/token", k.acmeRevoked, flo), 401, "unauthorized")
+
+	_, key, err := admin.CreateKey(ctx, "acme", registry.KeySpec{ID: "made-by-admin", Scopes: []string{"tokens:create"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "a new key usable", 201, func() response { return do(t, "POST", b.URL+"/token", key, flo) })
+	// Its use is recorded (written in batches; flushed here).
+	if err := b.app.Tenants.(*postgres.Registry).FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := admin.ListKeys(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := keys[len(keys)-1]; last.ID != "made-by-admin" || last.LastUsedAt == nil || time.Since(*last.LastUsedAt) > time.Minute {
+		t.Fatalf("last_used_at after a use: %+v", last)
+	}
+	if err := admin.RevokeKey(ctx, "acme", "made-by-admin"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "a revoked key refused", 401, func() response { return do(t, "POST", b.URL+"/token", key, flo) })
+
+	// Publishable keys: a second one opens the agent too; deleting the
+	// first stops only it.
+	origin := []string{"Origin", "https://demo.acme.example"}
+	public := func(pk string) func() response {
+		return func() response { return do(t, "POST", b.URL+"/public/token", pk, flo, origin...) }
+	}
+	expect(t, public(k.pk)(), 201, "")
+	_, pk2, err := admin.CreatePublishableKey(ctx, "acme", "florencia", apikey.Live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "a second publishable key usable", 201, public(pk2))
+	expect(t, public(k.pk)(), 201, "")
+	if err := admin.DeletePublishableKey(ctx, "acme", "florencia", registry.DefaultPublishableKeyID); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "the deleted publishable key refused", 401, public(k.pk))
+	expect(t, public(pk2)(), 201, "")
+
+	// Deleting the org stops all of it.
+	if err := admin.DeleteOrg(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "a deleted org's key refused", 401, func() response { return do(t, "POST", b.URL+"/token", k.acme, flo) })
+	expect(t, do(t, "POST", b.URL+"/token", k.globex, map[string]any{"agent": "hank", "channel": "webrtc"}), 201, "")
+
+	logs := b.Logs.String()
+	for _, s := range []string{k.acme, key, pk2, k.pk, "sha256:"} {
+		if strings.Contains(logs, s) {
+			t.Fatal("a key or hash in the broker's log")
+		}
+	}
+	if !strings.Contains(logs, `"tenants":"database"`) {
+		t.Fatal("the start line does not say the tenants come from the database")
+	}
+}
+
+// The embedded development tenant is a writable registry: a key made
+// through it works at once.
+func TestDemoRegistryWritable(t *testing.T) {
+	a, url := testenv.StartDemoBroker(t)
+	_, key, err := a.Tenants.CreateKey(context.Background(), "demo", registry.KeySpec{ID: "second", Scopes: []string{"tokens:create"}, Env: apikey.Test})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, do(t, "POST", url+"/token", key, map[string]any{"agent": "demo-bot", "channel": "chat"}), 201, "")
+	if err := a.Tenants.RevokeKey(context.Background(), "demo", "second"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, do(t, "POST", url+"/token", key, map[string]any{"agent": "demo-bot", "channel": "chat"}), 401, "unauthorized")
+	expect(t, do(t, "POST", url+"/token", a.DevKeys.Secret, map[string]any{"agent": "demo-bot", "channel": "chat"}), 201, "")
+}
+
+// With the database down past BROKER_REGISTRY_MAX_STALENESS, the broker
+// fails closed (503 registry_unavailable) on everything that reads the
+// tenants, keeps answering probes and scrapes, and recovers by itself.
+func TestBrokerFailsClosedOnStaleRegistry(t *testing.T) {
+	srv := testenv.StartTestPostgres(t)
+	db := testenv.NewDatabase(t, srv.URL("postgres"))
+	k := newKeys(t)
+	admin, err := postgres.Open(context.Background(), postgres.Options{URL: db, Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := registry.ParseFile([]byte(tenantsYAML(k)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Import(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	b := startBroker(t, k, map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db,
+		"BROKER_REGISTRY_REFRESH": "1s", "BROKER_REGISTRY_MAX_STALENESS": "2s"})
+	mint := func() response { return do(t, "POST", b.URL+"/token", k.acme, flo) }
+	expect(t, mint(), 201, "")
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Poll /readyz, which the rate limits do not count.
+	ready := func() response { return do(t, "GET", b.URL+"/readyz", "", nil) }
+	within(t, 15*time.Second, "fail closed past the staleness", 503, ready)
+	expect(t, mint(), 503, "registry_unavailable")
+	expect(t, do(t, "POST", b.URL+"/public/token", k.pk, flo, "Origin", "https://demo.acme.example"), 503, "registry_unavailable")
+	expect(t, do(t, "POST", b.URL+"/connect", "", map[string]any{"token": "x"}), 503, "registry_unavailable")
+	expect(t, do(t, "GET", b.URL+"/readyz", "", nil), 503, "registry_unavailable")
+	if r := do(t, "GET", b.URL+"/healthz", "", nil); r.Status != 200 {
+		t.Fatalf("/healthz = %d", r.Status)
+	}
+	m := do(t, "GET", b.URL+"/metrics", "", nil)
+	if m.Status != 200 || !strings.Contains(m.Raw, "voicebroker_registry_unavailable 1") || !strings.Contains(m.Raw, "voicebroker_registry_snapshot_age_seconds") {
+		t.Fatalf("/metrics during the outage: %d", m.Status)
+	}
+
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 20*time.Second, "recovery without a restart", 200, ready)
+	expect(t, mint(), 201, "")
+	if m := do(t, "GET", b.URL+"/metrics", "", nil); !strings.Contains(m.Raw, "voicebroker_registry_unavailable 0") {
+		t.Fatal("the unavailable gauge stays up after recovery")
+	}
+}
