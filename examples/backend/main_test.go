@@ -75,6 +75,35 @@ func TestTokenProvider(t *testing.T) {
 	}
 }
 
+// TestTokenProviderBindsTheBrowsersKey: the thumbprint the page sends as
+// dpop_jkt reaches the real broker in POST /token, so the ticket is bound
+// to the browser's key (the broker's redeem answer shows its cnf.jkt).
+func TestTokenProviderBindsTheBrowsersKey(t *testing.T) {
+	a, broker := testenv.StartDemoBroker(t)
+	srv := httptest.NewServer(NewBackend(broker, a.DevKeys.Secret, "demo-bot", map[string]string{"alice": "correct-horse"}).Handler())
+	defer srv.Close()
+	c := signedIn(t, srv)
+	// RFC 9449's example key's thumbprint, as a browser would send it.
+	const jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+	resp, err := c.Post(srv.URL+"/api/token", "application/json", strings.NewReader(`{"channel":"webrtc","dpop_jkt":"`+jkt+`"}`))
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("token: %v %v", err, resp.StatusCode)
+	}
+	var tok struct{ Token string }
+	json.NewDecoder(resp.Body).Decode(&tok)
+	req, _ := http.NewRequest("POST", broker+"/token/redeem", strings.NewReader(`{"token":"`+tok.Token+`"}`))
+	req.Header.Set("Authorization", "Bearer "+a.DevKeys.Secret)
+	resp, _ = http.DefaultClient.Do(req)
+	var claims struct {
+		Identity string
+		Cnf      struct{ JKT string }
+	}
+	json.NewDecoder(resp.Body).Decode(&claims)
+	if resp.StatusCode != 200 || claims.Identity != "alice" || claims.Cnf.JKT != jkt {
+		t.Fatalf("redeem: %d %+v", resp.StatusCode, claims)
+	}
+}
+
 func errorCode(t *testing.T, resp *http.Response) string {
 	t.Helper()
 	defer resp.Body.Close()

@@ -29,10 +29,6 @@ import (
 // tokenProvider backend (examples/backend). Screenshots of every state go
 // to artifacts/ (VB_ARTIFACTS_DIR to change it).
 
-// widgetDPoP is what the pages are opened with: DPoP on, as the widget
-// ships, unless the broker cannot take dpop_jkt yet.
-const widgetDPoP = "off"
-
 // Levels (RMS, full scale 1.0) from which audio counts as heard: speech
 // from the fake microphone measures 0.05 to 0.35, the agent's greeting
 // 0.21, silence 0 to 0.0005.
@@ -383,14 +379,18 @@ func startVoiceBroker(t *testing.T, k keys, vars map[string]string) (*broker, *t
 	return startBroker(t, k, env), lk
 }
 
-// allowOrigins rewrites the tenants so florencia's public mode accepts origins.
-func allowOrigins(t *testing.T, b *broker, k keys, origins ...string) {
+// allowOrigins rewrites the tenants so florencia's public mode accepts
+// origins; requireDPoP makes florencia take sender-constrained tickets only.
+func allowOrigins(t *testing.T, b *broker, k keys, requireDPoP bool, origins ...string) {
 	t.Helper()
 	list := `"https://demo.acme.example"`
 	for _, o := range origins {
 		list += fmt.Sprintf(", %q", o)
 	}
 	b.rewriteTenants(t, tenantsYAML(k, func(y string) string {
+		if requireDPoP {
+			y = strings.Replace(y, "      - id: florencia\n", "      - id: florencia\n        require_dpop: true\n", 1)
+		}
 		return strings.Replace(y, `allowed_origins: ["https://demo.acme.example"]`, "allowed_origins: ["+list+"]", 1)
 	}), "ok")
 }
@@ -421,8 +421,8 @@ func TestWidgetInRealBrowser(t *testing.T) {
 	allowedPage, otherPage := serveWidget(t), serveWidget(t)
 	k := newKeys(t)
 	b, _ := startVoiceBroker(t, k, nil)
-	allowOrigins(t, b, k, allowedPage)
-	q := url.Values{"broker": {b.URL}, "key": {k.pk}, "agent": {"florencia"}, "dpop": {widgetDPoP}}
+	allowOrigins(t, b, k, false, allowedPage)
+	q := url.Values{"broker": {b.URL}, "key": {k.pk}, "agent": {"florencia"}}
 	br := startBrowser(t, "")
 
 	br.open(allowedPage + "/index.html?" + q.Encode())
@@ -455,7 +455,10 @@ func TestWidgetInRealBrowser(t *testing.T) {
 // everything real: headless Chromium whose fake microphone plays speech
 // (espeak-ng), the broker, livekit-server, the example agent worker
 // dispatched by the broker's room configuration and, in tokenProvider mode,
-// the example backend. In each mode: the agent hears the browser's speech
+// the example backend. The agent has require_dpop, so each call also
+// proves the ticket was bound to the browser's key and the key proved at
+// /connect (the backend passing the page's dpop_jkt on). In each mode: the
+// agent hears the browser's speech
 // (its agent.heard levels), the page hears the agent's answer (an
 // AnalyserNode on the agent's track, audible for longer than the agent's
 // one-second greeting, so its echo of the speech arrived too), the
@@ -466,21 +469,23 @@ func TestVoiceSessionInRealBrowser(t *testing.T) {
 	wav := speechWAV(t)
 	k := newKeys(t)
 	b, lk := startVoiceBroker(t, k, nil)
-	allowOrigins(t, b, k, b.URL)
+	// florencia takes sender-constrained tickets only: a call proves that
+	// both modes bound the ticket to the browser's key (DPoP) and proved it.
+	allowOrigins(t, b, k, true, b.URL)
 	worker := testenv.StartAgentWorker(t, lk, "florencia")
 	backend := startBackend(t, b.URL, k.acme, "florencia", "alice:correct-horse-battery")
 	br := startBrowser(t, wav)
 
 	t.Run("publishable key", func(t *testing.T) {
 		br.t = t
-		q := url.Values{"broker": {b.URL}, "key": {k.pk}, "agent": {"florencia"}, "dpop": {widgetDPoP}}
+		q := url.Values{"broker": {b.URL}, "key": {k.pk}, "agent": {"florencia"}}
 		// The page the development broker serves at /demo/.
 		br.open(b.URL + "/demo/index.html?" + q.Encode())
 		voiceCall(t, br, worker, b, k, "voice-public", "user-", k.pk)
 	})
 	t.Run("tokenProvider", func(t *testing.T) {
 		br.t = t
-		br.open(backend + "/?dpop=" + widgetDPoP)
+		br.open(backend + "/")
 		s := br.expectState("signed-out")
 		if !strings.Contains(s.Sentence+s.Step, "Sign in") {
 			t.Fatalf("signed out: %+v", s)
@@ -511,7 +516,7 @@ func TestVoiceSessionInRealBrowser(t *testing.T) {
 // prefix when it ends in "-".
 func voiceCall(t *testing.T, br *browser, w *testenv.AgentWorker, b *broker, k keys, shot, identity, secret string) {
 	s := br.expectState("idle")
-	if !contains(s.Buttons, "Start call") {
+	if !contains(s.Buttons, "Start call") || s.Facts["ticket"] != "bound to this browser (DPoP)" {
 		t.Fatalf("idle: %+v", s)
 	}
 	br.shot(shot + "-1-idle.png")
@@ -631,7 +636,8 @@ func waitSilence(t *testing.T, w *testenv.AgentWorker, room string) {
 
 // TestWidgetErrorSentences: the widget's error states in a real browser
 // each show their sentence: livekit_not_configured names the variables
-// to set, and the backend's page refuses a wrong password. (The sentence
+// to set, a key of another agent names the agent, and DPoP turned off for
+// an agent with require_dpop says to turn it on. (The sentence
 // of every other code is checked against the contract by
 // examples/widget's TestEveryErrorCodeHasASentence.)
 func TestWidgetErrorSentences(t *testing.T) {
@@ -641,9 +647,9 @@ func TestWidgetErrorSentences(t *testing.T) {
 	b := startBroker(t, k, map[string]string{
 		"BROKER_ADDR": fmt.Sprintf("127.0.0.1:%d", port), "BROKER_PUBLIC_URL": fmt.Sprintf("http://127.0.0.1:%d", port),
 	})
-	allowOrigins(t, b, k, b.URL)
+	allowOrigins(t, b, k, false, b.URL)
 	br := startBrowser(t, "")
-	q := url.Values{"broker": {b.URL}, "key": {k.pk}, "agent": {"florencia"}, "dpop": {widgetDPoP}}
+	q := url.Values{"broker": {b.URL}, "key": {k.pk}, "agent": {"florencia"}}
 	br.open(b.URL + "/demo/index.html?" + q.Encode())
 	br.expectState("idle")
 	br.click(".vb-start")
@@ -669,6 +675,22 @@ func TestWidgetErrorSentences(t *testing.T) {
 		t.Fatalf("another agent's key: %+v", s)
 	}
 	br.shot("widget-error-unauthorized.png")
+
+	// An agent that takes sender-constrained tickets only, and a page with
+	// DPoP turned off: the sentence says to turn it on.
+	allowOrigins(t, b, k, true, b.URL)
+	q.Set("agent", "florencia")
+	q.Set("dpop", "off")
+	br.open(b.URL + "/demo/index.html?" + q.Encode())
+	if s := br.expectState("idle"); s.Facts["ticket"] != "not bound (DPoP off)" {
+		t.Fatalf("dpop=off: %+v", s)
+	}
+	br.click(".vb-start")
+	s = br.expectState("error")
+	if s.Code != "invalid_request" || !strings.Contains(s.Sentence, "(DPoP)") || !strings.Contains(s.Sentence, "dpop=off") {
+		t.Fatalf("require_dpop with DPoP off: %+v", s)
+	}
+	br.shot("widget-error-dpop-required.png")
 }
 
 func waitParticipantPrefix(t *testing.T, b *broker, cred, room, prefix string) {

@@ -21,6 +21,14 @@ export function codeOf(e) {
   return 'unknown';
 }
 
+// sentenceCode is the code whose sentence explains e best: its own,
+// except where the broker's message tells a more useful one.
+export function sentenceCode(code, e) {
+  const said = String((e && e.message) || '');
+  if (code === 'invalid_request' && /dpop_jkt"? is required/.test(said)) return 'dpop_required';
+  return code;
+}
+
 // sentence is the sentence for code in mode ('public' or 'backend'), with
 // {agent}, {origin}, {broker}, {server}, {status} and {retryAfter} filled
 // in from vars. Unknown codes get the 'unknown' sentence naming the code.

@@ -23,7 +23,7 @@ import {
   createLocalAudioTrack,
   setLogLevel,
 } from 'livekit-client';
-import { WidgetError, codeOf, sentence } from './explain.js';
+import { WidgetError, codeOf, sentence, sentenceCode } from './explain.js';
 import { Meter, TICK_MS } from './meter.js';
 
 const STATUS = {
@@ -226,7 +226,7 @@ async function main() {
     if (!e) return;
     const said = redact(e.message || '', cfg?.key ? [cfg.key] : []);
     ui.error.append(
-      h('p', { class: 'vb-sentence' }, sentence(code, cfg?.mode || 'public', vars(e))),
+      h('p', { class: 'vb-sentence' }, sentence(sentenceCode(code, e), cfg?.mode || 'public', vars(e))),
       h('p', { class: 'vb-code' }, h('code', {}, code), said && said !== code ? ' · ' + said : '',
         e.requestId ? ` · request ${e.requestId}` : ''));
   }
