@@ -6,7 +6,8 @@
 //
 // FAKE_MIC, when set, is a WAV file the fake microphone plays in a loop
 // (Chromium's --use-file-for-fake-audio-capture); without it the fake
-// microphone beeps. Commands, {"op": ..., ...}:
+// microphone beeps. MIC_PERMISSION=deny refuses the page the microphone.
+// Commands, {"op": ..., ...}:
 //   goto {url}                   load a page (a fresh one each time)
 //   click {selector}             a real click: the user gesture that unlocks audio
 //   fill {selector, value}
@@ -25,8 +26,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
-  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'];
+  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--use-fake-device-for-media-stream'];
+// The permission prompt is answered yes, unless MIC_PERMISSION=deny: then
+// headless Chromium answers every microphone request no.
+if (process.env.MIC_PERMISSION !== 'deny') args.push('--use-fake-ui-for-media-stream');
 if (process.env.FAKE_MIC) args.push('--use-file-for-fake-audio-capture=' + process.env.FAKE_MIC);
 
 const profile = mkdtempSync(join(tmpdir(), 'vb-chromium-'));
@@ -127,7 +130,8 @@ const ops = {
   },
   async release() {
     holdSuffix = null;
-    for (const r of held.splice(0)) await r.continue();
+    // A request the page gave up on meanwhile (a cancelled call) is gone.
+    for (const r of held.splice(0)) await r.continue().catch(() => {});
     return null;
   },
 };

@@ -111,8 +111,9 @@ func (s widgetState) kinds() map[string]string {
 }
 
 // startBrowser starts Chromium with a fake microphone playing fakeMic (a
-// WAV file; "" for Chromium's beep).
-func startBrowser(t *testing.T, fakeMic string) *browser {
+// WAV file; "" for Chromium's beep); env adds e2e.mjs's settings
+// (MIC_PERMISSION=deny).
+func startBrowser(t *testing.T, fakeMic string, env ...string) *browser {
 	t.Helper()
 	testenv.Needs(t, "Node.js and Chromium")
 	dir := filepath.Join(testenv.RepoRoot(t), "examples", "widget")
@@ -124,7 +125,7 @@ func startBrowser(t *testing.T, fakeMic string) *browser {
 	}
 	cmd := exec.Command("node", "e2e.mjs")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium(), "FAKE_MIC="+fakeMic)
+	cmd.Env = append(append(os.Environ(), "CHROMIUM="+chromium(), "FAKE_MIC="+fakeMic), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	b := &browser{t: t, cmd: cmd, answers: make(chan string, 1), stderr: &syncBuffer{}}
 	cmd.Stderr = b.stderr
@@ -269,8 +270,8 @@ func (b *browser) shot(name string) {
 	b.t.Logf("screenshot: %s", path)
 }
 
-// startConnecting clicks Start call with /connect held, checks and
-// screenshots the connecting state, and lets /connect go on.
+// startConnecting clicks Start call with /connect held, and checks and
+// screenshots the connecting state; /connect stays held until release.
 func (b *browser) startConnecting(shot string) {
 	b.t.Helper()
 	b.do("hold", map[string]any{"suffix": "/connect"})
@@ -292,7 +293,6 @@ func (b *browser) startConnecting(shot string) {
 		b.t.Fatalf("while /connect is pending the widget shows %+v", s)
 	}
 	b.shot(shot)
-	b.do("release", nil)
 }
 
 // speechWAV makes the fake microphone's WAV file with espeak-ng.
@@ -522,6 +522,7 @@ func voiceCall(t *testing.T, br *browser, w *testenv.AgentWorker, b *broker, k k
 	br.shot(shot + "-1-idle.png")
 
 	br.startConnecting(shot + "-2-connecting.png")
+	br.do("release", nil)
 	s = br.expectState("connected")
 	room, me := s.Facts["room"], s.Facts["you"]
 	if !strings.HasPrefix(room, "agent_florencia_") || me == "" ||
@@ -634,13 +635,15 @@ func waitSilence(t *testing.T, w *testenv.AgentWorker, room string) {
 	}
 }
 
-// TestWidgetErrorSentences: the widget's error states in a real browser
-// each show their sentence: livekit_not_configured names the variables
-// to set, a key of another agent names the agent, and DPoP turned off for
-// an agent with require_dpop says to turn it on. (The sentence
-// of every other code is checked against the contract by
-// examples/widget's TestEveryErrorCodeHasASentence.)
-func TestWidgetErrorSentences(t *testing.T) {
+// TestWidgetErrorStates: the widget's error states in a real browser each
+// show their sentence: livekit_not_configured names the variables to set,
+// a key of another agent names the agent, DPoP turned off for an agent
+// with require_dpop says to turn it on, and a refused microphone says
+// where to allow it (before any ticket is minted). A call cancelled while
+// /connect is pending ends as cancelled. (The sentence of every other code
+// is checked against the contract by examples/widget's
+// TestEveryErrorCodeHasASentence.)
+func TestWidgetErrorStates(t *testing.T) {
 	testenv.Needs(t, "Node.js and Chromium")
 	k := newKeys(t)
 	port := testenv.FreePort(t)
@@ -691,6 +694,34 @@ func TestWidgetErrorSentences(t *testing.T) {
 		t.Fatalf("require_dpop with DPoP off: %+v", s)
 	}
 	br.shot("widget-error-dpop-required.png")
+
+	// Cancel while /connect is pending.
+	q.Del("dpop")
+	br.open(b.URL + "/demo/index.html?" + q.Encode())
+	br.expectState("idle")
+	br.startConnecting("widget-cancel-1-connecting.png")
+	br.click(".vb-hangup")
+	s = br.expectState("ended")
+	if s.Step != "You cancelled the call." || !contains(s.Buttons, "Call again") {
+		t.Fatalf("cancelled: %+v", s)
+	}
+	br.do("release", nil)
+	br.shot("widget-cancel-2-ended.png")
+
+	// A browser that refuses the microphone: nothing is minted.
+	mintedBefore := metric(t, b, `voicebroker_tokens_minted_total{mode="public",org="acme"}`)
+	denied := startBrowser(t, "", "MIC_PERMISSION=deny")
+	denied.open(b.URL + "/demo/index.html?" + q.Encode())
+	denied.expectState("idle")
+	denied.click(".vb-start")
+	s = denied.expectState("error")
+	if s.Code != "microphone_denied" || !strings.Contains(s.Sentence, b.URL) || !contains(s.Buttons, "Try again") {
+		t.Fatalf("microphone refused: %+v", s)
+	}
+	denied.shot("widget-error-microphone-denied.png")
+	if after := metric(t, b, `voicebroker_tokens_minted_total{mode="public",org="acme"}`); after != mintedBefore {
+		t.Fatalf("a ticket was minted without a microphone: %s -> %s", mintedBefore, after)
+	}
 }
 
 func waitParticipantPrefix(t *testing.T, b *broker, cred, room, prefix string) {

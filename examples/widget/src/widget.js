@@ -371,6 +371,7 @@ async function main() {
     } catch (err) {
       let e = err;
       const r = room;
+      room = null; // its Disconnected event is this failure's, reported here
       cleanupCall();
       r.disconnect().catch(() => {});
       if (signal.aborted) {
