@@ -230,15 +230,37 @@ func (b *browser) wait(states ...string) widgetState {
 	return s
 }
 
-// expectState waits for one of the widget's resting states and fails
-// unless it is want.
-func (b *browser) expectState(want string) widgetState {
+// restingStates are the widget's states that wait for the user.
+var restingStates = []string{"error", "ended", "signed-out", "idle", "connected", "muted"}
+
+// expectState waits for one of the widget's resting states other than
+// the ones in from, and fails unless it is want.
+func (b *browser) expectState(want string, from ...string) widgetState {
 	b.t.Helper()
-	s := b.wait(want, "error", "ended", "signed-out", "idle", "connected", "muted")
+	var states []string
+	for _, st := range restingStates {
+		if !contains(from, st) {
+			states = append(states, st)
+		}
+	}
+	s := b.wait(states...)
 	if s.State != want {
 		b.t.Fatalf("widget state %q (code %q: %s), want %q\nconsole: %v", s.State, s.Code, s.Sentence, want, s.Console)
 	}
 	return s
+}
+
+// clickTo clicks selector and waits until the widget has left the state
+// it was in for another resting state, which must be want. (A click's
+// work may end after the click returns: mute, hang-up, sign-in.)
+func (b *browser) clickTo(selector, want string) widgetState {
+	b.t.Helper()
+	from := b.snapshot().State
+	if from == want {
+		b.t.Fatalf("clickTo %s: the widget is already %s", selector, want)
+	}
+	b.click(selector)
+	return b.expectState(want, from)
 }
 
 // poll snapshots the widget until cond holds, for up to within.
@@ -427,8 +449,7 @@ func TestWidgetInRealBrowser(t *testing.T) {
 
 	br.open(allowedPage + "/index.html?" + q.Encode())
 	br.expectState("idle")
-	br.click(".vb-start")
-	ok := br.expectState("connected")
+	ok := br.clickTo(".vb-start", "connected")
 	room := ok.Facts["room"]
 	if !strings.HasPrefix(room, "agent_florencia_") {
 		t.Fatalf("allowed origin: %+v", ok)
@@ -440,8 +461,7 @@ func TestWidgetInRealBrowser(t *testing.T) {
 	mintedBefore := metric(t, b, `voicebroker_tokens_minted_total{mode="public",org="acme"}`)
 	br.open(otherPage + "/index.html?" + q.Encode())
 	br.expectState("idle")
-	br.click(".vb-start")
-	bad := br.expectState("error")
+	bad := br.clickTo(".vb-start", "error")
 	if bad.Code != "origin_not_allowed" || !strings.Contains(bad.Sentence, otherPage) || !strings.Contains(bad.Sentence, "public.allowed_origins") {
 		t.Fatalf("disallowed origin: %+v", bad)
 	}
@@ -502,8 +522,7 @@ func TestVoiceSessionInRealBrowser(t *testing.T) {
 		}
 		br.shot("voice-backend-0-login-failed.png")
 		br.fill(`.vb-login input[name="password"]`, "correct-horse-battery")
-		br.click(`.vb-login button`)
-		if s := br.expectState("idle"); s.Facts["signed in as"] != "alice" {
+		if s := br.clickTo(`.vb-login button`, "idle"); s.Facts["signed in as"] != "alice" {
 			t.Fatalf("signed in: %+v", s)
 		}
 		voiceCall(t, br, worker, b, k, "voice-backend", "alice", k.acme)
@@ -568,8 +587,7 @@ func voiceCall(t *testing.T, br *browser, w *testenv.AgentWorker, b *broker, k k
 
 	// Mute: the widget says so, and the agent sees the caller's track muted
 	// and then hears silence.
-	br.click(".vb-mute")
-	s = br.expectState("muted")
+	s = br.clickTo(".vb-mute", "muted")
 	if !contains(s.Buttons, "Unmute") {
 		t.Fatalf("muted: %+v", s)
 	}
@@ -586,15 +604,13 @@ func voiceCall(t *testing.T, br *browser, w *testenv.AgentWorker, b *broker, k k
 		return false
 	})
 	br.shot(shot + "-4-muted.png")
-	br.click(".vb-mute")
-	br.expectState("connected")
+	br.clickTo(".vb-mute", "connected")
 	w.WaitEvent(60*time.Second, "the caller's unmute", func(e map[string]any) bool {
 		return e["event"] == "agent.caller_unmuted" && e["room"] == room
 	})
 
 	// Hang up: the call ends, and the agent sees the caller leave.
-	br.click(".vb-hangup")
-	s = br.expectState("ended")
+	s = br.clickTo(".vb-hangup", "ended")
 	if s.Step != "You hung up." || !contains(s.Buttons, "Call again") {
 		t.Fatalf("ended: %+v", s)
 	}
@@ -655,8 +671,7 @@ func TestWidgetErrorStates(t *testing.T) {
 	q := url.Values{"broker": {b.URL}, "key": {k.pk}, "agent": {"florencia"}}
 	br.open(b.URL + "/demo/index.html?" + q.Encode())
 	br.expectState("idle")
-	br.click(".vb-start")
-	s := br.expectState("error")
+	s := br.clickTo(".vb-start", "error")
 	for _, want := range []string{"LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"} {
 		if !strings.Contains(s.Sentence, want) {
 			t.Fatalf("livekit_not_configured does not name %s: %+v", want, s)
@@ -672,8 +687,7 @@ func TestWidgetErrorStates(t *testing.T) {
 	q.Set("agent", "nobody")
 	br.open(b.URL + "/demo/index.html?" + q.Encode())
 	br.expectState("idle")
-	br.click(".vb-start")
-	s = br.expectState("error")
+	s = br.clickTo(".vb-start", "error")
 	if s.Code != "unauthorized" || !strings.Contains(s.Sentence, "publishable key for agent nobody") {
 		t.Fatalf("another agent's key: %+v", s)
 	}
@@ -688,8 +702,7 @@ func TestWidgetErrorStates(t *testing.T) {
 	if s := br.expectState("idle"); s.Facts["ticket"] != "not bound (DPoP off)" {
 		t.Fatalf("dpop=off: %+v", s)
 	}
-	br.click(".vb-start")
-	s = br.expectState("error")
+	s = br.clickTo(".vb-start", "error")
 	if s.Code != "invalid_request" || !strings.Contains(s.Sentence, "(DPoP)") || !strings.Contains(s.Sentence, "dpop=off") {
 		t.Fatalf("require_dpop with DPoP off: %+v", s)
 	}
@@ -700,8 +713,7 @@ func TestWidgetErrorStates(t *testing.T) {
 	br.open(b.URL + "/demo/index.html?" + q.Encode())
 	br.expectState("idle")
 	br.startConnecting("widget-cancel-1-connecting.png")
-	br.click(".vb-hangup")
-	s = br.expectState("ended")
+	s = br.clickTo(".vb-hangup", "ended")
 	if s.Step != "You cancelled the call." || !contains(s.Buttons, "Call again") {
 		t.Fatalf("cancelled: %+v", s)
 	}
@@ -713,8 +725,7 @@ func TestWidgetErrorStates(t *testing.T) {
 	denied := startBrowser(t, "", "MIC_PERMISSION=deny")
 	denied.open(b.URL + "/demo/index.html?" + q.Encode())
 	denied.expectState("idle")
-	denied.click(".vb-start")
-	s = denied.expectState("error")
+	s = denied.clickTo(".vb-start", "error")
 	if s.Code != "microphone_denied" || !strings.Contains(s.Sentence, b.URL) || !contains(s.Buttons, "Try again") {
 		t.Fatalf("microphone refused: %+v", s)
 	}
