@@ -131,8 +131,9 @@ func checkSecrets(list []APISecret) []string {
 }
 
 // CheckTenants checks the environment against a tenants file: every API
-// secret must name an org the file lists. It runs at start and on every
-// reload, so a reload that drops such an org is refused.
+// secret must name an org the file lists, and no org's own LiveKit project
+// may have the default project's API key (LIVEKIT_API_KEY). It runs at
+// start and on every reload, so a reload that breaks either is refused.
 func (e *Env) CheckTenants(t *Tenants) error {
 	var problems []string
 	for _, s := range e.AuthAPISecrets {
@@ -147,6 +148,7 @@ func (e *Env) CheckTenants(t *Tenants) error {
 		}
 		problems = append(problems, fmt.Sprintf("AUTH_API_SECRETS_JSON: %s (id %q): %s", strings.TrimPrefix(s.Source, "AUTH_API_SECRETS_JSON "), truncate(s.ID), reason))
 	}
+	problems = append(problems, e.checkLiveKitDefault(t)...)
 	if len(problems) > 0 {
 		return &EnvError{Problems: problems}
 	}
