@@ -111,20 +111,26 @@ func (a *App) build() error {
 		log.Warn("AUTH_REQUIRED=false: requests without a credential are let through (development only)", "event", "auth.disabled")
 	}
 
+	// The default LiveKit project (LIVEKIT_*), and the orgs' own projects
+	// from the registry: each org's tokens, room calls and webhooks go to
+	// its own project when it has one.
+	lkOpt := livekit.Options{
+		TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
+		Observe: func(op string, d time.Duration, err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
+		},
+	}
 	var lk *livekit.Client
 	if env.LiveKitConfigured() {
-		lk = livekit.New(livekit.Options{
-			URL: env.LiveKitURL, APIKey: env.LiveKitAPIKey, APISecret: env.LiveKitAPISecret,
-			TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
-			Observe: func(op string, d time.Duration, err error) {
-				result := "ok"
-				if err != nil {
-					result = "error"
-				}
-				a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
-			},
-		})
+		o := lkOpt
+		o.URL, o.APIKey, o.APISecret = env.LiveKitURL, env.LiveKitAPIKey, env.LiveKitAPISecret
+		lk = livekit.New(o)
 	}
+	projects := livekit.NewProjects(lk, a.Tenants.Snapshot, lkOpt)
 
 	if err := a.openStore(); err != nil {
 		return err
@@ -143,25 +149,26 @@ func (a *App) build() error {
 	}
 
 	a.api = httpapi.New(httpapi.Deps{
-		Tenants:      a.Tenants,
-		Auth:         authn,
-		Store:        st,
-		Issuer:       a.Issuer,
-		Verifier:     verifier,
-		DPoP:         dpop,
-		JWKS:         token.NewJWKS(append([]*token.Key{signing}, verify...)...),
-		Log:          log,
-		Metrics:      a.Metrics,
-		PublicURL:    env.PublicURL,
-		ClientIP:     httpapi.ClientIP{Trusted: env.TrustedProxies},
-		Leeway:       token.DefaultLeeway,
-		LiveKit:      lk,
-		Production:   env.Production(),
-		AuthRequired: env.AuthRequired,
-		Demo:         demoFS,
-		DemoConfig:   demoConfig,
-		ConnectRate:  env.ConnectRatePerMin,
-		PublicRate:   env.PublicRatePerMin,
+		Tenants:         a.Tenants,
+		Auth:            authn,
+		Store:           st,
+		Issuer:          a.Issuer,
+		Verifier:        verifier,
+		DPoP:            dpop,
+		JWKS:            token.NewJWKS(append([]*token.Key{signing}, verify...)...),
+		Log:             log,
+		Metrics:         a.Metrics,
+		PublicURL:       env.PublicURL,
+		ClientIP:        httpapi.ClientIP{Trusted: env.TrustedProxies},
+		Leeway:          token.DefaultLeeway,
+		LiveKit:         lk,
+		LiveKitProjects: projects,
+		Production:      env.Production(),
+		AuthRequired:    env.AuthRequired,
+		Demo:            demoFS,
+		DemoConfig:      demoConfig,
+		ConnectRate:     env.ConnectRatePerMin,
+		PublicRate:      env.PublicRatePerMin,
 	})
 	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
 	return nil

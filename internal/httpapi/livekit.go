@@ -42,7 +42,7 @@ type connectResponse struct {
 }
 
 func (s *Server) requireLiveKit() error {
-	if s.LiveKit == nil {
+	if !s.liveKitConfigured() {
 		return apiError(CodeLiveKitNotConfigured, "")
 	}
 	return nil
@@ -101,6 +101,10 @@ func (s *Server) connect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	lk, err := s.liveKitFor(claims.Org)
+	if err != nil {
+		return err
+	}
 	room, err := rooms.New(agent.ID, time.Now())
 	if err != nil {
 		return wrapError(CodeInternal, err)
@@ -111,7 +115,7 @@ func (s *Server) connect(c echo.Context) error {
 		CanPublish: claims.Channel == config.ChannelWebRTC, Metadata: string(claims.Metadata),
 		Attributes: map[string]string{"channel": claims.Channel},
 	}
-	jwt, err := s.LiveKit.Token(p)
+	jwt, err := lk.Token(p)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
@@ -132,7 +136,7 @@ func (s *Server) connect(c echo.Context) error {
 		return err
 	}
 	s.redeemed(c, claims, "connect")
-	return s.issued(c, p, jwt)
+	return s.issued(c, lk, p, jwt)
 }
 
 // ticketFrom takes the ticket from the Authorization header, else from a
@@ -164,15 +168,15 @@ func ticketFrom(c echo.Context) (string, error) {
 	return req.Token, nil
 }
 
-// issued logs an issued LiveKit token and answers with it.
-func (s *Server) issued(c echo.Context, p livekit.Participant, jwt string) error {
+// issued logs an issued LiveKit token of lk's project and answers with it.
+func (s *Server) issued(c echo.Context, lk *livekit.Client, p livekit.Participant, jwt string) error {
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "livekit token issued",
 		slog.String("event", "livekit.token"), slog.String("org", p.Org), slog.String("agent", p.Agent),
 		slog.String("agent_name", p.AgentName), slog.String("room", p.Room), slog.Bool("can_publish", p.CanPublish),
 		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()), slog.String("request_id", requestID(c)))
 	return c.JSON(http.StatusCreated, connectResponse{
-		ServerURL: s.LiveKit.URL(), ParticipantToken: jwt, RoomName: p.Room,
-		ParticipantIdentity: p.Identity, ExpiresIn: int(s.LiveKit.TokenTTL().Seconds()),
+		ServerURL: lk.URL(), ParticipantToken: jwt, RoomName: p.Room,
+		ParticipantIdentity: p.Identity, ExpiresIn: int(lk.TokenTTL().Seconds()),
 	})
 }
 
@@ -193,6 +197,10 @@ func (s *Server) livekitToken(c echo.Context) error {
 		return err
 	}
 	p, org, err := s.authenticate(c, config.ScopeLiveKitToken, 0)
+	if err != nil {
+		return err
+	}
+	lk, err := s.liveKitFor(p.Org)
 	if err != nil {
 		return err
 	}
@@ -272,7 +280,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if agent != nil {
 		part.Agent, part.AgentName, part.AgentMetadata = agent.ID, agent.LiveKitName(), agentMeta
 	}
-	jwt, err := s.LiveKit.Token(part)
+	jwt, err := lk.Token(part)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
@@ -280,7 +288,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 	ctx := c.Request().Context()
 	var existing livekit.RoomState
 	if named {
-		if existing, err = s.LiveKit.LookupRoom(ctx, room); err != nil {
+		if existing, err = lk.LookupRoom(ctx, room); err != nil {
 			return liveKitError(err)
 		}
 		if existing.Exists && existing.Owner != "" && existing.Owner != p.Org {
@@ -299,11 +307,11 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if existing.Exists && existing.Owner == "" {
 		// A room made outside the broker: the token's room configuration
 		// will not apply to it, so its owner is written now.
-		if err := s.LiveKit.SetRoomOwner(ctx, room, p.Org, part.Agent); err != nil {
+		if err := lk.SetRoomOwner(ctx, room, p.Org, part.Agent); err != nil {
 			return liveKitError(err)
 		}
 	}
-	return s.issued(c, part, jwt)
+	return s.issued(c, lk, part, jwt)
 }
 
 // tokenAgent resolves the agent of a /livekit/token request: id, else the
@@ -450,7 +458,11 @@ func (s *Server) listRooms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rs, err := s.LiveKit.Rooms(c.Request().Context(), p.Org)
+	lk, err := s.liveKitFor(p.Org)
+	if err != nil {
+		return err
+	}
+	rs, err := lk.Rooms(c.Request().Context(), p.Org)
 	if err != nil {
 		return liveKitError(err)
 	}
@@ -461,13 +473,14 @@ func (s *Server) listRooms(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"rooms": out})
 }
 
-// ownedRoom resolves a room of the caller's org or answers room_not_found:
-// another org's room is indistinguishable from a missing one.
-func (s *Server) ownedRoom(c echo.Context, p *auth.Principal, room string) (*lkproto.Room, error) {
+// ownedRoom resolves a room of the caller's org in its project (lk) or
+// answers room_not_found: another org's room is indistinguishable from a
+// missing one.
+func (s *Server) ownedRoom(c echo.Context, lk *livekit.Client, p *auth.Principal, room string) (*lkproto.Room, error) {
 	if !rooms.Valid(room) {
 		return nil, apiError(CodeInvalidRoomName, "")
 	}
-	r, err := s.LiveKit.Room(c.Request().Context(), room, p.Org)
+	r, err := lk.Room(c.Request().Context(), room, p.Org)
 	if err != nil {
 		return nil, liveKitError(err)
 	}
@@ -483,11 +496,15 @@ func (s *Server) getRoom(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.ownedRoom(c, p, c.Param("room_name"))
+	lk, err := s.liveKitFor(p.Org)
 	if err != nil {
 		return err
 	}
-	parts, err := s.LiveKit.Participants(c.Request().Context(), r.Name)
+	r, err := s.ownedRoom(c, lk, p, c.Param("room_name"))
+	if err != nil {
+		return err
+	}
+	parts, err := lk.Participants(c.Request().Context(), r.Name)
 	if err != nil {
 		return liveKitError(err)
 	}
@@ -503,6 +520,8 @@ type participantRequest struct {
 	ParticipantIdentity string `json:"participant_identity"`
 	TrackSID            string `json:"track_sid"`
 	Muted               *bool  `json:"muted"`
+
+	lk *livekit.Client // the caller's project
 }
 
 func (s *Server) participantAction(c echo.Context, mute bool) (*auth.Principal, *participantRequest, error) {
@@ -530,7 +549,10 @@ func (s *Server) participantAction(c echo.Context, mute bool) (*auth.Principal, 
 	if !mute && (req.TrackSID != "" || req.Muted != nil) {
 		return nil, nil, apiError(CodeInvalidRequest, `"track_sid" and "muted" belong to /livekit/participant/mute`)
 	}
-	if _, err := s.ownedRoom(c, p, req.RoomName); err != nil {
+	if req.lk, err = s.liveKitFor(p.Org); err != nil {
+		return nil, nil, err
+	}
+	if _, err := s.ownedRoom(c, req.lk, p, req.RoomName); err != nil {
 		return nil, nil, err
 	}
 	return p, &req, nil
@@ -542,7 +564,7 @@ func (s *Server) removeParticipant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.LiveKit.RemoveParticipant(c.Request().Context(), req.RoomName, req.ParticipantIdentity); err != nil {
+	if err := req.lk.RemoveParticipant(c.Request().Context(), req.RoomName, req.ParticipantIdentity); err != nil {
 		return liveKitError(err)
 	}
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "participant removed",
@@ -557,7 +579,7 @@ func (s *Server) muteTrack(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.LiveKit.MuteTrack(c.Request().Context(), req.RoomName, req.ParticipantIdentity, req.TrackSID, *req.Muted)
+	t, err := req.lk.MuteTrack(c.Request().Context(), req.RoomName, req.ParticipantIdentity, req.TrackSID, *req.Muted)
 	if err != nil {
 		return liveKitError(err)
 	}
@@ -568,15 +590,20 @@ func (s *Server) muteTrack(c echo.Context) error {
 		"track": trackView{SID: t.GetSid(), Type: t.GetType().String(), Source: t.GetSource().String(), Muted: t.GetMuted(), Name: t.GetName()}})
 }
 
-// webhook is POST /livekit/webhook: LiveKit's signed events. room_finished
-// releases the room's owner record; every event is audited.
+// webhook is POST /livekit/webhook: LiveKit's signed events, verified with
+// the secret of the project whose API key signed them (the default
+// project's or an org's own). room_finished releases the room's owner
+// record; every event is audited. A webhook from an org's own project
+// speaks for that org's rooms only: one about another org's room (its
+// metadata names another auth_id) changes nothing, since whoever holds
+// that project's secret can sign any body.
 func (s *Server) webhook(c echo.Context) error {
 	if err := s.requireLiveKit(); err != nil {
 		return err
 	}
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
-	ev, err := s.LiveKit.ReceiveWebhook(r)
+	ev, project, err := s.receiveWebhook(r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -591,9 +618,20 @@ func (s *Server) webhook(c echo.Context) error {
 	}
 	room := ev.GetRoom()
 	owner := livekit.OwnerOf(room)
+	from := project
+	if from == "" {
+		from = "default"
+	}
+	if project != "" && owner != "" && owner != project {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "webhook about another org's room ignored",
+			slog.String("event", "livekit.webhook"), slog.String("result", "foreign_room"), slog.String("type", ev.Event),
+			slog.String("project", from), slog.String("room", room.GetName()), slog.String("claimed_org", owner),
+			slog.String("id", ev.Id), slog.String("request_id", requestID(c)))
+		return c.JSON(http.StatusOK, map[string]string{"status": "ignored"})
+	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "webhook received",
 		slog.String("event", "livekit.webhook"), slog.String("result", "ok"), slog.String("type", ev.Event),
-		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id),
+		slog.String("project", from), slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id),
 		slog.String("request_id", requestID(c)))
 	if ev.Event == "room_finished" && room.GetName() != "" && owner != "" {
 		if err := s.Store.ReleaseRoom(r.Context(), room.GetName(), owner); err != nil {
