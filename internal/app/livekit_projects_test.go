@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -432,5 +433,38 @@ func withinSecond(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("not within 1s: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestREADMELiveKitExampleParses: the README's livekit block passes the
+// broker's own check, with its secret from the variable it names or from
+// the file of its comment.
+func TestREADMELiveKitExampleParses(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n### An org's own LiveKit project\n")
+	_, example, ok2 := strings.Cut(section, "```yaml\n")
+	example, _, ok3 := strings.Cut(example, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("no yaml block under \"### An org's own LiveKit project\"")
+	}
+	t.Setenv("ACME_LIVEKIT_SECRET", acmeLKSecret)
+	ten, err := config.Parse([]byte(example))
+	if err != nil {
+		t.Fatalf("the README's livekit example: %v", err)
+	}
+	if l := ten.Org("acme").LiveKit; l == nil || l.Secret() != acmeLKSecret {
+		t.Fatal("the example's project lacks its secret")
+	}
+	file := filepath.Join(t.TempDir(), "acme-livekit")
+	writeFile(t, file, acmeLKSecret+"\n")
+	alt := regexp.MustCompile(`api_secret_env: \S+\s+# or (api_secret_file): \S+`).ReplaceAllString(example, "$1: "+file)
+	if alt == example {
+		t.Fatal("the example does not show api_secret_file")
+	}
+	if _, err := config.Parse([]byte(alt)); err != nil {
+		t.Fatalf("the README's livekit example with api_secret_file: %v", err)
 	}
 }
