@@ -26,16 +26,16 @@ func manyOrgs(n int) *config.File {
 		o := config.Org{ID: id, Tier: config.TierPro, AllowDemoRooms: i%2 == 0}
 		for k := range 3 {
 			o.Keys = append(o.Keys, config.Key{ID: fmt.Sprintf("k%d", k), Hash: hashOf(fmt.Sprintf("sk-%d-%d", i, k)),
-				Scopes: []string{config.ScopeTokensCreate}, AllowedIPs: []string{"10.0.0.0/8"}, Revoked: k == 2})
+				Scopes: []config.Scope{config.ScopeTokensCreate}, AllowedIPs: []string{"10.0.0.0/8"}, Revoked: k == 2})
 		}
 		o.JWTIssuers = []config.JWTIssuer{{Issuer: "https://auth.example", Audience: id,
-			JWKSURL: "https://auth.example/jwks.json", Scopes: []string{config.ScopeTokensCreate}}}
+			JWKSURL: "https://auth.example/jwks.json", Scopes: []config.Scope{config.ScopeTokensCreate}}}
 		o.Agents = []config.Agent{
-			{ID: "bot", Channels: []string{config.ChannelChat}, LiveKitAgentName: id + "-bot"},
-			{ID: "web", Channels: []string{config.ChannelWebRTC}, LiveKitAgentName: "shared-web", LiveKitAgentShared: true, Public: &config.Public{
+			{ID: "bot", Channels: []config.Channel{config.ChannelChat}, LiveKitAgentName: id + "-bot"},
+			{ID: "web", Channels: []config.Channel{config.ChannelWebRTC}, LiveKitAgentName: "shared-web", LiveKitAgentShared: true, Public: &config.Public{
 				Keys:           []config.PublishableKey{{ID: "a", Hash: hashOf(fmt.Sprintf("pk-%d-a", i))}, {ID: "b", Hash: hashOf(fmt.Sprintf("pk-%d-b", i))}},
 				AllowedOrigins: []string{"https://*.example.com"}}},
-			{ID: "old", Channels: []string{config.ChannelWebRTC}, LiveKitAgentName: id + "-old", Public: &config.Public{
+			{ID: "old", Channels: []config.Channel{config.ChannelWebRTC}, LiveKitAgentName: id + "-old", Public: &config.Public{
 				KeyHash: hashOf(fmt.Sprintf("pk-%d-old", i)), AllowedOrigins: []string{"http://localhost:*"}}},
 		}
 		f.Orgs = append(f.Orgs, o)
@@ -127,19 +127,19 @@ func TestReplaceLeavesOutConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	thief := config.Org{ID: "thief", Tier: config.TierFree,
-		Keys: []config.Key{{ID: "k", Hash: f.Orgs[0].Keys[0].Hash, Scopes: []string{config.ScopeTokensCreate}}}}
+		Keys: []config.Key{{ID: "k", Hash: f.Orgs[0].Keys[0].Hash, Scopes: []config.Scope{config.ScopeTokensCreate}}}}
 	issuer := config.Org{ID: "issuer", Tier: config.TierFree, JWTIssuers: []config.JWTIssuer{{Issuer: "https://auth.example",
-		Audience: "org-000", JWKSURL: "https://x.example/jwks", Scopes: []string{config.ScopeTokensCreate}}}}
-	pub := config.Org{ID: "pub", Tier: config.TierFree, Agents: []config.Agent{{ID: "a", Channels: []string{config.ChannelChat},
+		Audience: "org-000", JWKSURL: "https://x.example/jwks", Scopes: []config.Scope{config.ScopeTokensCreate}}}}
+	pub := config.Org{ID: "pub", Tier: config.TierFree, Agents: []config.Agent{{ID: "a", Channels: []config.Channel{config.ChannelChat},
 		Public: &config.Public{KeyHash: f.Orgs[1].Keys[1].Hash, AllowedOrigins: []string{"https://x.example"}}}}}
 	// The same issuer spelled otherwise is the same issuer.
 	spelled := config.Org{ID: "spelled", Tier: config.TierFree, JWTIssuers: []config.JWTIssuer{{Issuer: "HTTPS://AUTH.example:443/",
-		Audience: "org-001", JWKSURL: "https://x.example/jwks", Scopes: []string{config.ScopeTokensCreate}}}}
+		Audience: "org-001", JWKSURL: "https://x.example/jwks", Scopes: []config.Scope{config.ScopeTokensCreate}}}}
 	// A LiveKit agent name of another org's agent: refused unless both share.
-	name := config.Org{ID: "name", Tier: config.TierFree, Agents: []config.Agent{{ID: "org-000-bot", Channels: []string{config.ChannelChat}}}}
-	shared := config.Org{ID: "shared", Tier: config.TierFree, Agents: []config.Agent{{ID: "w", Channels: []string{config.ChannelChat},
+	name := config.Org{ID: "name", Tier: config.TierFree, Agents: []config.Agent{{ID: "org-000-bot", Channels: []config.Channel{config.ChannelChat}}}}
+	shared := config.Org{ID: "shared", Tier: config.TierFree, Agents: []config.Agent{{ID: "w", Channels: []config.Channel{config.ChannelChat},
 		LiveKitAgentName: "shared-web", LiveKitAgentShared: true}}}
-	unshared := config.Org{ID: "unshared", Tier: config.TierFree, Agents: []config.Agent{{ID: "w", Channels: []string{config.ChannelChat},
+	unshared := config.Org{ID: "unshared", Tier: config.TierFree, Agents: []config.Agent{{ID: "w", Channels: []config.Channel{config.ChannelChat},
 		LiveKitAgentName: "shared-web"}}}
 	ps := parts(t, &config.File{Orgs: []config.Org{thief, issuer, pub, spelled, name, shared, unshared}})
 	next, err := base.Replace(map[string]*config.Tenants{"thief": ps[0], "issuer": ps[1], "pub": ps[2], "spelled": ps[3],

@@ -27,22 +27,37 @@ import (
 // MaxFileSize bounds the tenants file.
 const MaxFileSize = 4 << 20
 
+// Scope is what a secret key or a backend JWT issuer lets its holder do.
+type Scope string
+
 // Scopes a key or issuer may carry.
 const (
-	ScopeTokensCreate = "tokens:create"
-	ScopeTokensRedeem = "tokens:redeem"
-	ScopeLiveKitToken = "livekit:token"
-	ScopeRoomsRead    = "rooms:read"
-	ScopeRoomsWrite   = "rooms:write"
+	ScopeTokensCreate Scope = "tokens:create"
+	ScopeTokensRedeem Scope = "tokens:redeem"
+	ScopeLiveKitToken Scope = "livekit:token"
+	ScopeRoomsRead    Scope = "rooms:read"
+	ScopeRoomsWrite   Scope = "rooms:write"
 )
 
 // AllScopes lists every scope, in the contract's order.
-var AllScopes = []string{ScopeTokensCreate, ScopeTokensRedeem, ScopeLiveKitToken, ScopeRoomsRead, ScopeRoomsWrite}
+var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRedeem, ScopeLiveKitToken, ScopeRoomsRead, ScopeRoomsWrite}
+
+// ScopeList is AllScopes joined by sep, for messages and help texts.
+func ScopeList(sep string) string {
+	names := make([]string, len(AllScopes))
+	for i, s := range AllScopes {
+		names[i] = string(s)
+	}
+	return strings.Join(names, sep)
+}
+
+// Channel is how a user talks with an agent.
+type Channel string
 
 // Channels an agent may offer.
 const (
-	ChannelWebRTC = "webrtc"
-	ChannelChat   = "chat"
+	ChannelWebRTC Channel = "webrtc"
+	ChannelChat   Channel = "chat"
 )
 
 // Tiers and their per-minute request rates.
@@ -77,7 +92,7 @@ type Org struct {
 type Key struct {
 	ID         string     `yaml:"id"`
 	Hash       string     `yaml:"hash"`
-	Scopes     []string   `yaml:"scopes"`
+	Scopes     []Scope    `yaml:"scopes"`
 	AllowedIPs []string   `yaml:"allowed_ips"`
 	ExpiresAt  *time.Time `yaml:"expires_at"`
 	Revoked    bool       `yaml:"revoked"`
@@ -88,11 +103,11 @@ type Key struct {
 
 // JWTIssuer is a backend that signs its own JWTs for the org.
 type JWTIssuer struct {
-	Issuer        string   `yaml:"issuer"`
-	Audience      string   `yaml:"audience"`
-	JWKSURL       string   `yaml:"jwks_url"`
-	PublicKeyFile string   `yaml:"public_key_file"`
-	Scopes        []string `yaml:"scopes"`
+	Issuer        string  `yaml:"issuer"`
+	Audience      string  `yaml:"audience"`
+	JWKSURL       string  `yaml:"jwks_url"`
+	PublicKeyFile string  `yaml:"public_key_file"`
+	Scopes        []Scope `yaml:"scopes"`
 
 	key crypto.PublicKey // read from PublicKeyFile when the file is loaded
 }
@@ -115,10 +130,10 @@ func readIssuerKey(path string) (crypto.PublicKey, error) {
 
 // Agent is a voice agent of an org.
 type Agent struct {
-	ID       string   `yaml:"id"`
-	Channels []string `yaml:"channels"`
-	Server   string   `yaml:"server"`
-	Public   *Public  `yaml:"public"`
+	ID       string    `yaml:"id"`
+	Channels []Channel `yaml:"channels"`
+	Server   string    `yaml:"server"`
+	Public   *Public   `yaml:"public"`
 	// LiveKitAgentName and LiveKitAgentShared: see LiveKitName and
 	// checkLiveKitAgentNames (livekit_agents.go).
 	LiveKitAgentName   string `yaml:"livekit_agent_name"`
@@ -158,7 +173,7 @@ type PublishableKey struct {
 func (a *Agent) Org() *Org { return a.org }
 
 // HasChannel reports whether the agent offers channel.
-func (a *Agent) HasChannel(channel string) bool { return slices.Contains(a.Channels, channel) }
+func (a *Agent) HasChannel(channel Channel) bool { return slices.Contains(a.Channels, channel) }
 
 // Origins returns the matcher of the agent's allowed origins; nil (which
 // matches nothing) for an agent without public mode.
@@ -168,7 +183,7 @@ func (a *Agent) Origins() *origins.Matcher { return a.matcher }
 func (k *Key) Org() *Org { return k.org }
 
 // HasScope reports whether the key carries scope.
-func (k *Key) HasScope(scope string) bool { return slices.Contains(k.Scopes, scope) }
+func (k *Key) HasScope(scope Scope) bool { return slices.Contains(k.Scopes, scope) }
 
 // AllowsIP reports whether ip may use the key: always when no allowed_ips
 // are set.
@@ -264,13 +279,41 @@ func Parse(data []byte) (*Tenants, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &ValidationError{Problems: []string{"orgs: the file is empty"}}
 		}
-		return nil, yamlProblems(data, err)
+		ve := yamlProblems(data, err)
+		var te *yaml.TypeError
+		var pe *time.ParseError
+		if errors.As(err, &te) || errors.As(err, &pe) {
+			// The file parsed as YAML: list the values read too loosely
+			// along with what the decoder refused.
+			ve.Problems = mergeProblems(strictValues(data), ve.Problems)
+		}
+		return nil, ve
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &ValidationError{Problems: []string{"(top level): more than one YAML document; keep one"}}
 	}
+	if problems := strictValues(data); len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
+	}
 	return Build(&f)
+}
+
+// mergeProblems returns first, then each of more whose field path none of
+// first names: the strict check and the decoder may both refuse one value.
+func mergeProblems(first, more []string) []string {
+	seen := make(map[string]bool, len(first))
+	for _, p := range first {
+		at, _, _ := strings.Cut(p, ": ")
+		seen[at] = true
+	}
+	out := first
+	for _, p := range more {
+		if at, _, _ := strings.Cut(p, ": "); !seen[at] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Build checks and indexes an already-decoded file. It takes ownership of f.
@@ -363,6 +406,10 @@ func (b *builder) key(at string, o *Org, k *Key) {
 	if k.ExpiresAt != nil && (k.ExpiresAt.UTC().Year() < 1970 || k.ExpiresAt.UTC().Year() > 9999) {
 		b.add(at+".expires_at", "must be a time between the years 1970 and 9999")
 	}
+	if k.AllowedIPs != nil && len(k.AllowedIPs) == 0 {
+		// No list allows every address; an empty one reads as "none".
+		b.add(at+".allowed_ips", "an empty list would allow every address; remove the field to allow any address, or list the CIDRs")
+	}
 	for n, cidr := range k.AllowedIPs {
 		if p, ok := b.prefix(fmt.Sprintf("%s.allowed_ips[%d]", at, n), cidr); ok {
 			k.prefixes = append(k.prefixes, p)
@@ -409,8 +456,8 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 	case (is.JWKSURL == "") == (is.PublicKeyFile == ""):
 		b.add(at, "exactly one of jwks_url and public_key_file is required")
 	case is.JWKSURL != "":
-		if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			b.add(at+".jwks_url", "must be an http(s) URL")
+		if reason := checkJWKSURL(is.JWKSURL); reason != "" {
+			b.add(at+".jwks_url", reason)
 		}
 	default:
 		k, err := readIssuerKey(is.PublicKeyFile)
@@ -433,6 +480,40 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 	} else if !seen {
 		b.issuers[pair] = issuerSeen{org: o.ID, at: at}
 	}
+}
+
+// checkJWKSURL requires https for a JWKS URL: the keys fetched from it
+// decide which JWTs are believed, so a plain-http fetch lets anyone on the
+// path mint credentials for the org. Loopback hosts (localhost,
+// 127.0.0.0/8, ::1) may use http, for development. It returns the reason a
+// URL is refused, or "".
+func checkJWKSURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "must be an https URL with a host"
+	}
+	if u.User != nil {
+		return "must have no user info"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if loopbackHost(u.Hostname()) {
+			return ""
+		}
+		return "must be https: the keys fetched from it decide which JWTs are believed (http is accepted only for loopback hosts: localhost, 127.0.0.0/8, ::1)"
+	}
+	return "must be an https URL with a host"
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 type issuerPair struct{ issuer, audience string }
@@ -470,10 +551,10 @@ func (b *builder) agent(at string, o *Org, a *Agent) {
 	if len(a.Channels) == 0 {
 		b.add(at+".channels", "at least one of webrtc, chat")
 	}
-	seen := map[string]bool{}
+	seen := map[Channel]bool{}
 	for n, c := range a.Channels {
 		if c != ChannelWebRTC && c != ChannelChat {
-			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("unknown channel %q: webrtc or chat", truncate(c)))
+			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("unknown channel %q: webrtc or chat", truncate(string(c))))
 		} else if seen[c] {
 			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("duplicate channel %q", c))
 		}
@@ -587,13 +668,13 @@ func (v *validator) id(field, id string) {
 	}
 }
 
-func (v *validator) scopes(field string, scopes []string) {
+func (v *validator) scopes(field string, scopes []Scope) {
 	if len(scopes) == 0 {
 		v.add(field, "at least one scope is required")
 	}
 	for n, s := range scopes {
 		if !slices.Contains(AllScopes, s) {
-			v.add(fmt.Sprintf("%s[%d]", field, n), fmt.Sprintf("unknown scope %q: one of %s", truncate(s), strings.Join(AllScopes, ", ")))
+			v.add(fmt.Sprintf("%s[%d]", field, n), fmt.Sprintf("unknown scope %q: one of %s", truncate(string(s)), ScopeList(", ")))
 		}
 	}
 }

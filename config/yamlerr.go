@@ -235,9 +235,9 @@ func expected(goType string) string {
 		return "true or false"
 	case "int", "int64", "uint32":
 		return "a whole number"
-	case "string":
+	case "string", "config.Scope", "config.Channel":
 		return "a string"
-	case "[]string":
+	case "[]string", "[]config.Scope", "[]config.Channel":
 		return "a list of strings"
 	case "time.Time":
 		return "a date and time such as 2027-06-01T00:00:00Z"

@@ -128,7 +128,7 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	org := fs.String("org", "", "org id")
 	id := fs.String("id", "", "key id (secret keys)")
-	scopes := fs.String("scopes", "", "comma-separated scopes (secret keys): "+strings.Join(config.AllScopes, ","))
+	scopes := fs.String("scopes", "", "comma-separated scopes (secret keys): "+config.ScopeList(","))
 	env := fs.String("env", "live", "live or test")
 	publishable := fs.Bool("publishable", false, "make a publishable key for an agent's public mode")
 	agent := fs.String("agent", "", "agent id (publishable keys)")
@@ -174,8 +174,8 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
 			if s = strings.TrimSpace(s); s == "" {
 				continue
 			}
-			if !slices.Contains(config.AllScopes, s) {
-				problems = append(problems, fmt.Sprintf("unknown scope %q (one of %s)", s, strings.Join(config.AllScopes, ", ")))
+			if !slices.Contains(config.AllScopes, config.Scope(s)) {
+				problems = append(problems, fmt.Sprintf("unknown scope %q (one of %s)", s, config.ScopeList(", ")))
 			}
 			scopeList = append(scopeList, s)
 		}

@@ -6,12 +6,12 @@
 package apikey
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"math/big"
 	"strings"
+
+	"github.com/voicebroker/voicebroker/pkg/rooms"
 )
 
 // Kind says what a key may be used for.
@@ -34,7 +34,6 @@ const (
 )
 
 const (
-	alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	// BodyLength is the number of base62 characters a generated key carries:
 	// 62^43 > 2^256.
 	BodyLength = 43
@@ -49,17 +48,11 @@ var ErrFormat = errors.New("apikey: not an API key")
 
 // New returns a fresh key of the kind and environment, from crypto/rand.
 func New(kind Kind, env Env) (string, error) {
-	var b strings.Builder
-	b.WriteString(string(kind) + "_" + string(env) + "_")
-	max := big.NewInt(int64(len(alphabet)))
-	for range BodyLength {
-		n, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			return "", err
-		}
-		b.WriteByte(alphabet[n.Int64()])
+	body, err := rooms.RandomBase62(BodyLength)
+	if err != nil {
+		return "", err
 	}
-	return b.String(), nil
+	return string(kind) + "_" + string(env) + "_" + body, nil
 }
 
 // Parse reports the kind and environment of key, or ErrFormat when it is not
@@ -87,7 +80,7 @@ func Parse(key string) (Kind, Env, error) {
 		return "", "", ErrFormat
 	}
 	for i := 8; i < len(key); i++ {
-		if strings.IndexByte(alphabet, key[i]) < 0 {
+		if strings.IndexByte(rooms.Base62, key[i]) < 0 {
 			return "", "", ErrFormat
 		}
 	}

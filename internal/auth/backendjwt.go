@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 )
 
-// Backend JWT rules (Ferni's guide, seed 000): asymmetric algorithms only,
+// Backend JWT rules (Ferni's authentication guide): asymmetric algorithms only,
 // at most an hour of life, a little clock skew.
 const (
 	backendMaxLifetime = time.Hour
@@ -33,18 +34,33 @@ const (
 
 var backendMethods = []string{"RS256", "ES256", "EdDSA"}
 
-func unverifiedIssuer(cred string) (string, bool) {
+// unverifiedClaims reads the iss and aud of a compact JWT without verifying
+// anything: they only route the credential to the issuer entry that must
+// verify it.
+func unverifiedClaims(cred string) (iss string, aud []string, ok bool) {
 	var c jwt.RegisteredClaims
 	if _, _, err := jwt.NewParser().ParseUnverified(cred, &c); err != nil || c.Issuer == "" {
-		return "", false
+		return "", nil, false
 	}
-	return c.Issuer, true
+	return c.Issuer, c.Audience, true
 }
 
 // backendJWT verifies cred against the issuers registered under its iss
 // (several orgs may trust one identity provider with different audiences).
-func (a *Authenticator) backendJWT(ctx context.Context, cred string, refs []*config.IssuerRef) (*Principal, error) {
-	var lastErr error = fail(ErrUnauthorized, "backend_jwt_invalid")
+// A JWT whose audiences name more than one of those entries is refused
+// before any verification: whichever entry went first would otherwise
+// decide its org (or its scopes), so it names no caller for certain.
+func (a *Authenticator) backendJWT(ctx context.Context, cred string, aud []string, refs []*config.IssuerRef) (*Principal, error) {
+	var named []*config.IssuerRef
+	for _, ref := range refs {
+		if slices.Contains(aud, ref.Audience) {
+			named = append(named, ref)
+		}
+	}
+	if len(named) > 1 {
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTAmbiguous, KeyID: named[0].Issuer}
+	}
+	var lastErr error = fail(ErrUnauthorized, ReasonBackendJWTInvalid)
 	for _, ref := range refs {
 		p, err := a.verifyBackendJWT(ctx, cred, ref)
 		if err == nil {
@@ -84,17 +100,17 @@ func (a *Authenticator) verifyBackendJWT(ctx context.Context, cred string, ref *
 		return k, err
 	})
 	if fetchErr != nil && errors.Is(fetchErr, ErrServiceUnavailable) {
-		return nil, &Error{Kind: ErrServiceUnavailable, Reason: "issuer_jwks_unreachable", Org: ref.Org.ID, KeyID: ref.Issuer}
+		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonIssuerJWKSUnreachable, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	if err != nil {
-		reason := "backend_jwt_invalid"
+		reason := ReasonBackendJWTInvalid
 		if errors.Is(err, jwt.ErrTokenExpired) {
-			reason = "backend_jwt_expired"
+			reason = ReasonBackendJWTExpired
 		}
 		return nil, &Error{Kind: ErrUnauthorized, Reason: reason, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > backendMaxLifetime {
-		return nil, &Error{Kind: ErrUnauthorized, Reason: "backend_jwt_lifetime", Org: ref.Org.ID, KeyID: ref.Issuer}
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTLifetime, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	return &Principal{Org: ref.Org.ID, Method: MethodBackendJWT, KeyID: ref.Issuer, Scopes: ref.Scopes}, nil
 }

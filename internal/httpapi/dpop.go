@@ -65,24 +65,24 @@ func (s *Server) dpopProof(c echo.Context, raw string, claims *token.Claims, age
 	vals := r.Header.Values(DPoPHeader)
 	switch {
 	case len(vals) == 0:
-		return nil, s.dpopRefused(c, claims, CodeDPoPRequired, errors.New("no DPoP header"))
+		return nil, s.dpopRefused(c, claims, refusedDPoPRequired, errors.New("no DPoP header"))
 	case len(vals) > 1:
-		return nil, s.dpopRefused(c, claims, CodeDPoPInvalid, errors.New("more than one DPoP header"))
+		return nil, s.dpopRefused(c, claims, refusedDPoPInvalid, errors.New("more than one DPoP header"))
 	case s.DPoP == nil:
 		return nil, wrapError(CodeInternal, errors.New("no DPoP verifier configured"))
 	}
 	proof, err := s.DPoP.Verify(vals[0], r.Method)
 	if err != nil {
-		return nil, s.dpopRefused(c, claims, CodeDPoPInvalid, err)
+		return nil, s.dpopRefused(c, claims, refusedDPoPInvalid, err)
 	}
 	if !proof.Confirms(claims) {
 		if claims.JKT() == "" {
-			return nil, s.dpopRefused(c, claims, CodeDPoPInvalid, errors.New("the ticket is not bound to a key and its agent requires one"))
+			return nil, s.dpopRefused(c, claims, refusedDPoPInvalid, errors.New("the ticket is not bound to a key and its agent requires one"))
 		}
-		return nil, s.dpopRefused(c, claims, CodeDPoPInvalid, errors.New("the proof's key is not the one the ticket is bound to"))
+		return nil, s.dpopRefused(c, claims, refusedDPoPInvalid, errors.New("the proof's key is not the one the ticket is bound to"))
 	}
 	if err := proof.CheckAccessToken(raw); err != nil {
-		return nil, s.dpopRefused(c, claims, CodeDPoPInvalid, err)
+		return nil, s.dpopRefused(c, claims, refusedDPoPInvalid, err)
 	}
 	return proof, nil
 }
@@ -100,7 +100,7 @@ func (s *Server) consumeProved(c echo.Context, claims *token.Claims, proof *toke
 		store.Proof{Key: proof.ReplayKey(), TTL: s.DPoP.ReplayTTL()})
 	switch {
 	case errors.Is(err, store.ErrReplayed):
-		return s.dpopRefused(c, claims, "dpop_replay", errors.New("the proof's jti was used before"))
+		return s.dpopRefused(c, claims, refusedDPoPReplay, errors.New("the proof's jti was used before"))
 	case errors.Is(err, store.ErrNotFound):
 		return s.ticketUsed(c, claims)
 	}
@@ -111,10 +111,10 @@ func (s *Server) consumeProved(c echo.Context, claims *token.Claims, proof *toke
 // label: dpop_required, dpop_invalid or dpop_replay) and returns the
 // contract's error with a DPoP challenge. cause names the failed check;
 // it never holds anything of the proof.
-func (s *Server) dpopRefused(c echo.Context, claims *token.Claims, reason string, cause error) error {
+func (s *Server) dpopRefused(c echo.Context, claims *token.Claims, reason refusal, cause error) error {
 	s.refused(c, reason, claims.Org, cause)
 	code, challenge := CodeDPoPInvalid, `DPoP error="invalid_dpop_proof", `+dpopAlgs
-	if reason == CodeDPoPRequired {
+	if reason == refusedDPoPRequired {
 		code, challenge = CodeDPoPRequired, "DPoP "+dpopAlgs
 	}
 	c.Response().Header().Set(echo.HeaderWWWAuthenticate, challenge)

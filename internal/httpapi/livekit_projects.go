@@ -33,7 +33,7 @@ func (s *Server) liveKitConfigured() bool {
 // liveKitFor returns the LiveKit project of org: its own when it has one,
 // else the default; 501 livekit_not_configured when there is neither (an
 // org without a project of its own on a broker without LIVEKIT_*).
-func (s *Server) liveKitFor(org string) (*livekit.Client, error) {
+func (s *Server) liveKitFor(org string) (liveKit, error) {
 	if s.LiveKitProjects != nil {
 		if c := s.LiveKitProjects.Own(org); c != nil {
 			return c, nil

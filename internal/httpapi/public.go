@@ -22,9 +22,9 @@ const (
 )
 
 type publicRequest struct {
-	Agent   string  `json:"agent"`
-	Channel string  `json:"channel"`
-	DPoPJKT *string `json:"dpop_jkt"`
+	Agent   string         `json:"agent"`
+	Channel config.Channel `json:"channel"`
+	DPoPJKT *string        `json:"dpop_jkt"`
 }
 
 // publicToken is POST /public/token: a demo page without a backend asks for
@@ -38,25 +38,25 @@ func (s *Server) publicToken(c echo.Context) error {
 	if o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin)); err == nil && s.tenants(c).AllowsOrigin(o) {
 		setCORS(c, o)
 	}
-	if err := s.limit(c, ipKey("public", ip), store.PerMinute(s.PublicRate), "ip"); err != nil {
+	if err := s.limit(c, ipKey("public", ip), store.PerMinute(s.PublicRate), limitIP); err != nil {
 		return err
 	}
 	cred, err := credential(r)
 	if err != nil {
-		s.authFailed(c, ip, classify(err).Code, nil)
+		s.authFailed(c, ip, auth.Reason(classify(err).Code), nil)
 		return err
 	}
-	agent, err := s.publishableAgent(s.tenants(c), cred)
-	if err != nil {
-		s.authFailed(c, ip, err.Error(), nil)
+	agent, reason := s.publishableAgent(s.tenants(c), cred)
+	if agent == nil {
+		s.authFailed(c, ip, reason, nil)
 		return apiError(CodeUnauthorized, "")
 	}
 	// From here the request counts against the agent's public budget,
 	// never the org's: in the mint's store step, or when refused.
-	setBudget(c, &budget{key: store.PublicKey(agent.Org().ID, agent.ID), limit: store.PerMinute(publicRate(agent)), scope: "public"})
+	setBudget(c, &budget{key: store.PublicKey(agent.Org().ID, agent.ID), limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
 	origin, ok := agent.Origins().Allow(r.Header.Get(echo.HeaderOrigin))
 	if !ok {
-		s.authFailed(c, ip, "origin_not_allowed", nil)
+		s.authFailed(c, ip, reasonOriginNotAllowed, nil)
 		return apiError(CodeOriginNotAllowed, "")
 	}
 	data, err := readBody(c)
@@ -69,7 +69,7 @@ func (s *Server) publicToken(c echo.Context) error {
 	}
 	if req.Agent != agent.ID {
 		// The key is the agent's; naming another agent is a wrong key for it.
-		s.authFailed(c, ip, "publishable_key_of_another_agent", nil)
+		s.authFailed(c, ip, reasonPublishableKeyOfOtherAgent, nil)
 		return apiError(CodeUnauthorized, "")
 	}
 	if _, err := agentFor(agent.Org(), req.Agent, req.Channel); err != nil {
@@ -84,14 +84,9 @@ func (s *Server) publicToken(c echo.Context) error {
 		return err
 	}
 	return s.issue(c, agent, token.Ticket{
-		Org: agent.Org().ID, Agent: agent.ID, Channel: req.Channel, Identity: identity, Origin: origin.String(), JKT: jkt,
-	}, &auth.Principal{Org: agent.Org().ID, Method: "publishable_key", KeyID: agent.ID}, "public")
+		Org: agent.Org().ID, Agent: agent.ID, Channel: string(req.Channel), Identity: identity, Origin: origin.String(), JKT: jkt,
+	}, &auth.Principal{Org: agent.Org().ID, Method: auth.MethodPublishableKey, KeyID: agent.ID}, mintPublic)
 }
-
-// errPublishable values are audit reasons, never shown to clients.
-type errPublishable string
-
-func (e errPublishable) Error() string { return string(e) }
 
 // publicRate is the agent's public budget a minute: public.rate_per_minute,
 // or the org tier's rate.
@@ -102,24 +97,25 @@ func publicRate(a *config.Agent) int {
 	return a.Org().RateLimit()
 }
 
-// publishableAgent finds the agent whose publishable key is cred in ten.
-func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Agent, error) {
+// publishableAgent finds the agent whose publishable key is cred in ten,
+// or says why there is none (an audit reason, never shown to clients).
+func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Agent, auth.Reason) {
 	kind, env, err := apikey.Parse(cred)
 	if err != nil {
-		return nil, errPublishable("malformed_key")
+		return nil, auth.ReasonMalformedKey
 	}
 	if kind != apikey.Publishable {
-		return nil, errPublishable("secret_key_not_accepted")
+		return nil, reasonSecretKeyNotAccepted
 	}
 	if s.Production && env == apikey.Test {
-		return nil, errPublishable("test_key_in_production")
+		return nil, auth.ReasonTestKeyInProduction
 	}
 	h := apikey.Hash(cred)
 	agent := ten.PublishableByHash(h)
 	if agent == nil || agent.Public == nil || !agent.Public.HasKey(h) {
-		return nil, errPublishable("unknown_key")
+		return nil, auth.ReasonUnknownKey
 	}
-	return agent, nil
+	return agent, ""
 }
 
 func setCORS(c echo.Context, o origins.Origin) {

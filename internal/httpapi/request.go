@@ -38,7 +38,7 @@ func readBody(c echo.Context) ([]byte, error) {
 		if errors.As(err, &mbe) {
 			return nil, apiError(CodePayloadTooLarge, "")
 		}
-		return nil, &Error{Code: CodeInvalidRequest, Message: "the request body could not be read", Cause: err}
+		return nil, newError(CodeInvalidRequest, "the request body could not be read", err)
 	}
 	if data == nil {
 		data = []byte{}
@@ -52,15 +52,8 @@ func readBody(c echo.Context) ([]byte, error) {
 // field names matched exactly). With strict set, unknown fields are refused
 // too. The message names the field at fault and never repeats the input.
 func decodeJSON(data []byte, v any, strict bool) error {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return apiError(CodeInvalidRequest, "a JSON body is required")
-	}
-	if trimmed[0] != '{' {
-		return apiError(CodeInvalidRequest, "the body must be a JSON object")
-	}
-	if err := checkJSON(data, reflect.TypeOf(v), strict); err != nil {
-		return &Error{Code: CodeInvalidRequest, Message: err.Error(), Cause: err}
+	if err := checkJSONObject(data, reflect.TypeOf(v), strict); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {
@@ -85,6 +78,22 @@ func decodeJSON(data []byte, v any, strict bool) error {
 	return nil
 }
 
+// checkJSONObject refuses, as invalid_request naming what is wrong, a body
+// that is empty, is not a JSON object, or breaks checkJSON's rules for t.
+func checkJSONObject(data []byte, t reflect.Type, strict bool) error {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return apiError(CodeInvalidRequest, "a JSON body is required")
+	}
+	if trimmed[0] != '{' {
+		return apiError(CodeInvalidRequest, "the body must be a JSON object")
+	}
+	if err := checkJSON(data, t, strict); err != nil {
+		return newError(CodeInvalidRequest, err.Error(), err)
+	}
+	return nil
+}
+
 func jsonKind(k string) string {
 	switch k {
 	case "string":
@@ -100,8 +109,9 @@ func jsonKind(k string) string {
 }
 
 // credential extracts the caller's credential: the Authorization header
-// first; if it is absent or malformed, the api_key query parameter (seed
-// 004's precedence). A malformed header with no api_key is
+// first; if it is absent or malformed, the api_key query parameter (the
+// precedence of Sayna's authentication docs). A malformed header with no
+// api_key is
 // invalid_auth_header; nothing at all is missing_auth_header.
 func credential(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")

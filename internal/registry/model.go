@@ -125,7 +125,7 @@ func (d *OrgData) FileOrg() config.Org {
 	o := config.Org{ID: d.Org.ID, Tier: d.Org.Tier, RatePerMinute: d.Org.RatePerMinute, AllowDemoRooms: d.Org.AllowDemoRooms}
 	for _, k := range d.Keys {
 		o.Keys = append(o.Keys, config.Key{
-			ID: k.ID, Hash: k.Hash, Scopes: slices.Clone(k.Scopes), AllowedIPs: slices.Clone(k.AllowedIPs),
+			ID: k.ID, Hash: k.Hash, Scopes: toScopes(k.Scopes), AllowedIPs: allowedIPs(k.AllowedIPs),
 			ExpiresAt: k.ExpiresAt, Revoked: k.RevokedAt != nil,
 		})
 	}
@@ -188,7 +188,7 @@ func OrgDataFromFile(o config.Org, now time.Time) (*OrgData, error) {
 		d.LiveKit = &LiveKitData{URL: l.URL, APIKey: l.APIKey, APISecret: Secret(secret), UpdatedAt: now}
 	}
 	for _, k := range o.Keys {
-		kd := KeyData{Key: Key{ID: k.ID, Scopes: nonNil(k.Scopes), AllowedIPs: nonNil(k.AllowedIPs), ExpiresAt: k.ExpiresAt, CreatedAt: now}, Hash: k.Hash}
+		kd := KeyData{Key: Key{ID: k.ID, Scopes: fromScopes(k.Scopes), AllowedIPs: nonNil(k.AllowedIPs), ExpiresAt: k.ExpiresAt, CreatedAt: now}, Hash: k.Hash}
 		if k.Revoked {
 			kd.RevokedAt = &now
 		}
@@ -245,4 +245,32 @@ func cloneIssuer(is config.JWTIssuer) config.JWTIssuer {
 	c := is
 	c.Scopes = slices.Clone(is.Scopes)
 	return c
+}
+
+// toScopes and fromScopes convert between the registry's scope strings
+// (its JSON and database form) and the tenants file's typed scopes.
+func toScopes(ss []string) []config.Scope {
+	out := make([]config.Scope, len(ss))
+	for i, s := range ss {
+		out[i] = config.Scope(s)
+	}
+	return out
+}
+
+func fromScopes(ss []config.Scope) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}
+
+// allowedIPs is a key's allowed_ips as the tenants file states it: the
+// registry keeps "any address" as an empty list, the file as no list (an
+// empty list there is refused, for it reads as "no address").
+func allowedIPs(ips []string) []string {
+	if len(ips) == 0 {
+		return nil
+	}
+	return slices.Clone(ips)
 }

@@ -60,6 +60,11 @@ func CheckOrg(o OrgSpec) error {
 
 // CheckKey checks a new secret key.
 func CheckKey(k KeySpec) error {
+	if k.AllowedIPs != nil && len(k.AllowedIPs) == 0 {
+		// As in the tenants file: no list allows any address, and an
+		// empty one would read as "none".
+		return problems("allowed_ips: an empty list would allow every address; leave the field out to allow any address, or list the CIDRs")
+	}
 	if len(k.AllowedIPs) > MaxAllowedIPs {
 		return problems(fmt.Sprintf("allowed_ips: at most %d entries", MaxAllowedIPs))
 	}
@@ -71,7 +76,7 @@ func CheckKey(k KeySpec) error {
 		envProblem = `env: "live" or "test"`
 	}
 	err := check(config.Org{ID: "x", Tier: config.TierFree, Keys: []config.Key{{
-		ID: k.ID, Hash: placeholder, Scopes: k.Scopes, AllowedIPs: k.AllowedIPs, ExpiresAt: k.ExpiresAt,
+		ID: k.ID, Hash: placeholder, Scopes: toScopes(k.Scopes), AllowedIPs: allowedIPs(k.AllowedIPs), ExpiresAt: k.ExpiresAt,
 	}}}, "orgs[0].keys[0].")
 	return join(err, envProblem)
 }

@@ -39,10 +39,10 @@ func BenchmarkScale(b *testing.B) {
 		o := config.Org{ID: fmt.Sprintf("org-%05d", i), Tier: config.TierPro}
 		for k := range 10 {
 			o.Keys = append(o.Keys, config.Key{ID: fmt.Sprintf("key-%d", k), Hash: apikey.Hash(fmt.Sprintf("sk-%d-%d", i, k)),
-				Scopes: []string{config.ScopeTokensCreate, config.ScopeTokensRedeem}})
+				Scopes: []config.Scope{config.ScopeTokensCreate, config.ScopeTokensRedeem}})
 		}
 		for a := range 5 {
-			o.Agents = append(o.Agents, config.Agent{ID: fmt.Sprintf("agent-%d", a), Channels: []string{config.ChannelWebRTC},
+			o.Agents = append(o.Agents, config.Agent{ID: fmt.Sprintf("agent-%d", a), Channels: []config.Channel{config.ChannelWebRTC},
 				Public: &config.Public{KeyHash: apikey.Hash(fmt.Sprintf("pk-%d-%d", i, a)), AllowedOrigins: []string{"https://*.example.com"}}})
 		}
 		f.Orgs = append(f.Orgs, o)
@@ -69,7 +69,7 @@ func BenchmarkScale(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		org := fmt.Sprintf("org-%05d", i%n)
-		_, key, err := writer.CreateKey(ctx, org, registry.KeySpec{ID: fmt.Sprintf("bench-%d", i), Scopes: []string{config.ScopeTokensCreate}})
+		_, key, err := writer.CreateKey(ctx, org, registry.KeySpec{ID: fmt.Sprintf("bench-%d", i), Scopes: []string{string(config.ScopeTokensCreate)}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -231,7 +231,7 @@ func TestCorruptOrgIsLeftOut(t *testing.T) {
 		t.Fatalf("log: %s", logs.String())
 	}
 	// Mended, it comes back.
-	if _, _, err := r.PutAgent(ctx, "acme", config.Agent{ID: "bot", Channels: []string{"chat"}}); err != nil {
+	if _, _, err := r.PutAgent(ctx, "acme", config.Agent{ID: "bot", Channels: []config.Channel{"chat"}}); err != nil {
 		t.Fatal(err)
 	}
 	registrytest.WaitFor(t, r, "the org back", func(ten *config.Tenants) bool { return ten.Org("acme") != nil })

@@ -443,7 +443,7 @@ func testReadOnly(t *testing.T, r registry.Registry) {
 	_, errs["CreateOrg"] = r.CreateOrg(ctx, registry.OrgSpec{ID: "new", Tier: "free"})
 	_, errs["UpdateOrg"] = r.UpdateOrg(ctx, "acme", registry.OrgPatch{})
 	errs["DeleteOrg"] = r.DeleteOrg(ctx, "acme")
-	_, _, errs["PutAgent"] = r.PutAgent(ctx, "acme", config.Agent{ID: "x", Channels: []string{"chat"}})
+	_, _, errs["PutAgent"] = r.PutAgent(ctx, "acme", config.Agent{ID: "x", Channels: []config.Channel{"chat"}})
 	errs["DeleteAgent"] = r.DeleteAgent(ctx, "acme", "bot")
 	_, _, errs["CreatePublishableKey"] = r.CreatePublishableKey(ctx, "acme", "web", "")
 	errs["DeletePublishableKey"] = r.DeletePublishableKey(ctx, "acme", "web", "a")
@@ -594,14 +594,14 @@ func testKeys(t *testing.T, r registry.Registry) {
 
 func testAgents(t *testing.T, r registry.Registry) {
 	ctx := ctxAs("admin:test", "req-agents")
-	a, created, err := r.PutAgent(ctx, "globex", config.Agent{ID: "helper", Channels: []string{"chat"}})
+	a, created, err := r.PutAgent(ctx, "globex", config.Agent{ID: "helper", Channels: []config.Channel{"chat"}})
 	if err != nil || !created || a.Spec.ID != "helper" || a.CreatedAt.IsZero() {
 		t.Fatalf("created = %+v %v %v", a, created, err)
 	}
 	WaitFor(t, r, "new agent in force", func(t *config.Tenants) bool {
 		return agentOf(t, "globex", "helper") != nil && agentOf(t, "globex", "helper").HasChannel("chat")
 	})
-	a, created, err = r.PutAgent(ctx, "globex", config.Agent{ID: "helper", Channels: []string{"webrtc"}, Server: "wss://voice.globex.example",
+	a, created, err = r.PutAgent(ctx, "globex", config.Agent{ID: "helper", Channels: []config.Channel{"webrtc"}, Server: "wss://voice.globex.example",
 		Public: &config.Public{AllowedOrigins: []string{"https://globex.example"}}})
 	if err != nil || created || a.Spec.Server != "wss://voice.globex.example" || a.Spec.Public == nil || len(a.PublishableKeys) != 0 {
 		t.Fatalf("replaced = %+v %v %v", a, created, err)
@@ -610,25 +610,25 @@ func testAgents(t *testing.T, r registry.Registry) {
 		ag := agentOf(t, "globex", "helper")
 		return ag != nil && ag.HasChannel("webrtc") && !ag.HasChannel("chat")
 	})
-	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "bad_id", Channels: []string{"video", "chat", "chat"}, Server: "ftp://x",
+	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "bad_id", Channels: []config.Channel{"video", "chat", "chat"}, Server: "ftp://x",
 		Public: &config.Public{AllowedOrigins: []string{"https://*.com"}}})
 	wantInvalid(t, err, "bad agent", "id", "channels[0]", "channels[2]", "server", "public.allowed_origins[0]")
-	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "x", Channels: []string{"chat"},
+	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "x", Channels: []config.Channel{"chat"},
 		Public: &config.Public{KeyHash: apikey.Hash(PubA), AllowedOrigins: []string{"https://globex.example"}}})
 	wantInvalid(t, err, "agent with a key hash", "public.key_hash")
-	_, _, err = r.PutAgent(ctx, "nope", config.Agent{ID: "x", Channels: []string{"chat"}})
+	_, _, err = r.PutAgent(ctx, "nope", config.Agent{ID: "x", Channels: []config.Channel{"chat"}})
 	wantErr(t, err, registry.ErrNotFound, "PutAgent in no org")
 	// LiveKit agent names cross orgs: acme's florencia takes the name
 	// "florencia", so globex's agent of that id needs a name of its own;
 	// sharing takes every agent that uses the name.
-	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "florencia", Channels: []string{"chat"}})
+	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "florencia", Channels: []config.Channel{"chat"}})
 	wantErr(t, err, registry.ErrConflict, "another org's LiveKit agent name")
-	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "helper", Channels: []string{"chat"}, LiveKitAgentName: "florencia", LiveKitAgentShared: true})
+	_, _, err = r.PutAgent(ctx, "globex", config.Agent{ID: "helper", Channels: []config.Channel{"chat"}, LiveKitAgentName: "florencia", LiveKitAgentShared: true})
 	wantErr(t, err, registry.ErrConflict, "sharing a name another org does not share")
 	if ag := agentOf(r.Current(), "globex", "helper"); ag == nil || ag.LiveKitName() != "helper" {
 		t.Fatal("a refused write changed the agent")
 	}
-	must3(t)(r.PutAgent(ctx, "globex", config.Agent{ID: "florencia", Channels: []string{"chat"}, LiveKitAgentName: "globex-florencia"}))
+	must3(t)(r.PutAgent(ctx, "globex", config.Agent{ID: "florencia", Channels: []config.Channel{"chat"}, LiveKitAgentName: "globex-florencia"}))
 	WaitFor(t, r, "an agent under its own LiveKit name", func(t *config.Tenants) bool {
 		ag := agentOf(t, "globex", "florencia")
 		return ag != nil && ag.LiveKitName() == "globex-florencia"
@@ -636,7 +636,7 @@ func testAgents(t *testing.T, r registry.Registry) {
 
 	// Replacing an agent keeps its publishable keys; taking its public
 	// mode away deletes them.
-	_, _, err = r.PutAgent(ctx, "acme", config.Agent{ID: "web", Channels: []string{"webrtc", "chat"},
+	_, _, err = r.PutAgent(ctx, "acme", config.Agent{ID: "web", Channels: []config.Channel{"webrtc", "chat"},
 		Public: &config.Public{AllowedOrigins: []string{"https://new.acme.example"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -648,7 +648,7 @@ func testAgents(t *testing.T, r registry.Registry) {
 	if got := must(r.GetAgent(ctx, "acme", "web"))(t); len(got.PublishableKeys) != 2 {
 		t.Fatalf("keys after replace = %+v", got.PublishableKeys)
 	}
-	must3(t)(r.PutAgent(ctx, "acme", config.Agent{ID: "web", Channels: []string{"webrtc"}}))
+	must3(t)(r.PutAgent(ctx, "acme", config.Agent{ID: "web", Channels: []config.Channel{"webrtc"}}))
 	WaitFor(t, r, "agent without public mode", func(t *config.Tenants) bool {
 		return t.PublishableByHash(apikey.Hash(PubA)) == nil && t.PublishableByHash(apikey.Hash(PubB)) == nil
 	})
@@ -656,7 +656,7 @@ func testAgents(t *testing.T, r registry.Registry) {
 		t.Fatalf("agent = %+v", got)
 	}
 	// Public mode again does not bring the deleted keys back.
-	must3(t)(r.PutAgent(ctx, "acme", config.Agent{ID: "web", Channels: []string{"webrtc"}, Public: &config.Public{AllowedOrigins: []string{"https://a.example"}}}))
+	must3(t)(r.PutAgent(ctx, "acme", config.Agent{ID: "web", Channels: []config.Channel{"webrtc"}, Public: &config.Public{AllowedOrigins: []string{"https://a.example"}}}))
 	WaitFor(t, r, "public mode again", func(t *config.Tenants) bool { return agentOf(t, "acme", "web").Public != nil })
 	if r.Current().PublishableByHash(apikey.Hash(PubA)) != nil {
 		t.Fatal("a deleted publishable key came back")
@@ -736,8 +736,8 @@ func testPublishableKeys(t *testing.T, r registry.Registry) {
 func testIssuers(t *testing.T, r registry.Registry) {
 	ctx := ctxAs("admin:test", "req-iss")
 	list := []config.JWTIssuer{
-		{Issuer: "https://auth.globex.example", Audience: "voicebroker", JWKSURL: "https://auth.globex.example/jwks", Scopes: []string{"tokens:create"}},
-		{Issuer: "https://auth.acme.example", Audience: "globex", JWKSURL: "https://auth.acme.example/jwks", Scopes: []string{"rooms:read"}},
+		{Issuer: "https://auth.globex.example", Audience: "voicebroker", JWKSURL: "https://auth.globex.example/jwks", Scopes: []config.Scope{"tokens:create"}},
+		{Issuer: "https://auth.acme.example", Audience: "globex", JWKSURL: "https://auth.acme.example/jwks", Scopes: []config.Scope{"rooms:read"}},
 	}
 	got := must(r.PutJWTIssuers(ctx, "globex", list))(t)
 	if len(got) != 2 || got[1].Audience != "globex" {
@@ -751,18 +751,18 @@ func testIssuers(t *testing.T, r registry.Registry) {
 	}
 	// Another org's issuer and audience pair.
 	_, err := r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{{Issuer: "https://auth.acme.example", Audience: "voicebroker",
-		JWKSURL: "https://evil.example/jwks", Scopes: []string{"tokens:create"}}})
+		JWKSURL: "https://evil.example/jwks", Scopes: []config.Scope{"tokens:create"}}})
 	wantErr(t, err, registry.ErrConflict, "another org's issuer")
 	_, err = r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{{Issuer: "HTTPS://AUTH.ACME.EXAMPLE:443/", Audience: "voicebroker",
-		JWKSURL: "https://evil.example/jwks", Scopes: []string{"tokens:create"}}})
+		JWKSURL: "https://evil.example/jwks", Scopes: []config.Scope{"tokens:create"}}})
 	wantErr(t, err, registry.ErrConflict, "another org's issuer, spelled otherwise")
 	_, err = r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{
-		{Issuer: "", Audience: "a", JWKSURL: "ftp://x", Scopes: []string{"nope"}},
-		{Issuer: "https://i.example", Audience: "a", JWKSURL: "https://i.example/jwks", Scopes: []string{"tokens:create"}},
-		{Issuer: "https://i.example", Audience: "a", JWKSURL: "https://i.example/jwks", Scopes: []string{"tokens:create"}},
+		{Issuer: "", Audience: "a", JWKSURL: "ftp://x", Scopes: []config.Scope{"nope"}},
+		{Issuer: "https://i.example", Audience: "a", JWKSURL: "https://i.example/jwks", Scopes: []config.Scope{"tokens:create"}},
+		{Issuer: "https://i.example", Audience: "a", JWKSURL: "https://i.example/jwks", Scopes: []config.Scope{"tokens:create"}},
 	})
 	wantInvalid(t, err, "bad issuers", "jwt_issuers[0].issuer", "jwt_issuers[0].jwks_url", "jwt_issuers[0].scopes[0]", "jwt_issuers[2]")
-	_, err = r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{{Issuer: "https://i.example", Audience: "a", PublicKeyFile: "/dev/zero", Scopes: []string{"tokens:create"}}})
+	_, err = r.PutJWTIssuers(ctx, "globex", []config.JWTIssuer{{Issuer: "https://i.example", Audience: "a", PublicKeyFile: "/dev/zero", Scopes: []config.Scope{"tokens:create"}}})
 	wantInvalid(t, err, "issuer key file through the API", "jwt_issuers[0].public_key_file")
 	_, err = r.PutJWTIssuers(ctx, "nope", nil)
 	wantErr(t, err, registry.ErrNotFound, "issuers of no org")
@@ -918,7 +918,7 @@ func testConcurrentCreates(t *testing.T, r registry.Registry) {
 		}()
 		go func() {
 			defer wg.Done()
-			_, created, err := r.PutAgent(ctx, "globex", config.Agent{ID: "race", Channels: []string{"chat"}})
+			_, created, err := r.PutAgent(ctx, "globex", config.Agent{ID: "race", Channels: []config.Channel{"chat"}})
 			if err == nil && !created {
 				err = registry.ErrConflict // replaced: someone else created it
 			}
