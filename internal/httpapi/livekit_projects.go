@@ -45,8 +45,8 @@ func (s *Server) liveKitFor(org string) (liveKit, error) {
 	return s.LiveKit, nil
 }
 
-// receiveWebhook verifies a webhook: with the project whose API key signed
-// it when org projects exist, else with the default project. project is
+// receiveWebhook verifies a webhook with the project whose API key signed
+// it (LiveKitProjects; without it, with the default project). project is
 // the org whose own project sent it, "" for the default project.
 func (s *Server) receiveWebhook(r *http.Request) (ev *lkproto.WebhookEvent, project string, err error) {
 	if s.LiveKitProjects != nil {

@@ -29,9 +29,9 @@ const (
 	whAcmeSecret    = "acme-own-project-secret-0123456789abcdef"
 )
 
-// webhookServer is a server whose default project has key APIdefault and
-// whose org acme has its own project with key APIacme (snapshot holds the
-// registry's snapshot; withDefault false leaves LIVEKIT_* unset).
+// webhookServer is a server whose default project has key APIdefault
+// (none when withDefault is false: LIVEKIT_* unset) and whose org acme has,
+// when acmeProject, its own project with key APIacme; globex has none.
 func webhookServer(t *testing.T, withDefault bool, acmeProject bool) (http.Handler, store.Store, *bytes.Buffer) {
 	t.Helper()
 	var asm registry.Assembler
