@@ -279,7 +279,11 @@ func TestOrgLiveKitProjectWithoutDefault(t *testing.T) {
 	ticket := b.mint(t, k.acme, flo)
 	expect(t, do(t, "POST", b.URL+"/connect", ticket, nil), 201, "")
 
-	expect(t, do(t, "POST", b.URL+"/livekit/token", k.globex, map[string]any{"agent": "florencia"}), 501, "livekit_not_configured")
+	nc := do(t, "POST", b.URL+"/livekit/token", k.globex, map[string]any{"agent": "florencia"})
+	expect(t, nc, 501, "livekit_not_configured")
+	if msg, _ := nc.Body["message"].(string); !strings.Contains(msg, "your org has no livekit project of its own") {
+		t.Fatalf("the 501 does not say what to configure: %q", msg)
+	}
 	expect(t, do(t, "GET", b.URL+"/livekit/rooms", k.globex, nil), 501, "livekit_not_configured")
 	gt := b.mint(t, k.globex, map[string]any{"agent": "hank", "channel": "webrtc"})
 	expect(t, do(t, "POST", b.URL+"/connect", gt, nil), 501, "livekit_not_configured")

@@ -40,7 +40,8 @@ func (s *Server) liveKitFor(org string) (liveKit, error) {
 		}
 	}
 	if s.LiveKit == nil {
-		return nil, apiError(CodeLiveKitNotConfigured, "")
+		return nil, apiError(CodeLiveKitNotConfigured, "LiveKit is not configured for your organisation: "+
+			"the broker has no default project (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET) and your org has no livekit project of its own")
 	}
 	return s.LiveKit, nil
 }
