@@ -54,9 +54,13 @@ type Deps struct {
 	ClientIP  ClientIP
 	// Leeway is added to the nonce lifetime, matching the verifier's leeway.
 	Leeway time.Duration
-	// LiveKit is nil when LIVEKIT_* are unset: its endpoints answer 501.
-	// A nil *livekit.Client counts as nil.
+	// LiveKit is the default project; nil when LIVEKIT_* are unset. A nil
+	// *livekit.Client counts as nil.
 	LiveKit liveKit
+	// LiveKitProjects, when set, gives orgs their own LiveKit projects
+	// (the tenant registry's); an org without one uses LiveKit. With
+	// neither, the LiveKit endpoints answer 501.
+	LiveKitProjects liveKitProjects
 	// ConnectRate and PublicRate are the per-IP limits a minute.
 	ConnectRate, PublicRate int
 	// Production refuses test keys.
