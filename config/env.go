@@ -233,6 +233,17 @@ func (r *envReader) hostPort(name, v string, emptyHost bool) bool {
 	return false
 }
 
+// defaultPublicURL is http://localhost with the listener's port: the
+// address a browser on this machine reaches, which tickets name as their
+// server and DPoP proofs as their htu. BROKER_ADDR=:8081 without
+// BROKER_PUBLIC_URL then still gives a working /demo/.
+func defaultPublicURL(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" && port != "0" {
+		return "http://localhost:" + port
+	}
+	return "http://localhost:8080"
+}
+
 // server reads the listener, public identity, rates and key files.
 func (r *envReader) server(e *Env) {
 	e.Addr = r.str("BROKER_ADDR", ":8080")
@@ -244,7 +255,7 @@ func (r *envReader) server(e *Env) {
 		r.bad("BROKER_ENV", fmt.Sprintf("%q must be development or production", truncate(e.Environment)))
 	}
 	e.ConfigFile = r.str("BROKER_CONFIG", "")
-	e.PublicURL = strings.TrimRight(r.str("BROKER_PUBLIC_URL", "http://localhost:8080"), "/")
+	e.PublicURL = strings.TrimRight(r.str("BROKER_PUBLIC_URL", defaultPublicURL(e.Addr)), "/")
 	if u := r.url("BROKER_PUBLIC_URL", e.PublicURL, "http", "https"); u != nil && (u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Contains(e.PublicURL, "#")) {
 		r.bad("BROKER_PUBLIC_URL", "must have no user info, query or fragment")
 	}

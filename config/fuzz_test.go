@@ -16,7 +16,8 @@ import (
 // *ValidationError in the file's words (never a Go type); whatever it
 // accepts is self-consistent: every indexed key belongs to a listed org,
 // every org has a positive rate, no (issuer, audience) pair is shared by two
-// orgs, and a second parse of the same bytes agrees.
+// orgs, every LiveKit project has its secret read (never inline) and a key
+// of its own, and a second parse of the same bytes agrees.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("orgs:\n  - id: a\n    tier: free\n"))
@@ -37,7 +38,13 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, hash: 'sha256:" + strings.Repeat("a", 64) + "', scopes: [tokens:create], allowed_ips: [~]}]}]"))
 	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, hash: 'sha256:" + strings.Repeat("a", 64) + "', scopes: [tokens:create], expires_at: 2027-06-01}]}]"))
 	f.Add([]byte("orgs: [{id: a, tier: free, agents: [{id: b, channels: [chat, ~]}]}]"))
+	// Org LiveKit projects: an inline secret, a secret from a variable, two
+	// orgs with one API key.
+	f.Add([]byte("orgs: [{id: a, tier: free, livekit: {url: 'wss://a.example', api_key: k, api_secret: '" + strings.Repeat("s", 40) + "'}}]"))
+	f.Add([]byte("orgs: [{id: a, tier: free, livekit: {url: 'wss://a.example', api_key: k, api_secret_env: FUZZ_LK}}]"))
+	f.Add([]byte("orgs: [{id: a, tier: free, livekit: {url: 'wss://a', api_key: k, api_secret_env: FUZZ_LK}}, {id: b, tier: free, livekit: {url: 'wss://b', api_key: k, api_secret_env: FUZZ_LK}}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		t.Setenv("FUZZ_LK", strings.Repeat("f", 40))
 		ten, err := config.Parse(data)
 		if err != nil {
 			var ve *config.ValidationError
@@ -52,10 +59,17 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		pairs := map[[2]string]string{}
+		lkKeys := map[string]string{}
 		for _, id := range ten.Orgs() {
 			o := ten.Org(id)
 			if o == nil || o.ID != id || o.RateLimit() < 1 {
 				t.Fatalf("org %q inconsistent", id)
+			}
+			if l := o.LiveKit; l != nil {
+				if len(l.Secret()) < config.MinLiveKitSecret || l.APISecret != "" || lkKeys[l.APIKey] != "" {
+					t.Fatalf("org %q: a LiveKit project without a read secret, with an inline one, or with another org's key", id)
+				}
+				lkKeys[l.APIKey] = id
 			}
 			for i := range o.Keys {
 				k := &o.Keys[i]

@@ -133,10 +133,11 @@ func checkSecrets(list []APISecret) []string {
 }
 
 // CheckTenants checks the environment against a tenants file: every API
-// secret must name an org the file lists, and with AUTH_REQUIRED=false the
-// org a request without a credential stands for must exist (see
-// AnonymousOrg). It runs at start and on every reload, so a reload that
-// breaks either is refused.
+// secret must name an org the file lists; with AUTH_REQUIRED=false the org
+// a request without a credential stands for must exist (see
+// AnonymousOrg); and no org's own LiveKit project may have the default
+// project's API key (LIVEKIT_API_KEY). It runs at start and on every
+// reload, so a reload that breaks any of them is refused.
 func (e *Env) CheckTenants(t *Tenants) error {
 	var problems []string
 	if !e.AuthRequired {
@@ -162,6 +163,7 @@ func (e *Env) CheckTenants(t *Tenants) error {
 		}
 		problems = append(problems, fmt.Sprintf("AUTH_API_SECRETS_JSON: %s (id %q): %s", strings.TrimPrefix(s.Source, "AUTH_API_SECRETS_JSON "), truncate(s.ID), reason))
 	}
+	problems = append(problems, e.checkLiveKitDefault(t)...)
 	if len(problems) > 0 {
 		return &EnvError{Problems: problems}
 	}

@@ -85,6 +85,9 @@ type Org struct {
 	Keys           []Key       `yaml:"keys"`
 	JWTIssuers     []JWTIssuer `yaml:"jwt_issuers"`
 	Agents         []Agent     `yaml:"agents"`
+	// LiveKit is the org's own LiveKit project; nil means the default one
+	// (LIVEKIT_*). See OrgLiveKit.
+	LiveKit *OrgLiveKit `yaml:"livekit"`
 
 	agents map[string]*Agent
 }
@@ -326,8 +329,9 @@ func Build(f *File) (*Tenants, error) {
 			publishable: make(map[string]*Agent),
 			issuers:     make(map[string][]*IssuerRef),
 		},
-		keyIDs:  make(map[string]string),
-		issuers: make(map[issuerPair]issuerSeen),
+		keyIDs:      make(map[string]string),
+		issuers:     make(map[issuerPair]issuerSeen),
+		liveKitKeys: make(map[string]string),
 	}
 	if len(f.Orgs) == 0 {
 		b.add("orgs", "at least one org is required")
@@ -349,6 +353,9 @@ type builder struct {
 	t       *Tenants
 	keyIDs  map[string]string         // org/key id -> field path of its first use
 	issuers map[issuerPair]issuerSeen // normalised (issuer, audience) -> first org
+	// liveKitKeys: LiveKit API key of an org project -> where it was first
+	// used (the webhook receiver finds a project by its key).
+	liveKitKeys map[string]string
 }
 
 func (b *builder) org(at string, o *Org) {
@@ -369,6 +376,7 @@ func (b *builder) org(at string, o *Org) {
 	for j := range o.Agents {
 		b.agent(fmt.Sprintf("%s.agents[%d]", at, j), o, &o.Agents[j])
 	}
+	b.liveKitProject(at+".livekit", o)
 }
 
 func (b *builder) tier(at string, o *Org) {

@@ -120,20 +120,26 @@ func (a *App) build() error {
 		log.Warn("AUTH_REQUIRED=false: requests without a credential are let through (development only)", "event", "auth.disabled")
 	}
 
+	// The default LiveKit project (LIVEKIT_*), and the orgs' own projects
+	// from the registry: each org's tokens, room calls and webhooks go to
+	// its own project when it has one.
+	lkOpt := livekit.Options{
+		TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
+		Observe: func(op string, d time.Duration, err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
+		},
+	}
 	var lk *livekit.Client
 	if env.LiveKitConfigured() {
-		lk = livekit.New(livekit.Options{
-			URL: env.LiveKitURL, APIKey: env.LiveKitAPIKey, APISecret: env.LiveKitAPISecret,
-			TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
-			Observe: func(op string, d time.Duration, err error) {
-				result := "ok"
-				if err != nil {
-					result = "error"
-				}
-				a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
-			},
-		})
+		o := lkOpt
+		o.URL, o.APIKey, o.APISecret = env.LiveKitURL, env.LiveKitAPIKey, env.LiveKitAPISecret
+		lk = livekit.New(o)
 	}
+	projects := livekit.NewProjects(lk, a.Tenants.Snapshot, lkOpt)
 
 	if err := a.openStore(); err != nil {
 		return err
@@ -165,6 +171,7 @@ func (a *App) build() error {
 		ClientIP:         httpapi.ClientIP{Trusted: env.TrustedProxies},
 		Leeway:           token.DefaultLeeway,
 		LiveKit:          lk,
+		LiveKitProjects:  projects,
 		Production:       env.Production(),
 		AuthRequired:     env.AuthRequired,
 		Demo:             demoFS,

@@ -19,12 +19,17 @@ type webhookReceiver interface {
 	ReceiveWebhook(r *http.Request) (*lkproto.WebhookEvent, error)
 }
 
-// webhook is POST /livekit/webhook: LiveKit's signed events. room_finished
-// releases the room's owner record; every event is audited.
+// webhook is POST /livekit/webhook: LiveKit's signed events, verified with
+// the secret of the project whose API key signed them (the default
+// project's or an org's own). room_finished releases the room's owner
+// record; every event is audited. A webhook from an org's own project
+// speaks for that org's rooms only: one about another org's room (its
+// metadata names another auth_id) changes nothing, since whoever holds
+// that project's secret can sign any body.
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
-	ev, err := s.LiveKit.ReceiveWebhook(r)
+	ev, project, err := s.receiveWebhook(r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -39,9 +44,20 @@ func (s *Server) webhook(c echo.Context) error {
 	}
 	room := ev.GetRoom()
 	owner := livekit.OwnerOf(room)
+	from := project
+	if from == "" {
+		from = "default"
+	}
+	if project != "" && owner != "" && owner != project {
+		s.logger(c).LogAttrs(r.Context(), slog.LevelWarn, "webhook about another org's room ignored",
+			slog.String("event", "livekit.webhook"), slog.String("result", "foreign_room"), slog.String("type", ev.Event),
+			slog.String("project", from), slog.String("room", room.GetName()), slog.String("claimed_org", owner),
+			slog.String("id", ev.Id))
+		return c.JSON(http.StatusOK, map[string]string{"status": "ignored"})
+	}
 	s.logger(c).LogAttrs(r.Context(), slog.LevelInfo, "webhook received",
 		slog.String("event", "livekit.webhook"), slog.String("result", "ok"), slog.String("type", ev.Event),
-		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id))
+		slog.String("project", from), slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id))
 	if ev.Event == webhook.EventRoomFinished && room.GetName() != "" && owner != "" {
 		if err := s.Store.ReleaseRoom(r.Context(), room.GetName(), owner); err != nil {
 			return err // 503: LiveKit retries the webhook
