@@ -223,3 +223,25 @@ func exerciseAdminAPI(t *testing.T, a *adminBroker, file *broker, bad func()) {
 	expect(t, a.do(t, "DELETE", "/admin/orgs/doc/agents/bot", nil), 204, "")
 	expect(t, a.do(t, "DELETE", "/admin/orgs/doc", nil), 204, "")
 }
+
+// checkWithDocument makes every request of the harness's client, until the
+// test ends, be validated (request and response) against api/openapi.yaml
+// as served by the given base URLs.
+func checkWithDocument(t *testing.T, servers ...string) {
+	t.Helper()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(api.OpenAPI)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	for _, s := range servers {
+		doc.Servers = append(doc.Servers, &openapi3.Server{URL: s})
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := client.Transport
+	client.Transport = &validating{t: t, router: router, base: http.DefaultTransport, seen: map[string]bool{}}
+	t.Cleanup(func() { client.Transport = saved })
+}

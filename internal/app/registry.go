@@ -99,9 +99,11 @@ func openRegistry(ctx context.Context, env *config.Env, log *slog.Logger, m *met
 	return reg, dev, nil
 }
 
-// ungated are the paths that never read the tenants: they keep answering
-// while the registry is unavailable (so probes and scrapes see the outage).
-var ungated = map[string]bool{"/": true, "/healthz": true, "/metrics": true, "/.well-known/jwks.json": true, "/openapi.yaml": true}
+// ungated are the paths that never read the tenants, and /readyz, which
+// answers the outage itself (503 registry_unavailable with the snapshot's
+// age): they keep answering while the registry is unavailable, so probes
+// and scrapes see the outage.
+var ungated = map[string]bool{"/": true, "/healthz": true, "/readyz": true, "/metrics": true, "/.well-known/jwks.json": true, "/openapi.yaml": true}
 
 // registryUnavailable is the contract's answer (§5) while the snapshot is
 // past BROKER_REGISTRY_MAX_STALENESS.
@@ -109,7 +111,7 @@ const registryUnavailable = `{"error":"registry_unavailable","message":"the tena
 
 // registryGate fails closed: while the registry's Check fails, every
 // request that reads the tenants (every authenticated route, /connect,
-// /public/token and its preflight, the webhook, /readyz) gets 503
+// /public/token and its preflight, the webhook) gets 503
 // registry_unavailable before any handler runs, so nothing is minted or
 // redeemed against a stale snapshot. Check is an atomic load and a clock
 // read. The file and demo registries never fail it.

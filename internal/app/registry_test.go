@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,7 @@ func TestBrokerFailsClosedOnStaleRegistry(t *testing.T) {
 	admin.Close()
 	b := startBroker(t, k, map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db,
 		"BROKER_REGISTRY_REFRESH": "1s", "BROKER_REGISTRY_MAX_STALENESS": "2s"})
+	checkWithDocument(t, b.URL)
 	mint := func() response { return do(t, "POST", b.URL+"/token", k.acme, flo) }
 	expect(t, mint(), 201, "")
 
@@ -158,7 +160,20 @@ func TestBrokerFailsClosedOnStaleRegistry(t *testing.T) {
 	expect(t, mint(), 503, "registry_unavailable")
 	expect(t, do(t, "POST", b.URL+"/public/token", k.pk, flo, "Origin", "https://demo.acme.example"), 503, "registry_unavailable")
 	expect(t, do(t, "POST", b.URL+"/connect", "", map[string]any{"token": "x"}), 503, "registry_unavailable")
-	expect(t, do(t, "GET", b.URL+"/readyz", "", nil), 503, "registry_unavailable")
+	// /readyz says how old the snapshot is (past the 2s staleness), in the
+	// contract's error shape (the message; the OpenAPI document checks it).
+	r := ready()
+	expect(t, r, 503, "registry_unavailable")
+	msg, _ := r.Body["message"].(string)
+	var age float64
+	if _, after, ok := strings.Cut(msg, "snapshot_age_seconds "); !ok {
+		t.Fatalf("/readyz during the outage does not give the snapshot's age: %s", r.Raw)
+	} else if _, err := fmt.Sscanf(after, "%g", &age); err != nil || age < 2 {
+		t.Fatalf("/readyz during the outage does not give the snapshot's age past the staleness: %s", r.Raw)
+	}
+	if r.Header.Get("Retry-After") == "" {
+		t.Fatal("/readyz's 503 has no Retry-After")
+	}
 	if r := do(t, "GET", b.URL+"/healthz", "", nil); r.Status != 200 {
 		t.Fatalf("/healthz = %d", r.Status)
 	}
@@ -171,8 +186,29 @@ func TestBrokerFailsClosedOnStaleRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, 20*time.Second, "recovery without a restart", 200, ready)
+	if r := ready(); r.Body["snapshot_age_seconds"] == nil {
+		t.Fatalf("/readyz after recovery has no snapshot age: %s", r.Raw)
+	} else if age := r.Body["snapshot_age_seconds"].(float64); age >= 2 {
+		t.Fatalf("/readyz after recovery: snapshot age %v, want under the staleness", age)
+	}
 	expect(t, mint(), 201, "")
 	if m := do(t, "GET", b.URL+"/metrics", "", nil); !strings.Contains(m.Raw, "voicebroker_registry_unavailable 0") {
 		t.Fatal("the unavailable gauge stays up after recovery")
+	}
+}
+
+// /readyz gives the snapshot's age for every registry: 0 for a tenants
+// file and for the embedded development tenant (their source is local).
+func TestReadyzShowsSnapshotAge(t *testing.T) {
+	k := newKeys(t)
+	b := startBroker(t, k, nil)
+	_, demo := testenv.StartDemoBroker(t)
+	checkWithDocument(t, b.URL, demo)
+	for _, url := range []string{b.URL, demo} {
+		r := do(t, "GET", url+"/readyz", "", nil)
+		expect(t, r, 200, "")
+		if age, ok := r.Body["snapshot_age_seconds"].(float64); !ok || age != 0 {
+			t.Fatalf("%s/readyz: snapshot_age_seconds missing or not 0: %s", url, r.Raw)
+		}
 	}
 }
