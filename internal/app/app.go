@@ -15,7 +15,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/examples/widget"
@@ -70,6 +73,10 @@ type App struct {
 	adminListener net.Listener
 	closeMu       sync.Mutex
 	closed        bool
+	// tenantsMismatch is 1 while a writable registry's snapshot fails the
+	// environment's checks (config.Env.CheckTenants): an API secret naming
+	// an org deleted through the admin API. See watchTenantChecks.
+	tenantsMismatch atomic.Bool
 }
 
 // New builds an App from the environment. It does not listen yet. Every
@@ -214,7 +221,19 @@ func newDPoPVerifier(publicURL string) (*token.DPoPVerifier, error) {
 func (a *App) loadTenants() error {
 	var err error
 	a.Tenants, a.DevKeys, err = openRegistry(context.Background(), a.Env, a.Log, a.Metrics)
-	return err
+	if err != nil {
+		return err
+	}
+	a.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "voicebroker_registry_config_mismatch",
+		Help: "1 while the tenant registry's snapshot fails the environment's checks (an API secret naming an org that is gone); the log line registry.check says which.",
+	}, func() float64 {
+		if a.tenantsMismatch.Load() {
+			return 1
+		}
+		return 0
+	}))
+	return nil
 }
 
 // openStore connects the store named by the environment and warns, without
@@ -432,8 +451,10 @@ func (a *App) Run(ctx context.Context) error {
 	// database) until Run returns.
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	followed := make(chan struct{})
+	checked := make(chan struct{})
 	go func() { a.Tenants.Run(watchCtx); close(followed) }()
-	defer func() { stopWatch(); <-followed }()
+	go func() { a.watchTenantChecks(watchCtx); close(checked) }()
+	defer func() { stopWatch(); <-followed; <-checked }()
 
 	if a.Env.PprofAddr != "" {
 		stop, err := a.servePprof()

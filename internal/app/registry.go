@@ -130,3 +130,40 @@ func registryGate(reg registry.Reader, next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// watchTenantChecks re-checks the environment against every new snapshot
+// of a writable registry (the database, the development tenant), as the
+// tenants file's reload does. A file reload that fails the checks is
+// refused; a snapshot cannot be, since the registry is the truth (an org
+// deleted through the admin API is gone). So a failure is logged once as
+// an error (registry.check, naming the variable and the org, never a
+// secret), sets voicebroker_registry_config_mismatch, and the request path
+// fails closed: an API secret whose org is gone is 401 unauthorized, like
+// a revoked key. It returns when ctx ends.
+func (a *App) watchTenantChecks(ctx context.Context) {
+	if _, isFile := a.Tenants.(*file.Registry); isFile {
+		return // file.Options.Checks refuses such a reload
+	}
+	last := ""
+	for {
+		changed := a.Tenants.Changed()
+		msg := ""
+		if err := a.Env.CheckTenants(a.Tenants.Current()); err != nil {
+			msg = err.Error()
+		}
+		a.tenantsMismatch.Store(msg != "")
+		switch {
+		case msg != "" && msg != last:
+			a.Log.Error("the tenant registry no longer matches the environment: the credentials named fail closed (401) until it does; fix the environment or recreate the org",
+				"event", "registry.check", "problems", msg)
+		case msg == "" && last != "":
+			a.Log.Info("the tenant registry matches the environment again", "event", "registry.check")
+		}
+		last = msg
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}

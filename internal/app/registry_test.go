@@ -212,3 +212,74 @@ func TestReadyzShowsSnapshotAge(t *testing.T) {
 		}
 	}
 }
+
+// An API secret (AUTH_API_SECRETS_JSON) naming an org deleted through the
+// database: the snapshot is the truth and is taken, the error is logged
+// (registry.check, no secret) and flagged by a gauge, and that secret fails
+// closed with 401 unauthorized, like a revoked key, while the other org's
+// secret keeps working. Recreating the org clears the gauge.
+func TestDatabaseAPISecretOfDeletedOrg(t *testing.T) {
+	db := testenv.PostgresURL(t)
+	k := newKeys(t)
+	ctx := registry.WithActor(context.Background(), registry.Actor{Subject: "test:admin"})
+	admin, err := postgres.Open(ctx, postgres.Options{URL: db, Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	f, err := registry.ParseFile([]byte(tenantsYAML(k)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Import(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	acmeSecret, globexSecret := "acme-"+randomWord(t)+strings.Repeat("a", 32), "globex-"+randomWord(t)+strings.Repeat("g", 32)
+	b := startBroker(t, k, map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db,
+		"AUTH_API_SECRETS_JSON": fmt.Sprintf(`[{"id":"acme","secret":"%s"},{"id":"globex","secret":"%s"}]`, acmeSecret, globexSecret)})
+	hank := map[string]any{"agent": "hank", "channel": "webrtc"}
+	expect(t, do(t, "POST", b.URL+"/token", acmeSecret, flo), 201, "")
+	gauge := func(v string) func() response {
+		return func() response {
+			m := do(t, "GET", b.URL+"/metrics", "", nil)
+			if strings.Contains(m.Raw, "\nvoicebroker_registry_config_mismatch "+v+"\n") {
+				return response{Status: 1}
+			}
+			return response{Status: 0, Raw: "voicebroker_registry_config_mismatch is not " + v}
+		}
+	}
+	expect(t, gauge("0")(), 1, "")
+
+	if err := admin.DeleteOrg(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "the deleted org's API secret refused", 401, func() response { return do(t, "POST", b.URL+"/token", acmeSecret, flo) })
+	expect(t, do(t, "POST", b.URL+"/token", acmeSecret, flo), 401, "unauthorized")
+	expect(t, do(t, "POST", b.URL+"/token", globexSecret, hank), 201, "")
+	within(t, time.Second, "the mismatch gauge up", 1, gauge("1"))
+	// /readyz stays 200: the broker serves every other credential.
+	expect(t, do(t, "GET", b.URL+"/readyz", "", nil), 200, "")
+	within(t, time.Second, "the registry.check error logged", 1, func() response {
+		for _, l := range strings.Split(b.Logs.String(), "\n") {
+			if strings.Contains(l, `"event":"registry.check"`) && strings.Contains(l, `"level":"ERROR"`) && strings.Contains(l, `\"acme\"`) {
+				return response{Status: 1}
+			}
+		}
+		return response{}
+	})
+	if !strings.Contains(b.Logs.String(), "api_secret_org_gone") {
+		t.Fatal("the refusal's audit reason is not in the log")
+	}
+
+	// The org back (empty): the secret works for it again, the gauge is 0.
+	if _, err := admin.CreateOrg(ctx, registry.OrgSpec{ID: "acme", Tier: "pro"}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "the mismatch gauge down", 1, gauge("0"))
+	logs := b.Logs.String()
+	for _, s := range []string{acmeSecret, globexSecret} {
+		if strings.Contains(logs, s) {
+			t.Fatal("an API secret in the broker's log")
+		}
+	}
+}

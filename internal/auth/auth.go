@@ -177,6 +177,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *Request) (*Princi
 		return a.secretKey(ten, cred, req.ClientIP)
 	}
 	if p := a.apiSecret(cred); p != nil {
+		if ten.Org(p.Org) == nil {
+			// Its org is gone (deleted in the database, which is the
+			// truth; the registry logged it when the snapshot came): the
+			// secret fails like a revoked key, not as a server error.
+			return nil, fail(ErrUnauthorized, ReasonAPISecretOrgGone)
+		}
 		return p, nil
 	}
 	if iss, aud, ok := jwtClaims(cred); ok {

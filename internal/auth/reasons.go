@@ -33,6 +33,10 @@ const (
 	ReasonAuthServiceUnreachable    Reason = "auth_service_unreachable"
 	ReasonAuthServiceReadFailed     Reason = "auth_service_read_failed"
 	ReasonAuthServiceNamedNoOrg     Reason = "auth_service_named_no_org"
+	// ReasonAPISecretOrgGone: an API secret (AUTH_API_SECRETS_JSON) whose
+	// org is not in the tenants in force, as when the org was deleted
+	// through the admin API: the secret fails closed like a revoked key.
+	ReasonAPISecretOrgGone Reason = "api_secret_org_gone"
 )
 
 // reasonAuthServicePrefix starts the reason of an auth service's answer.
