@@ -14,6 +14,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/idna"
@@ -226,6 +227,12 @@ type Tenants struct {
 	publishable map[string]*Agent // by key hash
 	issuers     map[string][]*IssuerRef
 	order       []string
+
+	// origins indexes every public agent's allowed origins for
+	// AllowsOrigin, built at its first use (a snapshot that never sees a
+	// preflight never pays for it).
+	originsOnce sync.Once
+	origins     *origins.Index
 }
 
 // IssuerRef ties a JWT issuer to its org.
@@ -246,14 +253,19 @@ func (t *Tenants) KeyByHash(h string) *Key { return t.keys[h] }
 // PublishableByHash returns the agent whose publishable key hashes to h, or nil.
 func (t *Tenants) PublishableByHash(h string) *Agent { return t.publishable[h] }
 
-// AllowsOrigin reports whether any agent's public mode allows o.
+// AllowsOrigin reports whether any agent's public mode allows o. It
+// answers from an index of every agent's patterns (origins.Index), so a
+// preflight costs the same with one agent or fifty thousand; the index is
+// built once per snapshot, at the first call.
 func (t *Tenants) AllowsOrigin(o origins.Origin) bool {
-	for _, a := range t.publishable {
-		if a.matcher.MatchOrigin(o) {
-			return true
+	t.originsOnce.Do(func() {
+		x := origins.NewIndex()
+		for _, a := range t.publishable {
+			x.Add(a.matcher)
 		}
-	}
-	return false
+		t.origins = x
+	})
+	return t.origins.MatchOrigin(o)
 }
 
 // Issuers returns the JWT issuers registered under the iss value.
