@@ -48,6 +48,10 @@ func (t *Tenants) Replace(parts map[string]*Tenants) (*Tenants, error) {
 		n.remove(id)
 	}
 	var problems []string
+	// The LiveKit agent names in use, built once for the whole call (not
+	// once per part: a bulk load of many orgs would be quadratic) and kept
+	// up to date as parts are added.
+	var names map[string][]*Agent
 	for _, id := range ids {
 		part := parts[id]
 		if part == nil {
@@ -57,13 +61,20 @@ func (t *Tenants) Replace(parts map[string]*Tenants) (*Tenants, error) {
 			problems = append(problems, fmt.Sprintf("org %q: the part holds orgs %q", id, part.order))
 			continue
 		}
-		if p := n.conflicts(part); len(p) > 0 {
+		if names == nil {
+			names = make(map[string][]*Agent)
+			for _, other := range n.orgs {
+				addAgentNames(names, other)
+			}
+		}
+		if p := n.conflicts(part, names); len(p) > 0 {
 			for _, s := range p {
 				problems = append(problems, fmt.Sprintf("org %q: %s", id, s))
 			}
 			continue
 		}
 		n.add(part)
+		addAgentNames(names, part.orgs[id])
 	}
 	if len(problems) > 0 {
 		return n, &ValidationError{Problems: problems}
@@ -135,8 +146,17 @@ func (n *Tenants) remove(id string) {
 	}
 }
 
-// conflicts lists the rules spanning orgs that adding part to n would break.
-func (n *Tenants) conflicts(part *Tenants) []string {
+// addAgentNames files o's agents under their LiveKit agent names.
+func addAgentNames(names map[string][]*Agent, o *Org) {
+	for j := range o.Agents {
+		b := &o.Agents[j]
+		names[b.LiveKitName()] = append(names[b.LiveKitName()], b)
+	}
+}
+
+// conflicts lists the rules spanning orgs that adding part to n would
+// break; names holds the LiveKit agent names of n's agents.
+func (n *Tenants) conflicts(part *Tenants, names map[string][]*Agent) []string {
 	var problems []string
 	owner := func(h string) string {
 		if k := n.keys[h]; k != nil {
@@ -193,13 +213,6 @@ func (n *Tenants) conflicts(part *Tenants) []string {
 	if len(o.Agents) > 0 {
 		// LiveKit agent names (checkLiveKitAgentNames): one org's, unless
 		// every agent that uses the name is shared.
-		names := make(map[string][]*Agent)
-		for _, other := range n.orgs {
-			for j := range other.Agents {
-				b := &other.Agents[j]
-				names[b.LiveKitName()] = append(names[b.LiveKitName()], b)
-			}
-		}
 		for i := range o.Agents {
 			a := &o.Agents[i]
 			for _, b := range names[a.LiveKitName()] {

@@ -43,7 +43,8 @@ func BenchmarkScale(b *testing.B) {
 		}
 		for a := range 5 {
 			o.Agents = append(o.Agents, config.Agent{ID: fmt.Sprintf("agent-%d", a), Channels: []config.Channel{config.ChannelWebRTC},
-				Public: &config.Public{KeyHash: apikey.Hash(fmt.Sprintf("pk-%d-%d", i, a)), AllowedOrigins: []string{"https://*.example.com"}}})
+				LiveKitAgentName: fmt.Sprintf("org-%05d-agent-%d", i, a),
+				Public:           &config.Public{KeyHash: apikey.Hash(fmt.Sprintf("pk-%d-%d", i, a)), AllowedOrigins: []string{"https://*.example.com"}}})
 		}
 		f.Orgs = append(f.Orgs, o)
 	}
