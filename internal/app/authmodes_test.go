@@ -113,6 +113,14 @@ func startAuthPeer(t *testing.T, pub crypto.PublicKey) *authPeer {
 				return authservice.Decision{Status: 500}
 			case "user-down":
 				return authservice.Decision{Status: 503}
+			case "user-dup":
+				// auth_id twice: encoding/json alone would take the last.
+				return authservice.Decision{Status: 200, Body: json.RawMessage(`{"auth_id":"acme","auth_id":"globex"}`)}
+			case "user-case":
+				return authservice.Decision{Status: 200, Body: json.RawMessage(`{"AUTH_ID":"globex"}`)}
+			case "user-huge":
+				// Over 64 KiB: cut short, it would name no org.
+				return authservice.Decision{Status: 200, Body: map[string]string{"pad": strings.Repeat("p", 64<<10), "auth_id": "acme"}}
 			case "user-slow":
 				return authservice.Decision{Status: 200, Body: map[string]string{"auth_id": "acme"}, Delay: 3 * time.Second}
 			}
@@ -158,6 +166,9 @@ func TestDelegatedMode(t *testing.T) {
 		{"user-down", 502, "auth_service_error"},
 		{"user-no-org", 500, "config_error"}, // two orgs: the service must name one
 		{"user-unknown-org", 500, "config_error"},
+		{"user-dup", 502, "auth_service_error"},  // a failed answer, not the first or last org
+		{"user-case", 502, "auth_service_error"}, // AUTH_ID is not auth_id
+		{"user-huge", 502, "auth_service_error"}, // over 64 KiB, not 500 config_error
 	} {
 		t.Run(tc.token, func(t *testing.T) {
 			expect(t, do(t, "POST", b.URL+"/token", tc.token, flo), tc.status, tc.code)
