@@ -1,15 +1,18 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	lkproto "github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 
 	"github.com/voicebroker/voicebroker/internal/livekit"
+	"github.com/voicebroker/voicebroker/internal/store"
 )
 
 // webhookReceiver verifies LiveKit's webhook requests.
@@ -19,8 +22,37 @@ type webhookReceiver interface {
 	ReceiveWebhook(r *http.Request) (*lkproto.WebhookEvent, error)
 }
 
-// webhook is POST /livekit/webhook: LiveKit's signed events. room_finished
-// releases the room's owner record; every event is audited.
+// WebhookReplayWindow is how long a webhook event's id is remembered, so
+// that the event is acted on once. It must outlast the time in which the
+// event's signature verifies: LiveKit signs each delivery with a token
+// valid for 5 minutes, and livekit/protocol's receiver (go-jose) allows a
+// minute of leeway on either side, 7 minutes from the first moment a
+// capture verifies to the last. The other 3 minutes are for clock skew
+// between LiveKit and the broker.
+const WebhookReplayWindow = 10 * time.Minute
+
+// webhook is POST /livekit/webhook: LiveKit's signed events. Every event
+// is audited. Each event id is accepted once (store.Webhooks, for
+// WebhookReplayWindow): a second delivery, LiveKit's retry of an event
+// handled already or a replay of a captured one, answers 200 and does
+// nothing. room_finished releases the room's owner record, but only a
+// record claimed at or before the event's createdAt: a claim made after
+// the room finished is for a later session of that name, and a late or
+// replayed room_finished must not free the name for another org.
+//
+// The two times come from two clocks: createdAt is LiveKit's (whole
+// seconds, rounded down, signed within the body), the claim time the
+// store's (Redis's TIME, one clock for every replica; see
+// store.Rooms.ClaimRoom). Neither the broker replica's own clock nor the
+// time the webhook arrives is used: replicas' clocks differ, and a
+// replay's arrival is late by design. Rounding down errs toward keeping
+// the record. So does a LiveKit clock behind the store's: a claim made in
+// the last moments before the room finished is kept, and expires with
+// RoomOwnerTTL (the org keeps a name it was using). A LiveKit clock ahead
+// by d would let an event release a claim made within d after the room
+// finished; the id check above stops a replay whatever the clocks say,
+// and keeping LiveKit and Redis on NTP keeps d far below the time between
+// a room finishing and its name being claimed again.
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
@@ -37,14 +69,46 @@ func (s *Server) webhook(c echo.Context) error {
 			slog.String("reason", err.Error()))
 		return newError(CodeUnauthorized, "the webhook signature did not verify", err)
 	}
+	ctx := r.Context()
 	room := ev.GetRoom()
 	owner := livekit.OwnerOf(room)
-	s.logger(c).LogAttrs(r.Context(), slog.LevelInfo, "webhook received",
-		slog.String("event", "livekit.webhook"), slog.String("result", "ok"), slog.String("type", ev.Event),
-		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id))
+	attrs := []slog.Attr{
+		slog.String("event", "livekit.webhook"), slog.String("type", ev.Event),
+		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id),
+	}
+	if err := store.CheckEventID(ev.Id); err != nil {
+		// Without an id an event cannot be accepted once; LiveKit always
+		// sends one.
+		s.logger(c).LogAttrs(ctx, slog.LevelWarn, "webhook refused", append(attrs,
+			slog.String("result", "refused"), slog.String("reason", "no event id of 1 to 128 bytes"))...)
+		return apiError(CodeInvalidRequest, "the webhook event has no id")
+	}
+	switch err := s.Store.RecordWebhookEvent(ctx, ev.Id, WebhookReplayWindow); {
+	case errors.Is(err, store.ErrExists):
+		s.Metrics.AuthFailures.WithLabelValues(reasonWebhookReplay.Label()).Inc()
+		s.logger(c).LogAttrs(ctx, slog.LevelWarn, "webhook event seen before: ignored", append(attrs,
+			slog.String("result", "duplicate"), slog.String("client_ip", s.ClientIP.Of(r).String()))...)
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	case err != nil:
+		return err // 503: LiveKit retries
+	}
+	s.logger(c).LogAttrs(ctx, slog.LevelInfo, "webhook received", append(attrs, slog.String("result", "ok"))...)
 	if ev.Event == webhook.EventRoomFinished && room.GetName() != "" && owner != "" {
-		if err := s.Store.ReleaseRoom(r.Context(), room.GetName(), owner); err != nil {
-			return err // 503: LiveKit retries the webhook
+		finished := time.Unix(ev.CreatedAt, 0)
+		released, err := s.Store.ReleaseRoomClaimedBy(ctx, room.GetName(), owner, finished)
+		if err != nil {
+			// Not handled: LiveKit's retry must be, so the id goes. If that
+			// fails too, the retry is taken for a duplicate and the record
+			// stays with its owner until RoomOwnerTTL (fail closed).
+			if ferr := s.Store.ForgetWebhookEvent(context.WithoutCancel(ctx), ev.Id); ferr != nil {
+				s.logger(c).LogAttrs(ctx, slog.LevelWarn, "could not forget a webhook event that was not handled; its room's owner record expires on its own",
+					append(attrs, slog.String("result", "forget_failed"), slog.String("cause", ferr.Error()))...)
+			}
+			return err // 503: LiveKit retries
+		}
+		if !released {
+			s.logger(c).LogAttrs(ctx, slog.LevelInfo, "room_finished released nothing: no owner record of that org claimed before the room finished",
+				append(attrs, slog.String("result", "kept"), slog.Int64("finished_at", ev.CreatedAt))...)
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
