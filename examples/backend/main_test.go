@@ -50,6 +50,7 @@ func TestTokenProvider(t *testing.T) {
 	}
 	req, _ := http.NewRequest("POST", broker+"/token/redeem", strings.NewReader(`{"token":"`+tok.Token+`"}`))
 	req.Header.Set("Authorization", "Bearer "+a.DevKeys.Secret)
+	req.Header.Set("Content-Type", "application/json")
 	resp, _ = http.DefaultClient.Do(req)
 	var claims map[string]any
 	json.NewDecoder(resp.Body).Decode(&claims)
