@@ -17,8 +17,9 @@ import (
 //
 // The rules that span orgs hold in the result, as Build applies them: a
 // key hash (secret or publishable) belongs to one org, an (issuer,
-// audience) pair to one org, and a LiveKit agent name to one org's agents
-// unless every agent that uses it is shared.
+// audience) pair to one org, a LiveKit agent name to one org's agents
+// unless every agent that uses it is shared, and a LiveKit project's API
+// key to one org.
 // A part that breaks one is left out, so its org is absent from the result
 // (its credentials stop working: fail closed), and the returned
 // *ValidationError names the org and the reason; the result is still
@@ -177,6 +178,15 @@ func (n *Tenants) conflicts(part *Tenants) []string {
 			if other, ok := pairs[issuerPair{canonicalIdentifier(is.Issuer), canonicalIdentifier(is.Audience)}]; ok {
 				problems = append(problems, fmt.Sprintf("jwt_issuers[%d]: issuer %q with audience %q is already trusted by org %q",
 					i, truncate(is.Issuer), truncate(is.Audience), other))
+			}
+		}
+	}
+	if o.LiveKit != nil {
+		// A LiveKit project belongs to one org: webhooks are matched to
+		// their project by its API key.
+		for _, other := range n.orgs {
+			if other.LiveKit != nil && other.LiveKit.APIKey == o.LiveKit.APIKey {
+				problems = append(problems, fmt.Sprintf("livekit.api_key: the same LiveKit API key is the project of org %q", other.ID))
 			}
 		}
 	}

@@ -68,6 +68,8 @@ type Env struct {
 	PprofAddr string
 	// Registry is the tenant registry in PostgreSQL (database mode).
 	Registry RegistryEnv
+	// MetricsAddr, when set, serves /metrics there and not on Addr.
+	MetricsAddr string
 }
 
 // APISecret is one Sayna-style shared secret and the org it stands for.
@@ -103,6 +105,7 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 	r := &envReader{getenv: getenv}
 	e := &Env{}
 	r.server(e)
+	r.metrics(e)
 	r.store(e)
 	r.liveKit(e)
 	r.auth(e)
@@ -210,8 +213,8 @@ func (r *envReader) url(name, value string, schemes ...string) *url.URL {
 }
 
 // hostPort checks host:port with a numeric port; host may be empty (all
-// interfaces) when emptyHost.
-func (r *envReader) hostPort(name, v string, emptyHost bool) {
+// interfaces) when emptyHost. It reports whether the value is good.
+func (r *envReader) hostPort(name, v string, emptyHost bool) bool {
 	host, port, err := net.SplitHostPort(v)
 	n, perr := strconv.Atoi(port)
 	switch {
@@ -221,7 +224,21 @@ func (r *envReader) hostPort(name, v string, emptyHost bool) {
 		r.bad(name, fmt.Sprintf("%q: the port must be a number from 0 to 65535", truncate(v)))
 	case host == "" && !emptyHost:
 		r.bad(name, fmt.Sprintf("%q: a host is required", truncate(v)))
+	default:
+		return true
 	}
+	return false
+}
+
+// defaultPublicURL is http://localhost with the listener's port: the
+// address a browser on this machine reaches, which tickets name as their
+// server and DPoP proofs as their htu. BROKER_ADDR=:8081 without
+// BROKER_PUBLIC_URL then still gives a working /demo/.
+func defaultPublicURL(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" && port != "0" {
+		return "http://localhost:" + port
+	}
+	return "http://localhost:8080"
 }
 
 // server reads the listener, public identity, rates and key files.
@@ -235,7 +252,7 @@ func (r *envReader) server(e *Env) {
 		r.bad("BROKER_ENV", fmt.Sprintf("%q must be development or production", truncate(e.Environment)))
 	}
 	e.ConfigFile = r.str("BROKER_CONFIG", "")
-	e.PublicURL = strings.TrimRight(r.str("BROKER_PUBLIC_URL", "http://localhost:8080"), "/")
+	e.PublicURL = strings.TrimRight(r.str("BROKER_PUBLIC_URL", defaultPublicURL(e.Addr)), "/")
 	if u := r.url("BROKER_PUBLIC_URL", e.PublicURL, "http", "https"); u != nil && (u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Contains(e.PublicURL, "#")) {
 		r.bad("BROKER_PUBLIC_URL", "must have no user info, query or fragment")
 	}
@@ -246,16 +263,12 @@ func (r *envReader) server(e *Env) {
 	e.ConnectRatePerMin = r.num("BROKER_CONNECT_RATE_PER_MINUTE", 60, 1, 1_000_000)
 	e.ReloadInterval = r.dur("BROKER_RELOAD_INTERVAL", 2*time.Second, 100*time.Millisecond, time.Hour)
 	for _, s := range r.list("BROKER_TRUSTED_PROXIES") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				r.bad("BROKER_TRUSTED_PROXIES", fmt.Sprintf("%q is not a CIDR", truncate(s)))
-				continue
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
+		p, reason := trustedProxy(s)
+		if reason != "" {
+			r.bad("BROKER_TRUSTED_PROXIES", reason)
+			continue
 		}
-		e.TrustedProxies = append(e.TrustedProxies, p.Masked())
+		e.TrustedProxies = append(e.TrustedProxies, p)
 	}
 	e.PprofAddr = r.str("BROKER_PPROF_ADDR", "")
 	if e.PprofAddr != "" {
@@ -296,6 +309,10 @@ func (r *envReader) liveKit(e *Env) {
 	}
 	if set != 0 && set != 3 {
 		r.bad("LIVEKIT_URL", "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together")
+	}
+	if n := len(e.LiveKitAPISecret); n > 0 && n < MinLiveKitSecretLength {
+		r.bad("LIVEKIT_API_SECRET", fmt.Sprintf("shorter than %d characters: the LiveKit tokens are HS256-signed with it, and one token is enough to guess a short secret offline (livekit-server refuses it too outside --dev; start it with --keys \"<key>: <%d or more characters>\")",
+			MinLiveKitSecretLength, MinLiveKitSecretLength))
 	}
 	if e.LiveKitURL != "" {
 		r.url("LIVEKIT_URL", e.LiveKitURL, "wss", "ws", "https", "http")

@@ -156,3 +156,32 @@ func TestEnvValuesChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicURLFollowsTheListenPort: without BROKER_PUBLIC_URL, tickets
+// and DPoP proofs name the port the broker listens on.
+func TestPublicURLFollowsTheListenPort(t *testing.T) {
+	for addr, want := range map[string]string{
+		"":               "http://localhost:8080",
+		":8081":          "http://localhost:8081",
+		"127.0.0.1:9000": "http://localhost:9000",
+		"[::1]:7000":     "http://localhost:7000",
+	} {
+		env := map[string]string{}
+		if addr != "" {
+			env["BROKER_ADDR"] = addr
+		}
+		e, err := config.LoadEnv(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatalf("BROKER_ADDR=%q: %v", addr, err)
+		}
+		if e.PublicURL != want {
+			t.Errorf("BROKER_ADDR=%q: public URL %q, want %q", addr, e.PublicURL, want)
+		}
+	}
+	e, err := config.LoadEnv(func(k string) string {
+		return map[string]string{"BROKER_ADDR": ":8081", "BROKER_PUBLIC_URL": "https://broker.example"}[k]
+	})
+	if err != nil || e.PublicURL != "https://broker.example" {
+		t.Fatalf("an explicit BROKER_PUBLIC_URL is not kept: %q, %v", e.PublicURL, err)
+	}
+}

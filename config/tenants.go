@@ -81,6 +81,9 @@ type Org struct {
 	Keys           []Key       `yaml:"keys"`
 	JWTIssuers     []JWTIssuer `yaml:"jwt_issuers"`
 	Agents         []Agent     `yaml:"agents"`
+	// LiveKit is the org's own LiveKit project; nil means the default one
+	// (LIVEKIT_*). See OrgLiveKit.
+	LiveKit *OrgLiveKit `yaml:"livekit"`
 
 	agents map[string]*Agent
 }
@@ -276,13 +279,41 @@ func Parse(data []byte) (*Tenants, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &ValidationError{Problems: []string{"orgs: the file is empty"}}
 		}
-		return nil, yamlProblems(data, err)
+		ve := yamlProblems(data, err)
+		var te *yaml.TypeError
+		var pe *time.ParseError
+		if errors.As(err, &te) || errors.As(err, &pe) {
+			// The file parsed as YAML: list the values read too loosely
+			// along with what the decoder refused.
+			ve.Problems = mergeProblems(strictValues(data), ve.Problems)
+		}
+		return nil, ve
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &ValidationError{Problems: []string{"(top level): more than one YAML document; keep one"}}
 	}
+	if problems := strictValues(data); len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
+	}
 	return Build(&f)
+}
+
+// mergeProblems returns first, then each of more whose field path none of
+// first names: the strict check and the decoder may both refuse one value.
+func mergeProblems(first, more []string) []string {
+	seen := make(map[string]bool, len(first))
+	for _, p := range first {
+		at, _, _ := strings.Cut(p, ": ")
+		seen[at] = true
+	}
+	out := first
+	for _, p := range more {
+		if at, _, _ := strings.Cut(p, ": "); !seen[at] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Build checks and indexes an already-decoded file. It takes ownership of f.
@@ -294,8 +325,9 @@ func Build(f *File) (*Tenants, error) {
 			publishable: make(map[string]*Agent),
 			issuers:     make(map[string][]*IssuerRef),
 		},
-		keyIDs:  make(map[string]string),
-		issuers: make(map[issuerPair]issuerSeen),
+		keyIDs:      make(map[string]string),
+		issuers:     make(map[issuerPair]issuerSeen),
+		liveKitKeys: make(map[string]string),
 	}
 	if len(f.Orgs) == 0 {
 		b.add("orgs", "at least one org is required")
@@ -317,6 +349,9 @@ type builder struct {
 	t       *Tenants
 	keyIDs  map[string]string         // org/key id -> field path of its first use
 	issuers map[issuerPair]issuerSeen // normalised (issuer, audience) -> first org
+	// liveKitKeys: LiveKit API key of an org project -> where it was first
+	// used (the webhook receiver finds a project by its key).
+	liveKitKeys map[string]string
 }
 
 func (b *builder) org(at string, o *Org) {
@@ -337,6 +372,7 @@ func (b *builder) org(at string, o *Org) {
 	for j := range o.Agents {
 		b.agent(fmt.Sprintf("%s.agents[%d]", at, j), o, &o.Agents[j])
 	}
+	b.liveKitProject(at+".livekit", o)
 }
 
 func (b *builder) tier(at string, o *Org) {
@@ -369,6 +405,10 @@ func (b *builder) key(at string, o *Org, k *Key) {
 	b.scopes(at+".scopes", k.Scopes)
 	if k.ExpiresAt != nil && (k.ExpiresAt.UTC().Year() < 1970 || k.ExpiresAt.UTC().Year() > 9999) {
 		b.add(at+".expires_at", "must be a time between the years 1970 and 9999")
+	}
+	if k.AllowedIPs != nil && len(k.AllowedIPs) == 0 {
+		// No list allows every address; an empty one reads as "none".
+		b.add(at+".allowed_ips", "an empty list would allow every address; remove the field to allow any address, or list the CIDRs")
 	}
 	for n, cidr := range k.AllowedIPs {
 		if p, ok := b.prefix(fmt.Sprintf("%s.allowed_ips[%d]", at, n), cidr); ok {
@@ -416,8 +456,8 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 	case (is.JWKSURL == "") == (is.PublicKeyFile == ""):
 		b.add(at, "exactly one of jwks_url and public_key_file is required")
 	case is.JWKSURL != "":
-		if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			b.add(at+".jwks_url", "must be an http(s) URL")
+		if reason := checkJWKSURL(is.JWKSURL); reason != "" {
+			b.add(at+".jwks_url", reason)
 		}
 	default:
 		k, err := readIssuerKey(is.PublicKeyFile)
@@ -440,6 +480,40 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 	} else if !seen {
 		b.issuers[pair] = issuerSeen{org: o.ID, at: at}
 	}
+}
+
+// checkJWKSURL requires https for a JWKS URL: the keys fetched from it
+// decide which JWTs are believed, so a plain-http fetch lets anyone on the
+// path mint credentials for the org. Loopback hosts (localhost,
+// 127.0.0.0/8, ::1) may use http, for development. It returns the reason a
+// URL is refused, or "".
+func checkJWKSURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "must be an https URL with a host"
+	}
+	if u.User != nil {
+		return "must have no user info"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if loopbackHost(u.Hostname()) {
+			return ""
+		}
+		return "must be https: the keys fetched from it decide which JWTs are believed (http is accepted only for loopback hosts: localhost, 127.0.0.0/8, ::1)"
+	}
+	return "must be an https URL with a host"
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 type issuerPair struct{ issuer, audience string }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   checks the repository's hygiene (no tracked binaries, every go.mod tidy),
-#   installs what is missing (redis-server, chromium, postgresql, livekit-server, the widget's,
+#   installs what is missing (redis-server, chromium, espeak-ng, postgresql, livekit-server, the widget's,
 #   the OpenAPI linter's and the example agent's npm packages), starts one Redis
 #   on loopback, checks formatting, vet and the OpenAPI document, runs every test
 #   with the race detector (none skipped: -short is for `go test -short ./...` by hand),
@@ -62,10 +62,12 @@ for mod in $( (git ls-files '*go.mod' 2>/dev/null || find . -name go.mod -not -p
   fi
 done
 
-# 1. What the tests run against: Debian's redis-server and chromium.
+# 1. What the tests run against: Debian's redis-server and chromium, and
+# espeak-ng, which speaks the WAV file the browser tests' fake microphone plays.
 missing=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -88,7 +90,8 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
 fi
 
 # The widget's npm packages (livekit-client, esbuild, playwright-core), from
-# the lock file; the bundle the broker embeds must match its sources.
+# the lock file; the bundle the broker embeds must match its sources (the
+# widget's, and @voicebroker/client's in clients/js/src, which it bundles).
 log "npm ci (examples/widget)"
 (cd examples/widget && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null)
 if [ -n "$(git status --porcelain -- examples/widget/dist 2>/dev/null)" ]; then

@@ -14,15 +14,19 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/registry"
 	"github.com/voicebroker/voicebroker/internal/registry/postgres"
+	"github.com/voicebroker/voicebroker/internal/registry/secretbox"
 )
 
 const tenantsUsage = `usage:
   broker tenants import FILE   load a tenants file into the database: each org of the file
                                becomes exactly as the file says; other orgs are left alone;
                                importing the same file again changes nothing
-  broker tenants export        print the database's tenants as a tenants file
+  broker tenants export        print the database's tenants as a tenants file; an org's
+                               LiveKit project is written with api_secret_env:
+                               LIVEKIT_API_SECRET_<ORG>, never its secret
   broker migrate               bring the database's registry schema up to date
-(BROKER_DATABASE_URL names the database)
+(BROKER_DATABASE_URL names the database; BROKER_SECRETS_KEY_FILE seals the LiveKit
+secrets an import brings, read from each livekit block's api_secret_env or api_secret_file)
 `
 
 // commandTimeout bounds a database command.
@@ -50,7 +54,16 @@ func openDatabase(ctx context.Context, name string, stderr io.Writer, getenv fun
 		fmt.Fprintf(stderr, "broker %s: %v\n", name, err)
 		return nil, false
 	}
-	r, err := postgres.Open(ctx, postgres.Options{URL: env.DatabaseURL, Offline: true})
+	// The keyring seals the LiveKit secrets an import brings (a file's
+	// livekit blocks); without it such an import is refused.
+	var keys *secretbox.Keyring
+	if env.SecretsKeyFile != "" {
+		if keys, err = secretbox.LoadKeyFile(env.SecretsKeyFile); err != nil {
+			fmt.Fprintf(stderr, "broker %s: %v\n", name, err)
+			return nil, false
+		}
+	}
+	r, err := postgres.Open(ctx, postgres.Options{URL: env.DatabaseURL, Offline: true, Keyring: keys})
 	if err != nil {
 		fmt.Fprintf(stderr, "broker %s: %v\n", name, err)
 		return nil, false

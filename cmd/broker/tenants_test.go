@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,5 +102,53 @@ func TestTenantsCommandErrors(t *testing.T) {
 				t.Fatalf("output holds the password or a stack:\n%s", errOut)
 			}
 		})
+	}
+}
+
+// An org's LiveKit project through import and export: the import reads the
+// secret from the variable the file names and seals it (so it needs
+// BROKER_SECRETS_KEY_FILE); the export names LIVEKIT_API_SECRET_<ORG> and
+// never holds the secret; with that variable set, the export passes config
+// check and imports back as no change.
+func TestTenantsImportExportLiveKit(t *testing.T) {
+	db := testenv.PostgresURL(t)
+	t.Setenv("ACME_LK_SECRET", registrytest.LiveKitSecret)
+	file := writeFile(t, "tenants.yaml", registrytest.LiveKitYAML)
+	keyFile := writeFile(t, "secrets.key", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))+"\n")
+
+	code, out, errOut := runEnv(map[string]string{"BROKER_DATABASE_URL": db}, "tenants", "import", file)
+	if code == 0 || !strings.Contains(errOut, "org acme has a livekit block: BROKER_SECRETS_KEY_FILE is not set") {
+		t.Fatalf("import without a secrets key: exit %d\n%s%s", code, out, errOut)
+	}
+	env := map[string]string{"BROKER_DATABASE_URL": db, "BROKER_SECRETS_KEY_FILE": keyFile}
+	if code, out, errOut := runEnv(env, "tenants", "import", file); code != 0 || !strings.Contains(out, "2 created") {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runEnv(env, "tenants", "import", file); code != 0 || !strings.Contains(out, "0 changed, 2 unchanged") {
+		t.Fatalf("second import: exit %d\n%s%s", code, out, errOut)
+	}
+	// Export needs no secrets key: it never opens the secret.
+	code, exported, errOut := runEnv(map[string]string{"BROKER_DATABASE_URL": db}, "tenants", "export")
+	if code != 0 || strings.Contains(exported, registrytest.LiveKitSecret) || !strings.Contains(exported, "api_secret_env: LIVEKIT_API_SECRET_ACME\n") {
+		t.Fatalf("export: exit %d\n%s%s", code, exported, errOut)
+	}
+	exportedPath := writeFile(t, "exported.yaml", exported)
+	if code, _, errOut := runEnv(nil, "config", "check", exportedPath); code == 0 || !strings.Contains(errOut, "orgs[0].livekit.api_secret_env: the environment variable LIVEKIT_API_SECRET_ACME is not set") {
+		t.Fatalf("config check of the export without its variable: exit %d\n%s", code, errOut)
+	}
+	t.Setenv("LIVEKIT_API_SECRET_ACME", registrytest.LiveKitSecret)
+	if code, out, errOut := runEnv(nil, "config", "check", exportedPath); code != 0 {
+		t.Fatalf("config check of the export: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runEnv(env, "tenants", "import", exportedPath); code != 0 || !strings.Contains(out, "0 changed, 2 unchanged") {
+		t.Fatalf("import of the export: exit %d\n%s%s", code, out, errOut)
+	}
+	// The inline secret of a hand-written file is refused by import too,
+	// without echoing it.
+	inline := writeFile(t, "inline.yaml", strings.Replace(registrytest.LiveKitYAML, "api_secret_env: ACME_LK_SECRET", "api_secret: "+registrytest.LiveKitSecret, 1))
+	code, out, errOut = runEnv(env, "tenants", "import", inline)
+	if code == 0 || !strings.Contains(errOut, "orgs[0].livekit.api_secret: a secret is never written in the tenants file") ||
+		strings.Contains(out+errOut, registrytest.LiveKitSecret) {
+		t.Fatalf("import of an inline secret: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -59,8 +59,12 @@ type App struct {
 	api      http.Handler // the routes alone
 	server   *http.Server
 	listener net.Listener
-	closeMu  sync.Mutex
-	closed   bool
+	// metricsServer and metricsListener serve /metrics apart from the API
+	// when BROKER_METRICS_ADDR is set; nil otherwise.
+	metricsServer   *http.Server
+	metricsListener net.Listener
+	closeMu         sync.Mutex
+	closed          bool
 }
 
 // New builds an App from the environment. It does not listen yet. Every
@@ -111,20 +115,26 @@ func (a *App) build() error {
 		log.Warn("AUTH_REQUIRED=false: requests without a credential are let through (development only)", "event", "auth.disabled")
 	}
 
+	// The default LiveKit project (LIVEKIT_*), and the orgs' own projects
+	// from the registry: each org's tokens, room calls and webhooks go to
+	// its own project when it has one.
+	lkOpt := livekit.Options{
+		TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
+		Observe: func(op string, d time.Duration, err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
+		},
+	}
 	var lk *livekit.Client
 	if env.LiveKitConfigured() {
-		lk = livekit.New(livekit.Options{
-			URL: env.LiveKitURL, APIKey: env.LiveKitAPIKey, APISecret: env.LiveKitAPISecret,
-			TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
-			Observe: func(op string, d time.Duration, err error) {
-				result := "ok"
-				if err != nil {
-					result = "error"
-				}
-				a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
-			},
-		})
+		o := lkOpt
+		o.URL, o.APIKey, o.APISecret = env.LiveKitURL, env.LiveKitAPIKey, env.LiveKitAPISecret
+		lk = livekit.New(o)
 	}
+	projects := livekit.NewProjects(lk, a.Tenants.Snapshot, lkOpt)
 
 	if err := a.openStore(); err != nil {
 		return err
@@ -143,25 +153,27 @@ func (a *App) build() error {
 	}
 
 	a.api = httpapi.New(httpapi.Deps{
-		Tenants:      a.Tenants,
-		Auth:         authn,
-		Store:        st,
-		Issuer:       a.Issuer,
-		Verifier:     verifier,
-		DPoP:         dpop,
-		JWKS:         token.NewJWKS(append([]*token.Key{signing}, verify...)...),
-		Log:          log,
-		Metrics:      a.Metrics,
-		PublicURL:    env.PublicURL,
-		ClientIP:     httpapi.ClientIP{Trusted: env.TrustedProxies},
-		Leeway:       token.DefaultLeeway,
-		LiveKit:      lk,
-		Production:   env.Production(),
-		AuthRequired: env.AuthRequired,
-		Demo:         demoFS,
-		DemoConfig:   demoConfig,
-		ConnectRate:  env.ConnectRatePerMin,
-		PublicRate:   env.PublicRatePerMin,
+		Tenants:          a.Tenants,
+		Auth:             authn,
+		Store:            st,
+		Issuer:           a.Issuer,
+		Verifier:         verifier,
+		DPoP:             dpop,
+		JWKS:             token.NewJWKS(append([]*token.Key{signing}, verify...)...),
+		Log:              log,
+		Metrics:          a.Metrics,
+		PublicURL:        env.PublicURL,
+		ClientIP:         httpapi.ClientIP{Trusted: env.TrustedProxies},
+		Leeway:           token.DefaultLeeway,
+		LiveKit:          lk,
+		LiveKitProjects:  projects,
+		Production:       env.Production(),
+		AuthRequired:     env.AuthRequired,
+		Demo:             demoFS,
+		DemoConfig:       demoConfig,
+		ConnectRate:      env.ConnectRatePerMin,
+		PublicRate:       env.PublicRatePerMin,
+		MetricsElsewhere: env.MetricsAddr != "",
 	})
 	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
 	return nil
@@ -224,12 +236,22 @@ func (a *App) openStore() error {
 // every upstream call takes its deadline from it, so none outlives the
 // server's write timeout (config.WriteTimeout).
 func withDeadline(d time.Duration, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+	return deadlineHandler{d: d, next: next}
 }
+
+type deadlineHandler struct {
+	d    time.Duration
+	next http.Handler
+}
+
+func (h deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.d)
+	defer cancel()
+	h.next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// Unwrap returns the API handler within, for tests that read its routes.
+func (h deadlineHandler) Unwrap() http.Handler { return h.next }
 
 // Handler returns the HTTP handler, for in-process benchmarks.
 func (a *App) Handler() http.Handler { return a.handler }
@@ -289,16 +311,32 @@ func readKey(path string) (*token.Key, error) {
 	return tk, nil
 }
 
-// Listen binds the listen address; Addr then reports the bound address
-// (useful with port 0).
+// Listen binds the listen address, and BROKER_METRICS_ADDR when set; Addr
+// and MetricsAddr then report the bound addresses (useful with port 0).
+// On error nothing is left bound.
 func (a *App) Listen() error {
 	l, err := net.Listen("tcp", a.Env.Addr)
 	if err != nil {
 		return fmt.Errorf("BROKER_ADDR %s: %w", a.Env.Addr, err)
 	}
+	if a.Env.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", a.Env.MetricsAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("BROKER_METRICS_ADDR %s: %w", a.Env.MetricsAddr, err)
+		}
+		a.metricsListener = ml
+		a.metricsServer = a.newServer(metricsOnly(a.Metrics.Handler()))
+	}
 	a.listener = l
-	a.server = &http.Server{
-		Handler:           a.handler,
+	a.server = a.newServer(a.handler)
+	return nil
+}
+
+// newServer is an HTTP server with the broker's limits and deadlines.
+func (a *App) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		// The response deadline; every upstream deadline ends before it
@@ -308,11 +346,41 @@ func (a *App) Listen() error {
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}
-	return nil
+}
+
+// metricsOnly serves GET (and HEAD) /metrics and answers anything else
+// in the contract's error shape.
+func metricsOnly(metrics http.Handler) http.Handler {
+	refuse := func(w http.ResponseWriter, status int, code, message string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":%q,"message":%q}`+"\n", code, message)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path != "/metrics":
+			refuse(w, http.StatusNotFound, "not_found", "this listener serves only /metrics")
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			w.Header().Set("Allow", "GET, HEAD")
+			refuse(w, http.StatusMethodNotAllowed, "method_not_allowed", "/metrics answers GET")
+		default:
+			metrics.ServeHTTP(w, r)
+		}
+	})
 }
 
 // Addr returns the bound address, after Listen.
 func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// MetricsAddr returns the bound address of the /metrics listener, after
+// Listen; "" when /metrics is served on the main listener.
+func (a *App) MetricsAddr() string {
+	if a.metricsListener == nil {
+		return ""
+	}
+	return a.metricsListener.Addr().String()
+}
 
 // Run serves until ctx ends, then stops accepting, lets in-flight requests
 // finish (up to ShutdownTimeout) and returns. SIGHUP reloads the tenants
@@ -338,26 +406,51 @@ func (a *App) Run(ctx context.Context) error {
 		defer stop()
 	}
 
-	errc := make(chan error, 1)
+	servers := []*http.Server{a.server}
+	errc := make(chan error, 2)
 	go func() { errc <- a.server.Serve(a.listener) }()
+	if a.metricsServer != nil {
+		servers = append(servers, a.metricsServer)
+		go func() { errc <- a.metricsServer.Serve(a.metricsListener) }()
+		a.Log.Info("metrics listening", "event", "metrics", "addr", a.MetricsAddr())
+	}
 	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "env", a.Env.Environment,
 		"version", Version, "store", storeKind(a.Env), "tenants", tenantsSource(a.Env))
 
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
+		// One listener failed: stop the other too, and report it.
 	case <-ctx.Done():
 	}
 	a.Log.Info("shutting down", "event", "shutdown")
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	if err := a.server.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	// Every listener stops accepting at once and lets its in-flight
+	// requests finish within the same deadline.
+	shut := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() { shut <- srv.Shutdown(sctx) }()
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	var shutdownErr error
+	for range servers {
+		if err := <-shut; err != nil && shutdownErr == nil {
+			shutdownErr = fmt.Errorf("shutdown: %w", err)
+		}
 	}
-	return nil
+	pending := len(servers)
+	if serveErr != nil {
+		pending--
+	}
+	for range pending {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = err
+		}
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return shutdownErr
 }
 
 // servePprof serves net/http/pprof on its own loopback listener, apart

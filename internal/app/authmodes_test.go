@@ -260,8 +260,9 @@ func TestDelegatedModeES256(t *testing.T) {
 // without credential through as the only org, with a warning each time.
 func TestAuthNotRequired(t *testing.T) {
 	k := newKeys(t)
-	b := startBroker(t, k, map[string]string{"AUTH_REQUIRED": "false"})
-	b.rewriteTenants(t, tenantsYAML(k, func(y string) string { return y[:strings.Index(y, "  - id: globex")] }), "ok")
+	oneOrg := filepath.Join(t.TempDir(), "tenants.yaml")
+	writeFile(t, oneOrg, tenantsYAML(k, func(y string) string { return y[:strings.Index(y, "  - id: globex")] }))
+	b := startBroker(t, k, map[string]string{"AUTH_REQUIRED": "false", "BROKER_CONFIG": oneOrg})
 	expect(t, do(t, "POST", b.URL+"/token", "", flo), 201, "")
 	expect(t, do(t, "POST", b.URL+"/token", "sk_live_"+strings.Repeat("Q", 43), flo), 401, "unauthorized") // a credential is still checked
 	if n := strings.Count(b.Logs.String(), `"event":"auth.skipped"`); n != 1 {
@@ -270,6 +271,49 @@ func TestAuthNotRequired(t *testing.T) {
 	if !strings.Contains(b.Logs.String(), `"event":"auth.disabled"`) {
 		t.Fatal("no start-up warning")
 	}
+}
+
+// TestAuthNotRequiredNeedsItsOrg: with AUTH_REQUIRED=false a request
+// without a credential stands for the only org, or org "default" when
+// there are several. A tenants file with several orgs and no "default"
+// would answer every such request 500, so a reload to one is refused (the
+// start is refused too: cmd/broker's TestStartupMistakes) and the tenants
+// in force keep serving; one with a "default" org is taken, and requests
+// then stand for it.
+func TestAuthNotRequiredNeedsItsOrg(t *testing.T) {
+	k := newKeys(t)
+	oneOrg := filepath.Join(t.TempDir(), "tenants.yaml")
+	writeFile(t, oneOrg, tenantsYAML(k, func(y string) string { return y[:strings.Index(y, "  - id: globex")] }))
+	b := startBroker(t, k, map[string]string{"AUTH_REQUIRED": "false", "BROKER_CONFIG": oneOrg, "BROKER_RELOAD_INTERVAL": "1h"})
+	redeemAs := func(org string) {
+		t.Helper()
+		tok := b.mint(t, "", flo)
+		r := do(t, "POST", b.URL+"/token/redeem", "", map[string]string{"token": tok})
+		expect(t, r, 200, "")
+		if r.Body["org"] != org {
+			t.Fatalf("a request without a credential stood for org %v, want %q", r.Body["org"], org)
+		}
+	}
+	redeemAs("acme")
+
+	for name, file := range map[string]string{
+		"two orgs":            tenantsYAML(k),
+		"a near-miss name":    tenantsYAML(k, func(y string) string { return strings.Replace(y, "id: globex", "id: default-org", 1) }),
+		"three orgs":          tenantsYAML(k) + "  - id: initech\n    tier: free\n",
+		"default as an agent": tenantsYAML(k, func(y string) string { return strings.Replace(y, "id: hank", "id: default", 1) }),
+	} {
+		b.rewriteTenants(t, file, "error")
+		if !strings.Contains(b.Logs.String(), "AUTH_REQUIRED: false lets a request without a credential through") {
+			t.Fatalf("%s: the refused reload does not say why:\n%s", name, b.Logs.String())
+		}
+		redeemAs("acme") // the tenants in force still serve
+	}
+
+	b.rewriteTenants(t, tenantsYAML(k, func(y string) string {
+		y = strings.Replace(y, "id: globex", "id: default", 1)
+		return strings.Replace(y, "id: hank", "id: florencia\n        livekit_agent_name: default-florencia", 1)
+	}), "ok")
+	redeemAs("default")
 }
 
 // issuerKeys are the backends' signing keys of TestBackendJWT.

@@ -53,11 +53,13 @@ type connectResponse struct {
 }
 
 // requireLiveKit answers 501 livekit_not_configured, before anything else
-// the route does, when the broker has no LiveKit (LIVEKIT_* unset). It is
-// the middleware of the liveKit route group (see New).
+// the route does, when the broker has no LiveKit project at all (LIVEKIT_*
+// unset and no org with its own). It is the middleware of the liveKit route
+// group (see New). An org without a project of its own on a broker without
+// LIVEKIT_* gets the same 501 once the handler knows the org (liveKitFor).
 func (s *Server) requireLiveKit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.LiveKit == nil {
+		if !s.liveKitConfigured() {
 			return apiError(CodeLiveKitNotConfigured, "")
 		}
 		return next(c)
@@ -112,6 +114,10 @@ func (s *Server) connect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	lk, err := s.liveKitFor(claims.Org)
+	if err != nil {
+		return err
+	}
 	room, err := rooms.New(agent.ID, time.Now())
 	if err != nil {
 		return wrapError(CodeInternal, err)
@@ -122,7 +128,7 @@ func (s *Server) connect(c echo.Context) error {
 		CanPublish: config.Channel(claims.Channel) == config.ChannelWebRTC, Metadata: string(claims.Metadata),
 		Attributes: map[string]string{"channel": claims.Channel},
 	}
-	jwt, err := s.LiveKit.Token(p)
+	jwt, err := lk.Token(p)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
@@ -143,7 +149,7 @@ func (s *Server) connect(c echo.Context) error {
 		return err
 	}
 	s.redeemed(c, claims, viaConnect)
-	return s.issued(c, p, jwt)
+	return s.issued(c, lk, p, jwt)
 }
 
 // connectRequest is the body of POST /connect: the ticket, when it is not
@@ -194,14 +200,14 @@ func ticketFrom(c echo.Context) (string, error) {
 	return t, nil
 }
 
-// issued logs an issued LiveKit token and answers with it.
-func (s *Server) issued(c echo.Context, p livekit.Participant, jwt string) error {
+// issued logs an issued LiveKit token of lk's project and answers with it.
+func (s *Server) issued(c echo.Context, lk liveKitTokens, p livekit.Participant, jwt string) error {
 	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "livekit token issued",
 		slog.String("event", "livekit.token"), slog.String("org", p.Org), slog.String("agent", p.Agent),
 		slog.String("agent_name", p.AgentName), slog.String("room", p.Room), slog.Bool("can_publish", p.CanPublish),
 		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
 	return c.JSON(http.StatusCreated, connectResponse{
-		ServerURL: s.LiveKit.URL(), ParticipantToken: jwt, RoomName: p.Room,
-		ParticipantIdentity: p.Identity, ExpiresIn: int(s.LiveKit.TokenTTL().Seconds()),
+		ServerURL: lk.URL(), ParticipantToken: jwt, RoomName: p.Room,
+		ParticipantIdentity: p.Identity, ExpiresIn: int(lk.TokenTTL().Seconds()),
 	})
 }

@@ -88,7 +88,11 @@ func (s *Server) listRooms(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rs, err := s.LiveKit.Rooms(c.Request().Context(), p.Org)
+	lk, err := s.liveKitFor(p.Org)
+	if err != nil {
+		return err
+	}
+	rs, err := lk.Rooms(c.Request().Context(), p.Org)
 	if err != nil {
 		return err
 	}
@@ -99,13 +103,14 @@ func (s *Server) listRooms(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"rooms": out})
 }
 
-// ownedRoom resolves a room of the caller's org or answers room_not_found:
-// another org's room is indistinguishable from a missing one.
-func (s *Server) ownedRoom(c echo.Context, p *auth.Principal, room string) (*lkproto.Room, error) {
+// ownedRoom resolves a room of the caller's org in its project (lk) or
+// answers room_not_found: another org's room is indistinguishable from a
+// missing one.
+func (s *Server) ownedRoom(c echo.Context, lk roomService, p *auth.Principal, room string) (*lkproto.Room, error) {
 	if !rooms.Valid(room) {
 		return nil, apiError(CodeInvalidRoomName, "")
 	}
-	r, err := s.LiveKit.Room(c.Request().Context(), room, p.Org)
+	r, err := lk.Room(c.Request().Context(), room, p.Org)
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +123,15 @@ func (s *Server) getRoom(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.ownedRoom(c, p, c.Param("room_name"))
+	lk, err := s.liveKitFor(p.Org)
 	if err != nil {
 		return err
 	}
-	parts, err := s.LiveKit.Participants(c.Request().Context(), r.Name)
+	r, err := s.ownedRoom(c, lk, p, c.Param("room_name"))
+	if err != nil {
+		return err
+	}
+	parts, err := lk.Participants(c.Request().Context(), r.Name)
 	if err != nil {
 		return err
 	}
@@ -138,6 +147,8 @@ type participantRequest struct {
 	ParticipantIdentity string `json:"participant_identity"`
 	TrackSID            string `json:"track_sid"`
 	Muted               *bool  `json:"muted"`
+
+	lk roomService // the caller's project
 }
 
 func (s *Server) participantAction(c echo.Context, mute bool) (*auth.Principal, *participantRequest, error) {
@@ -162,7 +173,10 @@ func (s *Server) participantAction(c echo.Context, mute bool) (*auth.Principal, 
 	if !mute && (req.TrackSID != "" || req.Muted != nil) {
 		return nil, nil, apiError(CodeInvalidRequest, `"track_sid" and "muted" belong to /livekit/participant/mute`)
 	}
-	if _, err := s.ownedRoom(c, p, req.RoomName); err != nil {
+	if req.lk, err = s.liveKitFor(p.Org); err != nil {
+		return nil, nil, err
+	}
+	if _, err := s.ownedRoom(c, req.lk, p, req.RoomName); err != nil {
 		return nil, nil, err
 	}
 	return p, &req, nil
@@ -174,7 +188,7 @@ func (s *Server) removeParticipant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.LiveKit.RemoveParticipant(c.Request().Context(), req.RoomName, req.ParticipantIdentity); err != nil {
+	if err := req.lk.RemoveParticipant(c.Request().Context(), req.RoomName, req.ParticipantIdentity); err != nil {
 		return err
 	}
 	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "participant removed",
@@ -189,7 +203,7 @@ func (s *Server) muteTrack(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.LiveKit.MuteTrack(c.Request().Context(), req.RoomName, req.ParticipantIdentity, req.TrackSID, *req.Muted)
+	t, err := req.lk.MuteTrack(c.Request().Context(), req.RoomName, req.ParticipantIdentity, req.TrackSID, *req.Muted)
 	if err != nil {
 		return err
 	}

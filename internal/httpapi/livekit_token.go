@@ -39,6 +39,10 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	lk, err := s.liveKitFor(p.Org)
+	if err != nil {
+		return err
+	}
 	data, err := readBody(c)
 	if err != nil {
 		return err
@@ -115,7 +119,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if agent != nil {
 		part.Agent, part.AgentName, part.AgentMetadata = agent.ID, agent.LiveKitName(), agentMeta
 	}
-	jwt, err := s.LiveKit.Token(part)
+	jwt, err := lk.Token(part)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
@@ -123,7 +127,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 	ctx := c.Request().Context()
 	var existing livekit.RoomState
 	if named {
-		if existing, err = s.LiveKit.LookupRoom(ctx, room); err != nil {
+		if existing, err = lk.LookupRoom(ctx, room); err != nil {
 			return err
 		}
 		if existing.Exists && existing.Owner != "" && existing.Owner != p.Org {
@@ -142,11 +146,11 @@ func (s *Server) livekitToken(c echo.Context) error {
 	if existing.Exists && existing.Owner == "" {
 		// A room made outside the broker: the token's room configuration
 		// will not apply to it, so its owner is written now.
-		if err := s.LiveKit.SetRoomOwner(ctx, room, p.Org, part.Agent); err != nil {
+		if err := lk.SetRoomOwner(ctx, room, p.Org, part.Agent); err != nil {
 			return err
 		}
 	}
-	return s.issued(c, part, jwt)
+	return s.issued(c, lk, part, jwt)
 }
 
 // tokenAgent resolves the agent of a /livekit/token request: id, else the

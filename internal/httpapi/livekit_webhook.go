@@ -31,11 +31,19 @@ type webhookReceiver interface {
 // between LiveKit and the broker.
 const WebhookReplayWindow = 10 * time.Minute
 
-// webhook is POST /livekit/webhook: LiveKit's signed events. Every event
-// is audited. Each event id is accepted once (store.Webhooks, for
-// WebhookReplayWindow): a second delivery, LiveKit's retry of an event
-// handled already or a replay of a captured one, answers 200 and does
-// nothing. room_finished releases the room's owner record, but only a
+// maxEventID bounds a webhook event's id (LiveKit's are "EV_" and 12
+// characters).
+const maxEventID = 128
+
+// webhook is POST /livekit/webhook: LiveKit's signed events, verified with
+// the secret of the project whose API key signed them (the default
+// project's or an org's own). Every event is audited. A webhook from an
+// org's own project speaks for that org's rooms only: one about another
+// org's room (its metadata names another auth_id) changes nothing, since
+// whoever holds that project's secret can sign any body. Each event id is
+// accepted once per project (store.Webhooks, for WebhookReplayWindow): a
+// second delivery, LiveKit's retry of an event handled already or a replay
+// of a captured one, answers 200 and does nothing. room_finished releases the room's owner record, but only a
 // record claimed at or before the event's createdAt: a claim made after
 // the room finished is for a later session of that name, and a late or
 // replayed room_finished must not free the name for another org.
@@ -56,7 +64,7 @@ const WebhookReplayWindow = 10 * time.Minute
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
-	ev, err := s.LiveKit.ReceiveWebhook(r)
+	ev, project, err := s.receiveWebhook(r)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -72,18 +80,33 @@ func (s *Server) webhook(c echo.Context) error {
 	ctx := r.Context()
 	room := ev.GetRoom()
 	owner := livekit.OwnerOf(room)
+	from := project
+	if from == "" {
+		from = "default"
+	}
 	attrs := []slog.Attr{
-		slog.String("event", "livekit.webhook"), slog.String("type", ev.Event),
+		slog.String("event", "livekit.webhook"), slog.String("type", ev.Event), slog.String("project", from),
 		slog.String("room", room.GetName()), slog.String("org", owner), slog.String("id", ev.Id),
 	}
-	if err := store.CheckEventID(ev.Id); err != nil {
+	if project != "" && owner != "" && owner != project {
+		s.logger(c).LogAttrs(ctx, slog.LevelWarn, "webhook about another org's room ignored",
+			slog.String("event", "livekit.webhook"), slog.String("result", "foreign_room"), slog.String("type", ev.Event),
+			slog.String("project", from), slog.String("room", room.GetName()), slog.String("claimed_org", owner),
+			slog.String("id", ev.Id))
+		return c.JSON(http.StatusOK, map[string]string{"status": "ignored"})
+	}
+	if ev.Id == "" || len(ev.Id) > maxEventID {
 		// Without an id an event cannot be accepted once; LiveKit always
 		// sends one.
 		s.logger(c).LogAttrs(ctx, slog.LevelWarn, "webhook refused", append(attrs,
 			slog.String("result", "refused"), slog.String("reason", "no event id of 1 to 128 bytes"))...)
 		return apiError(CodeInvalidRequest, "the webhook event has no id")
 	}
-	switch err := s.Store.RecordWebhookEvent(ctx, ev.Id, WebhookReplayWindow); {
+	// Ids are LiveKit's, one namespace per project ("" is the default
+	// project; an org id is never empty): an org's own project cannot take
+	// an id of the default project's or another org's events.
+	eventID := project + "/" + ev.Id
+	switch err := s.Store.RecordWebhookEvent(ctx, eventID, WebhookReplayWindow); {
 	case errors.Is(err, store.ErrExists):
 		s.Metrics.AuthFailures.WithLabelValues(reasonWebhookReplay.Label()).Inc()
 		s.logger(c).LogAttrs(ctx, slog.LevelWarn, "webhook event seen before: ignored", append(attrs,
@@ -100,7 +123,7 @@ func (s *Server) webhook(c echo.Context) error {
 			// Not handled: LiveKit's retry must be, so the id goes. If that
 			// fails too, the retry is taken for a duplicate and the record
 			// stays with its owner until RoomOwnerTTL (fail closed).
-			if ferr := s.Store.ForgetWebhookEvent(context.WithoutCancel(ctx), ev.Id); ferr != nil {
+			if ferr := s.Store.ForgetWebhookEvent(context.WithoutCancel(ctx), eventID); ferr != nil {
 				s.logger(c).LogAttrs(ctx, slog.LevelWarn, "could not forget a webhook event that was not handled; its room's owner record expires on its own",
 					append(attrs, slog.String("result", "forget_failed"), slog.String("cause", ferr.Error()))...)
 			}

@@ -31,6 +31,13 @@ import (
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
+// demoCSP is the demo page's Content-Security-Policy: it has no inline
+// code, loads its script and style from /demo/ and talks to the broker and
+// LiveKit wherever they are.
+const demoCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self' https: wss: http: ws:; media-src 'self' blob: mediastream:; object-src 'none'; " +
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
 // Deps is what the server is built from. The handlers see each dependency
 // through the small interface they use (authenticator, ticketIssuer,
 // ticketVerifier, liveKit), so that they can be tested with fakes.
@@ -47,9 +54,13 @@ type Deps struct {
 	ClientIP  ClientIP
 	// Leeway is added to the nonce lifetime, matching the verifier's leeway.
 	Leeway time.Duration
-	// LiveKit is nil when LIVEKIT_* are unset: its endpoints answer 501.
-	// A nil *livekit.Client counts as nil.
+	// LiveKit is the default project; nil when LIVEKIT_* are unset. A nil
+	// *livekit.Client counts as nil.
 	LiveKit liveKit
+	// LiveKitProjects, when set, gives orgs their own LiveKit projects
+	// (the tenant registry's); an org without one uses LiveKit. With
+	// neither, the LiveKit endpoints answer 501.
+	LiveKitProjects liveKitProjects
 	// ConnectRate and PublicRate are the per-IP limits a minute.
 	ConnectRate, PublicRate int
 	// Production refuses test keys.
@@ -65,6 +76,9 @@ type Deps struct {
 	// DPoP checks the proofs that sender-constrained tickets need at
 	// /connect (htu BROKER_PUBLIC_URL + "/connect").
 	DPoP *token.DPoPVerifier
+	// MetricsElsewhere: /metrics has a listener of its own
+	// (BROKER_METRICS_ADDR), so this server answers 404 there.
+	MetricsElsewhere bool
 }
 
 // Server holds the handlers' dependencies.
@@ -104,7 +118,9 @@ func New(d Deps) *echo.Echo {
 	e.GET("/", s.health)
 	e.GET("/healthz", s.health)
 	e.GET("/readyz", s.ready)
-	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
+	if !d.MetricsElsewhere {
+		e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
+	}
 	e.GET("/.well-known/jwks.json", s.jwks)
 	e.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", api.OpenAPI)
@@ -114,7 +130,12 @@ func New(d Deps) *echo.Echo {
 		files := http.StripPrefix("/demo/", http.FileServer(http.FS(d.Demo)))
 		e.GET("/demo", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/demo/") })
 		e.GET("/demo/config.json", func(c echo.Context) error { return c.JSON(http.StatusOK, d.DemoConfig) })
-		e.GET("/demo/*", echo.WrapHandler(files))
+		e.GET("/demo/*", echo.WrapHandler(files), func(next echo.HandlerFunc) echo.HandlerFunc {
+			return func(c echo.Context) error {
+				c.Response().Header().Set("Content-Security-Policy", demoCSP)
+				return next(c)
+			}
+		})
 	}
 	e.POST("/token", s.mint)
 	e.POST("/token/redeem", s.redeem)

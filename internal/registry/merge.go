@@ -3,16 +3,18 @@ package registry
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/subtle"
 	"time"
 )
 
 // MergeImport returns the org as the file says (from), keeping what the
 // registry knows that a file does not carry: creation times of keys,
 // agents and publishable keys that are the same (same id and hash), their
-// last use, when a still-revoked key was revoked, and the org's LiveKit
-// project (a tenants file names its secret by environment variable, so
-// import leaves the project as it is). cur is nil for a new org. changed
-// reports whether the org differs from cur in anything the file carries.
+// last use, when a still-revoked key was revoked, and the update time of a
+// LiveKit project that is the same (URL, API key and secret). The LiveKit
+// project is as the file says: an org without a livekit block goes back to
+// the default project. cur is nil for a new org. changed reports whether
+// the org differs from cur in anything the file carries.
 func MergeImport(cur, from *OrgData, now time.Time) (merged *OrgData, changed bool) {
 	m := from.Clone()
 	if cur == nil {
@@ -20,7 +22,10 @@ func MergeImport(cur, from *OrgData, now time.Time) (merged *OrgData, changed bo
 	}
 	m.Org.CreatedAt = cur.Org.CreatedAt
 	m.Org.UpdatedAt = cur.Org.UpdatedAt
-	m.LiveKit = cur.LiveKit
+	sameLK := sameLiveKit(cur.LiveKit, m.LiveKit)
+	if sameLK && m.LiveKit != nil {
+		m.LiveKit.UpdatedAt = cur.LiveKit.UpdatedAt
+	}
 	for i := range m.Keys {
 		k := &m.Keys[i]
 		old := cur.Key(k.ID)
@@ -59,7 +64,7 @@ func MergeImport(cur, from *OrgData, now time.Time) (merged *OrgData, changed bo
 			a.UpdatedAt = now
 		}
 	}
-	changed = !sameFile(cur, m)
+	changed = !sameFile(cur, m) || !sameLK
 	if changed {
 		m.Org.UpdatedAt = now
 	}
@@ -71,6 +76,17 @@ func sameFile(a, b *OrgData) bool {
 	x, err1 := specJSON(a.FileOrg())
 	y, err2 := specJSON(b.FileOrg())
 	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// sameLiveKit reports whether a and b are the same project: URL, API key
+// and secret (compared in constant time). A project whose secret was not
+// opened ("") is never the same as one with a secret.
+func sameLiveKit(a, b *LiveKitData) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.URL == b.URL && a.APIKey == b.APIKey && a.APISecret != "" &&
+		subtle.ConstantTimeCompare([]byte(a.APISecret), []byte(b.APISecret)) == 1
 }
 
 func sameSpec(a, b *AgentData) bool {

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -124,7 +125,7 @@ func (d *OrgData) FileOrg() config.Org {
 	o := config.Org{ID: d.Org.ID, Tier: d.Org.Tier, RatePerMinute: d.Org.RatePerMinute, AllowDemoRooms: d.Org.AllowDemoRooms}
 	for _, k := range d.Keys {
 		o.Keys = append(o.Keys, config.Key{
-			ID: k.ID, Hash: k.Hash, Scopes: toScopes(k.Scopes), AllowedIPs: slices.Clone(k.AllowedIPs),
+			ID: k.ID, Hash: k.Hash, Scopes: toScopes(k.Scopes), AllowedIPs: allowedIPs(k.AllowedIPs),
 			ExpiresAt: k.ExpiresAt, Revoked: k.RevokedAt != nil,
 		})
 	}
@@ -145,17 +146,47 @@ func (d *OrgData) FileOrg() config.Org {
 	return o
 }
 
+// ExportOrg is FileOrg with the org's LiveKit project as `broker tenants
+// export` writes it: url and api_key, and for the secret, which never
+// leaves the registry, api_secret_env naming config.LiveKitSecretEnvName of
+// the org (set that variable before serving or importing the file).
+func (d *OrgData) ExportOrg() config.Org {
+	o := d.FileOrg()
+	if d.LiveKit != nil {
+		o.LiveKit = &config.OrgLiveKit{URL: d.LiveKit.URL, APIKey: d.LiveKit.APIKey, APISecretEnv: config.LiveKitSecretEnvName(d.Org.ID)}
+	}
+	return o
+}
+
 // DefaultPublishableKeyID is the id an agent's single public.key_hash gets
 // when a tenants file is imported.
 const DefaultPublishableKeyID = "default"
 
 // OrgDataFromFile turns a checked tenants file stanza into registry data,
 // stamped now: an agent's public.key_hash becomes its publishable key
-// "default", and a revoked key is revoked now. It is how files are
-// imported and how the file and memory registries hold their tenants.
+// "default", a revoked key is revoked now, and the livekit block becomes
+// the org's project with its secret (read at Build, or now from
+// api_secret_env or api_secret_file when o was only decoded). It is how
+// files are imported and how the file and memory registries hold their
+// tenants.
 func OrgDataFromFile(o config.Org, now time.Time) (*OrgData, error) {
 	d := &OrgData{Org: Org{ID: o.ID, Tier: o.Tier, RatePerMinute: o.RatePerMinute, AllowDemoRooms: o.AllowDemoRooms,
 		CreatedAt: now, UpdatedAt: now}}
+	if l := o.LiveKit; l != nil {
+		secret := l.Secret()
+		if secret == "" {
+			s, err := l.ReadSecret()
+			if err != nil {
+				var ve *config.ValidationError
+				if errors.As(err, &ve) {
+					return nil, &ValidationError{Problems: ve.Problems}
+				}
+				return nil, err
+			}
+			secret = s
+		}
+		d.LiveKit = &LiveKitData{URL: l.URL, APIKey: l.APIKey, APISecret: Secret(secret), UpdatedAt: now}
+	}
 	for _, k := range o.Keys {
 		kd := KeyData{Key: Key{ID: k.ID, Scopes: fromScopes(k.Scopes), AllowedIPs: nonNil(k.AllowedIPs), ExpiresAt: k.ExpiresAt, CreatedAt: now}, Hash: k.Hash}
 		if k.Revoked {
@@ -232,4 +263,14 @@ func fromScopes(ss []config.Scope) []string {
 		out[i] = string(s)
 	}
 	return out
+}
+
+// allowedIPs is a key's allowed_ips as the tenants file states it: the
+// registry keeps "any address" as an empty list, the file as no list (an
+// empty list there is refused, for it reads as "no address").
+func allowedIPs(ips []string) []string {
+	if len(ips) == 0 {
+		return nil
+	}
+	return slices.Clone(ips)
 }

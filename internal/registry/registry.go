@@ -139,10 +139,16 @@ type Writer interface {
 
 	// Import makes each org of the file exactly as the file says (orgs
 	// not in the file are left alone). Importing the same file twice
-	// changes nothing the second time. Secrets stay hashes.
+	// changes nothing the second time. Keys stay hashes; an org's livekit
+	// block becomes its LiveKit project, the secret read from the block's
+	// api_secret_env or api_secret_file (and sealed where the registry
+	// keeps secrets at rest); an org without one uses the default project.
 	Import(ctx context.Context, f *config.File) (*ImportReport, error)
 	// Export returns the whole registry as a tenants file that `broker
-	// config check` accepts and that imports back to the same state.
+	// config check` accepts and that imports back to the same state. An
+	// org's LiveKit project is exported without its secret: its block
+	// names a variable for it (config.LiveKitSecretEnvName, or the file's
+	// own for the file registry), which must be set to use the file.
 	Export(ctx context.Context) (*config.File, error)
 }
 

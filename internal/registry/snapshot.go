@@ -32,6 +32,32 @@ func (s *Snapshot) LiveKit(org string) *LiveKitProject { return s.liveKit[org] }
 // the webhook receiver finds the secret that verifies a webhook.
 func (s *Snapshot) LiveKitByAPIKey(key string) *LiveKitProject { return s.liveKitByKey[key] }
 
+// LiveKitProjects is how many orgs have their own LiveKit project.
+func (s *Snapshot) LiveKitProjects() int { return len(s.liveKit) }
+
+// FileSnapshot is the snapshot of a checked tenants file at version: its
+// tenants, and the LiveKit projects its orgs' livekit blocks name, with the
+// secrets read when the file was built (config.OrgLiveKit.Secret). The
+// file's own checks (config.Build) have made each project's API key unique.
+func FileSnapshot(t *config.Tenants, version int64) *Snapshot {
+	s := &Snapshot{Tenants: t, Version: version}
+	for _, id := range t.Orgs() {
+		l := t.Org(id).LiveKit
+		if l == nil || l.Secret() == "" {
+			continue
+		}
+		if s.liveKit == nil {
+			s.liveKit, s.liveKitByKey = map[string]*LiveKitProject{}, map[string]*LiveKitProject{}
+		}
+		p := &LiveKitProject{Org: id, URL: l.URL, APIKey: l.APIKey, APISecret: Secret(l.Secret())}
+		if s.liveKitByKey[p.APIKey] != nil {
+			continue
+		}
+		s.liveKit[id], s.liveKitByKey[p.APIKey] = p, p
+	}
+	return s
+}
+
 // Empty is the snapshot of a registry with no org.
 func Empty() *Snapshot { return &Snapshot{Tenants: &config.Tenants{}} }
 

@@ -3,9 +3,7 @@ package registry
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/voicebroker/voicebroker/config"
 )
@@ -62,6 +60,11 @@ func CheckOrg(o OrgSpec) error {
 
 // CheckKey checks a new secret key.
 func CheckKey(k KeySpec) error {
+	if k.AllowedIPs != nil && len(k.AllowedIPs) == 0 {
+		// As in the tenants file: no list allows any address, and an
+		// empty one would read as "none".
+		return problems("allowed_ips: an empty list would allow every address; leave the field out to allow any address, or list the CIDRs")
+	}
 	if len(k.AllowedIPs) > MaxAllowedIPs {
 		return problems(fmt.Sprintf("allowed_ips: at most %d entries", MaxAllowedIPs))
 	}
@@ -73,7 +76,7 @@ func CheckKey(k KeySpec) error {
 		envProblem = `env: "live" or "test"`
 	}
 	err := check(config.Org{ID: "x", Tier: config.TierFree, Keys: []config.Key{{
-		ID: k.ID, Hash: placeholder, Scopes: toScopes(k.Scopes), AllowedIPs: k.AllowedIPs, ExpiresAt: k.ExpiresAt,
+		ID: k.ID, Hash: placeholder, Scopes: toScopes(k.Scopes), AllowedIPs: allowedIPs(k.AllowedIPs), ExpiresAt: k.ExpiresAt,
 	}}}, "orgs[0].keys[0].")
 	return join(err, envProblem)
 }
@@ -135,33 +138,21 @@ func CheckIssuers(list []config.JWTIssuer) error {
 	return join(err, dup...)
 }
 
-// CheckLiveKit checks an org's LiveKit project. The messages never quote
-// the secret.
+// CheckLiveKit checks an org's LiveKit project with the tenants file's
+// rules (config.CheckLiveKitURL, CheckLiveKitAPIKey, CheckLiveKitSecret).
+// The messages never quote the secret.
 func CheckLiveKit(l LiveKitSpec) error {
 	var ps []string
-	if u, err := url.Parse(l.URL); err != nil || u.Host == "" || len(l.URL) > 512 ||
-		(u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
-		ps = append(ps, "url: must be a ws(s) or http(s) URL such as wss://acme.livekit.cloud")
+	if err := config.CheckLiveKitURL(l.URL); err != nil {
+		ps = append(ps, "url: "+err.Error())
 	}
-	if l.APIKey == "" || len(l.APIKey) > 256 || !printable(l.APIKey) {
-		ps = append(ps, "api_key: required, at most 256 printable characters without spaces")
+	if err := config.CheckLiveKitAPIKey(l.APIKey); err != nil {
+		ps = append(ps, "api_key: "+err.Error())
 	}
-	if len(l.APISecret) < 32 || len(l.APISecret) > 512 || !printable(l.APISecret) {
-		ps = append(ps, "api_secret: required, 32 to 512 printable characters without spaces")
+	if config.CheckLiveKitSecret(l.APISecret) != nil {
+		ps = append(ps, fmt.Sprintf("api_secret: required, %d to %d printable characters without spaces", config.MinLiveKitSecret, config.MaxLiveKitSecret))
 	}
 	return problems(ps...)
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // join adds problems to err, which is nil or a *ValidationError.

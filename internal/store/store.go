@@ -143,15 +143,16 @@ type Webhooks interface {
 	ForgetWebhookEvent(ctx context.Context, id string) error
 }
 
-// MaxEventID bounds a webhook event id (LiveKit's are "EV_" and 12
-// characters).
-const MaxEventID = 128
+// MaxEventID bounds a webhook event id as the store records it (the
+// broker's are the LiveKit project's name, "/", and LiveKit's id of at
+// most 128 bytes).
+const MaxEventID = 256
 
 // CheckEventID returns an error for an event id no store can record: empty
 // or over MaxEventID bytes. It is a caller's mistake, not ErrUnavailable.
 func CheckEventID(id string) error {
 	if id == "" || len(id) > MaxEventID {
-		return errors.New("store: an event id is 1 to 128 bytes")
+		return errors.New("store: an event id is 1 to 256 bytes")
 	}
 	return nil
 }

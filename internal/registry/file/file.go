@@ -100,7 +100,7 @@ func (r *Registry) publish() {
 	r.loadedAt = r.opt.Now().UTC().Truncate(time.Microsecond)
 	v := r.version
 	r.mu.Unlock()
-	r.Publish(&registry.Snapshot{Tenants: r.file.Current(), Version: v})
+	r.Publish(registry.FileSnapshot(r.file.Current(), v))
 }
 
 // Kind is "file".
@@ -255,13 +255,17 @@ func (r *Registry) GetJWTIssuers(ctx context.Context, org string) ([]config.JWTI
 	return registry.CloneIssuers(d.Issuers), nil
 }
 
-// GetLiveKit is ErrNotFound: per-org LiveKit projects of a tenants file
-// are not yet part of this registry.
+// GetLiveKit returns the org's own LiveKit project as the file names it,
+// without its secret; ErrNotFound when the org uses the default project.
 func (r *Registry) GetLiveKit(ctx context.Context, org string) (registry.LiveKit, error) {
-	if _, err := r.data(org); err != nil {
+	d, err := r.data(org)
+	if err != nil {
 		return registry.LiveKit{}, err
 	}
-	return registry.LiveKit{}, notFound("LiveKit project")
+	if d.LiveKit == nil {
+		return registry.LiveKit{}, notFound("LiveKit project")
+	}
+	return d.LiveKit.View(), nil
 }
 
 // Audit is empty: the file's history is its version control.
@@ -283,7 +287,12 @@ func (r *Registry) Export(ctx context.Context) (*config.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.Orgs = append(f.Orgs, d.FileOrg())
+		o := d.FileOrg()
+		if l := t.Org(id).LiveKit; l != nil {
+			// As the file names the secret: its variable or file.
+			o.LiveKit = &config.OrgLiveKit{URL: l.URL, APIKey: l.APIKey, APISecretEnv: l.APISecretEnv, APISecretFile: l.APISecretFile}
+		}
+		f.Orgs = append(f.Orgs, o)
 	}
 	return f, nil
 }

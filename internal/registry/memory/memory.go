@@ -623,7 +623,7 @@ func (r *Registry) Export(ctx context.Context) (*config.File, error) {
 	defer r.mu.Unlock()
 	f := &config.File{Orgs: []config.Org{}}
 	for _, id := range slices.Sorted(maps.Keys(r.orgs)) {
-		f.Orgs = append(f.Orgs, r.orgs[id].FileOrg())
+		f.Orgs = append(f.Orgs, r.orgs[id].ExportOrg())
 	}
 	return f, nil
 }

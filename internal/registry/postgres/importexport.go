@@ -13,11 +13,18 @@ import (
 )
 
 // Import makes each org of the file as the file says, in one transaction.
+// An org's livekit block is stored with its secret (read from
+// api_secret_env or api_secret_file) sealed with the keyring, which a file
+// with such a block therefore needs (registry.ErrNoSecretsKey); an org
+// without one goes back to the default project.
 func (r *Registry) Import(ctx context.Context, f *config.File) (*registry.ImportReport, error) {
 	var report *registry.ImportReport
 	ids := make([]string, 0, len(f.Orgs))
 	for _, o := range f.Orgs {
 		ids = append(ids, o.ID)
+		if o.LiveKit != nil && r.opt.Keyring == nil {
+			return nil, fmt.Errorf("org %s has a livekit block: %w", o.ID, registry.ErrNoSecretsKey)
+		}
 	}
 	err := r.write(ctx, func(ctx context.Context, tx pgx.Tx, c *change) error {
 		raw, _, err := loadRaw(ctx, tx, ids)
@@ -26,7 +33,9 @@ func (r *Registry) Import(ctx context.Context, f *config.File) (*registry.Import
 		}
 		cur := map[string]*registry.OrgData{}
 		for id, o := range raw {
-			if cur[id], err = r.decode(o, false); err != nil {
+			// The stored secrets are opened (when the keyring is there) so
+			// that a project the file repeats is seen as unchanged.
+			if cur[id], err = r.decode(o, r.opt.Keyring != nil); err != nil {
 				return fmt.Errorf("org %s: %w", id, err)
 			}
 		}
@@ -50,8 +59,13 @@ func (r *Registry) Import(ctx context.Context, f *config.File) (*registry.Import
 		if err := crossCheck(ctx, tx, f, ids); err != nil {
 			return err
 		}
+		// The changed orgs' LiveKit projects go first, so that two orgs of
+		// the file may swap API keys.
+		if _, err := tx.Exec(ctx, "DELETE FROM voicebroker.livekit_projects WHERE org_id = ANY($1)", slices.Collect(maps.Keys(plan.Changed))); err != nil {
+			return err
+		}
 		for _, id := range slices.Sorted(maps.Keys(plan.Changed)) {
-			if err := writeOrg(ctx, tx, plan.Changed[id]); err != nil {
+			if err := r.writeOrg(ctx, tx, plan.Changed[id]); err != nil {
 				return err
 			}
 			c.record(id, registry.ActionImport, "", plan.Details[id])
@@ -76,7 +90,11 @@ func crossCheck(ctx context.Context, tx pgx.Tx, f *config.File, ids []string) er
 		shared bool
 	}
 	nameUse := map[string][]agentUse{}
+	lkOwner := map[string]string{} // LiveKit API key -> file org
 	for _, o := range f.Orgs {
+		if o.LiveKit != nil {
+			lkOwner[o.LiveKit.APIKey] = o.ID
+		}
 		for _, k := range o.Keys {
 			owner[k.Hash] = o.ID
 		}
@@ -162,6 +180,23 @@ func crossCheck(ctx context.Context, tx pgx.Tx, f *config.File, ids []string) er
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	rows, err = tx.Query(ctx, "SELECT api_key, org_id FROM voicebroker.livekit_projects WHERE api_key = ANY($1) AND org_id <> ALL($2)",
+		slices.Collect(maps.Keys(lkOwner)), ids)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var key, other string
+		if err := rows.Scan(&key, &other); err != nil {
+			rows.Close()
+			return err
+		}
+		problems = append(problems, fmt.Sprintf("org %q: livekit.api_key %q is the LiveKit project of org %q", lkOwner[key], key, other))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
 	if len(problems) > 0 {
 		slices.Sort(problems)
 		return &registry.ValidationError{Problems: append([]string{"the file conflicts with orgs already in the registry"}, problems...)}
@@ -170,9 +205,9 @@ func crossCheck(ctx context.Context, tx pgx.Tx, f *config.File, ids []string) er
 }
 
 // writeOrg stores an org as d says: the org row upserted, its keys,
-// agents, publishable keys and issuers replaced (its LiveKit project, which
-// a tenants file does not carry, stays).
-func writeOrg(ctx context.Context, tx pgx.Tx, d *registry.OrgData) error {
+// agents, publishable keys, issuers and LiveKit project replaced (the
+// project's secret sealed with the keyring and bound to the org).
+func (r *Registry) writeOrg(ctx context.Context, tx pgx.Tx, d *registry.OrgData) error {
 	o := d.Org
 	if _, err := tx.Exec(ctx, `INSERT INTO voicebroker.orgs (id, tier, rate_per_minute, allow_demo_rooms, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE
@@ -208,7 +243,25 @@ func writeOrg(ctx context.Context, tx pgx.Tx, d *registry.OrgData) error {
 			}
 		}
 	}
-	return replaceIssuers(ctx, tx, o.ID, d.Issuers)
+	if err := replaceIssuers(ctx, tx, o.ID, d.Issuers); err != nil {
+		return err
+	}
+	if d.LiveKit == nil {
+		_, err := tx.Exec(ctx, "DELETE FROM voicebroker.livekit_projects WHERE org_id = $1", o.ID)
+		return err
+	}
+	if r.opt.Keyring == nil || d.LiveKit.APISecret == "" {
+		return registry.ErrNoSecretsKey
+	}
+	sealed, err := r.opt.Keyring.Seal([]byte(d.LiveKit.APISecret.Reveal()), liveKitAD(o.ID))
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO voicebroker.livekit_projects (org_id, url, api_key, secret_sealed, secret_key_id, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (org_id) DO UPDATE SET url = $2, api_key = $3, secret_sealed = $4, secret_key_id = $5, updated_at = $6`,
+		o.ID, d.LiveKit.URL, d.LiveKit.APIKey, sealed, r.opt.Keyring.ID(), d.LiveKit.UpdatedAt)
+	return err
 }
 
 // Export returns the registry as a tenants file.
@@ -226,7 +279,7 @@ func (r *Registry) Export(ctx context.Context) (*config.File, error) {
 			if err != nil {
 				return fmt.Errorf("org %s: %w", id, err)
 			}
-			f.Orgs = append(f.Orgs, d.FileOrg())
+			f.Orgs = append(f.Orgs, d.ExportOrg())
 		}
 		return nil
 	})

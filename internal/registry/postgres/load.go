@@ -240,7 +240,8 @@ func liveKitAD(org string) []byte { return []byte("voicebroker/livekit/" + org) 
 
 // decode turns an org's rows into registry data. With open set, the
 // LiveKit secret is opened with the keyring (an error when it cannot be);
-// without, the project is left out (imports and exports never touch it).
+// without, the project has its URL and API key and an empty secret (what
+// an export writes, and what an import without the keyring compares).
 func (r *Registry) decode(o *rawOrg, open bool) (*registry.OrgData, error) {
 	d := &registry.OrgData{Org: registry.Org{ID: o.id, Tier: o.tier, RatePerMinute: o.rate, AllowDemoRooms: o.demo,
 		CreatedAt: o.createdAt, UpdatedAt: o.updatedAt}}
@@ -279,6 +280,8 @@ func (r *Registry) decode(o *rawOrg, open bool) (*registry.OrgData, error) {
 			return nil, fmt.Errorf("livekit: the secret does not open: %w", err)
 		}
 		d.LiveKit = &registry.LiveKitData{URL: o.lk.url, APIKey: o.lk.apiKey, APISecret: registry.Secret(secret), UpdatedAt: o.lk.updatedAt}
+	} else if o.lk != nil {
+		d.LiveKit = &registry.LiveKitData{URL: o.lk.url, APIKey: o.lk.apiKey, UpdatedAt: o.lk.updatedAt}
 	}
 	registry.Normalize(d)
 	return d, nil

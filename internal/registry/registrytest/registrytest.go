@@ -104,6 +104,7 @@ func Run(t *testing.T, newReg Factory, opt Options) {
 	t.Run("Reads", func(t *testing.T) { testReads(t, newReg(t, Seed(t))) })
 	t.Run("Export", func(t *testing.T) { testExport(t, newReg, opt) })
 	t.Run("Used", func(t *testing.T) { testUsed(t, newReg(t, Seed(t))) })
+	t.Run("LiveKitFromFile", func(t *testing.T) { testLiveKitFromFile(t, newReg, opt) })
 	if opt.ReadOnly {
 		t.Run("ReadOnly", func(t *testing.T) { testReadOnly(t, newReg(t, Seed(t))) })
 		return
@@ -1017,4 +1018,117 @@ func testImport(t *testing.T, newReg Factory, r registry.Registry) {
 	if _, err := r.GetOrg(ctx, "thief"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("a refused import was stored: %v", err)
 	}
+}
+
+// LiveKitSecret is the secret of acme's own LiveKit project in
+// LiveKitYAML; nothing a registry shows may hold it.
+const LiveKitSecret = "acme-livekit-secret-for-conformance-0123456789"
+
+// LiveKitYAML is SeedYAML with a LiveKit project of acme's own, its
+// secret in the environment variable ACME_LK_SECRET.
+var LiveKitYAML = strings.Replace(SeedYAML, "  - id: globex\n",
+	"    livekit:\n      url: wss://acme.livekit.example\n      api_key: APIacmeLK\n      api_secret_env: ACME_LK_SECRET\n  - id: globex\n", 1)
+
+// A tenants file's livekit block: the registry serves the project (the
+// secret read from its variable) through the snapshot, shows it without
+// its secret, exports it without its secret (api_secret_env naming a
+// variable), and, when writable, imports it (sealing the secret), sees a
+// repeated import as no change, follows a changed secret, and drops the
+// project when the file drops the block.
+func testLiveKitFromFile(t *testing.T, newReg Factory, opt Options) {
+	t.Setenv("ACME_LK_SECRET", LiveKitSecret)
+	f, err := registry.ParseFile([]byte(LiveKitYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newReg(t, f)
+	WaitFor(t, r, "the project in force", func(*config.Tenants) bool { return r.Snapshot().LiveKit("acme") != nil })
+	p := r.Snapshot().LiveKit("acme")
+	if p.Org != "acme" || p.URL != "wss://acme.livekit.example" || p.APIKey != "APIacmeLK" || p.APISecret.Reveal() != LiveKitSecret {
+		t.Fatalf("project = %+v", p)
+	}
+	if r.Snapshot().LiveKitByAPIKey("APIacmeLK") != p || r.Snapshot().LiveKit("globex") != nil || r.Snapshot().LiveKitProjects() != 1 {
+		t.Fatal("the snapshot's projects by key or org")
+	}
+	ctx := ctxAs("test", "")
+	view := must(r.GetLiveKit(ctx, "acme"))(t)
+	clean(t, "GetLiveKit", view, LiveKitSecret)
+	if !view.SecretSet || view.APIKey != "APIacmeLK" || view.URL != "wss://acme.livekit.example" {
+		t.Fatalf("view = %+v", view)
+	}
+	_, err = r.GetLiveKit(ctx, "globex")
+	wantErr(t, err, registry.ErrNotFound, "GetLiveKit of an org without a project")
+
+	// The export names a variable, never the secret. A writable registry
+	// cannot know the variable the file named: it names
+	// LIVEKIT_API_SECRET_ACME (config.LiveKitSecretEnvName).
+	env := "ACME_LK_SECRET"
+	if !opt.ReadOnly {
+		env = config.LiveKitSecretEnvName("acme")
+	}
+	t.Setenv(config.LiveKitSecretEnvName("acme"), LiveKitSecret)
+	out := exported(t, r)
+	if strings.Contains(string(out), LiveKitSecret) || !strings.Contains(string(out), "api_secret_env: "+env+"\n") ||
+		!strings.Contains(string(out), "api_key: APIacmeLK") || strings.Contains(string(out), "api_secret:") {
+		t.Fatalf("export:\n%s", out)
+	}
+	// The export loaded elsewhere serves the same project.
+	back, err := registry.ParseFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := newReg(t, back)
+	WaitFor(t, r2, "the exported project in force", func(*config.Tenants) bool { return r2.Snapshot().LiveKit("acme") != nil })
+	if got := r2.Snapshot().LiveKit("acme"); got.APISecret.Reveal() != LiveKitSecret || got.APIKey != "APIacmeLK" {
+		t.Fatal("the exported project differs")
+	}
+	if opt.ReadOnly {
+		return
+	}
+
+	// The same file again, or the export, changes nothing.
+	for _, file := range []*config.File{f, back} {
+		rep := must(r.Import(ctx, file))(t)
+		if len(rep.Changed)+len(rep.Created) != 0 {
+			t.Fatalf("a repeated import changed %+v", rep)
+		}
+	}
+	// A new secret in the variable is a change, in force after the import.
+	const rotated = "acme-livekit-secret-rotated-0123456789abcdef"
+	t.Setenv("ACME_LK_SECRET", rotated)
+	f, err = registry.ParseFile([]byte(LiveKitYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := must(r.Import(ctx, f))(t)
+	if !slices.Equal(rep.Changed, []string{"acme"}) {
+		t.Fatalf("import of a new secret = %+v", rep)
+	}
+	clean(t, "import report", rep, LiveKitSecret, rotated)
+	WaitFor(t, r, "the new secret in force", func(*config.Tenants) bool {
+		p := r.Snapshot().LiveKit("acme")
+		return p != nil && p.APISecret.Reveal() == rotated
+	})
+	// Another org may not import acme's API key.
+	thief := "orgs:\n  - id: thief\n    tier: free\n    livekit: {url: 'wss://x.example', api_key: APIacmeLK, api_secret_env: ACME_LK_SECRET}\n"
+	tf, err := registry.ParseFile([]byte(thief))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Import(ctx, tf)
+	wantInvalid(t, err, "import of another org's LiveKit API key")
+	clean(t, "refused import", err, rotated)
+	// A file without the block takes the org back to the default project.
+	rep = must(r.Import(ctx, Seed(t)))(t)
+	if !slices.Equal(rep.Changed, []string{"acme"}) {
+		t.Fatalf("import without the block = %+v", rep)
+	}
+	WaitFor(t, r, "the project gone", func(*config.Tenants) bool { return r.Snapshot().LiveKit("acme") == nil })
+	_, err = r.GetLiveKit(ctx, "acme")
+	wantErr(t, err, registry.ErrNotFound, "GetLiveKit after the block went")
+	events, _, err := r.Audit(ctx, registry.AuditQuery{Page: registry.Page{Limit: registry.MaxPage}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean(t, "the audit trail", events, LiveKitSecret, rotated)
 }
