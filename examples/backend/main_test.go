@@ -94,6 +94,7 @@ func TestTokenProviderBindsTheBrowsersKey(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&tok)
 	req, _ := http.NewRequest("POST", broker+"/token/redeem", strings.NewReader(`{"token":"`+tok.Token+`"}`))
 	req.Header.Set("Authorization", "Bearer "+a.DevKeys.Secret)
+	req.Header.Set("Content-Type", "application/json")
 	resp, _ = http.DefaultClient.Do(req)
 	var claims struct {
 		Identity string
