@@ -70,6 +70,8 @@ type Env struct {
 	Registry RegistryEnv
 	// MetricsAddr, when set, serves /metrics there and not on Addr.
 	MetricsAddr string
+	// Admin is the admin API's credentials and listener.
+	Admin AdminEnv
 }
 
 // APISecret is one Sayna-style shared secret and the org it stands for.
@@ -111,6 +113,7 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 	r.auth(e)
 	r.deadlines(e)
 	e.Registry = loadRegistryEnv(getenv, e.ConfigFile, r.bad)
+	e.Admin = loadAdminEnv(r, e)
 	r.production(e)
 	if len(r.problems) > 0 {
 		return nil, &EnvError{Problems: r.problems}

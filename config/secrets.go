@@ -119,6 +119,8 @@ func checkSecrets(list []APISecret) []string {
 			bad(s, fmt.Sprintf("the secret is longer than %d bytes", MaxSecretLength))
 		case strings.IndexFunc(s.Secret, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0:
 			bad(s, "the secret holds a space, control or non-ASCII character, which a Bearer credential cannot carry")
+		case strings.HasPrefix(s.Secret, string(apikey.Admin)+"_"):
+			bad(s, "the secret begins with ak_, the prefix of platform admin keys, which are never tried as API secrets; use a secret without that prefix")
 		case apikey.Looks(s.Secret):
 			bad(s, "the secret begins with sk_ or pk_: such credentials are always tried as API keys, so it could never match; use a secret without that prefix")
 		}

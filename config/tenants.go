@@ -37,10 +37,14 @@ const (
 	ScopeLiveKitToken Scope = "livekit:token"
 	ScopeRoomsRead    Scope = "rooms:read"
 	ScopeRoomsWrite   Scope = "rooms:write"
+	// ScopeKeysWrite lets a secret key manage its own org's secret keys
+	// through the admin API (/admin/orgs/{its org}/keys) and nothing else
+	// there. Secret keys only: a jwt_issuers entry may not carry it.
+	ScopeKeysWrite Scope = "keys:write"
 )
 
 // AllScopes lists every scope, in the contract's order.
-var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRedeem, ScopeLiveKitToken, ScopeRoomsRead, ScopeRoomsWrite}
+var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRedeem, ScopeLiveKitToken, ScopeRoomsRead, ScopeRoomsWrite, ScopeKeysWrite}
 
 // ScopeList is AllScopes joined by sep, for messages and help texts.
 func ScopeList(sep string) string {
@@ -467,6 +471,9 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 		is.key = k
 	}
 	b.scopes(at+".scopes", is.Scopes)
+	if n := slices.Index(is.Scopes, ScopeKeysWrite); n >= 0 {
+		b.add(fmt.Sprintf("%s.scopes[%d]", at, n), string(ScopeKeysWrite)+" is for secret keys only (the admin API's self-service), not for backend JWTs")
+	}
 	b.t.issuers[is.Issuer] = append(b.t.issuers[is.Issuer], &IssuerRef{JWTIssuer: is, Org: o})
 	if !okIss || !okAud {
 		return

@@ -1,8 +1,10 @@
 // Package apikey generates, recognises and hashes voicebroker's API keys.
 //
 // A secret key is "sk_live_" or "sk_test_" followed by 43 base62 characters
-// (256 random bits); a publishable key is the same with "pk_". Only the
-// SHA-256 of the whole key, written "sha256:<64 hex>", is ever stored.
+// (256 random bits); a publishable key is the same with "pk_"; a platform
+// admin key (the admin API's credential) is "ak_live_" and the same body.
+// Only the SHA-256 of the whole key, written "sha256:<64 hex>", is ever
+// stored.
 package apikey
 
 import (
@@ -21,6 +23,9 @@ type Kind string
 const (
 	Secret      Kind = "sk"
 	Publishable Kind = "pk"
+	// Admin is a platform admin key: the whole tenant registry through the
+	// admin API. It is always live (ak_live_); see ParseAdmin.
+	Admin Kind = "ak"
 )
 
 // Env is the environment a key belongs to.
@@ -85,6 +90,25 @@ func Parse(key string) (Kind, Env, error) {
 		}
 	}
 	return kind, env, nil
+}
+
+// AdminPrefix starts every platform admin key.
+const AdminPrefix = "ak_live_"
+
+// ParseAdmin returns ErrFormat unless key is a well-formed platform admin
+// key: "ak_live_" and at least 43 base62 characters, at most MaxLength in
+// all. Parse does not accept admin keys: they authenticate nowhere but the
+// admin API.
+func ParseAdmin(key string) error {
+	if len(key) > MaxLength || len(key) < len(AdminPrefix)+BodyLength || !strings.HasPrefix(key, AdminPrefix) {
+		return ErrFormat
+	}
+	for i := len(AdminPrefix); i < len(key); i++ {
+		if strings.IndexByte(rooms.Base62, key[i]) < 0 {
+			return ErrFormat
+		}
+	}
+	return nil
 }
 
 // Looks reports whether s has the prefix of an API key (sk_ or pk_), so the

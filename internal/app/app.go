@@ -63,8 +63,13 @@ type App struct {
 	// when BROKER_METRICS_ADDR is set; nil otherwise.
 	metricsServer   *http.Server
 	metricsListener net.Listener
-	closeMu         sync.Mutex
-	closed          bool
+	// adminHandler, adminServer and adminListener serve the admin API apart
+	// from the rest when BROKER_ADMIN_ADDR is set; nil otherwise.
+	adminHandler  http.Handler
+	adminServer   *http.Server
+	adminListener net.Listener
+	closeMu       sync.Mutex
+	closed        bool
 }
 
 // New builds an App from the environment. It does not listen yet. Every
@@ -152,7 +157,7 @@ func (a *App) build() error {
 		}
 	}
 
-	a.api = httpapi.New(httpapi.Deps{
+	deps := httpapi.Deps{
 		Tenants:          a.Tenants,
 		Auth:             authn,
 		Store:            st,
@@ -174,8 +179,17 @@ func (a *App) build() error {
 		ConnectRate:      env.ConnectRatePerMin,
 		PublicRate:       env.PublicRatePerMin,
 		MetricsElsewhere: env.MetricsAddr != "",
-	})
+		Admin:            &httpapi.Admin{Registry: a.Tenants, KeyHashes: env.Admin.KeyHashes, Separate: env.Admin.Addr != ""},
+	}
+	a.api = httpapi.New(deps)
 	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
+	if env.Admin.Addr != "" {
+		a.adminHandler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, httpapi.NewAdmin(deps)))
+	}
+	if len(env.Admin.KeyHashes) == 0 {
+		log.Info("BROKER_ADMIN_KEY_HASHES is not set: no platform admin key is accepted; the admin API serves only secret keys with keys:write, for their own org's keys",
+			"event", "admin.no_keys")
+	}
 	return nil
 }
 
@@ -311,9 +325,9 @@ func readKey(path string) (*token.Key, error) {
 	return tk, nil
 }
 
-// Listen binds the listen address, and BROKER_METRICS_ADDR when set; Addr
-// and MetricsAddr then report the bound addresses (useful with port 0).
-// On error nothing is left bound.
+// Listen binds the listen address, and BROKER_METRICS_ADDR and
+// BROKER_ADMIN_ADDR when set; Addr, MetricsAddr and AdminAddr then report
+// the bound addresses (useful with port 0). On error nothing is left bound.
 func (a *App) Listen() error {
 	l, err := net.Listen("tcp", a.Env.Addr)
 	if err != nil {
@@ -327,6 +341,19 @@ func (a *App) Listen() error {
 		}
 		a.metricsListener = ml
 		a.metricsServer = a.newServer(metricsOnly(a.Metrics.Handler()))
+	}
+	if a.adminHandler != nil {
+		al, err := net.Listen("tcp", a.Env.Admin.Addr)
+		if err != nil {
+			l.Close()
+			if a.metricsListener != nil {
+				a.metricsListener.Close()
+				a.metricsListener, a.metricsServer = nil, nil
+			}
+			return fmt.Errorf("BROKER_ADMIN_ADDR %s: %w", a.Env.Admin.Addr, err)
+		}
+		a.adminListener = al
+		a.adminServer = a.newServer(a.adminHandler)
 	}
 	a.listener = l
 	a.server = a.newServer(a.handler)
@@ -382,6 +409,16 @@ func (a *App) MetricsAddr() string {
 	return a.metricsListener.Addr().String()
 }
 
+// AdminAddr returns the bound address of the admin API's own listener
+// (BROKER_ADMIN_ADDR), after Listen; "" when the admin API is on the main
+// listener.
+func (a *App) AdminAddr() string {
+	if a.adminListener == nil {
+		return ""
+	}
+	return a.adminListener.Addr().String()
+}
+
 // Run serves until ctx ends, then stops accepting, lets in-flight requests
 // finish (up to ShutdownTimeout) and returns. SIGHUP reloads the tenants
 // file; the file is also polled for changes.
@@ -407,12 +444,17 @@ func (a *App) Run(ctx context.Context) error {
 	}
 
 	servers := []*http.Server{a.server}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	if a.metricsServer != nil {
 		servers = append(servers, a.metricsServer)
 		go func() { errc <- a.metricsServer.Serve(a.metricsListener) }()
 		a.Log.Info("metrics listening", "event", "metrics", "addr", a.MetricsAddr())
+	}
+	if a.adminServer != nil {
+		servers = append(servers, a.adminServer)
+		go func() { errc <- a.adminServer.Serve(a.adminListener) }()
+		a.Log.Info("admin API listening", "event", "admin", "admin_addr", a.AdminAddr())
 	}
 	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "env", a.Env.Environment,
 		"version", Version, "store", storeKind(a.Env), "tenants", tenantsSource(a.Env))

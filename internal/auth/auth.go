@@ -167,6 +167,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *Request) (*Princi
 		ten = a.tenants.Current()
 	}
 	cred := req.Credential
+	if strings.HasPrefix(cred, string(apikey.Admin)+"_") {
+		// A platform admin key opens the admin API only. It is never tried
+		// as an API secret, a JWT or with the auth service: it never leaves
+		// the broker.
+		return nil, fail(ErrUnauthorized, ReasonAdminKeyNotAccepted)
+	}
 	if apikey.Looks(cred) {
 		return a.secretKey(ten, cred, req.ClientIP)
 	}

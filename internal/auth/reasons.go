@@ -15,6 +15,7 @@ type Reason string
 const (
 	ReasonUnknownCredential         Reason = "unknown_credential"
 	ReasonMalformedKey              Reason = "malformed_key"
+	ReasonAdminKeyNotAccepted       Reason = "admin_key_not_accepted"
 	ReasonPublishableKeyNotAccepted Reason = "publishable_key_not_accepted"
 	ReasonTestKeyInProduction       Reason = "test_key_in_production"
 	ReasonUnknownKey                Reason = "unknown_key"

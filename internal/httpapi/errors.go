@@ -47,6 +47,9 @@ const (
 	CodeLiveKitUnavailable     Code = "livekit_unavailable"
 	CodeStoreUnavailable       Code = "store_unavailable"
 	CodeAuthServiceUnavailable Code = "auth_service_unavailable"
+	CodeConflict               Code = "conflict"
+	CodeRegistryReadOnly       Code = "registry_read_only"
+	CodeRegistryUnavailable    Code = "registry_unavailable"
 
 	// CodeMethodNotAllowed is echo's 405 for a known path; the contract
 	// has no code for it, and it goes out as it is.
@@ -186,6 +189,13 @@ var errorTable = []errorRow{
 		causes:  append(is(store.ErrUnavailable), echoStatus(http.StatusServiceUnavailable))},
 	{code: CodeAuthServiceUnavailable, status: http.StatusServiceUnavailable, wire: inContract,
 		message: "the auth service is unreachable", causes: is(auth.ErrServiceUnavailable)},
+	// The admin API's (adminError maps the registry's errors to them).
+	{code: CodeConflict, status: http.StatusConflict, wire: inContract,
+		message: "the id exists already"},
+	{code: CodeRegistryReadOnly, status: http.StatusConflict, wire: inContract,
+		message: "the tenants come from a tenants file (BROKER_CONFIG) and are read-only here: change the file instead"},
+	{code: CodeRegistryUnavailable, status: http.StatusServiceUnavailable, wire: inContract,
+		message: "the tenant registry is unavailable; try again shortly"},
 
 	// The broker's own codes.
 	{code: codeHeadersTooLarge, status: http.StatusRequestHeaderFieldsTooLarge, wire: sentAs(CodePayloadTooLarge),

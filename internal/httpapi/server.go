@@ -79,6 +79,10 @@ type Deps struct {
 	// MetricsElsewhere: /metrics has a listener of its own
 	// (BROKER_METRICS_ADDR), so this server answers 404 there.
 	MetricsElsewhere bool
+
+	// Admin, when set, serves the admin API (contract §4.1): on the main
+	// routes, or apart from them (NewAdmin) when Admin.Separate.
+	Admin *Admin
 }
 
 // Server holds the handlers' dependencies.
@@ -104,17 +108,7 @@ func New(d Deps) *echo.Echo {
 	s := &Server{Deps: d, log: d.Log}
 	s.jwksBody, _ = json.Marshal(d.JWKS)
 
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = s.errorHandler
-	e.IPExtractor = func(r *http.Request) string { return s.ClientIP.Of(r).String() }
-	e.Use(s.requestID)
-	e.Use(s.observe)
-	e.Use(s.recoverPanic)
-	e.Use(s.headerLimit)
-	e.Use(s.securityHeaders)
-	e.Use(s.countRefused)
-
+	e := s.newEcho()
 	e.GET("/", s.health)
 	e.GET("/healthz", s.health)
 	e.GET("/readyz", s.ready)
@@ -151,12 +145,35 @@ func New(d Deps) *echo.Echo {
 	liveKit.add(http.MethodDelete, "/livekit/participant", s.removeParticipant)
 	liveKit.add(http.MethodPost, "/livekit/participant/mute", s.muteTrack)
 	liveKit.add(http.MethodPost, "/livekit/webhook", s.webhook)
+	if d.Admin != nil && !d.Admin.Separate {
+		s.adminRoutes(e)
+	}
+	s.indexRoutes(e)
+	return e
+}
 
+// newEcho returns an Echo instance with the server's error handler and
+// middleware, and no routes.
+func (s *Server) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.IPExtractor = func(r *http.Request) string { return s.ClientIP.Of(r).String() }
+	e.Use(s.requestID)
+	e.Use(s.observe)
+	e.Use(s.recoverPanic)
+	e.Use(s.headerLimit)
+	e.Use(s.securityHeaders)
+	e.Use(s.countRefused)
+	return e
+}
+
+// indexRoutes records e's route patterns, the route label's values.
+func (s *Server) indexRoutes(e *echo.Echo) {
 	s.routes = make(map[string]bool)
 	for _, r := range e.Routes() {
 		s.routes[r.Path] = true
 	}
-	return e
 }
 
 // routeGroup registers routes behind the same middleware, which runs

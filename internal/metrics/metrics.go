@@ -33,7 +33,7 @@ type Metrics struct {
 	TokensRedeemed *prometheus.CounterVec   // org, via (redeem|connect)
 	TokensRefused  *prometheus.CounterVec   // reason
 	AuthFailures   *prometheus.CounterVec   // reason
-	RateLimited    *prometheus.CounterVec   // scope (org|public|ip)
+	RateLimited    *prometheus.CounterVec   // scope (org|public|ip|admin)
 	StoreDuration  *prometheus.HistogramVec // op, result
 	LiveKitCalls   *prometheus.HistogramVec // op, result
 	HTTPDuration   *prometheus.HistogramVec // route, method, status
