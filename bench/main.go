@@ -470,6 +470,7 @@ func mintMany(base, sk string, n int) ([]string, error) {
 			for i := range next {
 				req, _ := http.NewRequest("POST", base+"/token", strings.NewReader(`{"agent":"bot","channel":"webrtc"}`))
 				req.Header.Set("Authorization", "Bearer "+sk)
+				req.Header.Set("Content-Type", "application/json")
 				resp, err := c.Do(req)
 				if err != nil {
 					errc <- err

@@ -67,6 +67,7 @@ func TestTokenProvider(t *testing.T) {
 	}
 	req, _ := http.NewRequest("POST", broker+"/token/redeem", strings.NewReader(`{"token":"`+tok.Token+`"}`))
 	req.Header.Set("Authorization", "Bearer "+a.DevKeys.Secret)
+	req.Header.Set("Content-Type", "application/json")
 	resp, _ = http.DefaultClient.Do(req)
 	var claims map[string]any
 	json.NewDecoder(resp.Body).Decode(&claims)
@@ -93,6 +94,7 @@ func TestTokenProviderBindsTheBrowsersKey(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&tok)
 	req, _ := http.NewRequest("POST", broker+"/token/redeem", strings.NewReader(`{"token":"`+tok.Token+`"}`))
 	req.Header.Set("Authorization", "Bearer "+a.DevKeys.Secret)
+	req.Header.Set("Content-Type", "application/json")
 	resp, _ = http.DefaultClient.Do(req)
 	var claims struct {
 		Identity string

@@ -162,7 +162,7 @@ func TestOpenAPIDocumentMatchesServer(t *testing.T) {
 	expect(t, do(t, "DELETE", b.URL+"/livekit/participant", k.acme, map[string]any{"room_name": roomName, "participant_identity": "doc-2"}), 200, "")
 	room.Disconnect()
 
-	payload := []byte(`{"event":"room_started","room":{"name":"` + roomName + `"}}`)
+	payload := []byte(`{"event":"room_started","id":"EV_openapi1","room":{"name":"` + roomName + `"}}`)
 	sum := sha256.Sum256(payload)
 	at := auth.NewAccessToken(lk.APIKey, lk.APISecret).SetValidFor(time.Minute)
 	at.SetSha256(base64.StdEncoding.EncodeToString(sum[:]))

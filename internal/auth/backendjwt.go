@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,21 +37,45 @@ var backendMethods = []string{"RS256", "ES256", "EdDSA"}
 
 // unverifiedClaims reads the iss and aud of a compact JWT without verifying
 // anything: they only route the credential to the issuer entry that must
-// verify it.
+// verify it. It reads the payload's members by their exact names and
+// ignores the rest, so that a JWT golang-jwt would not even read (a date
+// that is not a number) still reaches its issuer, whose verification
+// (strictJWT first) says what is wrong with it.
 func unverifiedClaims(cred string) (iss string, aud []string, ok bool) {
-	var c jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(cred, &c); err != nil || c.Issuer == "" {
+	parts := strings.Split(cred, ".")
+	if len(parts) != 3 {
 		return "", nil, false
 	}
-	return c.Issuer, c.Audience, true
+	data, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", nil, false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil || json.Unmarshal(m["iss"], &iss) != nil || iss == "" {
+		return "", nil, false
+	}
+	var one string
+	switch raw := m["aud"]; {
+	case raw == nil:
+	case json.Unmarshal(raw, &one) == nil:
+		aud = []string{one}
+	case json.Unmarshal(raw, &aud) != nil:
+		aud = nil
+	}
+	return iss, aud, true
 }
 
 // backendJWT verifies cred against the issuers registered under its iss
 // (several orgs may trust one identity provider with different audiences).
 // A JWT whose audiences name more than one of those entries is refused
 // before any verification: whichever entry went first would otherwise
-// decide its org (or its scopes), so it names no caller for certain.
+// decide its org (or its scopes), so it names no caller for certain. So is
+// a JWT that strictJWT refuses (a loose date, a crit header, a key twice):
+// two readers could read it differently.
 func (a *Authenticator) backendJWT(ctx context.Context, cred string, aud []string, refs []*config.IssuerRef) (*Principal, error) {
+	if strictJWT(cred) != nil {
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTMalformed, KeyID: refs[0].Issuer}
+	}
 	var named []*config.IssuerRef
 	for _, ref := range refs {
 		if slices.Contains(aud, ref.Audience) {
@@ -86,6 +111,8 @@ func (a *Authenticator) verifyBackendJWT(ctx context.Context, cred string, ref *
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(backendLeeway),
 		jwt.WithTimeFunc(a.now),
+		// Unpadded base64url without stray bits, as strictJWT checked.
+		jwt.WithStrictDecoding(),
 	)
 	var fetchErr error
 	_, err := parser.ParseWithClaims(cred, &c, func(t *jwt.Token) (any, error) {

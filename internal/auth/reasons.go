@@ -27,12 +27,15 @@ const (
 	ReasonBackendJWTExpired         Reason = "backend_jwt_expired"
 	ReasonBackendJWTLifetime        Reason = "backend_jwt_lifetime"
 	ReasonBackendJWTAmbiguous       Reason = "backend_jwt_ambiguous"
+	ReasonBackendJWTMalformed       Reason = "backend_jwt_malformed"
 	ReasonIssuerJWKSUnreachable     Reason = "issuer_jwks_unreachable"
 	ReasonSignFailed                Reason = "sign_failed"
 	ReasonBadAuthServiceURL         Reason = "bad_auth_service_url"
 	ReasonAuthServiceUnreachable    Reason = "auth_service_unreachable"
 	ReasonAuthServiceReadFailed     Reason = "auth_service_read_failed"
 	ReasonAuthServiceNamedNoOrg     Reason = "auth_service_named_no_org"
+	ReasonAuthServiceAnswerTooLarge Reason = "auth_service_answer_too_large"
+	ReasonAuthServiceBadAnswer      Reason = "auth_service_bad_answer"
 	// ReasonAPISecretOrgGone: an API secret (AUTH_API_SECRETS_JSON) whose
 	// org is not in the tenants in force, as when the org was deleted
 	// through the admin API: the secret fails closed like a revoked key.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/keyfile"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 )
 
 // Service is Sayna's delegated mode: for every request it signs a JWT
@@ -154,7 +156,8 @@ type servicePayload struct {
 }
 
 // Check asks the auth service about req. 200 allows (the org is auth_id of
-// a JSON body, else the only org); 4xx is ErrServiceDenied; 5xx
+// a JSON body, else the only org); 4xx is ErrServiceDenied; 5xx, and a 200
+// whose body is over MaxServiceAnswer or a JSON object answerOrg refuses,
 // ErrServiceFailed; a timeout or network error ErrServiceUnavailable.
 func (s *Service) Check(ctx context.Context, req *Request, tenants *config.Tenants) (*Principal, error) {
 	// The body the broker will decode, or null: never a body the service
@@ -190,7 +193,7 @@ func (s *Service) Check(ctx context.Context, req *Request, tenants *config.Tenan
 		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonAuthServiceUnreachable}
 	}
 	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxServiceAnswer+1))
 	if err != nil {
 		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonAuthServiceReadFailed}
 	}
@@ -204,14 +207,57 @@ func (s *Service) Check(ctx context.Context, req *Request, tenants *config.Tenan
 		// 2xx other than 200, or 3xx: not an allow.
 		return nil, &Error{Kind: ErrServiceFailed, Reason: AuthServiceStatus(resp.StatusCode)}
 	}
-	var decision struct {
-		AuthID string `json:"auth_id"`
+	if len(answer) > MaxServiceAnswer {
+		// Cut short, its auth_id could be anything: a failed answer, not
+		// an allow without an org.
+		return nil, &Error{Kind: ErrServiceFailed, Reason: ReasonAuthServiceAnswerTooLarge}
 	}
-	if json.Unmarshal(answer, &decision) == nil && decision.AuthID != "" {
-		return &Principal{Org: decision.AuthID, Method: MethodAuthService, KeyID: "auth_service"}, nil
+	org, err := answerOrg(answer)
+	if err != nil {
+		return nil, &Error{Kind: ErrServiceFailed, Reason: ReasonAuthServiceBadAnswer}
+	}
+	if org != "" {
+		return &Principal{Org: org, Method: MethodAuthService, KeyID: "auth_service"}, nil
 	}
 	if orgs := tenants.Orgs(); len(orgs) == 1 {
 		return &Principal{Org: orgs[0], Method: MethodAuthService, KeyID: "auth_service"}, nil
 	}
 	return nil, &Error{Kind: ErrConfig, Reason: ReasonAuthServiceNamedNoOrg}
+}
+
+// MaxServiceAnswer bounds the body of an auth service's answer; a longer
+// one is a failed answer (502 auth_service_error).
+const MaxServiceAnswer = 64 << 10
+
+// serviceDecision is the JSON body of an auth service's 200.
+type serviceDecision struct {
+	AuthID *string `json:"auth_id"`
+}
+
+// answerOrg reads the org an auth service's 200 names. A body that is not
+// a JSON object ("OK", as in the example of Sayna's authentication docs,
+// or nothing) names none. An object is read strictly, since the org it
+// names is the caller's: under strictjson's rules (no key twice, also not
+// under case folding, so {"auth_id":"acme","auth_id":"globex"} or
+// {"AUTH_ID":"globex"} is not an answer to guess at), with auth_id, if
+// present, an org id. An object without auth_id names none.
+func answerOrg(answer []byte) (string, error) {
+	trimmed := bytes.TrimSpace(answer)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return "", nil
+	}
+	var d serviceDecision
+	if err := strictjson.Check(trimmed, reflect.TypeOf(d), false); err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(trimmed, &d); err != nil {
+		return "", err
+	}
+	if d.AuthID == nil {
+		return "", nil
+	}
+	if !config.ValidID(*d.AuthID) {
+		return "", errors.New("auth_id is not an org id")
+	}
+	return *d.AuthID, nil
 }

@@ -168,6 +168,33 @@ func (s *spyStore) ReleaseRoom(ctx context.Context, room, org string) error {
 	return s.Store.ReleaseRoom(ctx, room, org)
 }
 
+func (s *spyStore) ReleaseRoomClaimedBy(ctx context.Context, room, org string, at time.Time) (bool, error) {
+	if err := s.hit("ReleaseRoomClaimedBy"); err != nil {
+		return false, err
+	}
+	released, err := s.Store.ReleaseRoomClaimedBy(ctx, room, org, at)
+	if released {
+		s.mu.Lock()
+		s.released = append(s.released, room)
+		s.mu.Unlock()
+	}
+	return released, err
+}
+
+func (s *spyStore) RecordWebhookEvent(ctx context.Context, id string, ttl time.Duration) error {
+	if err := s.hit("RecordWebhookEvent"); err != nil {
+		return err
+	}
+	return s.Store.RecordWebhookEvent(ctx, id, ttl)
+}
+
+func (s *spyStore) ForgetWebhookEvent(ctx context.Context, id string) error {
+	if err := s.hit("ForgetWebhookEvent"); err != nil {
+		return err
+	}
+	return s.Store.ForgetWebhookEvent(ctx, id)
+}
+
 func (s *spyStore) Allow(ctx context.Context, key string, l store.Limit) (store.Result, error) {
 	if err := s.hit("Allow"); err != nil {
 		return store.Result{}, err
@@ -319,6 +346,15 @@ const publicOrigin = "https://demo.acme.example"
 
 func newUnit(t *testing.T, withLiveKit bool) *unit {
 	t.Helper()
+	mem := memory.New(time.Minute)
+	t.Cleanup(func() { mem.Close() })
+	return newUnitWithStore(t, withLiveKit, mem)
+}
+
+// newUnitWithStore is newUnit on the given store (a memory store on a
+// test's clock).
+func newUnitWithStore(t *testing.T, withLiveKit bool, mem store.Store) *unit {
+	t.Helper()
 	pk, err := apikey.New(apikey.Publishable, apikey.Live)
 	if err != nil {
 		t.Fatal(err)
@@ -341,8 +377,6 @@ func newUnit(t *testing.T, withLiveKit bool) *unit {
 		t.Fatal(err)
 	}
 	key, iss, ver := ticketKeys(t)
-	mem := memory.New(time.Minute)
-	t.Cleanup(func() { mem.Close() })
 	u := &unit{
 		auth:  &fakeAuth{principal: &auth.Principal{Org: "acme", Method: auth.MethodAPIKey, KeyID: "main"}},
 		store: &spyStore{Store: mem, fail: map[string]error{}, calls: map[string]int{}},
@@ -663,20 +697,26 @@ func TestRoomEndpointsUnit(t *testing.T) {
 }
 
 func TestWebhookUnit(t *testing.T) {
-	t.Run("signature does not verify: 401, nothing released", func(t *testing.T) {
+	t.Run("signature does not verify: 401, nothing recorded or released", func(t *testing.T) {
 		u := newUnit(t, true)
 		u.lk.webhookErr = fmt.Errorf("%w: bad signature", livekit.ErrWebhook)
 		u.do(t, "POST", "/livekit/webhook", "", "{}").expect(t, 401, "unauthorized")
-		if n := u.store.count("ReleaseRoom"); n != 0 {
-			t.Fatalf("ReleaseRoom called %d times", n)
+		if n := u.store.count("RecordWebhookEvent") + u.store.count("ReleaseRoomClaimedBy"); n != 0 {
+			t.Fatalf("the store was called %d times", n)
 		}
 	})
-	t.Run("room_finished releases; a store failure is 503 so LiveKit retries", func(t *testing.T) {
+	t.Run("room_finished releases; a store failure is 503 so LiveKit retries, and the retry is handled", func(t *testing.T) {
 		u := newUnit(t, true)
-		u.lk.event = &lkproto.WebhookEvent{Event: "room_finished", Id: "EV_1", Room: ownedRoom("demo_x", "acme")}
-		u.store.failOn("ReleaseRoom", storeDown)
+		if _, err := u.store.ClaimRoom(context.Background(), "demo_x", "acme", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		u.lk.event = &lkproto.WebhookEvent{Event: "room_finished", Id: "EV_1", CreatedAt: time.Now().Add(time.Minute).Unix(), Room: ownedRoom("demo_x", "acme")}
+		u.store.failOn("ReleaseRoomClaimedBy", storeDown)
 		u.do(t, "POST", "/livekit/webhook", "", "{}").expect(t, 503, "store_unavailable")
-		u.store.failOn("ReleaseRoom", nil)
+		if n := u.store.count("ForgetWebhookEvent"); n != 1 {
+			t.Fatalf("the unhandled event was forgotten %d times, want 1", n)
+		}
+		u.store.failOn("ReleaseRoomClaimedBy", nil)
 		u.do(t, "POST", "/livekit/webhook", "", "{}").expect(t, 200, "")
 		if len(u.store.released) != 1 || u.store.released[0] != "demo_x" {
 			t.Fatalf("released %v", u.store.released)
@@ -684,10 +724,10 @@ func TestWebhookUnit(t *testing.T) {
 	})
 	t.Run("other events release nothing", func(t *testing.T) {
 		u := newUnit(t, true)
-		u.lk.event = &lkproto.WebhookEvent{Event: "participant_joined", Room: ownedRoom("demo_x", "acme")}
+		u.lk.event = &lkproto.WebhookEvent{Event: "participant_joined", Id: "EV_2", CreatedAt: time.Now().Add(time.Minute).Unix(), Room: ownedRoom("demo_x", "acme")}
 		u.do(t, "POST", "/livekit/webhook", "", "{}").expect(t, 200, "")
-		if n := u.store.count("ReleaseRoom"); n != 0 {
-			t.Fatalf("ReleaseRoom called %d times", n)
+		if n := u.store.count("ReleaseRoomClaimedBy") + u.store.count("ReleaseRoom"); n != 0 {
+			t.Fatalf("released %d times", n)
 		}
 	})
 }

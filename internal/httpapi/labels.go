@@ -30,6 +30,7 @@ const (
 	reasonOriginNotAllowed           auth.Reason = "origin_not_allowed"
 	reasonPublishableKeyOfOtherAgent auth.Reason = "publishable_key_of_another_agent"
 	reasonWebhookSignature           auth.Reason = "webhook_signature"
+	reasonWebhookReplay              auth.Reason = "webhook_replay"
 )
 
 // limitScope is the budget a rate limit counts against: the rate_limited

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -95,8 +96,15 @@ func (s *Server) connect(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	origin, single := originHeader(r)
+	if !single {
+		// Two Origins name no origin: refused for every ticket, before a
+		// reader of the first and a reader of the last could disagree.
+		s.refused(c, refusedOrigin, claims.Org, nil)
+		return apiError(CodeOriginNotAllowed, "send one Origin header")
+	}
 	if claims.Origin != "" {
-		o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin))
+		o, err := origins.ParseOrigin(origin)
 		if err != nil || o.String() != claims.Origin {
 			s.refused(c, refusedOrigin, claims.Org, nil)
 			return apiError(CodeOriginNotAllowed, "this ticket was issued for another origin")
@@ -144,33 +152,52 @@ func (s *Server) connect(c echo.Context) error {
 	return s.issued(c, lk, p, jwt)
 }
 
-// ticketFrom takes the ticket from the Authorization header, else from a
-// body {"token"}.
+// connectRequest is the body of POST /connect: the ticket, when it is not
+// in the Authorization header.
+type connectRequest struct {
+	// Token is raw so that "token" sent at all, even null, is told from
+	// no "token".
+	Token json.RawMessage `json:"token"`
+}
+
+// ticketFrom takes the ticket from the Authorization header or from a body
+// {"token"}, exactly one of them. A ticket in both is refused (400
+// invalid_request) rather than one of them picked: the two could differ,
+// and whichever the broker took, something in front of it (a proxy, a
+// log, a WAF rule) may have looked at the other. With the ticket in the
+// header, a body, if any, must still be a strict JSON object (without
+// "token"); any Authorization header counts, well formed or not.
 func ticketFrom(c echo.Context) (string, error) {
 	r := c.Request()
-	if vals := r.Header.Values("Authorization"); len(vals) == 1 {
-		if t, ok := bearer(vals[0]); ok {
-			return t, nil
-		}
-	}
 	data, err := readBody(c)
 	if err != nil {
 		return "", err
 	}
-	if len(data) == 0 {
-		if len(r.Header.Values("Authorization")) > 0 {
-			return "", apiError(CodeInvalidAuthHeader, "")
+	var req connectRequest
+	if len(data) > 0 {
+		if err := decodeJSON(data, &req, true); err != nil {
+			return "", err
 		}
+	}
+	headers := r.Header.Values("Authorization")
+	switch {
+	case len(headers) > 0 && req.Token != nil:
+		return "", apiError(CodeInvalidRequest, "the ticket is in the Authorization header and in the body: send it once")
+	case len(headers) == 1:
+		if t, ok := bearer(headers[0]); ok {
+			return t, nil
+		}
+		return "", apiError(CodeInvalidAuthHeader, "")
+	case len(headers) > 1:
+		return "", apiError(CodeInvalidAuthHeader, "")
+	case req.Token == nil && len(data) == 0:
 		return "", apiError(CodeMissingAuthHeader, "send the ticket as 'Authorization: Bearer <token>' or a body {\"token\"}")
 	}
-	var req redeemRequest
-	if err := decodeJSON(data, &req, true); err != nil {
-		return "", err
+	var t string
+	if req.Token == nil || json.Unmarshal(req.Token, &t) != nil || t == "" {
+		return "", apiError(CodeInvalidRequest, `field "token" is required, a string`)
 	}
-	if req.Token == "" {
-		return "", apiError(CodeInvalidRequest, `field "token" is required`)
-	}
-	return req.Token, nil
+	return t, nil
 }
 
 // issued logs an issued LiveKit token of lk's project and answers with it.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -67,12 +68,17 @@ type staticTenants struct{ s *registry.Snapshot }
 
 func (s staticTenants) Current() *config.Tenants { return s.s.Tenants }
 
+// webhookIDs numbers the events postWebhook sends: each is a new event.
+var webhookIDs atomic.Int64
+
 // postWebhook posts a room_finished webhook for room, whose metadata names
-// owner, signed with key and secret.
+// owner, signed with key and secret: a new event (its own id), stamped a
+// minute from now, so after any claim the test made.
 func postWebhook(t *testing.T, h http.Handler, key, secret, room, owner string) *httptest.ResponseRecorder {
 	t.Helper()
 	md, _ := json.Marshal(map[string]string{"auth_id": owner})
-	body, _ := json.Marshal(map[string]any{"event": "room_finished", "id": "EV_1", "room": map[string]string{"name": room, "metadata": string(md)}})
+	body, _ := json.Marshal(map[string]any{"event": "room_finished", "id": fmt.Sprintf("EV_%d", webhookIDs.Add(1)),
+		"createdAt": time.Now().Add(time.Minute).Unix(), "room": map[string]string{"name": room, "metadata": string(md)}})
 	sum := sha256.Sum256(body)
 	at := lkauth.NewAccessToken(key, secret).SetValidFor(time.Minute)
 	at.SetSha256(base64.StdEncoding.EncodeToString(sum[:]))

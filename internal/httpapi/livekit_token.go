@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -218,22 +219,40 @@ func roomAllowed(org *config.Org, room string) (rooms.Name, error) {
 	return n, nil
 }
 
+// reservedAttributes are the participant attributes the broker sets itself,
+// folded (strictjson.Fold), and lkPrefix LiveKit's own prefix, folded.
+var (
+	reservedAttributes = []string{foldKey("org"), foldKey("agent"), foldKey("channel")}
+	lkPrefix           = foldKey("lk.")
+)
+
+// checkAttributes bounds a caller's participant attributes and refuses the
+// reserved ones. Names compare under Unicode case folding, as an agent
+// reading attributes case-insensitively would: "ORG", "Agent" and "LK.x"
+// are reserved as much as "org", "agent" and "lk.x", and two names that
+// differ only in case are refused, since readers could take either.
 func checkAttributes(attrs map[string]string) error {
 	if len(attrs) > MaxAttributes {
 		return apiError(CodeInvalidRequest, "at most 16 participant_attributes")
 	}
+	seen := make(map[string]bool, len(attrs))
 	for k, v := range attrs {
 		if k == "" || len(k) > MaxAttributeKey || len(v) > MaxAttributeValue || !utf8.ValidString(k) || !utf8.ValidString(v) {
 			return apiError(CodeInvalidRequest, "participant_attributes keys must be 1 to 64 bytes and values at most 512")
 		}
-		if k == "org" || k == "agent" || k == "channel" {
-			return apiError(CodeInvalidRequest, `participant_attributes "org", "agent" and "channel" are set by the broker`)
+		f := foldKey(k)
+		if slices.Contains(reservedAttributes, f) {
+			return apiError(CodeInvalidRequest, `participant_attributes "org", "agent" and "channel" (in any case) are set by the broker`)
 		}
-		if strings.HasPrefix(k, "lk.") {
+		if strings.HasPrefix(f, lkPrefix) {
 			// LiveKit's own (lk.agent.state, lk.agent.name, ...): a caller
 			// must not pass for an agent.
-			return apiError(CodeInvalidRequest, `participant_attributes beginning with "lk." are LiveKit's`)
+			return apiError(CodeInvalidRequest, `participant_attributes beginning with "lk." (in any case) are LiveKit's`)
 		}
+		if seen[f] {
+			return apiError(CodeInvalidRequest, "two participant_attributes names differ only in case")
+		}
+		seen[f] = true
 	}
 	return nil
 }

@@ -34,8 +34,10 @@ func (s *Server) publicToken(c echo.Context) error {
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
 	// Any origin some agent allows may read the answer, errors included, so
-	// a demo page can show why it was refused; the key's own agent decides below.
-	if o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin)); err == nil && s.tenants(c).AllowsOrigin(o) {
+	// a demo page can show why it was refused; the key's own agent decides
+	// below. Two Origin headers name none, and are refused below.
+	origin, single := originHeader(r)
+	if o, err := origins.ParseOrigin(origin); single && err == nil && s.tenants(c).AllowsOrigin(o) {
 		setCORS(c, o)
 	}
 	if err := s.limit(c, ipKey("public", ip), store.PerMinute(s.PublicRate), limitIP); err != nil {
@@ -54,8 +56,8 @@ func (s *Server) publicToken(c echo.Context) error {
 	// From here the request counts against the agent's public budget,
 	// never the org's: in the mint's store step, or when refused.
 	setBudget(c, &budget{key: store.PublicKey(agent.Org().ID, agent.ID), limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
-	origin, ok := agent.Origins().Allow(r.Header.Get(echo.HeaderOrigin))
-	if !ok {
+	allowed, ok := agent.Origins().Allow(origin)
+	if !single || !ok {
 		s.authFailed(c, ip, reasonOriginNotAllowed, nil)
 		return apiError(CodeOriginNotAllowed, "")
 	}
@@ -84,7 +86,7 @@ func (s *Server) publicToken(c echo.Context) error {
 		return err
 	}
 	return s.issue(c, agent, token.Ticket{
-		Org: agent.Org().ID, Agent: agent.ID, Channel: string(req.Channel), Identity: identity, Origin: origin.String(), JKT: jkt,
+		Org: agent.Org().ID, Agent: agent.ID, Channel: string(req.Channel), Identity: identity, Origin: allowed.String(), JKT: jkt,
 	}, &auth.Principal{Org: agent.Org().ID, Method: auth.MethodPublishableKey, KeyID: agent.ID}, mintPublic)
 }
 
@@ -130,9 +132,9 @@ func setCORS(c echo.Context, o origins.Origin) {
 // (cookies) are never allowed: the broker does not use them.
 func preflight(allow func(origins.Origin) bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		r := c.Request()
-		o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin))
-		if err != nil || !allow(o) {
+		origin, single := originHeader(c.Request())
+		o, err := origins.ParseOrigin(origin)
+		if !single || err != nil || !allow(o) {
 			return apiError(CodeOriginNotAllowed, "")
 		}
 		h := c.Response().Header()
@@ -159,9 +161,26 @@ func (s *Server) anyPublicOrigin(o origins.Origin) bool {
 // ticket is checked against its origin claim by the handler.
 func connectCORS(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if o, err := origins.ParseOrigin(c.Request().Header.Get(echo.HeaderOrigin)); err == nil {
+		origin, single := originHeader(c.Request())
+		if o, err := origins.ParseOrigin(origin); single && err == nil {
 			setCORS(c, o)
 		}
 		return next(c)
 	}
+}
+
+// originHeader returns the request's Origin, "" when there is none, and
+// false when the header is sent more than once: a browser sends one, and
+// two name no single origin (a reader of the first and a reader of the
+// last could decide differently). Callers refuse that with 403
+// origin_not_allowed and send no CORS headers.
+func originHeader(r *http.Request) (string, bool) {
+	vals := r.Header.Values(echo.HeaderOrigin)
+	switch len(vals) {
+	case 0:
+		return "", true
+	case 1:
+		return vals[0], true
+	}
+	return "", false
 }

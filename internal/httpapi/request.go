@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/netip"
 	"reflect"
@@ -23,7 +24,11 @@ const MaxCredentialLength = 8 << 10
 const ctxBody = "vb.body"
 
 // readBody reads the whole body, at most MaxBodyBytes, once: the delegated
-// auth service signs the same bytes the handler then decodes.
+// auth service signs the same bytes the handler then decodes. A body that
+// is not empty must be declared JSON (see jsonContentType), or it is 400
+// invalid_request before anything reads it: a cross-site page can send a
+// text/plain, form or multipart POST without a CORS preflight, and
+// application/json needs one.
 func readBody(c echo.Context) ([]byte, error) {
 	if data, ok := c.Get(ctxBody).([]byte); ok {
 		return data, nil
@@ -43,8 +48,30 @@ func readBody(c echo.Context) ([]byte, error) {
 	if data == nil {
 		data = []byte{}
 	}
+	if len(data) > 0 && !jsonContentType(r) {
+		return nil, apiError(CodeInvalidRequest, "send the body with 'Content-Type: application/json'")
+	}
 	c.Set(ctxBody, data)
 	return data, nil
+}
+
+// jsonContentType reports whether r declares its body as JSON: one
+// Content-Type header, of media type application/json (in any case, with
+// any parameters), and a charset, if it names one, of utf-8: the only
+// encoding JSON has (RFC 8259 §8.1).
+func jsonContentType(r *http.Request) bool {
+	vals := r.Header.Values(echo.HeaderContentType)
+	if len(vals) != 1 {
+		return false
+	}
+	mt, params, err := mime.ParseMediaType(vals[0])
+	if err != nil || mt != echo.MIMEApplicationJSON {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
+	return true
 }
 
 // decodeJSON decodes one JSON object from data into v, after checkJSON's

@@ -218,6 +218,27 @@ func (t *timedStore) ReleaseRoom(ctx context.Context, room, org string) error {
 	return err
 }
 
+func (t *timedStore) ReleaseRoomClaimedBy(ctx context.Context, room, org string, at time.Time) (bool, error) {
+	start := time.Now()
+	released, err := t.Store.ReleaseRoomClaimedBy(ctx, room, org, at)
+	t.observe("release_room_claimed_by", start, err)
+	return released, err
+}
+
+func (t *timedStore) RecordWebhookEvent(ctx context.Context, id string, ttl time.Duration) error {
+	start := time.Now()
+	err := t.Store.RecordWebhookEvent(ctx, id, ttl)
+	t.observe("record_webhook_event", start, err)
+	return err
+}
+
+func (t *timedStore) ForgetWebhookEvent(ctx context.Context, id string) error {
+	start := time.Now()
+	err := t.Store.ForgetWebhookEvent(ctx, id)
+	t.observe("forget_webhook_event", start, err)
+	return err
+}
+
 func (t *timedStore) Allow(ctx context.Context, key string, limit store.Limit) (store.Result, error) {
 	start := time.Now()
 	r, err := t.Store.Allow(ctx, key, limit)

@@ -237,6 +237,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 
 	runLimited(t, newStore)
 	runProofs(t, newStore)
+	runRoomClaimTimes(t, newStore)
+	runWebhookEvents(t, newStore)
 
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(ctx); err != nil {
@@ -549,6 +551,218 @@ func runProofs(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 		if !present(t, s, n) {
 			t.Fatal("a refused call consumed the nonce")
+		}
+	})
+}
+
+// runRoomClaimTimes is the part of the suite for ReleaseRoomClaimedBy: a
+// release for something that happened at t removes a claim made at or
+// before t, and never one made after it.
+func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	room := func(t *testing.T) string {
+		n, err := token.NewNonce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "agent_bot_1700000000_" + strings.NewReplacer("-", "a", "_", "b").Replace(n)
+	}
+	owner := func(t *testing.T, s store.Store, room string) string {
+		t.Helper()
+		o, err := s.RoomOwner(ctx, room)
+		if errors.Is(err, store.ErrNotFound) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	// The store's clock (Redis's TIME) may differ a little from this
+	// process's: an hour either way is before or after any claim.
+	t.Run("RoomReleaseClaimedBy", func(t *testing.T) {
+		s := newStore(t)
+		r := room(t)
+		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			org  string
+			at   time.Time
+		}{
+			{"an event before the claim", "acme", time.Now().Add(-time.Hour)},
+			{"another org", "globex", time.Now().Add(time.Hour)},
+		} {
+			if released, err := s.ReleaseRoomClaimedBy(ctx, r, tc.org, tc.at); err != nil || released {
+				t.Fatalf("%s: released %v, %v", tc.name, released, err)
+			}
+			if o := owner(t, s, r); o != "acme" {
+				t.Fatalf("%s: owner %q after a refused release", tc.name, o)
+			}
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || !released {
+			t.Fatalf("an event after the claim: released %v, %v", released, err)
+		}
+		if o := owner(t, s, r); o != "" {
+			t.Fatalf("owner %q after the release", o)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || released {
+			t.Fatalf("released a room nobody owns: %v, %v", released, err)
+		}
+		// Released: another org may claim it.
+		if o, err := s.ClaimRoom(ctx, r, "globex", time.Minute); err != nil || o != "globex" {
+			t.Fatalf("claim after the release = %q, %v", o, err)
+		}
+	})
+	t.Run("RoomReclaimMovesTheClaimTime", func(t *testing.T) {
+		s := newStore(t)
+		r := room(t)
+		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		// finished is a moment after the first claim and before the second
+		// (the clocks are read in whole milliseconds).
+		finished := time.Now().Add(5 * time.Millisecond)
+		for !time.Now().After(finished.Add(5 * time.Millisecond)) {
+			time.Sleep(time.Millisecond)
+		}
+		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil || o != "acme" {
+			t.Fatalf("re-claim = %q, %v", o, err)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", finished); err != nil || released {
+			t.Fatalf("an event between the claims released the second: %v, %v", released, err)
+		}
+		if o := owner(t, s, r); o != "acme" {
+			t.Fatalf("owner %q", o)
+		}
+		// ReleaseRoom, unconditional, still releases, claim time and all.
+		if err := s.ReleaseRoom(ctx, r, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		if o := owner(t, s, r); o != "" {
+			t.Fatalf("owner %q after ReleaseRoom", o)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || released {
+			t.Fatalf("released after ReleaseRoom: %v, %v", released, err)
+		}
+	})
+	t.Run("RoomReleaseClaimedByConcurrentWithClaim", func(t *testing.T) {
+		// A release for an earlier event racing a new claim: either the
+		// claim comes first and is kept, or the release comes first and the
+		// claim then holds; the room is never left unowned.
+		s := newStore(t)
+		for range 20 {
+			r := room(t)
+			if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			finished := time.Now().Add(-time.Hour)
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); s.ReleaseRoomClaimedBy(ctx, r, "acme", finished) }()
+			go func() { defer wg.Done(); s.ClaimRoom(ctx, r, "acme", time.Minute) }()
+			wg.Wait()
+			if o := owner(t, s, r); o != "acme" {
+				t.Fatalf("owner %q", o)
+			}
+		}
+	})
+	t.Run("RoomReleaseClaimedByCanceledFailsClosed", func(t *testing.T) {
+		s := newStore(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := s.ReleaseRoomClaimedBy(cctx, room(t), "acme", time.Now()); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("ReleaseRoomClaimedBy on canceled ctx = %v, want ErrUnavailable", err)
+		}
+	})
+}
+
+// runWebhookEvents is the part of the suite for the webhook event ids.
+func runWebhookEvents(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	id := func(t *testing.T) string {
+		n, err := token.NewNonce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "EV_" + n
+	}
+	t.Run("WebhookEventOnce", func(t *testing.T) {
+		s := newStore(t)
+		ev := id(t)
+		if err := s.RecordWebhookEvent(ctx, ev, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordWebhookEvent(ctx, ev, time.Minute); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("second record = %v, want ErrExists", err)
+		}
+		if err := s.RecordWebhookEvent(ctx, id(t), time.Minute); err != nil {
+			t.Fatalf("another event: %v", err)
+		}
+		if err := s.ForgetWebhookEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordWebhookEvent(ctx, ev, time.Minute); err != nil {
+			t.Fatalf("record after forget = %v", err)
+		}
+	})
+	t.Run("WebhookEventConcurrent", func(t *testing.T) {
+		s := newStore(t)
+		ev := id(t)
+		var ok, dup, other atomic.Int32
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch err := s.RecordWebhookEvent(ctx, ev, time.Minute); {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, store.ErrExists):
+					dup.Add(1)
+				default:
+					other.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 || dup.Load() != 49 || other.Load() != 0 {
+			t.Fatalf("ok=%d exists=%d other=%d, want 1/49/0", ok.Load(), dup.Load(), other.Load())
+		}
+	})
+	t.Run("WebhookEventExpires", func(t *testing.T) {
+		s := newStore(t)
+		ev := id(t)
+		if err := s.RecordWebhookEvent(ctx, ev, 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			time.Sleep(25 * time.Millisecond)
+			err := s.RecordWebhookEvent(ctx, ev, 20*time.Millisecond)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, store.ErrExists) {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("event record never expired")
+			}
+		}
+	})
+	t.Run("WebhookEventBadArguments", func(t *testing.T) {
+		s := newStore(t)
+		for _, bad := range []string{"", strings.Repeat("e", store.MaxEventID+1)} {
+			if err := s.RecordWebhookEvent(ctx, bad, time.Minute); err == nil || errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("RecordWebhookEvent(%d bytes) = %v, want a caller's error", len(bad), err)
+			}
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := s.RecordWebhookEvent(cctx, id(t), time.Minute); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("RecordWebhookEvent on canceled ctx = %v, want ErrUnavailable", err)
 		}
 	})
 }
