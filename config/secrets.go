@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/voicebroker/voicebroker/internal/apikey"
@@ -66,7 +67,7 @@ func parseSecretsJSON(js string) ([]APISecret, error) {
 			}
 			key, _ := tok.(string)
 			if key != "id" && key != "secret" {
-				return nil, fmt.Errorf(`entry %d: unknown key %q; only "id" and "secret"`, i, truncate(key))
+				return nil, fmt.Errorf(`entry %d: a key other than "id" and "secret" (key names are not repeated here: a misplaced secret could be one)`, i)
 			}
 			if _, dup := fields[key]; dup {
 				return nil, fmt.Errorf("entry %d: %q appears twice", i, key)
@@ -105,7 +106,13 @@ func parseSecretsJSON(js string) ([]APISecret, error) {
 func checkSecrets(list []APISecret) []string {
 	var problems []string
 	bad := func(s APISecret, reason string) {
-		problems = append(problems, fmt.Sprintf("%s (id %q): %s", s.Source, truncate(s.ID), reason))
+		if !ValidID(s.ID) || slices.ContainsFunc(list, func(o APISecret) bool { return o.Secret != "" && strings.Contains(s.ID, o.Secret) }) {
+			// An id that is not an id may be a misplaced secret: name
+			// the entry only.
+			problems = append(problems, fmt.Sprintf("%s: %s", s.Source, reason))
+			return
+		}
+		problems = append(problems, fmt.Sprintf("%s (id %q): %s", s.Source, s.ID, reason))
 	}
 	seen := map[string]string{}
 	for _, s := range list {
