@@ -6,6 +6,11 @@
 // nothing: a command that may or may not have run is reported as
 // store.ErrUnavailable and the broker fails closed. Every command touches
 // one key, so every command is on one cluster slot.
+//
+// The commands go through a pipeliner (batch.go): those that concurrent
+// requests issue while a batch is out go together in the next one, one
+// write and one read for many requests, each command with its own reply or
+// error. Batching changes the system calls, not the answers.
 package redis
 
 import (
@@ -90,6 +95,8 @@ return 0
 // Store is a store.Store on Redis.
 type Store struct {
 	rdb     redis.UniversalClient
+	scripts redis.Scripter // rdb, or the batcher that pipelines its commands
+	pipe    *pipeliner     // nil when unbatched
 	limiter *redis_rate.Limiter
 	timeout time.Duration
 }
@@ -100,7 +107,12 @@ type Options struct {
 	Timeout time.Duration
 	// PoolSize is the number of connections per node (default go-redis's).
 	PoolSize int
+	// Unbatched sends each command on a pooled connection of its own
+	// instead of through the pipeliner; for comparisons.
+	Unbatched bool
 }
+
+func (o *Options) batched() bool { return o == nil || !o.Unbatched }
 
 func (o *Options) timeout() time.Duration {
 	if o == nil || o.Timeout <= 0 {
@@ -124,7 +136,11 @@ func NewURL(url string, o *Options) (*Store, error) {
 	if o != nil && o.PoolSize > 0 {
 		opt.PoolSize = o.PoolSize
 	}
-	return New(redis.NewClient(opt), t), nil
+	s := New(redis.NewClient(opt), t)
+	if o.batched() {
+		s.batch()
+	}
+	return s, nil
 }
 
 // NewCluster connects to a Redis Cluster through any of addrs (host:port).
@@ -139,7 +155,11 @@ func NewCluster(addrs []string, o *Options) *Store {
 	if o != nil && o.PoolSize > 0 {
 		opt.PoolSize = o.PoolSize
 	}
-	return New(redis.NewClusterClient(opt), t)
+	s := New(redis.NewClusterClient(opt), t)
+	if o.batched() {
+		s.batch()
+	}
+	return s
 }
 
 // quiet discards go-redis's own log lines (dial retries and the like): every
@@ -148,14 +168,115 @@ type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
 
-// New wraps an existing client; timeout bounds every call.
+// New wraps an existing client; timeout bounds every call. Its commands
+// are not batched.
 func New(rdb redis.UniversalClient, timeout time.Duration) *Store {
 	redis.SetLogger(quiet{})
-	return &Store{rdb: rdb, limiter: redis_rate.NewLimiter(rdb), timeout: timeout}
+	return &Store{rdb: rdb, scripts: rdb, limiter: redis_rate.NewLimiter(rdb), timeout: timeout}
 }
 
+// batch sends the store's commands through a pipeliner.
+func (s *Store) batch() {
+	s.pipe = newPipeliner(s.rdb, maxQueued)
+	b := &batcher{pipe: s.pipe, timeout: s.timeout, rdb: s.rdb}
+	s.scripts, s.limiter = b, redis_rate.NewLimiter(b)
+}
+
+// Batched reports whether the store's commands go through the pipeliner.
+func (s *Store) Batched() bool { return s.pipe != nil }
+
+// maxQueued bounds the commands waiting for Redis. Past it a call fails at
+// once (ErrUnavailable) rather than queueing behind a stalled Redis.
+const maxQueued = 4096
+
+// batcher is a redis.Scripter (and redis_rate's client) whose EVAL and
+// EVALSHA go through the pipeliner, each waiting at most the store timeout.
+// A caller that stops waiting gets a command of its own holding the error:
+// the one it queued may still be written by the pipeliner and is never
+// read, so no reply can reach a caller it was not meant for.
+type batcher struct {
+	pipe    *pipeliner
+	timeout time.Duration
+	rdb     redis.UniversalClient // SCRIPT LOAD, SCRIPT EXISTS, DEL: not on the hot path
+}
+
+func (b *batcher) eval(ctx context.Context, name, payload string, keys []string, args []any) *redis.Cmd {
+	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, name, payload, len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
+	}
+	cmdArgs = append(cmdArgs, args...)
+	cmd := redis.NewCmd(ctx, cmdArgs...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3) // the cluster routes by the first key
+	}
+	if err := b.pipe.process(ctx, b.timeout, cmd); err != nil && !ran(err) {
+		gave := redis.NewCmd(ctx, cmdArgs...)
+		gave.SetErr(err)
+		return gave
+	}
+	return cmd
+}
+
+// ran reports whether an error of pipeliner.process is the command's own
+// (its result is complete and may be read), not the caller giving up.
+func ran(err error) bool {
+	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, errQueueFull) && !errors.Is(err, errClosed)
+}
+
+func (b *batcher) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return b.eval(ctx, "eval", script, keys, args)
+}
+
+func (b *batcher) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return b.eval(ctx, "evalsha", sha1, keys, args)
+}
+
+func (b *batcher) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return b.eval(ctx, "eval_ro", script, keys, args)
+}
+
+func (b *batcher) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return b.eval(ctx, "evalsha_ro", sha1, keys, args)
+}
+
+func (b *batcher) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.rdb.ScriptExists(ctx, hashes...)
+}
+
+func (b *batcher) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.rdb.ScriptLoad(ctx, script)
+}
+
+func (b *batcher) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.rdb.Del(ctx, keys...)
+}
+
+// ctx bounds a call that does not go through the pipeliner (which applies
+// the timeout itself) by the store timeout.
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.pipe != nil {
+		return ctx, func() {}
+	}
 	return context.WithTimeout(ctx, s.timeout)
+}
+
+// do runs one command, through the pipeliner when there is one. On an
+// error the command must not be read: with the pipeliner it may be a
+// caller that stopped waiting.
+func (s *Store) do(ctx context.Context, cmd redis.Cmder) error {
+	if s.pipe != nil {
+		return s.pipe.process(ctx, s.timeout, cmd)
+	}
+	return s.rdb.Process(ctx, cmd)
 }
 
 func unavailable(op string, err error) error {
@@ -170,8 +291,12 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 	if limit != nil {
 		return s.limited(ctx, n, limit, "put", ttl, store.ErrExists)
 	}
-	// SetArgs rather than SetNX: one command whose reply tells stored from present.
-	err := s.rdb.SetArgs(ctx, nonceKey(n), "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	// SET NX PX rather than SETNX: one command whose reply tells stored from present.
+	args := []any{"set", nonceKey(n), "1", "nx"}
+	if ttl > 0 {
+		args = append(args, "px", max(1, ttl.Milliseconds()))
+	}
+	err := s.do(ctx, redis.NewStatusCmd(ctx, args...))
 	switch {
 	case err == nil:
 		return store.Result{Allowed: true}, nil
@@ -190,7 +315,7 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 	if limit != nil {
 		return s.limited(ctx, n, limit, "consume", 0, store.ErrNotFound)
 	}
-	err := s.rdb.GetDel(ctx, nonceKey(n)).Err()
+	err := s.do(ctx, redis.NewStringCmd(ctx, "getdel", nonceKey(n)))
 	switch {
 	case err == nil:
 		return store.Result{Allowed: true}, nil
@@ -201,7 +326,7 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 }
 
 func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, op string, ttl time.Duration, notDone error) (store.Result, error) {
-	v, err := limitedNonce.Run(ctx, s.rdb, []string{rateKey(n.LimitKey()), nonceKey(n)},
+	v, err := limitedNonce.Run(ctx, s.scripts, []string{rateKey(n.LimitKey()), nonceKey(n)},
 		limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds()).Slice()
 	if err != nil {
 		return store.Result{}, unavailable("limited "+op, err)
@@ -211,8 +336,8 @@ func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, 
 	}
 	allowed, _ := v[0].(int64)
 	remaining, _ := v[1].(int64)
-	retry, _ := strconv.ParseFloat(fmt.Sprint(v[2]), 64)
-	reset, _ := strconv.ParseFloat(fmt.Sprint(v[3]), 64)
+	retry := float(v[2])
+	reset := float(v[3])
 	done, _ := v[4].(int64)
 	res := store.Result{Limit: *limit, Allowed: allowed == 1, Remaining: int(remaining), ResetAfter: seconds(reset)}
 	if !res.Allowed {
@@ -225,13 +350,21 @@ func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, 
 	return res, nil
 }
 
+// float reads a number the script returned as a string (Lua numbers
+// become integers in a reply, so the script sends fractions as strings).
+func float(v any) float64 {
+	s, _ := v.(string)
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}
+
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
 // ClaimRoom implements store.Rooms with one script on one key.
 func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	owner, err := claimRoom.Run(ctx, s.rdb, []string{roomPrefix + room}, org, ttl.Milliseconds()).Text()
+	owner, err := claimRoom.Run(ctx, s.scripts, []string{roomPrefix + room}, org, ttl.Milliseconds()).Text()
 	if err != nil {
 		return "", unavailable("claim room", err)
 	}
@@ -242,10 +375,11 @@ func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Durati
 func (s *Store) RoomOwner(ctx context.Context, room string) (string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	owner, err := s.rdb.Get(ctx, roomPrefix+room).Result()
+	cmd := redis.NewStringCmd(ctx, "get", roomPrefix+room)
+	err := s.do(ctx, cmd)
 	switch {
 	case err == nil:
-		return owner, nil
+		return cmd.Val(), nil
 	case errors.Is(err, redis.Nil):
 		return "", store.ErrNotFound
 	}
@@ -256,7 +390,7 @@ func (s *Store) RoomOwner(ctx context.Context, room string) (string, error) {
 func (s *Store) ReleaseRoom(ctx context.Context, room, org string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := releaseRoom.Run(ctx, s.rdb, []string{roomPrefix + room}, org).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	if err := releaseRoom.Run(ctx, s.scripts, []string{roomPrefix + room}, org).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return unavailable("release room", err)
 	}
 	return nil
@@ -280,7 +414,7 @@ func (s *Store) Allow(ctx context.Context, key string, limit store.Limit) (store
 
 // Ping implements store.Store. On a cluster it pings every master.
 func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var err error
 	if c, ok := s.rdb.(*redis.ClusterClient); ok {
@@ -294,5 +428,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the client.
-func (s *Store) Close() error { return s.rdb.Close() }
+// Close stops the pipeliner, then closes the client.
+func (s *Store) Close() error {
+	if s.pipe != nil {
+		s.pipe.close()
+	}
+	return s.rdb.Close()
+}
