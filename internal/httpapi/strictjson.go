@@ -296,7 +296,11 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		}
 		p.pos++
 		p.ws()
-		if err := p.value(elem, join(path, key), depth); err != nil {
+		sub := path
+		if p.nests() {
+			sub = join(path, key)
+		}
+		if err := p.value(elem, sub, depth); err != nil {
 			return err
 		}
 		p.ws()
@@ -331,7 +335,11 @@ func (p *jsonParser) array(t reflect.Type, path string, depth int) error {
 	}
 	for i := 0; ; i++ {
 		p.ws()
-		if err := p.value(elem, path+"["+strconv.Itoa(i)+"]", depth); err != nil {
+		sub := path
+		if p.nests() {
+			sub = path + "[" + strconv.Itoa(i) + "]"
+		}
+		if err := p.value(elem, sub, depth); err != nil {
 			return err
 		}
 		p.ws()
@@ -429,21 +437,36 @@ func foldKey(s string) string {
 // message never carries a long or odd string (which could be a credential
 // pasted in the wrong place).
 func keyName(k string) string {
-	if len(k) == 0 || len(k) > 40 {
+	if !plainKey(k) {
 		return "(a key)"
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "(a key)"
-		}
 	}
 	return strconv.Quote(k)
 }
 
+// plainKey reports whether keyName may show k.
+func plainKey(k string) bool {
+	if len(k) == 0 || len(k) > 40 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// nests reports whether the value at p.pos is an object or an array: only
+// those use the path they are given (for their messages), so a scalar's
+// path is never built.
+func (p *jsonParser) nests() bool {
+	return p.pos < len(p.data) && (p.data[p.pos] == '{' || p.data[p.pos] == '[')
+}
+
 func join(path, key string) string {
 	name := key
-	if keyName(key) == "(a key)" {
+	if !plainKey(key) {
 		name = "?"
 	}
 	if path == "" {

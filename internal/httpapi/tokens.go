@@ -97,7 +97,7 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	if err := s.limited(c, res, b.scope); err != nil {
 		return err
 	}
-	s.Metrics.TokensMinted.WithLabelValues(t.Org, mode).Inc()
+	s.Metrics.Minted(t.Org, mode)
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
 		slog.String("event", "token.mint"), slog.String("mode", mode),
 		slog.String("org", t.Org), slog.String("agent", t.Agent), slog.String("channel", t.Channel),
@@ -283,7 +283,7 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limi
 // redeemed counts and audits a redemption that completed, with the
 // redeeming credential when there is one (not at /connect).
 func (s *Server) redeemed(c echo.Context, claims *token.Claims, via string) {
-	s.Metrics.TokensRedeemed.WithLabelValues(claims.Org, via).Inc()
+	s.Metrics.Redeemed(claims.Org, via)
 	method, keyID := "ticket", ""
 	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
 		method, keyID = string(p.Method), p.KeyID
