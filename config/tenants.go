@@ -188,6 +188,10 @@ type Tenants struct {
 	publishable map[string]*Agent // by key hash
 	issuers     map[string][]*IssuerRef
 	order       []string
+	// anyOrigin matches what some public agent's allowed_origins match:
+	// every agent's patterns in one matcher, so a CORS check is a map
+	// lookup (plus the wildcards), not a scan of every agent.
+	anyOrigin *origins.Matcher
 }
 
 // IssuerRef ties a JWT issuer to its org.
@@ -209,14 +213,7 @@ func (t *Tenants) KeyByHash(h string) *Key { return t.keys[h] }
 func (t *Tenants) PublishableByHash(h string) *Agent { return t.publishable[h] }
 
 // AllowsOrigin reports whether any agent's public mode allows o.
-func (t *Tenants) AllowsOrigin(o origins.Origin) bool {
-	for _, a := range t.publishable {
-		if a.matcher.MatchOrigin(o) {
-			return true
-		}
-	}
-	return false
-}
+func (t *Tenants) AllowsOrigin(o origins.Origin) bool { return t.anyOrigin.MatchOrigin(o) }
 
 // Issuers returns the JWT issuers registered under the iss value.
 func (t *Tenants) Issuers(iss string) []*IssuerRef { return t.issuers[iss] }
@@ -276,7 +273,24 @@ func Build(f *File) (*Tenants, error) {
 	if len(b.problems) > 0 {
 		return nil, &ValidationError{Problems: b.problems}
 	}
+	b.t.anyOrigin = anyOrigin(b.t.publishable)
 	return b.t, nil
+}
+
+// anyOrigin is one matcher of every public agent's allowed origins.
+func anyOrigin(agents map[string]*Agent) *origins.Matcher {
+	seen := make(map[string]bool)
+	var all []string
+	for _, a := range agents {
+		for _, p := range a.Public.AllowedOrigins {
+			if !seen[p] {
+				seen[p] = true
+				all = append(all, p)
+			}
+		}
+	}
+	m, _ := origins.NewMatcher(all...) // each pattern parsed already
+	return m
 }
 
 // builder checks a decoded file field by field and fills the indexes of
