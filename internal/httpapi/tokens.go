@@ -72,12 +72,16 @@ func (s *Server) mint(c echo.Context) error {
 	}, p, "backend")
 }
 
-// issue signs the ticket, counts the request against its budget (the
-// org's, or for a public ticket the agent's public budget) and stores its
-// nonce in one store step, and answers 201. Nothing is handed out unless
-// the nonce is stored.
+// issue counts the request against its budget (the org's, or for a public
+// ticket the agent's public budget, after its per-IP gate) and stores the
+// ticket's nonce in one store step, then signs the ticket and answers 201.
+// Nothing is handed out unless the nonce is stored.
 func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode string) error {
-	signed, claims, err := s.Issuer.Mint(t)
+	// The nonce is stored (and the request counted) before the ticket is
+	// signed: a request the limits refuse costs no signature. A signing
+	// failure after the store step leaves a nonce no ticket carries, which
+	// expires unused.
+	claims, err := s.Issuer.NewClaims(t)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
@@ -86,16 +90,32 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	if b.scope == "public" {
 		n.PublicAgent = agent.ID
 	}
+	g := gateOf(c) // the per-IP limit of /public/token, counted first in the same step
+	if g != nil {
+		n.Gate = g.Gate
+	}
 	res, err := s.Store.PutNonce(c.Request().Context(), n, s.Issuer.TTL()+s.Leeway, &b.limit)
-	if errors.Is(err, store.ErrExists) {
+	if err == nil || errors.Is(err, store.ErrExists) {
 		counted(c)
+		if g != nil {
+			g.counted = true
+		}
+	}
+	if errors.Is(err, store.ErrExists) {
 		return wrapError(CodeInternal, err) // a 128-bit collision: never in practice
 	} else if err != nil {
 		return err
 	}
-	counted(c)
-	if err := s.limited(c, res, b.scope); err != nil {
+	scope := b.scope
+	if res.Gated {
+		scope = "ip"
+	}
+	if err := s.limited(c, res, scope); err != nil {
 		return err
+	}
+	signed, err := s.Issuer.Sign(claims)
+	if err != nil {
+		return wrapError(CodeJWTSigningError, err)
 	}
 	s.Metrics.Minted(t.Org, mode)
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",

@@ -169,34 +169,55 @@ func (i *Issuer) TTL() time.Duration { return i.ttl }
 // JWT with its claims. The caller must store claims.ID before handing the
 // token out, or the token will never redeem. A malformed t.JKT is
 // ErrInvalidJKT (bad input, where any other error is a signing failure).
+// It is NewClaims then Sign.
 func (i *Issuer) Mint(t Ticket) (string, *Claims, error) {
+	c, err := i.NewClaims(t)
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := i.Sign(c)
+	if err != nil {
+		return "", nil, err
+	}
+	return s, c, nil
+}
+
+// NewClaims returns the claims of a new ticket for t, with a fresh 128-bit
+// nonce, not yet signed: a caller can store the nonce (and be refused by a
+// limit) before it pays for the signature. A malformed t.JKT is
+// ErrInvalidJKT.
+func (i *Issuer) NewClaims(t Ticket) (*Claims, error) {
 	var cnf *Confirmation
 	if t.JKT != "" {
 		if !ValidJKT(t.JKT) {
-			return "", nil, ErrInvalidJKT
+			return nil, ErrInvalidJKT
 		}
 		cnf = &Confirmation{JKT: t.JKT}
 	}
 	nonce, err := NewNonce()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	now := i.now().Unix()
 	md := t.Metadata
 	if len(md) == 0 {
 		md = json.RawMessage("{}")
 	}
-	c := &Claims{
+	return &Claims{
 		Issuer: i.iss, Audience: Audience, Subject: t.Identity, ID: nonce,
 		IssuedAt: now, NotBefore: now, ExpiresAt: now + int64(i.ttl/time.Second),
 		Org: t.Org, Agent: t.Agent, Channel: t.Channel, Metadata: md, Origin: t.Origin,
 		Confirmation: cnf,
-	}
+	}, nil
+}
+
+// Sign returns the compact JWT of claims made by NewClaims.
+func (i *Issuer) Sign(c *Claims) (string, error) {
 	s, err := i.sign(c)
 	if err != nil {
-		return "", nil, fmt.Errorf("token: sign: %w", err)
+		return "", fmt.Errorf("token: sign: %w", err)
 	}
-	return s, c, nil
+	return s, nil
 }
 
 // sign returns the compact JWS of c: the issuer's header, the claims as

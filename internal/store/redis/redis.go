@@ -44,33 +44,48 @@ func nonceKey(n store.Nonce) string { return "vb:n:{" + n.Org + "}:" + n.ID }
 func rateKey(key string) string { return "rate:" + ratePrefix + key }
 
 // limitedNonce is one GCRA step on KEYS[1], then, if allowed, SET NX PX
-// (ARGV[4] "put") or GETDEL (ARGV[4] "consume") on KEYS[2]. It keeps the
-// limiter state in redis_rate's form (the theoretical arrival time in
-// seconds since 2017-01-01, with the same emission interval and burst
-// arithmetic), so redis_rate.Allow on the same key sees the same bucket.
-// Returns {allowed, remaining, retry_after, reset_after, done}; done is 1
-// when the nonce was stored or consumed, 0 when it existed or was absent.
+// (ARGV[4] "put") or GETDEL (ARGV[4] "consume") on KEYS[2]. With a third
+// key (a gate: ARGV[6..8] its burst, rate and period), a GCRA step on it
+// comes first, and a refusal there ends the script before anything else is
+// counted. It keeps the limiter state in redis_rate's form (the theoretical
+// arrival time in seconds since 2017-01-01, with the same emission interval
+// and burst arithmetic), so redis_rate.Allow on the same key sees the same
+// bucket. Returns {allowed, remaining, retry_after, reset_after, done,
+// gated}; done is 1 when the nonce was stored or consumed, 0 when it
+// existed or was absent; gated is 1 when the gate refused (the numbers are
+// then the gate's).
 var limitedNonce = redis.NewScript(`
-local burst, rate, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local interval = period / rate
 local t = redis.call('TIME')
 local now = (t[1] - 1483228800) + (t[2] / 1000000)
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval
-local diff = now - (new_tat - interval * burst)
-if diff < 0 then
-  return {0, 0, tostring(-diff), tostring(tat - now), 0}
+local function step(key, burst, rate, period)
+  local interval = period / rate
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local diff = now - (new_tat - interval * burst)
+  if diff < 0 then
+    return false, 0, tostring(-diff), tostring(tat - now)
+  end
+  redis.call('SET', key, new_tat, 'EX', math.ceil(new_tat - now))
+  return true, math.floor(diff / interval), '-1', tostring(new_tat - now)
 end
-redis.call('SET', KEYS[1], new_tat, 'EX', math.ceil(new_tat - now))
-local remaining = math.floor(diff / interval)
+if KEYS[3] then
+  local ok, remaining, retry, reset = step(KEYS[3], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+  if not ok then
+    return {0, remaining, retry, reset, 0, 1}
+  end
+end
+local ok, remaining, retry, reset = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+if not ok then
+  return {0, remaining, retry, reset, 0, 0}
+end
 local done = 0
 if ARGV[4] == 'put' then
   if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[5]) then done = 1 end
 else
   if redis.call('GETDEL', KEYS[2]) then done = 1 end
 end
-return {1, remaining, '-1', tostring(new_tat - now), done}
+return {1, remaining, retry, reset, done, 0}
 `)
 
 // claimRoom sets the owner unless another org holds the room, and returns
@@ -288,6 +303,9 @@ func unavailable(op string, err error) error {
 func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, limit *store.Limit) (store.Result, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	if res, pass, err := s.gate(ctx, &n, limit); !pass {
+		return res, err
+	}
 	if limit != nil {
 		return s.limited(ctx, n, limit, "put", ttl, store.ErrExists)
 	}
@@ -312,6 +330,9 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Limit) (store.Result, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	if res, pass, err := s.gate(ctx, &n, limit); !pass {
+		return res, err
+	}
 	if limit != nil {
 		return s.limited(ctx, n, limit, "consume", 0, store.ErrNotFound)
 	}
@@ -325,13 +346,42 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 	return store.Result{}, unavailable("GETDEL", err)
 }
 
+// gate counts n's gate on its own, when the limited script cannot carry it
+// (no limit, or a cluster, where the gate's key is on another slot), and
+// clears it from n. pass is false when the call ends here: refused by the
+// gate (res.Gated) or the store unavailable (err).
+func (s *Store) gate(ctx context.Context, n *store.Nonce, limit *store.Limit) (res store.Result, pass bool, err error) {
+	if n.Gate.Key == "" {
+		return store.Result{}, true, nil
+	}
+	if _, cluster := s.rdb.(*redis.ClusterClient); limit != nil && !cluster {
+		return store.Result{}, true, nil // in the limited script
+	}
+	g := n.Gate
+	n.Gate = store.Gate{}
+	res, err = s.Allow(ctx, g.Key, g.Limit)
+	switch {
+	case err != nil:
+		return res, false, err
+	case !res.Allowed:
+		res.Gated = true
+		return res, false, nil
+	}
+	return store.Result{}, true, nil
+}
+
 func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, op string, ttl time.Duration, notDone error) (store.Result, error) {
-	v, err := limitedNonce.Run(ctx, s.scripts, []string{rateKey(n.LimitKey()), nonceKey(n)},
-		limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds()).Slice()
+	keys := []string{rateKey(n.LimitKey()), nonceKey(n)}
+	args := []any{limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds()}
+	if g := n.Gate; g.Key != "" {
+		keys = append(keys, rateKey(g.Key))
+		args = append(args, g.Limit.Burst, g.Limit.Rate, g.Limit.Period.Seconds())
+	}
+	v, err := limitedNonce.Run(ctx, s.scripts, keys, args...).Slice()
 	if err != nil {
 		return store.Result{}, unavailable("limited "+op, err)
 	}
-	if len(v) != 5 {
+	if len(v) != 6 {
 		return store.Result{}, unavailable("limited "+op, fmt.Errorf("reply of %d values", len(v)))
 	}
 	allowed, _ := v[0].(int64)
@@ -339,7 +389,11 @@ func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, 
 	retry := float(v[2])
 	reset := float(v[3])
 	done, _ := v[4].(int64)
+	gated, _ := v[5].(int64)
 	res := store.Result{Limit: *limit, Allowed: allowed == 1, Remaining: int(remaining), ResetAfter: seconds(reset)}
+	if gated == 1 {
+		res.Limit, res.Gated = n.Gate.Limit, true
+	}
 	if !res.Allowed {
 		res.RetryAfter = seconds(retry)
 		return res, nil
