@@ -17,14 +17,14 @@ var (
 
 // pipeliner sends the commands of concurrent callers to Redis together.
 //
-// Callers queue commands. One sender, whenever it is free, takes every
-// command queued so far and sends them as one go-redis pipeline: one write
-// and one read on one connection (on a cluster, one per node, in
-// parallel), then wakes their callers. It never waits for more commands to
-// arrive: under light load each command goes alone, as without batching,
-// and the commands that arrive while a batch is out go together in the
-// next, so batches grow with the load and a command waits at most for the
-// batch before its own.
+// A caller that finds no exchange with Redis under way sends its command
+// itself, at once, as it would without batching. Commands that arrive
+// while an exchange is out wait in a queue; when it ends, one sender takes
+// every command queued so far and sends them as one go-redis pipeline: one
+// write and one read on one connection (on a cluster, one per node, in
+// parallel), then wakes their callers. Nothing ever waits for more
+// commands to arrive: batches grow with the load, and a command waits at
+// most for the exchange before its own.
 //
 // What a caller sees is what it would see without batching. Replies are
 // matched to commands by their position on the connection, so each
@@ -44,6 +44,7 @@ type pipeliner struct {
 	mu     sync.Mutex
 	queue  *batch // the batch new commands join; nil when none is waiting
 	queued int    // commands accepted and not yet answered
+	busy   bool   // an exchange is under way (a caller's own, or the sender's)
 	closed bool
 	wake   chan struct{} // capacity 1: the sender has something to look at
 	stop   chan struct{} // closed by close
@@ -65,8 +66,8 @@ func newPipeliner(rdb redis.UniversalClient, maxQueued int) *pipeliner {
 	return p
 }
 
-// process queues cmd and waits until it has run, ctx ends or timeout
-// passes. It returns the command's error, or context.DeadlineExceeded
+// process sends cmd, itself or through the sender, and waits until it has
+// run, ctx ends or timeout passes. It returns the command's error, or context.DeadlineExceeded
 // (the timeout), ctx's error, errQueueFull or errClosed; on any of those
 // the caller must not read cmd, whose result the sender may still write.
 func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redis.Cmder) error {
@@ -82,6 +83,23 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 	case p.queued >= p.maxQueued:
 		p.mu.Unlock()
 		return errQueueFull
+	case !p.busy:
+		// Nothing under way: send it now, from this goroutine.
+		p.busy = true
+		p.queued++
+		p.mu.Unlock()
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		err := p.rdb.Process(ctx, cmd)
+		cancel()
+		p.mu.Lock()
+		p.queued--
+		handOver := p.queue != nil // the sender takes over what arrived meanwhile
+		p.busy = handOver
+		p.mu.Unlock()
+		if handOver {
+			p.signal()
+		}
+		return err
 	}
 	b := p.queue
 	if b == nil {
@@ -93,10 +111,6 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 	b.deadlines = append(b.deadlines, deadline)
 	p.queued++
 	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default: // a wake-up is pending: the sender will see this command
-	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -109,6 +123,15 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 	}
 }
 
+// signal wakes the sender; it is called with busy set for the sender.
+func (p *pipeliner) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// send runs, while busy is handed to it, the batches that queued up.
 func (p *pipeliner) send() {
 	defer close(p.done)
 	for {
@@ -124,11 +147,16 @@ func (p *pipeliner) send() {
 			}
 			return
 		}
-		p.mu.Lock()
-		b := p.queue
-		p.queue = nil
-		p.mu.Unlock()
-		if b != nil {
+		for {
+			p.mu.Lock()
+			b := p.queue
+			p.queue = nil
+			if b == nil {
+				p.busy = false
+				p.mu.Unlock()
+				break
+			}
+			p.mu.Unlock()
 			p.run(b)
 		}
 	}
