@@ -63,6 +63,7 @@ func main() {
 	out := flag.String("out", "", "JSON report path (default bench.json at the repository root)")
 	growth := flag.Bool("growth", true, "measure how the cost grows with orgs, keys, origins and metadata")
 	only := flag.String("only", "", "run only the scenarios whose name contains this (a quick look)")
+	before := flag.String("before", "", "a git revision whose broker runs beside this one (memory and Redis), for a before/after in one run")
 	profile := flag.String("profile", "", "directory for CPU profiles of the broker (and the floor) in the first round of each scenario")
 	flag.Parse()
 	root, err := repoRoot()
@@ -73,7 +74,7 @@ func main() {
 	if *out == "" {
 		*out = filepath.Join(root, "bench.json")
 	}
-	h := &harness{root: root, runs: *runs, duration: *duration, workers: *workers, profileDir: *profile, only: *only}
+	h := &harness{root: root, runs: *runs, duration: *duration, workers: *workers, profileDir: *profile, only: *only, before: *before}
 	err = h.run(*out, *growth)
 	h.stopAll()
 	if err != nil {
@@ -89,6 +90,7 @@ type harness struct {
 	workers    uint64
 	profileDir string
 	only       string
+	before     string // git revision of the "before" broker, or ""
 	dir        string
 	bin        string // the broker binary
 	keyFile    string // the signing key, shared by the brokers and the floor
@@ -214,6 +216,11 @@ type server struct {
 
 // startBroker runs the broker on a tenants file; redis selects the store.
 func (h *harness) startBroker(name, tenants string, redis bool, env ...string) (*server, error) {
+	return h.startBrokerBin(h.bin, name, tenants, redis, env...)
+}
+
+// startBrokerBin is startBroker with another broker binary.
+func (h *harness) startBrokerBin(bin, name, tenants string, redis bool, env ...string) (*server, error) {
 	cfg := filepath.Join(h.dir, name+".tenants.yaml")
 	if err := os.WriteFile(cfg, []byte(tenants), 0o600); err != nil {
 		return nil, err
@@ -229,7 +236,7 @@ func (h *harness) startBroker(name, tenants string, redis bool, env ...string) (
 	if redis {
 		env = append(env, "BROKER_REDIS_URL=redis://"+h.redis+"/0")
 	}
-	cmd, err := h.start(name, env, h.bin)
+	cmd, err := h.start(name, env, bin)
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +246,27 @@ func (h *harness) startBroker(name, tenants string, redis bool, env ...string) (
 		return nil, fmt.Errorf("broker %s: %w\n%s", name, err, tail(log, 2000))
 	}
 	return s, nil
+}
+
+// buildAt builds cmd/broker as it was at a git revision.
+func (h *harness) buildAt(rev string) (string, error) {
+	src := filepath.Join(h.dir, "before-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintln(os.Stderr, "building the broker at", rev)
+	archive := exec.Command("sh", "-c", "git archive --format=tar \"$0\" | tar -x -C \"$1\"", rev, src)
+	archive.Dir = h.root
+	if out, err := archive.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git archive %s: %v\n%s", rev, err, out)
+	}
+	bin := filepath.Join(h.dir, "broker-before")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/broker")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build at %s: %v\n%s", rev, err, out)
+	}
+	return bin, nil
 }
 
 func tail(b []byte, n int) []byte {
@@ -299,6 +327,17 @@ func (h *harness) setup() (map[string]*server, error) {
 	for _, store := range []string{"memory", "redis"} {
 		if servers[store], err = h.startBroker("broker-"+store, tenants, store == "redis"); err != nil {
 			return nil, err
+		}
+	}
+	if h.before != "" {
+		bin, err := h.buildAt(h.before)
+		if err != nil {
+			return nil, err
+		}
+		for _, store := range []string{"memory", "redis"} {
+			if servers["before-"+store], err = h.startBrokerBin(bin, "before-"+store, tenants, store == "redis"); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -406,6 +445,14 @@ func (h *harness) run(outPath string, growth bool) error {
 		{name: "POST /token/redeem (Redis)", srv: red, prepare: h.premint(red, "/token/redeem", true), wantCode: 200},
 		{name: "POST /connect (Redis)", srv: red, prepare: h.premint(red, "/connect", false), wantCode: 201},
 	}
+	if bm, br := servers["before-memory"], servers["before-redis"]; bm != nil {
+		scenarios = append(scenarios,
+			scenario{name: "before: POST /token (memory store)", srv: bm, prepare: static(post(bm.url+"/token", h.sk, mintBody)), wantCode: 201},
+			scenario{name: "before: POST /token (Redis)", srv: br, prepare: static(post(br.url+"/token", h.sk, mintBody)), wantCode: 201},
+			scenario{name: "before: POST /public/token (Redis)", srv: br, prepare: static(post(br.url+"/public/token", h.pk, mintBody, "Origin", origin)), wantCode: 201},
+			scenario{name: "before: POST /token/redeem (Redis)", srv: br, prepare: h.premint(br, "/token/redeem", true), wantCode: 200},
+		)
+	}
 	const floorName, peerName, mintRedis = "floor: sign only (Echo, no auth, no store)", "peer: Node.js livekit-server-sdk token endpoint", "POST /token (Redis)"
 	if h.only != "" {
 		var keep []scenario
@@ -456,38 +503,42 @@ func (h *harness) run(outPath string, growth bool) error {
 		}
 	}
 	rate := int(peak / 2)
-	var openFloor, openRedis scenario
+	var openFloor, openRedis, openBefore scenario
 	for _, sc := range scenarios {
 		switch sc.name {
 		case floorName:
 			openFloor = sc
 		case mintRedis:
 			openRedis = sc
+		case "before: " + mintRedis:
+			openBefore = sc
 		}
 	}
-	var of, or []result
-	var p99Ratio []float64
+	open := []scenario{openFloor, openRedis}
+	if openBefore.srv != nil {
+		open = append(open, openBefore)
+	}
+	openRuns := make([][]result, len(open))
+	p99Ratio := make([][]float64, len(open))
 	for r := range h.runs {
-		f, err := h.attack(openFloor, rate, false, lastMintRPS)
-		if err != nil {
-			return err
-		}
-		b, err := h.attack(openRedis, rate, r == 0, lastMintRPS)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "round %d  open %d req/s: floor p99 %.2f ms, Redis mint p99 %.2f ms (errors %d)\n", r+1, rate, f.P99ms, b.P99ms, b.Errors)
-		of, or = append(of, f), append(or, b)
-		if f.P99ms > 0 {
-			p99Ratio = append(p99Ratio, b.P99ms/f.P99ms)
+		for i, sc := range open {
+			res, err := h.attack(sc, rate, r == 0 && i == 1, lastMintRPS)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "round %d  open %d req/s: %-40s p99 %7.2f ms (errors %d)\n", r+1, rate, sc.name, res.P99ms, res.Errors)
+			openRuns[i] = append(openRuns[i], res)
+			if f := openRuns[0][r].P99ms; i > 0 && f > 0 {
+				p99Ratio[i] = append(p99Ratio[i], res.P99ms/f)
+			}
 		}
 	}
-	for _, rs := range [][]result{of, or} {
-		m := median(rs)
+	for i := range open {
+		m := median(openRuns[i])
 		m.Mode = fmt.Sprintf("open %d req/s", rate)
+		m.P99ToFloor = medianOf(p99Ratio[i])
 		results = append(results, m)
 	}
-	results[len(results)-1].P99ToFloor = medianOf(p99Ratio)
 
 	var grown []growthRow
 	if growth {
