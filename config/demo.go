@@ -19,7 +19,7 @@ func Demo(skHash, pkHash string) (*Tenants, error) {
 		Keys:           []Key{{ID: DemoKeyID, Hash: skHash, Scopes: AllScopes}},
 		Agents: []Agent{{
 			ID:       DemoAgent,
-			Channels: []string{ChannelWebRTC, ChannelChat},
+			Channels: []Channel{ChannelWebRTC, ChannelChat},
 			Public: &Public{
 				KeyHash:        pkHash,
 				AllowedOrigins: []string{"http://localhost:*", "http://127.0.0.1:*"},

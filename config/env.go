@@ -66,6 +66,12 @@ type Env struct {
 	ReloadInterval time.Duration
 	// PprofAddr, when set, serves net/http/pprof there (loopback only).
 	PprofAddr string
+	// Registry is the tenant registry in PostgreSQL (database mode).
+	Registry RegistryEnv
+	// MetricsAddr, when set, serves /metrics there and not on Addr.
+	MetricsAddr string
+	// Admin is the admin API's credentials and listener.
+	Admin AdminEnv
 }
 
 // APISecret is one Sayna-style shared secret and the org it stands for.
@@ -101,10 +107,13 @@ func LoadEnv(getenv func(string) string) (*Env, error) {
 	r := &envReader{getenv: getenv}
 	e := &Env{}
 	r.server(e)
+	r.metrics(e)
 	r.store(e)
 	r.liveKit(e)
 	r.auth(e)
 	r.deadlines(e)
+	e.Registry = loadRegistryEnv(getenv, e.ConfigFile, r.bad)
+	e.Admin = loadAdminEnv(r, e)
 	r.production(e)
 	if len(r.problems) > 0 {
 		return nil, &EnvError{Problems: r.problems}
@@ -207,8 +216,8 @@ func (r *envReader) url(name, value string, schemes ...string) *url.URL {
 }
 
 // hostPort checks host:port with a numeric port; host may be empty (all
-// interfaces) when emptyHost.
-func (r *envReader) hostPort(name, v string, emptyHost bool) {
+// interfaces) when emptyHost. It reports whether the value is good.
+func (r *envReader) hostPort(name, v string, emptyHost bool) bool {
 	host, port, err := net.SplitHostPort(v)
 	n, perr := strconv.Atoi(port)
 	switch {
@@ -218,7 +227,21 @@ func (r *envReader) hostPort(name, v string, emptyHost bool) {
 		r.bad(name, fmt.Sprintf("%q: the port must be a number from 0 to 65535", truncate(v)))
 	case host == "" && !emptyHost:
 		r.bad(name, fmt.Sprintf("%q: a host is required", truncate(v)))
+	default:
+		return true
 	}
+	return false
+}
+
+// defaultPublicURL is http://localhost with the listener's port: the
+// address a browser on this machine reaches, which tickets name as their
+// server and DPoP proofs as their htu. BROKER_ADDR=:8081 without
+// BROKER_PUBLIC_URL then still gives a working /demo/.
+func defaultPublicURL(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" && port != "0" {
+		return "http://localhost:" + port
+	}
+	return "http://localhost:8080"
 }
 
 // server reads the listener, public identity, rates and key files.
@@ -232,7 +255,7 @@ func (r *envReader) server(e *Env) {
 		r.bad("BROKER_ENV", fmt.Sprintf("%q must be development or production", truncate(e.Environment)))
 	}
 	e.ConfigFile = r.str("BROKER_CONFIG", "")
-	e.PublicURL = strings.TrimRight(r.str("BROKER_PUBLIC_URL", "http://localhost:8080"), "/")
+	e.PublicURL = strings.TrimRight(r.str("BROKER_PUBLIC_URL", defaultPublicURL(e.Addr)), "/")
 	if u := r.url("BROKER_PUBLIC_URL", e.PublicURL, "http", "https"); u != nil && (u.User != nil || u.RawQuery != "" || u.Fragment != "" || strings.Contains(e.PublicURL, "#")) {
 		r.bad("BROKER_PUBLIC_URL", "must have no user info, query or fragment")
 	}
@@ -243,16 +266,12 @@ func (r *envReader) server(e *Env) {
 	e.ConnectRatePerMin = r.num("BROKER_CONNECT_RATE_PER_MINUTE", 60, 1, 1_000_000)
 	e.ReloadInterval = r.dur("BROKER_RELOAD_INTERVAL", 2*time.Second, 100*time.Millisecond, time.Hour)
 	for _, s := range r.list("BROKER_TRUSTED_PROXIES") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				r.bad("BROKER_TRUSTED_PROXIES", fmt.Sprintf("%q is not a CIDR", truncate(s)))
-				continue
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
+		p, reason := trustedProxy(s)
+		if reason != "" {
+			r.bad("BROKER_TRUSTED_PROXIES", reason)
+			continue
 		}
-		e.TrustedProxies = append(e.TrustedProxies, p.Masked())
+		e.TrustedProxies = append(e.TrustedProxies, p)
 	}
 	e.PprofAddr = r.str("BROKER_PPROF_ADDR", "")
 	if e.PprofAddr != "" {
@@ -293,6 +312,10 @@ func (r *envReader) liveKit(e *Env) {
 	}
 	if set != 0 && set != 3 {
 		r.bad("LIVEKIT_URL", "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET go together")
+	}
+	if n := len(e.LiveKitAPISecret); n > 0 && n < MinLiveKitSecretLength {
+		r.bad("LIVEKIT_API_SECRET", fmt.Sprintf("shorter than %d characters: the LiveKit tokens are HS256-signed with it, and one token is enough to guess a short secret offline (livekit-server refuses it too outside --dev; start it with --keys \"<key>: <%d or more characters>\")",
+			MinLiveKitSecretLength, MinLiveKitSecretLength))
 	}
 	if e.LiveKitURL != "" {
 		r.url("LIVEKIT_URL", e.LiveKitURL, "wss", "ws", "https", "http")
@@ -366,8 +389,8 @@ func (r *envReader) production(e *Env) {
 	if e.RedisURL == "" && len(e.RedisClusterAddrs) == 0 {
 		r.bad("BROKER_REDIS_URL", "a Redis store is required with BROKER_ENV=production")
 	}
-	if e.ConfigFile == "" {
-		r.bad("BROKER_CONFIG", "a tenants file is required with BROKER_ENV=production")
+	if e.ConfigFile == "" && e.Registry.DatabaseURL == "" {
+		r.bad("BROKER_CONFIG", "a tenants file (or BROKER_DATABASE_URL) is required with BROKER_ENV=production")
 	}
 	if !e.AuthRequired {
 		r.bad("AUTH_REQUIRED", "false is only accepted with BROKER_ENV=development")

@@ -78,6 +78,50 @@ func TestEnvSecrets(t *testing.T) {
 	}
 }
 
+func TestEnvRegistry(t *testing.T) {
+	e, err := config.LoadEnv(env(map[string]string{"BROKER_DATABASE_URL": "postgres://vb:pw@127.0.0.1:5432/vb", "BROKER_SECRETS_KEY_FILE": "/k"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Registry.DatabaseURL == "" || e.Registry.Refresh != 30*time.Second || e.Registry.MaxStaleness != 15*time.Minute || e.Registry.SecretsKeyFile != "/k" {
+		t.Fatalf("registry = %+v", e.Registry)
+	}
+	e, err = config.LoadEnv(env(map[string]string{"BROKER_DATABASE_URL": "postgres://h/db", "BROKER_REGISTRY_MAX_STALENESS": "0", "BROKER_REGISTRY_REFRESH": "2s"}))
+	if err != nil || e.Registry.MaxStaleness != 0 || e.Registry.Refresh != 2*time.Second {
+		t.Fatalf("staleness 0: %v %+v", err, e)
+	}
+	// Production accepts a database instead of a tenants file.
+	if _, err := config.LoadEnv(env(map[string]string{"BROKER_ENV": "production", "BROKER_SIGNING_KEY_FILE": "/k",
+		"BROKER_REDIS_URL": "redis://x", "BROKER_DATABASE_URL": "postgres://h/db"})); err != nil {
+		t.Fatal(err)
+	}
+	const password = "hunter2-secret"
+	cases := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{"scheme", map[string]string{"BROKER_DATABASE_URL": "mysql://u:" + password + "@h/db"}, "BROKER_DATABASE_URL: must be"},
+		{"with file", map[string]string{"BROKER_DATABASE_URL": "postgres://u:" + password + "@h/db", "BROKER_CONFIG": "/x"}, "not both"},
+		{"key without db", map[string]string{"BROKER_SECRETS_KEY_FILE": "/k"}, "BROKER_SECRETS_KEY_FILE"},
+		{"refresh junk", map[string]string{"BROKER_REGISTRY_REFRESH": "often"}, "BROKER_REGISTRY_REFRESH"},
+		{"refresh zero", map[string]string{"BROKER_REGISTRY_REFRESH": "0"}, "BROKER_REGISTRY_REFRESH"},
+		{"staleness short", map[string]string{"BROKER_REGISTRY_REFRESH": "30s", "BROKER_REGISTRY_MAX_STALENESS": "40s"}, "twice BROKER_REGISTRY_REFRESH"},
+		{"staleness negative", map[string]string{"BROKER_REGISTRY_MAX_STALENESS": "-1m"}, "BROKER_REGISTRY_MAX_STALENESS"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.LoadEnv(env(tc.vars))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Fatal("the database password is in the message")
+			}
+		})
+	}
+}
+
 // TestEnvValuesChecked: malformed addresses, URLs and numbers are refused,
 // each naming its variable, and a password in a URL is never echoed.
 func TestEnvValuesChecked(t *testing.T) {
@@ -110,5 +154,34 @@ func TestEnvValuesChecked(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%v: the error echoes a password", tc.vars)
 		}
+	}
+}
+
+// TestPublicURLFollowsTheListenPort: without BROKER_PUBLIC_URL, tickets
+// and DPoP proofs name the port the broker listens on.
+func TestPublicURLFollowsTheListenPort(t *testing.T) {
+	for addr, want := range map[string]string{
+		"":               "http://localhost:8080",
+		":8081":          "http://localhost:8081",
+		"127.0.0.1:9000": "http://localhost:9000",
+		"[::1]:7000":     "http://localhost:7000",
+	} {
+		env := map[string]string{}
+		if addr != "" {
+			env["BROKER_ADDR"] = addr
+		}
+		e, err := config.LoadEnv(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatalf("BROKER_ADDR=%q: %v", addr, err)
+		}
+		if e.PublicURL != want {
+			t.Errorf("BROKER_ADDR=%q: public URL %q, want %q", addr, e.PublicURL, want)
+		}
+	}
+	e, err := config.LoadEnv(func(k string) string {
+		return map[string]string{"BROKER_ADDR": ":8081", "BROKER_PUBLIC_URL": "https://broker.example"}[k]
+	})
+	if err != nil || e.PublicURL != "https://broker.example" {
+		t.Fatalf("an explicit BROKER_PUBLIC_URL is not kept: %q, %v", e.PublicURL, err)
 	}
 }

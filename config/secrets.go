@@ -119,6 +119,8 @@ func checkSecrets(list []APISecret) []string {
 			bad(s, fmt.Sprintf("the secret is longer than %d bytes", MaxSecretLength))
 		case strings.IndexFunc(s.Secret, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0:
 			bad(s, "the secret holds a space, control or non-ASCII character, which a Bearer credential cannot carry")
+		case strings.HasPrefix(s.Secret, string(apikey.Admin)+"_"):
+			bad(s, "the secret begins with ak_, the prefix of platform admin keys, which are never tried as API secrets; use a secret without that prefix")
 		case apikey.Looks(s.Secret):
 			bad(s, "the secret begins with sk_ or pk_: such credentials are always tried as API keys, so it could never match; use a secret without that prefix")
 		}
@@ -131,10 +133,24 @@ func checkSecrets(list []APISecret) []string {
 }
 
 // CheckTenants checks the environment against a tenants file: every API
-// secret must name an org the file lists. It runs at start and on every
-// reload, so a reload that drops such an org is refused.
+// secret must name an org the file lists; with AUTH_REQUIRED=false the org
+// a request without a credential stands for must exist (see
+// AnonymousOrg); and no org's own LiveKit project may have the default
+// project's API key (LIVEKIT_API_KEY). It runs at start and on every
+// reload, so a reload that breaks any of them is refused.
 func (e *Env) CheckTenants(t *Tenants) error {
 	var problems []string
+	if !e.AuthRequired {
+		if _, ok := AnonymousOrg(t); !ok {
+			orgs := t.Orgs()
+			listed := strings.Join(orgs[:min(len(orgs), 5)], ", ")
+			if len(orgs) > 5 {
+				listed += ", …"
+			}
+			problems = append(problems, fmt.Sprintf("AUTH_REQUIRED: false lets a request without a credential through as the only org, or as org %q when there are several; the tenants file has %d orgs (%s) and none is %q: add an org %q, keep one org, or set AUTH_REQUIRED=true",
+				DefaultSecretOrg, len(orgs), listed, DefaultSecretOrg, DefaultSecretOrg))
+		}
+	}
 	for _, s := range e.AuthAPISecrets {
 		if t.Org(s.ID) != nil {
 			continue
@@ -147,8 +163,23 @@ func (e *Env) CheckTenants(t *Tenants) error {
 		}
 		problems = append(problems, fmt.Sprintf("AUTH_API_SECRETS_JSON: %s (id %q): %s", strings.TrimPrefix(s.Source, "AUTH_API_SECRETS_JSON "), truncate(s.ID), reason))
 	}
+	problems = append(problems, e.checkLiveKitDefault(t)...)
 	if len(problems) > 0 {
 		return &EnvError{Problems: problems}
 	}
 	return nil
+}
+
+// AnonymousOrg returns the org a request without a credential stands for
+// when AUTH_REQUIRED=false (development only): the only org, or the org
+// "default" when there are several; ok is false when there is none.
+func AnonymousOrg(t *Tenants) (id string, ok bool) {
+	orgs := t.Orgs()
+	switch {
+	case len(orgs) == 1:
+		return orgs[0], true
+	case t.Org(DefaultSecretOrg) != nil:
+		return DefaultSecretOrg, true
+	}
+	return "", false
 }

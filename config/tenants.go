@@ -14,6 +14,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/idna"
@@ -27,22 +28,41 @@ import (
 // MaxFileSize bounds the tenants file.
 const MaxFileSize = 4 << 20
 
+// Scope is what a secret key or a backend JWT issuer lets its holder do.
+type Scope string
+
 // Scopes a key or issuer may carry.
 const (
-	ScopeTokensCreate = "tokens:create"
-	ScopeTokensRedeem = "tokens:redeem"
-	ScopeLiveKitToken = "livekit:token"
-	ScopeRoomsRead    = "rooms:read"
-	ScopeRoomsWrite   = "rooms:write"
+	ScopeTokensCreate Scope = "tokens:create"
+	ScopeTokensRedeem Scope = "tokens:redeem"
+	ScopeLiveKitToken Scope = "livekit:token"
+	ScopeRoomsRead    Scope = "rooms:read"
+	ScopeRoomsWrite   Scope = "rooms:write"
+	// ScopeKeysWrite lets a secret key manage its own org's secret keys
+	// through the admin API (/admin/orgs/{its org}/keys) and nothing else
+	// there. Secret keys only: a jwt_issuers entry may not carry it.
+	ScopeKeysWrite Scope = "keys:write"
 )
 
 // AllScopes lists every scope, in the contract's order.
-var AllScopes = []string{ScopeTokensCreate, ScopeTokensRedeem, ScopeLiveKitToken, ScopeRoomsRead, ScopeRoomsWrite}
+var AllScopes = []Scope{ScopeTokensCreate, ScopeTokensRedeem, ScopeLiveKitToken, ScopeRoomsRead, ScopeRoomsWrite, ScopeKeysWrite}
+
+// ScopeList is AllScopes joined by sep, for messages and help texts.
+func ScopeList(sep string) string {
+	names := make([]string, len(AllScopes))
+	for i, s := range AllScopes {
+		names[i] = string(s)
+	}
+	return strings.Join(names, sep)
+}
+
+// Channel is how a user talks with an agent.
+type Channel string
 
 // Channels an agent may offer.
 const (
-	ChannelWebRTC = "webrtc"
-	ChannelChat   = "chat"
+	ChannelWebRTC Channel = "webrtc"
+	ChannelChat   Channel = "chat"
 )
 
 // Tiers and their per-minute request rates.
@@ -66,6 +86,9 @@ type Org struct {
 	Keys           []Key       `yaml:"keys"`
 	JWTIssuers     []JWTIssuer `yaml:"jwt_issuers"`
 	Agents         []Agent     `yaml:"agents"`
+	// LiveKit is the org's own LiveKit project; nil means the default one
+	// (LIVEKIT_*). See OrgLiveKit.
+	LiveKit *OrgLiveKit `yaml:"livekit"`
 
 	agents map[string]*Agent
 }
@@ -74,7 +97,7 @@ type Org struct {
 type Key struct {
 	ID         string     `yaml:"id"`
 	Hash       string     `yaml:"hash"`
-	Scopes     []string   `yaml:"scopes"`
+	Scopes     []Scope    `yaml:"scopes"`
 	AllowedIPs []string   `yaml:"allowed_ips"`
 	ExpiresAt  *time.Time `yaml:"expires_at"`
 	Revoked    bool       `yaml:"revoked"`
@@ -85,11 +108,11 @@ type Key struct {
 
 // JWTIssuer is a backend that signs its own JWTs for the org.
 type JWTIssuer struct {
-	Issuer        string   `yaml:"issuer"`
-	Audience      string   `yaml:"audience"`
-	JWKSURL       string   `yaml:"jwks_url"`
-	PublicKeyFile string   `yaml:"public_key_file"`
-	Scopes        []string `yaml:"scopes"`
+	Issuer        string  `yaml:"issuer"`
+	Audience      string  `yaml:"audience"`
+	JWKSURL       string  `yaml:"jwks_url"`
+	PublicKeyFile string  `yaml:"public_key_file"`
+	Scopes        []Scope `yaml:"scopes"`
 
 	key crypto.PublicKey // read from PublicKeyFile when the file is loaded
 }
@@ -112,14 +135,18 @@ func readIssuerKey(path string) (crypto.PublicKey, error) {
 
 // Agent is a voice agent of an org.
 type Agent struct {
-	ID       string   `yaml:"id"`
-	Channels []string `yaml:"channels"`
-	Server   string   `yaml:"server"`
-	Public   *Public  `yaml:"public"`
+	ID       string    `yaml:"id"`
+	Channels []Channel `yaml:"channels"`
+	Server   string    `yaml:"server"`
+	Public   *Public   `yaml:"public"`
 	// LiveKitAgentName and LiveKitAgentShared: see LiveKitName and
 	// checkLiveKitAgentNames (livekit_agents.go).
 	LiveKitAgentName   string `yaml:"livekit_agent_name"`
 	LiveKitAgentShared bool   `yaml:"livekit_agent_shared"`
+	// RequireDPoP makes every ticket for the agent sender-constrained: a
+	// mint without dpop_jkt is refused, and /connect wants a DPoP proof
+	// even from a ticket minted before it was set.
+	RequireDPoP bool `yaml:"require_dpop"`
 
 	org     *Org
 	matcher *origins.Matcher
@@ -127,19 +154,31 @@ type Agent struct {
 
 // Public enables the agent's public (publishable-key) mode.
 type Public struct {
-	KeyHash        string   `yaml:"key_hash"`
-	AllowedOrigins []string `yaml:"allowed_origins"`
+	// KeyHash is the hash of the agent's one publishable key.
+	KeyHash string `yaml:"key_hash,omitempty"`
+	// Keys lists several publishable keys by id, any of which opens the
+	// agent: the form the tenant registry keeps (rotation) and `broker
+	// tenants export` writes. An explicitly empty list is public mode whose
+	// keys have all been revoked: no key opens it.
+	Keys           []PublishableKey `yaml:"keys"`
+	AllowedOrigins []string         `yaml:"allowed_origins"`
 	// RatePerMinute is the agent's public budget: /public/token requests a
 	// minute with its publishable key, counted apart from the org's own
 	// budget. 0 (absent) means the org tier's rate.
 	RatePerMinute int `yaml:"rate_per_minute"`
 }
 
+// PublishableKey is one of an agent's publishable keys, held as its hash.
+type PublishableKey struct {
+	ID   string `yaml:"id"`
+	Hash string `yaml:"hash"`
+}
+
 // Org returns the agent's org.
 func (a *Agent) Org() *Org { return a.org }
 
 // HasChannel reports whether the agent offers channel.
-func (a *Agent) HasChannel(channel string) bool { return slices.Contains(a.Channels, channel) }
+func (a *Agent) HasChannel(channel Channel) bool { return slices.Contains(a.Channels, channel) }
 
 // Origins returns the matcher of the agent's allowed origins; nil (which
 // matches nothing) for an agent without public mode.
@@ -149,7 +188,7 @@ func (a *Agent) Origins() *origins.Matcher { return a.matcher }
 func (k *Key) Org() *Org { return k.org }
 
 // HasScope reports whether the key carries scope.
-func (k *Key) HasScope(scope string) bool { return slices.Contains(k.Scopes, scope) }
+func (k *Key) HasScope(scope Scope) bool { return slices.Contains(k.Scopes, scope) }
 
 // AllowsIP reports whether ip may use the key: always when no allowed_ips
 // are set.
@@ -188,10 +227,12 @@ type Tenants struct {
 	publishable map[string]*Agent // by key hash
 	issuers     map[string][]*IssuerRef
 	order       []string
-	// anyOrigin matches what some public agent's allowed_origins match:
-	// every agent's patterns in one matcher, so a CORS check is a map
-	// lookup (plus the wildcards), not a scan of every agent.
-	anyOrigin *origins.Matcher
+
+	// origins indexes every public agent's allowed origins for
+	// AllowsOrigin, built at its first use (a snapshot that never sees a
+	// preflight never pays for it).
+	originsOnce sync.Once
+	origins     *origins.Index
 }
 
 // IssuerRef ties a JWT issuer to its org.
@@ -212,8 +253,20 @@ func (t *Tenants) KeyByHash(h string) *Key { return t.keys[h] }
 // PublishableByHash returns the agent whose publishable key hashes to h, or nil.
 func (t *Tenants) PublishableByHash(h string) *Agent { return t.publishable[h] }
 
-// AllowsOrigin reports whether any agent's public mode allows o.
-func (t *Tenants) AllowsOrigin(o origins.Origin) bool { return t.anyOrigin.MatchOrigin(o) }
+// AllowsOrigin reports whether any agent's public mode allows o. It
+// answers from an index of every agent's patterns (origins.Index), so a
+// preflight costs the same with one agent or fifty thousand; the index is
+// built once per snapshot, at the first call.
+func (t *Tenants) AllowsOrigin(o origins.Origin) bool {
+	t.originsOnce.Do(func() {
+		x := origins.NewIndex()
+		for _, a := range t.publishable {
+			x.Add(a.matcher)
+		}
+		t.origins = x
+	})
+	return t.origins.MatchOrigin(o)
+}
 
 // Issuers returns the JWT issuers registered under the iss value.
 func (t *Tenants) Issuers(iss string) []*IssuerRef { return t.issuers[iss] }
@@ -242,13 +295,41 @@ func Parse(data []byte) (*Tenants, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &ValidationError{Problems: []string{"orgs: the file is empty"}}
 		}
-		return nil, yamlProblems(data, err)
+		ve := yamlProblems(data, err)
+		var te *yaml.TypeError
+		var pe *time.ParseError
+		if errors.As(err, &te) || errors.As(err, &pe) {
+			// The file parsed as YAML: list the values read too loosely
+			// along with what the decoder refused.
+			ve.Problems = mergeProblems(strictValues(data), ve.Problems)
+		}
+		return nil, ve
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &ValidationError{Problems: []string{"(top level): more than one YAML document; keep one"}}
 	}
+	if problems := strictValues(data); len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
+	}
 	return Build(&f)
+}
+
+// mergeProblems returns first, then each of more whose field path none of
+// first names: the strict check and the decoder may both refuse one value.
+func mergeProblems(first, more []string) []string {
+	seen := make(map[string]bool, len(first))
+	for _, p := range first {
+		at, _, _ := strings.Cut(p, ": ")
+		seen[at] = true
+	}
+	out := first
+	for _, p := range more {
+		if at, _, _ := strings.Cut(p, ": "); !seen[at] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Build checks and indexes an already-decoded file. It takes ownership of f.
@@ -260,8 +341,9 @@ func Build(f *File) (*Tenants, error) {
 			publishable: make(map[string]*Agent),
 			issuers:     make(map[string][]*IssuerRef),
 		},
-		keyIDs:  make(map[string]string),
-		issuers: make(map[issuerPair]issuerSeen),
+		keyIDs:      make(map[string]string),
+		issuers:     make(map[issuerPair]issuerSeen),
+		liveKitKeys: make(map[string]string),
 	}
 	if len(f.Orgs) == 0 {
 		b.add("orgs", "at least one org is required")
@@ -273,24 +355,7 @@ func Build(f *File) (*Tenants, error) {
 	if len(b.problems) > 0 {
 		return nil, &ValidationError{Problems: b.problems}
 	}
-	b.t.anyOrigin = anyOrigin(b.t.publishable)
 	return b.t, nil
-}
-
-// anyOrigin is one matcher of every public agent's allowed origins.
-func anyOrigin(agents map[string]*Agent) *origins.Matcher {
-	seen := make(map[string]bool)
-	var all []string
-	for _, a := range agents {
-		for _, p := range a.Public.AllowedOrigins {
-			if !seen[p] {
-				seen[p] = true
-				all = append(all, p)
-			}
-		}
-	}
-	m, _ := origins.NewMatcher(all...) // each pattern parsed already
-	return m
 }
 
 // builder checks a decoded file field by field and fills the indexes of
@@ -300,6 +365,9 @@ type builder struct {
 	t       *Tenants
 	keyIDs  map[string]string         // org/key id -> field path of its first use
 	issuers map[issuerPair]issuerSeen // normalised (issuer, audience) -> first org
+	// liveKitKeys: LiveKit API key of an org project -> where it was first
+	// used (the webhook receiver finds a project by its key).
+	liveKitKeys map[string]string
 }
 
 func (b *builder) org(at string, o *Org) {
@@ -320,6 +388,7 @@ func (b *builder) org(at string, o *Org) {
 	for j := range o.Agents {
 		b.agent(fmt.Sprintf("%s.agents[%d]", at, j), o, &o.Agents[j])
 	}
+	b.liveKitProject(at+".livekit", o)
 }
 
 func (b *builder) tier(at string, o *Org) {
@@ -350,6 +419,13 @@ func (b *builder) key(at string, o *Org, k *Key) {
 		b.t.keys[k.Hash] = k
 	}
 	b.scopes(at+".scopes", k.Scopes)
+	if k.ExpiresAt != nil && (k.ExpiresAt.UTC().Year() < 1970 || k.ExpiresAt.UTC().Year() > 9999) {
+		b.add(at+".expires_at", "must be a time between the years 1970 and 9999")
+	}
+	if k.AllowedIPs != nil && len(k.AllowedIPs) == 0 {
+		// No list allows every address; an empty one reads as "none".
+		b.add(at+".allowed_ips", "an empty list would allow every address; remove the field to allow any address, or list the CIDRs")
+	}
 	for n, cidr := range k.AllowedIPs {
 		if p, ok := b.prefix(fmt.Sprintf("%s.allowed_ips[%d]", at, n), cidr); ok {
 			k.prefixes = append(k.prefixes, p)
@@ -396,8 +472,8 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 	case (is.JWKSURL == "") == (is.PublicKeyFile == ""):
 		b.add(at, "exactly one of jwks_url and public_key_file is required")
 	case is.JWKSURL != "":
-		if u, err := url.Parse(is.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			b.add(at+".jwks_url", "must be an http(s) URL")
+		if reason := checkJWKSURL(is.JWKSURL); reason != "" {
+			b.add(at+".jwks_url", reason)
 		}
 	default:
 		k, err := readIssuerKey(is.PublicKeyFile)
@@ -407,6 +483,9 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 		is.key = k
 	}
 	b.scopes(at+".scopes", is.Scopes)
+	if n := slices.Index(is.Scopes, ScopeKeysWrite); n >= 0 {
+		b.add(fmt.Sprintf("%s.scopes[%d]", at, n), string(ScopeKeysWrite)+" is for secret keys only (the admin API's self-service), not for backend JWTs")
+	}
 	b.t.issuers[is.Issuer] = append(b.t.issuers[is.Issuer], &IssuerRef{JWTIssuer: is, Org: o})
 	if !okIss || !okAud {
 		return
@@ -420,6 +499,40 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 	} else if !seen {
 		b.issuers[pair] = issuerSeen{org: o.ID, at: at}
 	}
+}
+
+// checkJWKSURL requires https for a JWKS URL: the keys fetched from it
+// decide which JWTs are believed, so a plain-http fetch lets anyone on the
+// path mint credentials for the org. Loopback hosts (localhost,
+// 127.0.0.0/8, ::1) may use http, for development. It returns the reason a
+// URL is refused, or "".
+func checkJWKSURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "must be an https URL with a host"
+	}
+	if u.User != nil {
+		return "must have no user info"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if loopbackHost(u.Hostname()) {
+			return ""
+		}
+		return "must be https: the keys fetched from it decide which JWTs are believed (http is accepted only for loopback hosts: localhost, 127.0.0.0/8, ::1)"
+	}
+	return "must be an https URL with a host"
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 type issuerPair struct{ issuer, audience string }
@@ -457,10 +570,10 @@ func (b *builder) agent(at string, o *Org, a *Agent) {
 	if len(a.Channels) == 0 {
 		b.add(at+".channels", "at least one of webrtc, chat")
 	}
-	seen := map[string]bool{}
+	seen := map[Channel]bool{}
 	for n, c := range a.Channels {
 		if c != ChannelWebRTC && c != ChannelChat {
-			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("unknown channel %q: webrtc or chat", truncate(c)))
+			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("unknown channel %q: webrtc or chat", truncate(string(c))))
 		} else if seen[c] {
 			b.add(fmt.Sprintf("%s.channels[%d]", at, n), fmt.Sprintf("duplicate channel %q", c))
 		}
@@ -477,8 +590,24 @@ func (b *builder) agent(at string, o *Org, a *Agent) {
 }
 
 func (b *builder) public(at string, a *Agent) {
-	if b.keyHash(at+".key_hash", a.Public.KeyHash) {
-		b.t.publishable[a.Public.KeyHash] = a
+	// key_hash, or keys (an explicitly empty list: no key yet, or all
+	// revoked), or both.
+	if a.Public.KeyHash != "" || a.Public.Keys == nil {
+		if b.keyHash(at+".key_hash", a.Public.KeyHash) {
+			b.t.publishable[a.Public.KeyHash] = a
+		}
+	}
+	ids := map[string]bool{}
+	for n, k := range a.Public.Keys {
+		kat := fmt.Sprintf("%s.keys[%d]", at, n)
+		b.id(kat+".id", k.ID)
+		if ids[k.ID] {
+			b.add(kat+".id", fmt.Sprintf("duplicate publishable key id %q", k.ID))
+		}
+		ids[k.ID] = true
+		if b.keyHash(kat+".hash", k.Hash) {
+			b.t.publishable[k.Hash] = a
+		}
 	}
 	if a.Public.RatePerMinute < 0 || a.Public.RatePerMinute > 1_000_000 {
 		b.add(at+".rate_per_minute", "1 to 1000000, or absent for the org tier's rate")
@@ -558,13 +687,13 @@ func (v *validator) id(field, id string) {
 	}
 }
 
-func (v *validator) scopes(field string, scopes []string) {
+func (v *validator) scopes(field string, scopes []Scope) {
 	if len(scopes) == 0 {
 		v.add(field, "at least one scope is required")
 	}
 	for n, s := range scopes {
 		if !slices.Contains(AllScopes, s) {
-			v.add(fmt.Sprintf("%s[%d]", field, n), fmt.Sprintf("unknown scope %q: one of %s", truncate(s), strings.Join(AllScopes, ", ")))
+			v.add(fmt.Sprintf("%s[%d]", field, n), fmt.Sprintf("unknown scope %q: one of %s", truncate(string(s)), ScopeList(", ")))
 		}
 	}
 }

@@ -205,12 +205,13 @@ func (idx lineIndex) last() string {
 
 // schema maps the type names in yaml.v3 errors to the file's types.
 var schema = map[string]reflect.Type{
-	"config.File":      reflect.TypeFor[File](),
-	"config.Org":       reflect.TypeFor[Org](),
-	"config.Key":       reflect.TypeFor[Key](),
-	"config.JWTIssuer": reflect.TypeFor[JWTIssuer](),
-	"config.Agent":     reflect.TypeFor[Agent](),
-	"config.Public":    reflect.TypeFor[Public](),
+	"config.File":       reflect.TypeFor[File](),
+	"config.Org":        reflect.TypeFor[Org](),
+	"config.Key":        reflect.TypeFor[Key](),
+	"config.JWTIssuer":  reflect.TypeFor[JWTIssuer](),
+	"config.Agent":      reflect.TypeFor[Agent](),
+	"config.Public":     reflect.TypeFor[Public](),
+	"config.OrgLiveKit": reflect.TypeFor[OrgLiveKit](),
 }
 
 func knownFields(typeName string) string {
@@ -220,7 +221,8 @@ func knownFields(typeName string) string {
 	}
 	var names []string
 	for i := range t.NumField() {
-		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
+		// api_secret is decoded only to be refused: never suggest it.
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" && tag != "api_secret" {
 			names = append(names, tag)
 		}
 	}
@@ -233,9 +235,9 @@ func expected(goType string) string {
 		return "true or false"
 	case "int", "int64", "uint32":
 		return "a whole number"
-	case "string":
+	case "string", "config.Scope", "config.Channel":
 		return "a string"
-	case "[]string":
+	case "[]string", "[]config.Scope", "[]config.Channel":
 		return "a list of strings"
 	case "time.Time":
 		return "a date and time such as 2027-06-01T00:00:00Z"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one:
 #   checks the repository's hygiene (no tracked binaries, every go.mod tidy),
-#   installs what is missing (redis-server, chromium, livekit-server, the widget's,
+#   installs what is missing (redis-server, chromium, espeak-ng, postgresql, livekit-server, the widget's,
 #   the OpenAPI linter's and the example agent's npm packages), starts one Redis
 #   on loopback, checks formatting, vet and the OpenAPI document, runs every test
 #   with the race detector (none skipped: -short is for `go test -short ./...` by hand),
@@ -62,10 +62,15 @@ for mod in $( (git ls-files '*go.mod' 2>/dev/null || find . -name go.mod -not -p
   fi
 done
 
-# 1. What the tests run against: Debian's redis-server and chromium.
+# 1. What the tests run against: Debian's redis-server and chromium, and
+# espeak-ng, which speaks the WAV file the browser tests' fake microphone plays.
 missing=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server redis-tools)
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+# curl and jq run the README's admin API examples (TestREADMEAdminExamples).
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -74,14 +79,33 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v node >/dev/null || { echo "node is required for the browser and agent worker tests"; exit 1; }
 
+# PostgreSQL for the tenant registry's tests, which start their own
+# throwaway servers on loopback (internal/testenv/postgres.go). No default
+# cluster: nothing listens on 5432 after the install.
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  log "installing postgresql"
+  export DEBIAN_FRONTEND=noninteractive
+  mkdir -p /etc/postgresql-common
+  grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf ||
+    echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+  apt-get update -qq
+  apt-get install -y -qq postgresql >/dev/null
+fi
+
 # The widget's npm packages (livekit-client, esbuild, playwright-core), from
-# the lock file; the bundle the broker embeds must match its sources.
+# the lock file; the bundle the broker embeds must match its sources (the
+# widget's, and @voicebroker/client's in clients/js/src, which it bundles).
 log "npm ci (examples/widget)"
 (cd examples/widget && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null)
 if [ -n "$(git status --porcelain -- examples/widget/dist 2>/dev/null)" ]; then
   git status --short -- examples/widget/dist
   echo "examples/widget/dist is stale: run 'npm run build' in examples/widget and commit it"; exit 1
 fi
+
+# The browser client library (clients/js): installed from its lock file,
+# built, and its unit tests run (node's test runner).
+log "clients/js: npm ci, npm test"
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm test 2>&1 | tail -n 9)
 
 # The OpenAPI linter (npm's @redocly/cli), installed from scripts/tools'
 # lock file into a cache keyed by that file, so later runs and other

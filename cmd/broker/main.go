@@ -3,7 +3,10 @@
 //	broker [serve]                              run the service
 //	broker keys new --org ORG --id ID --scopes a,b [--env live|test]
 //	broker keys new --publishable --org ORG --agent AGENT [--origins a,b] [--env live|test]
+//	broker keys new --admin
 //	broker config check FILE
+//	broker tenants import FILE | export
+//	broker migrate
 //	broker version
 package main
 
@@ -34,7 +37,11 @@ const usage = `usage:
   broker [serve]                      run the broker (configured by BROKER_* variables)
   broker keys new --org ORG --id ID --scopes a,b [--env live|test]
   broker keys new --publishable --org ORG --agent AGENT [--origins a,b] [--env live|test]
+  broker keys new --admin             a platform admin key for the admin API (BROKER_ADMIN_KEY_HASHES)
   broker config check FILE            validate a tenants file
+  broker tenants import FILE          load a tenants file into the database (BROKER_DATABASE_URL)
+  broker tenants export               print the database's tenants as a tenants file
+  broker migrate                      bring the database's registry schema up to date
   broker version
 `
 
@@ -50,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return keysNew(args[2:], stdout, stderr)
 	case args[0] == "config" && len(args) == 3 && args[1] == "check":
 		return configCheck(args[2], stdout, stderr)
+	case args[0] == "tenants" && len(args) >= 2:
+		return tenantsCmd(args[1:], stdout, stderr, getenv)
+	case args[0] == "migrate" && len(args) == 1:
+		return migrateCmd(stdout, stderr, getenv)
 	case args[0] == "version":
 		fmt.Fprintln(stdout, app.Version)
 		return 0
@@ -119,13 +130,17 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	org := fs.String("org", "", "org id")
 	id := fs.String("id", "", "key id (secret keys)")
-	scopes := fs.String("scopes", "", "comma-separated scopes (secret keys): "+strings.Join(config.AllScopes, ","))
+	scopes := fs.String("scopes", "", "comma-separated scopes (secret keys): "+config.ScopeList(","))
 	env := fs.String("env", "live", "live or test")
 	publishable := fs.Bool("publishable", false, "make a publishable key for an agent's public mode")
 	agent := fs.String("agent", "", "agent id (publishable keys)")
 	originList := fs.String("origins", "", "comma-separated allowed origins (publishable keys), e.g. https://www.mysite.com,https://*.mysite.com")
+	admin := fs.Bool("admin", false, "make a platform admin key for the admin API (BROKER_ADMIN_KEY_HASHES)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *admin {
+		return adminKeyNew(fs, stdout, stderr)
 	}
 	var problems []string
 	if fs.NArg() > 0 {
@@ -165,8 +180,8 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
 			if s = strings.TrimSpace(s); s == "" {
 				continue
 			}
-			if !slices.Contains(config.AllScopes, s) {
-				problems = append(problems, fmt.Sprintf("unknown scope %q (one of %s)", s, strings.Join(config.AllScopes, ", ")))
+			if !slices.Contains(config.AllScopes, config.Scope(s)) {
+				problems = append(problems, fmt.Sprintf("unknown scope %q (one of %s)", s, config.ScopeList(", ")))
 			}
 			scopeList = append(scopeList, s)
 		}
@@ -203,6 +218,45 @@ func keysNew(args []string, stdout, stderr io.Writer) int {
         hash: "%s"
         scopes: [%s]
 `, *id, *org, key, *org, *id, apikey.Hash(key), strings.Join(scopeList, ", "))
+	return 0
+}
+
+// adminKeyNew is `broker keys new --admin`: a platform admin key, printed
+// once, and the hash that goes into BROKER_ADMIN_KEY_HASHES. It takes no
+// other flag: an admin key belongs to no org and is always live.
+func adminKeyNew(fs *flag.FlagSet, stdout, stderr io.Writer) int {
+	var problems []string
+	fs.Visit(func(f *flag.Flag) {
+		switch {
+		case f.Name == "admin":
+		case f.Name == "env" && f.Value.String() == "live":
+		case f.Name == "env":
+			problems = append(problems, "--env: admin keys are always live (ak_live_)")
+		default:
+			problems = append(problems, "--"+f.Name+" is not for admin keys (an admin key belongs to no org)")
+		}
+	})
+	if fs.NArg() > 0 {
+		problems = append(problems, "unexpected arguments: "+strings.Join(fs.Args(), " "))
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(stderr, "broker keys new:\n  "+strings.Join(problems, "\n  "))
+		return 2
+	}
+	key, err := apikey.New(apikey.Admin, apikey.Live)
+	if err != nil {
+		fmt.Fprintln(stderr, "broker keys new:", err)
+		return 1
+	}
+	hash := apikey.Hash(key)
+	fmt.Fprintf(stdout, `# Platform admin key. It opens the whole admin API (every org); it is shown
+# once: keep it in your secret manager. Only its hash goes to the broker.
+%s
+
+# Add the hash to BROKER_ADMIN_KEY_HASHES (a comma list of such hashes);
+# logs and the audit trail name this key %s.
+BROKER_ADMIN_KEY_HASHES=%s
+`, key, "admin:"+hash[len(apikey.HashPrefix):len(apikey.HashPrefix)+8], hash)
 	return 0
 }
 

@@ -1,7 +1,9 @@
 // The job of voicebroker's example agent, run in a job process for each
 // room LiveKit dispatches to the worker: join, greet the caller with a
 // short tone, then echo the caller's microphone back on the agent's own
-// audio track until the caller leaves.
+// audio track until the caller leaves, logging the level of what it hears
+// (agent.heard) and the caller's mute button (agent.caller_muted,
+// agent.caller_unmuted).
 import { AutoSubscribe, defineAgent } from '@livekit/agents';
 import {
   AudioFrame,
@@ -30,12 +32,36 @@ async function tone(source, hz, seconds) {
   }
 }
 
-// echo plays a remote audio track into source, frame by frame.
-async function echo(track, source) {
+// Frames of 10 ms per agent.heard event (half a second).
+const LEVEL_WINDOW = 50;
+
+// echo plays a remote audio track into source, frame by frame, and calls
+// heard every LEVEL_WINDOW frames with the level of what it received:
+// {frames, rms, peak}, full scale 1.0 (rms of the whole window, peak the
+// loudest frame's rms). Silence is 0; the caller's speech is around 0.01 to 0.3.
+async function echo(track, source, heard) {
   const stream = new AudioStream(track, { sampleRate: SAMPLE_RATE, numChannels: 1 });
+  let frames = 0;
+  let sumSquares = 0;
+  let samples = 0;
+  let peak = 0;
   for await (const frame of stream) {
+    const d = frame.data;
+    let s = 0;
+    for (let i = 0; i < d.length; i++) s += d[i] * d[i];
+    sumSquares += s;
+    samples += d.length;
+    if (d.length > 0) peak = Math.max(peak, Math.sqrt(s / d.length) / 32768);
+    if (++frames === LEVEL_WINDOW) {
+      heard({ frames, rms: round4(Math.sqrt(sumSquares / Math.max(samples, 1)) / 32768), peak: round4(peak) });
+      frames = sumSquares = samples = peak = 0;
+    }
     await source.captureFrame(frame);
   }
+}
+
+function round4(x) {
+  return Math.round(x * 10000) / 10000;
 }
 
 export default defineAgent({
@@ -87,9 +113,16 @@ export default defineAgent({
       if (echoing || p.identity !== caller.identity || t.kind !== TrackKind.KIND_AUDIO) return;
       echoing = true;
       emit('agent.echo', { ...base, caller: caller.identity, track: t.sid });
-      echo(t, source).catch((e) => emit('agent.error', { ...base, error: String(e) }));
+      const heard = (level) => emit('agent.heard', { ...base, caller: caller.identity, track: t.sid, ...level });
+      echo(t, source, heard).catch((e) => emit('agent.error', { ...base, error: String(e) }));
     };
     ctx.room.on(RoomEvent.TrackSubscribed, (t, _pub, p) => start(t, p));
+    // The caller's mute button, as the agent sees it.
+    for (const [ev, name] of [[RoomEvent.TrackMuted, 'agent.caller_muted'], [RoomEvent.TrackUnmuted, 'agent.caller_unmuted']]) {
+      ctx.room.on(ev, (pub, p) => {
+        if (p.identity === caller.identity) emit(name, { ...base, caller: caller.identity, track: pub.sid });
+      });
+    }
     for (const pub of caller.trackPublications.values()) {
       if (pub.track) start(pub.track, caller);
     }

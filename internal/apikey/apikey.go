@@ -1,17 +1,19 @@
 // Package apikey generates, recognises and hashes voicebroker's API keys.
 //
 // A secret key is "sk_live_" or "sk_test_" followed by 43 base62 characters
-// (256 random bits); a publishable key is the same with "pk_". Only the
-// SHA-256 of the whole key, written "sha256:<64 hex>", is ever stored.
+// (256 random bits); a publishable key is the same with "pk_"; a platform
+// admin key (the admin API's credential) is "ak_live_" and the same body.
+// Only the SHA-256 of the whole key, written "sha256:<64 hex>", is ever
+// stored.
 package apikey
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"math/big"
 	"strings"
+
+	"github.com/voicebroker/voicebroker/pkg/rooms"
 )
 
 // Kind says what a key may be used for.
@@ -21,6 +23,9 @@ type Kind string
 const (
 	Secret      Kind = "sk"
 	Publishable Kind = "pk"
+	// Admin is a platform admin key: the whole tenant registry through the
+	// admin API. It is always live (ak_live_); see ParseAdmin.
+	Admin Kind = "ak"
 )
 
 // Env is the environment a key belongs to.
@@ -34,7 +39,6 @@ const (
 )
 
 const (
-	alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	// BodyLength is the number of base62 characters a generated key carries:
 	// 62^43 > 2^256.
 	BodyLength = 43
@@ -49,17 +53,11 @@ var ErrFormat = errors.New("apikey: not an API key")
 
 // New returns a fresh key of the kind and environment, from crypto/rand.
 func New(kind Kind, env Env) (string, error) {
-	var b strings.Builder
-	b.WriteString(string(kind) + "_" + string(env) + "_")
-	max := big.NewInt(int64(len(alphabet)))
-	for range BodyLength {
-		n, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			return "", err
-		}
-		b.WriteByte(alphabet[n.Int64()])
+	body, err := rooms.RandomBase62(BodyLength)
+	if err != nil {
+		return "", err
 	}
-	return b.String(), nil
+	return string(kind) + "_" + string(env) + "_" + body, nil
 }
 
 // Parse reports the kind and environment of key, or ErrFormat when it is not
@@ -87,11 +85,30 @@ func Parse(key string) (Kind, Env, error) {
 		return "", "", ErrFormat
 	}
 	for i := 8; i < len(key); i++ {
-		if strings.IndexByte(alphabet, key[i]) < 0 {
+		if strings.IndexByte(rooms.Base62, key[i]) < 0 {
 			return "", "", ErrFormat
 		}
 	}
 	return kind, env, nil
+}
+
+// AdminPrefix starts every platform admin key.
+const AdminPrefix = "ak_live_"
+
+// ParseAdmin returns ErrFormat unless key is a well-formed platform admin
+// key: "ak_live_" and at least 43 base62 characters, at most MaxLength in
+// all. Parse does not accept admin keys: they authenticate nowhere but the
+// admin API.
+func ParseAdmin(key string) error {
+	if len(key) > MaxLength || len(key) < len(AdminPrefix)+BodyLength || !strings.HasPrefix(key, AdminPrefix) {
+		return ErrFormat
+	}
+	for i := len(AdminPrefix); i < len(key); i++ {
+		if strings.IndexByte(rooms.Base62, key[i]) < 0 {
+			return ErrFormat
+		}
+	}
+	return nil
 }
 
 // Looks reports whether s has the prefix of an API key (sk_ or pk_), so the

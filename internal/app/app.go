@@ -13,21 +13,21 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/examples/widget"
-	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/httpapi"
 	"github.com/voicebroker/voicebroker/internal/keyfile"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
+	"github.com/voicebroker/voicebroker/internal/registry"
 	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/internal/store/memory"
 	vbredis "github.com/voicebroker/voicebroker/internal/store/redis"
@@ -52,17 +52,31 @@ type DevKeys struct {
 type App struct {
 	Env     *config.Env
 	Log     *slog.Logger
-	Tenants *config.Holder
+	Tenants registry.Registry
 	Store   store.Store
 	Metrics *metrics.Metrics
 	Issuer  *token.Issuer
 	DevKeys *DevKeys // nil unless the embedded tenant is in use
 
-	handler  http.Handler
+	handler  http.Handler // api behind the registry gate and the request deadline
+	api      http.Handler // the routes alone
 	server   *http.Server
 	listener net.Listener
-	closeMu  sync.Mutex
-	closed   bool
+	// metricsServer and metricsListener serve /metrics apart from the API
+	// when BROKER_METRICS_ADDR is set; nil otherwise.
+	metricsServer   *http.Server
+	metricsListener net.Listener
+	// adminHandler, adminServer and adminListener serve the admin API apart
+	// from the rest when BROKER_ADMIN_ADDR is set; nil otherwise.
+	adminHandler  http.Handler
+	adminServer   *http.Server
+	adminListener net.Listener
+	closeMu       sync.Mutex
+	closed        bool
+	// tenantsMismatch is 1 while a writable registry's snapshot fails the
+	// environment's checks (config.Env.CheckTenants): an API secret naming
+	// an org deleted through the admin API. See watchTenantChecks.
+	tenantsMismatch atomic.Bool
 }
 
 // New builds an App from the environment. It does not listen yet. Every
@@ -95,6 +109,10 @@ func (a *App) build() error {
 	if err != nil {
 		return fmt.Errorf("BROKER_VERIFY_KEY_FILES: %w", err)
 	}
+	dpop, err := newDPoPVerifier(env.PublicURL)
+	if err != nil {
+		return err
+	}
 
 	var service *auth.Service
 	if env.AuthServiceURL != "" {
@@ -109,20 +127,26 @@ func (a *App) build() error {
 		log.Warn("AUTH_REQUIRED=false: requests without a credential are let through (development only)", "event", "auth.disabled")
 	}
 
+	// The default LiveKit project (LIVEKIT_*), and the orgs' own projects
+	// from the registry: each org's tokens, room calls and webhooks go to
+	// its own project when it has one.
+	lkOpt := livekit.Options{
+		TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
+		Observe: func(op string, d time.Duration, err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
+		},
+	}
 	var lk *livekit.Client
 	if env.LiveKitConfigured() {
-		lk = livekit.New(livekit.Options{
-			URL: env.LiveKitURL, APIKey: env.LiveKitAPIKey, APISecret: env.LiveKitAPISecret,
-			TokenTTL: env.LiveKitTokenTTL, Timeout: env.LiveKitTimeout,
-			Observe: func(op string, d time.Duration, err error) {
-				result := "ok"
-				if err != nil {
-					result = "error"
-				}
-				a.Metrics.LiveKitCalls.WithLabelValues(op, result).Observe(d.Seconds())
-			},
-		})
+		o := lkOpt
+		o.URL, o.APIKey, o.APISecret = env.LiveKitURL, env.LiveKitAPIKey, env.LiveKitAPISecret
+		lk = livekit.New(o)
 	}
+	projects := livekit.NewProjects(lk, a.Tenants.Snapshot, lkOpt)
 
 	if err := a.openStore(); err != nil {
 		return err
@@ -134,58 +158,81 @@ func (a *App) build() error {
 	if !env.Production() {
 		demoFS = widget.FS()
 		if a.DevKeys != nil {
-			demoConfig = map[string]string{"broker": "", "key": a.DevKeys.Publishable, "agent": config.DemoAgent, "channel": config.ChannelWebRTC}
+			demoConfig = map[string]string{"broker": "", "key": a.DevKeys.Publishable, "agent": config.DemoAgent, "channel": string(config.ChannelWebRTC)}
 		} else {
 			demoConfig = map[string]string{"error": "the demo page needs the embedded development tenant, or ?broker=&key=&agent= in its URL"}
 		}
 	}
 
-	a.handler = withDeadline(env.RequestTimeout, httpapi.New(httpapi.Deps{
-		Tenants:      a.Tenants,
-		Auth:         authn,
-		Store:        st,
-		Issuer:       a.Issuer,
-		Verifier:     verifier,
-		JWKS:         token.NewJWKS(append([]*token.Key{signing}, verify...)...),
-		Log:          log,
-		Metrics:      a.Metrics,
-		PublicURL:    env.PublicURL,
-		ClientIP:     httpapi.ClientIP{Trusted: env.TrustedProxies},
-		Leeway:       token.DefaultLeeway,
-		LiveKit:      lk,
-		Production:   env.Production(),
-		AuthRequired: env.AuthRequired,
-		Demo:         demoFS,
-		DemoConfig:   demoConfig,
-		ConnectRate:  env.ConnectRatePerMin,
-		PublicRate:   env.PublicRatePerMin,
-	}))
+	deps := httpapi.Deps{
+		Tenants:          a.Tenants,
+		Auth:             authn,
+		Store:            st,
+		Issuer:           a.Issuer,
+		Verifier:         verifier,
+		DPoP:             dpop,
+		JWKS:             token.NewJWKS(append([]*token.Key{signing}, verify...)...),
+		Log:              log,
+		Metrics:          a.Metrics,
+		PublicURL:        env.PublicURL,
+		ClientIP:         httpapi.ClientIP{Trusted: env.TrustedProxies},
+		Leeway:           token.DefaultLeeway,
+		LiveKit:          lk,
+		LiveKitProjects:  projects,
+		Production:       env.Production(),
+		AuthRequired:     env.AuthRequired,
+		Demo:             demoFS,
+		DemoConfig:       demoConfig,
+		ConnectRate:      env.ConnectRatePerMin,
+		PublicRate:       env.PublicRatePerMin,
+		MetricsElsewhere: env.MetricsAddr != "",
+		Admin:            &httpapi.Admin{Registry: a.Tenants, KeyHashes: env.Admin.KeyHashes, Separate: env.Admin.Addr != ""},
+	}
+	a.api = httpapi.New(deps)
+	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
+	if env.Admin.Addr != "" {
+		a.adminHandler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, httpapi.NewAdmin(deps)))
+	}
+	if len(env.Admin.KeyHashes) == 0 {
+		log.Info("BROKER_ADMIN_KEY_HASHES is not set: no platform admin key is accepted; the admin API serves only secret keys with keys:write, for their own org's keys",
+			"event", "admin.no_keys")
+	}
 	return nil
 }
 
-// loadTenants reads the tenants file (or makes the embedded demo tenant)
-// and checks the environment against it: every API secret must name one of
-// its orgs, now and after every reload.
-func (a *App) loadTenants() error {
-	env := a.Env
-	if env.ConfigFile == "" {
-		if env.Production() {
-			return errors.New("BROKER_CONFIG: a tenants file is required in production")
-		}
-		var err error
-		if a.DevKeys, a.Tenants, err = demoTenants(); err != nil {
-			return err
-		}
-		if err := env.CheckTenants(a.Tenants.Current()); err != nil {
-			return fmt.Errorf("%w\n  (no BROKER_CONFIG: the embedded development tenant has the one org %q)", err, config.DemoOrg)
-		}
-		return nil
-	}
-	h, err := config.NewHolder(env.ConfigFile, a.Log, a.Metrics.ReloadHook, env.CheckTenants)
+// newDPoPVerifier builds the checker of the DPoP proofs that /connect
+// wants with sender-constrained tickets: their htu must be the broker's
+// public URL of /connect.
+func newDPoPVerifier(publicURL string) (*token.DPoPVerifier, error) {
+	v, err := token.NewDPoPVerifier(publicURL + "/connect")
 	if err != nil {
-		return fmt.Errorf("BROKER_CONFIG %s: %w", env.ConfigFile, err)
+		// The URL is not echoed, as no URL variable is (config.LoadEnv).
+		reason := strings.TrimPrefix(err.Error(), "token: dpop verifier: htu ")
+		return nil, fmt.Errorf("BROKER_PUBLIC_URL: cannot be the base of the DPoP target URI (BROKER_PUBLIC_URL + \"/connect\"): it %s "+
+			"(want an http or https URL in printable ASCII, with a canonical port and no dot segments or malformed percent-escapes)", reason)
 	}
-	a.Tenants = h
+	return v, nil
+}
+
+// loadTenants opens the tenant registry (the database, the tenants file,
+// or the embedded demo tenant) and checks the environment against it:
+// every API secret must name one of its orgs, at start and, for a file,
+// after every reload.
+func (a *App) loadTenants() error {
+	var err error
+	a.Tenants, a.DevKeys, err = openRegistry(context.Background(), a.Env, a.Log, a.Metrics)
+	if err != nil {
+		return err
+	}
+	a.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "voicebroker_registry_config_mismatch",
+		Help: "1 while the tenant registry's snapshot fails the environment's checks (an API secret naming an org that is gone); the log line registry.check says which.",
+	}, func() float64 {
+		if a.tenantsMismatch.Load() {
+			return 1
+		}
+		return 0
+	}))
 	return nil
 }
 
@@ -222,31 +269,29 @@ func (a *App) openStore() error {
 // every upstream call takes its deadline from it, so none outlives the
 // server's write timeout (config.WriteTimeout).
 func withDeadline(d time.Duration, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+	return deadlineHandler{d: d, next: next}
 }
+
+type deadlineHandler struct {
+	d    time.Duration
+	next http.Handler
+}
+
+func (h deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.d)
+	defer cancel()
+	h.next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// Unwrap returns the API handler within, for tests that read its routes.
+func (h deadlineHandler) Unwrap() http.Handler { return h.next }
 
 // Handler returns the HTTP handler, for in-process benchmarks.
 func (a *App) Handler() http.Handler { return a.handler }
 
-func demoTenants() (*DevKeys, *config.Holder, error) {
-	sk, err := apikey.New(apikey.Secret, apikey.Test)
-	if err != nil {
-		return nil, nil, err
-	}
-	pk, err := apikey.New(apikey.Publishable, apikey.Test)
-	if err != nil {
-		return nil, nil, err
-	}
-	t, err := config.Demo(apikey.Hash(sk), apikey.Hash(pk))
-	if err != nil {
-		return nil, nil, err
-	}
-	return &DevKeys{Secret: sk, Publishable: pk}, config.StaticHolder(t), nil
-}
+// API returns the routes without the outer middleware (registry gate,
+// request deadline), for tests that inspect the route table.
+func (a *App) API() http.Handler { return a.api }
 
 // loadKeys reads the signing key and the keys still accepted; without a
 // signing key file (development only) an ephemeral Ed25519 key is made.
@@ -299,16 +344,45 @@ func readKey(path string) (*token.Key, error) {
 	return tk, nil
 }
 
-// Listen binds the listen address; Addr then reports the bound address
-// (useful with port 0).
+// Listen binds the listen address, and BROKER_METRICS_ADDR and
+// BROKER_ADMIN_ADDR when set; Addr, MetricsAddr and AdminAddr then report
+// the bound addresses (useful with port 0). On error nothing is left bound.
 func (a *App) Listen() error {
 	l, err := net.Listen("tcp", a.Env.Addr)
 	if err != nil {
 		return fmt.Errorf("BROKER_ADDR %s: %w", a.Env.Addr, err)
 	}
+	if a.Env.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", a.Env.MetricsAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("BROKER_METRICS_ADDR %s: %w", a.Env.MetricsAddr, err)
+		}
+		a.metricsListener = ml
+		a.metricsServer = a.newServer(metricsOnly(a.Metrics.Handler()))
+	}
+	if a.adminHandler != nil {
+		al, err := net.Listen("tcp", a.Env.Admin.Addr)
+		if err != nil {
+			l.Close()
+			if a.metricsListener != nil {
+				a.metricsListener.Close()
+				a.metricsListener, a.metricsServer = nil, nil
+			}
+			return fmt.Errorf("BROKER_ADMIN_ADDR %s: %w", a.Env.Admin.Addr, err)
+		}
+		a.adminListener = al
+		a.adminServer = a.newServer(a.adminHandler)
+	}
 	a.listener = l
-	a.server = &http.Server{
-		Handler:           a.handler,
+	a.server = a.newServer(a.handler)
+	return nil
+}
+
+// newServer is an HTTP server with the broker's limits and deadlines.
+func (a *App) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		// The response deadline; every upstream deadline ends before it
@@ -318,11 +392,51 @@ func (a *App) Listen() error {
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn),
 	}
-	return nil
+}
+
+// metricsOnly serves GET (and HEAD) /metrics and answers anything else
+// in the contract's error shape.
+func metricsOnly(metrics http.Handler) http.Handler {
+	refuse := func(w http.ResponseWriter, status int, code, message string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"error":%q,"message":%q}`+"\n", code, message)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path != "/metrics":
+			refuse(w, http.StatusNotFound, "not_found", "this listener serves only /metrics")
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			w.Header().Set("Allow", "GET, HEAD")
+			refuse(w, http.StatusMethodNotAllowed, "method_not_allowed", "/metrics answers GET")
+		default:
+			metrics.ServeHTTP(w, r)
+		}
+	})
 }
 
 // Addr returns the bound address, after Listen.
 func (a *App) Addr() string { return a.listener.Addr().String() }
+
+// MetricsAddr returns the bound address of the /metrics listener, after
+// Listen; "" when /metrics is served on the main listener.
+func (a *App) MetricsAddr() string {
+	if a.metricsListener == nil {
+		return ""
+	}
+	return a.metricsListener.Addr().String()
+}
+
+// AdminAddr returns the bound address of the admin API's own listener
+// (BROKER_ADMIN_ADDR), after Listen; "" when the admin API is on the main
+// listener.
+func (a *App) AdminAddr() string {
+	if a.adminListener == nil {
+		return ""
+	}
+	return a.adminListener.Addr().String()
+}
 
 // Run serves until ctx ends, then stops accepting, lets in-flight requests
 // finish (up to ShutdownTimeout) and returns. SIGHUP reloads the tenants
@@ -333,12 +447,14 @@ func (a *App) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// The registry follows its source (file polling and SIGHUP, or the
+	// database) until Run returns.
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	go a.Tenants.Watch(watchCtx, a.Env.ReloadInterval, hup)
+	followed := make(chan struct{})
+	checked := make(chan struct{})
+	go func() { a.Tenants.Run(watchCtx); close(followed) }()
+	go func() { a.watchTenantChecks(watchCtx); close(checked) }()
+	defer func() { stopWatch(); <-followed; <-checked }()
 
 	if a.Env.PprofAddr != "" {
 		stop, err := a.servePprof()
@@ -348,26 +464,56 @@ func (a *App) Run(ctx context.Context) error {
 		defer stop()
 	}
 
-	errc := make(chan error, 1)
+	servers := []*http.Server{a.server}
+	errc := make(chan error, 3)
 	go func() { errc <- a.server.Serve(a.listener) }()
+	if a.metricsServer != nil {
+		servers = append(servers, a.metricsServer)
+		go func() { errc <- a.metricsServer.Serve(a.metricsListener) }()
+		a.Log.Info("metrics listening", "event", "metrics", "addr", a.MetricsAddr())
+	}
+	if a.adminServer != nil {
+		servers = append(servers, a.adminServer)
+		go func() { errc <- a.adminServer.Serve(a.adminListener) }()
+		a.Log.Info("admin API listening", "event", "admin", "admin_addr", a.AdminAddr())
+	}
 	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "env", a.Env.Environment,
 		"version", Version, "store", storeKind(a.Env), "tenants", tenantsSource(a.Env))
 
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
+		// One listener failed: stop the other too, and report it.
 	case <-ctx.Done():
 	}
 	a.Log.Info("shutting down", "event", "shutdown")
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	if err := a.server.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	// Every listener stops accepting at once and lets its in-flight
+	// requests finish within the same deadline.
+	shut := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() { shut <- srv.Shutdown(sctx) }()
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	var shutdownErr error
+	for range servers {
+		if err := <-shut; err != nil && shutdownErr == nil {
+			shutdownErr = fmt.Errorf("shutdown: %w", err)
+		}
 	}
-	return nil
+	pending := len(servers)
+	if serveErr != nil {
+		pending--
+	}
+	for range pending {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = err
+		}
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return shutdownErr
 }
 
 // servePprof serves net/http/pprof on its own loopback listener, apart
@@ -401,6 +547,9 @@ func (a *App) Close() error {
 		return nil
 	}
 	a.closed = true
+	if a.Tenants != nil {
+		a.Tenants.Close()
+	}
 	if a.Store != nil {
 		return a.Store.Close()
 	}
@@ -429,7 +578,10 @@ func storeTarget(env *config.Env) string {
 }
 
 func tenantsSource(env *config.Env) string {
-	if env.ConfigFile == "" {
+	switch {
+	case env.Registry.DatabaseURL != "":
+		return "database"
+	case env.ConfigFile == "":
 		return "embedded demo"
 	}
 	return env.ConfigFile

@@ -113,6 +113,14 @@ func startAuthPeer(t *testing.T, pub crypto.PublicKey) *authPeer {
 				return authservice.Decision{Status: 500}
 			case "user-down":
 				return authservice.Decision{Status: 503}
+			case "user-dup":
+				// auth_id twice: encoding/json alone would take the last.
+				return authservice.Decision{Status: 200, Body: json.RawMessage(`{"auth_id":"acme","auth_id":"globex"}`)}
+			case "user-case":
+				return authservice.Decision{Status: 200, Body: json.RawMessage(`{"AUTH_ID":"globex"}`)}
+			case "user-huge":
+				// Over 64 KiB: cut short, it would name no org.
+				return authservice.Decision{Status: 200, Body: map[string]string{"pad": strings.Repeat("p", 64<<10), "auth_id": "acme"}}
 			case "user-slow":
 				return authservice.Decision{Status: 200, Body: map[string]string{"auth_id": "acme"}, Delay: 3 * time.Second}
 			}
@@ -158,6 +166,9 @@ func TestDelegatedMode(t *testing.T) {
 		{"user-down", 502, "auth_service_error"},
 		{"user-no-org", 500, "config_error"}, // two orgs: the service must name one
 		{"user-unknown-org", 500, "config_error"},
+		{"user-dup", 502, "auth_service_error"},  // a failed answer, not the first or last org
+		{"user-case", 502, "auth_service_error"}, // AUTH_ID is not auth_id
+		{"user-huge", 502, "auth_service_error"}, // over 64 KiB, not 500 config_error
 	} {
 		t.Run(tc.token, func(t *testing.T) {
 			expect(t, do(t, "POST", b.URL+"/token", tc.token, flo), tc.status, tc.code)
@@ -249,8 +260,9 @@ func TestDelegatedModeES256(t *testing.T) {
 // without credential through as the only org, with a warning each time.
 func TestAuthNotRequired(t *testing.T) {
 	k := newKeys(t)
-	b := startBroker(t, k, map[string]string{"AUTH_REQUIRED": "false"})
-	b.rewriteTenants(t, tenantsYAML(k, func(y string) string { return y[:strings.Index(y, "  - id: globex")] }), "ok")
+	oneOrg := filepath.Join(t.TempDir(), "tenants.yaml")
+	writeFile(t, oneOrg, tenantsYAML(k, func(y string) string { return y[:strings.Index(y, "  - id: globex")] }))
+	b := startBroker(t, k, map[string]string{"AUTH_REQUIRED": "false", "BROKER_CONFIG": oneOrg})
 	expect(t, do(t, "POST", b.URL+"/token", "", flo), 201, "")
 	expect(t, do(t, "POST", b.URL+"/token", "sk_live_"+strings.Repeat("Q", 43), flo), 401, "unauthorized") // a credential is still checked
 	if n := strings.Count(b.Logs.String(), `"event":"auth.skipped"`); n != 1 {
@@ -259,6 +271,49 @@ func TestAuthNotRequired(t *testing.T) {
 	if !strings.Contains(b.Logs.String(), `"event":"auth.disabled"`) {
 		t.Fatal("no start-up warning")
 	}
+}
+
+// TestAuthNotRequiredNeedsItsOrg: with AUTH_REQUIRED=false a request
+// without a credential stands for the only org, or org "default" when
+// there are several. A tenants file with several orgs and no "default"
+// would answer every such request 500, so a reload to one is refused (the
+// start is refused too: cmd/broker's TestStartupMistakes) and the tenants
+// in force keep serving; one with a "default" org is taken, and requests
+// then stand for it.
+func TestAuthNotRequiredNeedsItsOrg(t *testing.T) {
+	k := newKeys(t)
+	oneOrg := filepath.Join(t.TempDir(), "tenants.yaml")
+	writeFile(t, oneOrg, tenantsYAML(k, func(y string) string { return y[:strings.Index(y, "  - id: globex")] }))
+	b := startBroker(t, k, map[string]string{"AUTH_REQUIRED": "false", "BROKER_CONFIG": oneOrg, "BROKER_RELOAD_INTERVAL": "1h"})
+	redeemAs := func(org string) {
+		t.Helper()
+		tok := b.mint(t, "", flo)
+		r := do(t, "POST", b.URL+"/token/redeem", "", map[string]string{"token": tok})
+		expect(t, r, 200, "")
+		if r.Body["org"] != org {
+			t.Fatalf("a request without a credential stood for org %v, want %q", r.Body["org"], org)
+		}
+	}
+	redeemAs("acme")
+
+	for name, file := range map[string]string{
+		"two orgs":            tenantsYAML(k),
+		"a near-miss name":    tenantsYAML(k, func(y string) string { return strings.Replace(y, "id: globex", "id: default-org", 1) }),
+		"three orgs":          tenantsYAML(k) + "  - id: initech\n    tier: free\n",
+		"default as an agent": tenantsYAML(k, func(y string) string { return strings.Replace(y, "id: hank", "id: default", 1) }),
+	} {
+		b.rewriteTenants(t, file, "error")
+		if !strings.Contains(b.Logs.String(), "AUTH_REQUIRED: false lets a request without a credential through") {
+			t.Fatalf("%s: the refused reload does not say why:\n%s", name, b.Logs.String())
+		}
+		redeemAs("acme") // the tenants in force still serve
+	}
+
+	b.rewriteTenants(t, tenantsYAML(k, func(y string) string {
+		y = strings.Replace(y, "id: globex", "id: default", 1)
+		return strings.Replace(y, "id: hank", "id: florencia\n        livekit_agent_name: default-florencia", 1)
+	}), "ok")
+	redeemAs("default")
 }
 
 // issuerKeys are the backends' signing keys of TestBackendJWT.
@@ -319,6 +374,35 @@ func TestBackendJWT(t *testing.T) {
 		}
 		return s
 	}
+	signHeader := func(m jwt.SigningMethod, key any, header map[string]any, c jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(m, c)
+		for name, v := range header {
+			tok.Header[name] = v
+		}
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	with := func(c jwt.MapClaims, name string, v any) jwt.MapClaims {
+		out := jwt.MapClaims{name: v}
+		for n, x := range c {
+			if n != name {
+				out[n] = x
+			}
+		}
+		return out
+	}
+	without := func(c jwt.MapClaims, name string) jwt.MapClaims {
+		out := jwt.MapClaims{}
+		for n, x := range c {
+			if n != name {
+				out[n] = x
+			}
+		}
+		return out
+	}
 	pemIss, jwksIss := "https://auth.acme.example", "https://idp.acme.example"
 	good := claims(pemIss, "voicebroker", now, now.Add(10*time.Minute))
 	goodJWKS := claims(jwksIss, "voicebroker", now, now.Add(10*time.Minute))
@@ -348,6 +432,12 @@ func TestBackendJWT(t *testing.T) {
 		{"issuer's key, other issuer's name", sign(jwt.SigningMethodES256, ik.ec, "ec-1", good), 401, "unauthorized"},
 		{"unknown kid", sign(jwt.SigningMethodES256, ik.ec, "nope", goodJWKS), 401, "unauthorized"},
 		{"within the 30 s leeway", sign(jwt.SigningMethodRS256, ik.rsa, "", claims(pemIss, "voicebroker", now.Add(-10*time.Minute), now.Add(-20*time.Second))), 201, ""},
+		// Read strictly: dates are numbers, no crit, no case variants.
+		{"exp a string", sign(jwt.SigningMethodRS256, ik.rsa, "", with(good, "exp", fmt.Sprint(now.Add(10*time.Minute).Unix()))), 401, "unauthorized"},
+		{"iat a string", sign(jwt.SigningMethodES256, ik.ec, "ec-1", with(goodJWKS, "iat", fmt.Sprint(now.Unix()))), 401, "unauthorized"},
+		{"a crit header", signHeader(jwt.SigningMethodRS256, ik.rsa, map[string]any{"crit": []string{"x-ext"}, "x-ext": true}, good), 401, "unauthorized"},
+		{"exp and EXP", sign(jwt.SigningMethodRS256, ik.rsa, "", with(good, "EXP", now.Add(50*time.Minute).Unix())), 401, "unauthorized"},
+		{"Aud in another case", sign(jwt.SigningMethodEdDSA, ik.ed, "ed-1", with(without(goodJWKS, "aud"), "Aud", "voicebroker")), 401, "unauthorized"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			expect(t, do(t, "POST", b.URL+"/token", tc.tok, flo), tc.status, tc.code)

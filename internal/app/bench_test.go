@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/voicebroker/voicebroker/internal/testenv"
+	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
 // Benchmarks of mint and redeem through the whole HTTP stack on loopback
@@ -150,6 +152,70 @@ func BenchmarkConnect(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkConnectDPoP: /connect with a sender-constrained ticket and its
+// DPoP proof against /connect with a bearer ticket, side by side on one
+// broker per store. Tickets and proofs are made before the timer starts
+// (a proof is the client's cost, not the broker's), so the difference is
+// what the broker adds: the proof's verification (ES256) and the proof's
+// jti recorded in the nonce's store step. LiveKit is configured but
+// /connect never calls it.
+func BenchmarkConnectDPoP(b *testing.B) {
+	key, err := token.GenerateKey(token.ES256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, store := range []string{"memory", "redis"} {
+		vars := map[string]string{
+			"LIVEKIT_URL": hangingLiveKit(b), "LIVEKIT_API_KEY": "testkey",
+			"LIVEKIT_API_SECRET": "vb-test-secret-0123456789abcdef0123456789", "BROKER_CONNECT_RATE_PER_MINUTE": "1000000",
+		}
+		if store == "redis" {
+			vars["BROKER_REDIS_URL"] = nextRedisURL(b)
+		}
+		br := benchBrokerVars(b, vars)
+		for _, mode := range []string{"bearer", "dpop"} {
+			mintBody := hankBody
+			if mode == "dpop" {
+				mintBody = []byte(`{"agent":"hank","channel":"webrtc","dpop_jkt":"` + key.ID() + `"}`)
+			}
+			b.Run(store+"/"+mode, func(b *testing.B) {
+				type request struct{ ticket, proof string }
+				reqs := make(chan request, b.N+1)
+				for range b.N + 1 {
+					var m struct{ Token string }
+					json.Unmarshal(mustPost(b, br.URL+"/token", br.keys.globex, mintBody, 201), &m)
+					r := request{ticket: m.Token}
+					if mode == "dpop" {
+						if r.proof, err = token.NewDPoPProof(key, "POST", "http://broker.test/connect", time.Now()); err != nil {
+							b.Fatal(err)
+						}
+					}
+					reqs <- r
+				}
+				close(reqs)
+				send := func(r request) []byte {
+					if r.proof == "" {
+						return post(b, br.URL+"/connect", r.ticket, nil, 201)
+					}
+					return post(b, br.URL+"/connect", r.ticket, nil, 201, "DPoP", r.proof)
+				}
+				if send(<-reqs) == nil { // warm up
+					b.FailNow()
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if send(<-reqs) == nil {
+							return
+						}
+					}
+				})
+			})
+		}
+	}
 }
 
 // BenchmarkLiveKitToken: /livekit/token for a fresh generated room each time.

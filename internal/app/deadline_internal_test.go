@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +58,53 @@ func TestServerUsesWriteTimeout(t *testing.T) {
 	}
 	if a.server.WriteTimeout != config.WriteTimeout {
 		t.Fatalf("server write timeout %s, want %s", a.server.WriteTimeout, config.WriteTimeout)
+	}
+}
+
+// TestMetricsServerLimits: the /metrics listener of BROKER_METRICS_ADDR has
+// the main listener's deadlines and header limit; a bind failure leaves
+// nothing bound.
+func TestMetricsServerLimits(t *testing.T) {
+	env, err := config.LoadEnv(func(k string) string {
+		return map[string]string{"BROKER_ADDR": "127.0.0.1:0", "BROKER_METRICS_ADDR": "127.0.0.1:0"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(env, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.listener.Close()
+	defer a.metricsListener.Close()
+	m, s := a.metricsServer, a.server
+	if m == nil || m.WriteTimeout != config.WriteTimeout || m.ReadHeaderTimeout != s.ReadHeaderTimeout || m.ReadTimeout != s.ReadTimeout ||
+		m.IdleTimeout != s.IdleTimeout || m.MaxHeaderBytes != s.MaxHeaderBytes {
+		t.Fatalf("metrics server %+v, main server %+v", m, s)
+	}
+
+	// The metrics address taken: Listen fails naming it and releases the
+	// main address it had bound.
+	held := a.metricsListener.Addr().String()
+	env2, err := config.LoadEnv(func(k string) string {
+		return map[string]string{"BROKER_ADDR": "127.0.0.1:0", "BROKER_METRICS_ADDR": held}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(env2, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Listen(); err == nil || !strings.HasPrefix(err.Error(), "BROKER_METRICS_ADDR "+held+": ") {
+		t.Fatalf("Listen: %v", err)
+	}
+	if b.listener != nil || b.metricsListener != nil {
+		t.Fatal("a listener is left bound after the failure")
 	}
 }

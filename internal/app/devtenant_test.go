@@ -19,6 +19,8 @@ func TestEmbeddedDemoTenant(t *testing.T) {
 	// The widget page, at one URL, configured for the demo agent.
 	if r := do(t, "GET", url+"/demo/", "", nil); r.Status != 200 || !strings.Contains(r.Raw, "voicebroker demo widget") {
 		t.Fatalf("/demo/: %d", r.Status)
+	} else if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Fatalf("/demo/ Content-Security-Policy %q", csp)
 	}
 	if r := do(t, "GET", url+"/demo/widget.js", "", nil); r.Status != 200 || len(r.Raw) < 100_000 {
 		t.Fatalf("/demo/widget.js: %d, %d bytes", r.Status, len(r.Raw))

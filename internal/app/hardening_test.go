@@ -19,6 +19,7 @@ import (
 
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/metrics"
+	"github.com/voicebroker/voicebroker/internal/registry/file"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
@@ -27,7 +28,7 @@ import (
 func reconfigure(t *testing.T, b *broker, yaml string) {
 	t.Helper()
 	writeFile(t, b.Dir+"/tenants.yaml", yaml)
-	if _, err := b.app.Tenants.Reload(true); err != nil {
+	if _, err := b.app.Tenants.(*file.Registry).File().Reload(true); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 }
@@ -106,7 +107,7 @@ func TestMetricsLabelsBounded(t *testing.T) {
 		t.Fatalf("/metrics is %d bytes", size2)
 	}
 	routes := map[string]bool{"unmatched": true}
-	for _, r := range b.app.Handler().(*echo.Echo).Routes() {
+	for _, r := range b.app.API().(*echo.Echo).Routes() {
 		routes[r.Path] = true
 	}
 	for _, s := range after {
@@ -599,7 +600,7 @@ func TestConfigStale(t *testing.T) {
 		return strings.Replace(y, "      - id: office", "      - id: office\n        revokd: true", 1)
 	})
 	writeFile(t, b.Dir+"/tenants.yaml", typo)
-	if _, err := b.app.Tenants.Reload(true); err == nil {
+	if _, err := b.app.Tenants.(*file.Registry).File().Reload(true); err == nil {
 		t.Fatal("the typo reloaded")
 	}
 	if got := metric(t, b, "voicebroker_config_stale"); got != "1" {

@@ -366,7 +366,10 @@ func expect(t testing.TB, r response, status int, code string) {
 // tryDo is do without failing the test on a transport error, for
 // goroutines other than the test's (which must not call t.Fatal).
 func tryDo(method, url, cred string, body any, hdr ...string) (response, error) {
-	data, _ := json.Marshal(body)
+	var data []byte // a nil body is no body, as in do
+	if body != nil {
+		data, _ = json.Marshal(body)
+	}
 	req, err := http.NewRequest(method, url, bytes.NewReader(data))
 	if err != nil {
 		return response{}, err

@@ -343,6 +343,7 @@ func TestWebhookReleasesOwnership(t *testing.T) {
 	globex := k.globex2(t, b)
 	room := "agent_florencia_1700000000_Finish1"
 	joined := join(t, do(t, "POST", b.URL+"/livekit/token", k.acme, map[string]any{"room_name": room, "agent": "florencia", "participant_identity": "finisher"}))
+	claimed := time.Now()
 	waitParticipant(t, b, k.acme, room, "finisher")
 	ctx := context.Background()
 	if owner, err := b.app.Store.RoomOwner(ctx, room); err != nil || owner != "acme" {
@@ -350,6 +351,10 @@ func TestWebhookReleasesOwnership(t *testing.T) {
 	}
 	expect(t, do(t, "POST", b.URL+"/livekit/token", globex, map[string]any{"room_name": room, "agent": "florencia"}), 403, "room_forbidden")
 
+	// LiveKit stamps room_finished in whole seconds, and a claim in the
+	// second the room finished is kept (it may be later than the finish):
+	// finish the room in a later second than the claim.
+	afterSecond(claimed)
 	rs := lksdk.NewRoomServiceClient(lk.HTTPURL(), lk.APIKey, lk.APISecret)
 	if _, err := rs.DeleteRoom(ctx, &lkproto.DeleteRoomRequest{Room: room}); err != nil {
 		t.Fatal(err)
@@ -372,8 +377,9 @@ func TestWebhookReleasesOwnership(t *testing.T) {
 	// Released: the other org may now claim the name.
 	expect(t, do(t, "POST", b.URL+"/livekit/token", globex, map[string]any{"room_name": room, "agent": "florencia"}), 201, "")
 
-	// Forged webhooks.
-	body := []byte(`{"event":"room_finished","room":{"name":"` + room + `","metadata":"{\"auth_id\":\"globex\"}"}}`)
+	// Forged webhooks: a room_finished for globex's claim, dated after it.
+	body := []byte(`{"event":"room_finished","id":"EV_forged1","createdAt":"` + fmt.Sprint(time.Now().Add(time.Hour).Unix()) +
+		`","room":{"name":"` + room + `","metadata":"{\"auth_id\":\"globex\"}"}}`)
 	sign := func(secret string, payload []byte) string {
 		sum := sha256.Sum256(payload)
 		at := auth.NewAccessToken(lk.APIKey, secret).SetValidFor(time.Minute)
@@ -408,6 +414,16 @@ func TestWebhookReleasesOwnership(t *testing.T) {
 	}
 	// A genuine signature over the same body is accepted and releases.
 	expect(t, post(sign(lk.APISecret, body), body), 200, "")
+	if _, err := b.app.Store.RoomOwner(ctx, room); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a signed room_finished dated after the claim did not release: %v", err)
+	}
+}
+
+// afterSecond waits until the wall clock is in a later second than t.
+func afterSecond(t time.Time) {
+	for time.Now().Unix() <= t.Unix() {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // TestLiveKitNotConfigured: without LIVEKIT_* the LiveKit endpoints are 501

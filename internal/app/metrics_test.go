@@ -62,3 +62,67 @@ func TestMetricsCountWhatWasDone(t *testing.T) {
 		t.Error("no build info")
 	}
 }
+
+// TestMetricsOwnListener: with BROKER_METRICS_ADDR, /metrics (whose series
+// carry org ids) is served on that listener only: the public listener
+// answers 404 not_found there however it is spelled, and the metrics
+// listener serves nothing else. Both stop together at shutdown.
+func TestMetricsOwnListener(t *testing.T) {
+	k := newKeys(t)
+	b := startBroker(t, k, map[string]string{"BROKER_METRICS_ADDR": "127.0.0.1:0"})
+	maddr := b.app.MetricsAddr()
+	if maddr == "" || maddr == b.app.Addr() {
+		t.Fatalf("MetricsAddr() = %q (main %q)", maddr, b.app.Addr())
+	}
+	mURL := "http://" + maddr
+	b.mint(t, k.acme, flo)
+
+	r := do(t, "GET", mURL+"/metrics", "", nil)
+	if r.Status != 200 || !strings.Contains(r.Raw, `voicebroker_tokens_minted_total{mode="backend",org="acme"} 1`) ||
+		!strings.Contains(r.Raw, "voicebroker_build_info{") {
+		t.Fatalf("metrics listener /metrics: %d\n%s", r.Status, r.Raw)
+	}
+	if r := do(t, "HEAD", mURL+"/metrics", "", nil); r.Status != 200 {
+		t.Errorf("metrics listener HEAD /metrics: %d", r.Status)
+	}
+	for _, path := range []string{"/metrics", "/metrics/", "/Metrics", "/METRICS", "/metrics?format=text", "/metrics%2f", "/./metrics", "/metrics/..", "//metrics"} {
+		for _, method := range []string{"GET", "HEAD"} {
+			r := do(t, method, b.URL+path, "", nil)
+			if r.Status != 404 || strings.Contains(r.Raw, "voicebroker_") || strings.Contains(r.Raw, "acme") {
+				t.Errorf("public listener %s %s: %d %s", method, path, r.Status, r.Raw)
+			}
+			if method == "GET" && r.code() != "not_found" {
+				t.Errorf("public listener GET %s: %s, want not_found in the contract's shape", path, r.Raw)
+			}
+		}
+	}
+	for _, path := range []string{"/", "/healthz", "/token", "/.well-known/jwks.json", "/metrics/", "/debug/pprof/"} {
+		if r := do(t, "GET", mURL+path, "", nil); r.Status != 404 || r.code() != "not_found" {
+			t.Errorf("metrics listener GET %s: %d %s", path, r.Status, r.Raw)
+		}
+	}
+	expect(t, do(t, "POST", mURL+"/metrics", "", nil), 405, "method_not_allowed")
+	expect(t, do(t, "POST", mURL+"/token", k.acme, flo), 404, "not_found")
+	// The public routes still work and are still observed.
+	expect(t, do(t, "GET", b.URL+"/healthz", "", nil), 200, "")
+
+	b.stop()
+	for _, u := range []string{b.URL, mURL} {
+		if _, err := tryDo("GET", u+"/metrics", "", nil); err == nil {
+			t.Errorf("%s still answers after shutdown", u)
+		}
+	}
+}
+
+// TestMetricsOnMainListenerByDefault is the control: without
+// BROKER_METRICS_ADDR, /metrics is on the main listener and there is no
+// other.
+func TestMetricsOnMainListenerByDefault(t *testing.T) {
+	b := startBroker(t, newKeys(t), nil)
+	if b.app.MetricsAddr() != "" {
+		t.Fatalf("MetricsAddr() = %q", b.app.MetricsAddr())
+	}
+	if r := do(t, "GET", b.URL+"/metrics", "", nil); r.Status != 200 || !strings.Contains(r.Raw, "voicebroker_build_info{") {
+		t.Fatalf("/metrics: %d", r.Status)
+	}
+}

@@ -100,7 +100,10 @@ func TestOpenAPIDocumentMatchesServer(t *testing.T) {
 	if err := doc.Validate(loader.Context); err != nil {
 		t.Fatalf("the document is not valid: %v", err)
 	}
-	doc.Servers = openapi3.Servers{{URL: b.URL}}
+	// The admin API on a writable registry (the embedded development
+	// tenant's), beside the file broker, whose registry is read-only.
+	adm := startAdmin(t, map[string]string{"BROKER_CONFIG": ""})
+	doc.Servers = openapi3.Servers{{URL: b.URL}, {URL: adm.URL}}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +135,19 @@ func TestOpenAPIDocumentMatchesServer(t *testing.T) {
 	conn := do(t, "POST", b.URL+"/connect", pub.Body["token"].(string), nil, "Origin", origin)
 	expect(t, conn, 201, "")
 
+	// Sender-constrained tickets: dpop_jkt on both mints, the DPoP header
+	// and its refusals at /connect, cnf from /token/redeem.
+	key := newDPoPKey(t)
+	bound := b.mint(t, k.acme, map[string]any{"agent": "florencia", "channel": "webrtc", "dpop_jkt": key.jkt})
+	expect(t, do(t, "POST", b.URL+"/connect", bound, nil), 401, "dpop_required")
+	expect(t, do(t, "POST", b.URL+"/connect", bound, nil, "DPoP", newDPoPKey(t).proof(t)), 401, "dpop_invalid")
+	expect(t, do(t, "POST", b.URL+"/connect", bound, nil, "DPoP", key.proof(t)), 201, "")
+	bad()
+	expect(t, do(t, "POST", b.URL+"/token", k.acme, map[string]any{"agent": "florencia", "channel": "webrtc", "dpop_jkt": "abc"}), 400, "invalid_request")
+	boundPub := do(t, "POST", b.URL+"/public/token", k.pk, map[string]any{"agent": "florencia", "channel": "chat", "dpop_jkt": key.jkt}, "Origin", origin)
+	expect(t, boundPub, 201, "")
+	expect(t, do(t, "POST", b.URL+"/token/redeem", k.acme, map[string]string{"token": boundPub.Body["token"].(string)}), 200, "")
+
 	lt := do(t, "POST", b.URL+"/livekit/token", k.acme, map[string]any{
 		"agent": "florencia", "participant_identity": "doc-2", "participant_name": "Doc",
 		"participant_attributes": map[string]string{"team": "docs"},
@@ -146,7 +162,7 @@ func TestOpenAPIDocumentMatchesServer(t *testing.T) {
 	expect(t, do(t, "DELETE", b.URL+"/livekit/participant", k.acme, map[string]any{"room_name": roomName, "participant_identity": "doc-2"}), 200, "")
 	room.Disconnect()
 
-	payload := []byte(`{"event":"room_started","room":{"name":"` + roomName + `"}}`)
+	payload := []byte(`{"event":"room_started","id":"EV_openapi1","room":{"name":"` + roomName + `"}}`)
 	sum := sha256.Sum256(payload)
 	at := auth.NewAccessToken(lk.APIKey, lk.APISecret).SetValidFor(time.Minute)
 	at.SetSha256(base64.StdEncoding.EncodeToString(sum[:]))
@@ -160,6 +176,8 @@ func TestOpenAPIDocumentMatchesServer(t *testing.T) {
 		resp.Body.Close()
 	}
 
+	exerciseAdminAPI(t, adm, b, bad)
+
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
 			if !v.seen[method+" "+path] {
@@ -167,4 +185,63 @@ func TestOpenAPIDocumentMatchesServer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// exerciseAdminAPI drives every admin route, and their usual refusals,
+// through the validating client.
+func exerciseAdminAPI(t *testing.T, a *adminBroker, file *broker, bad func()) {
+	t.Helper()
+	expect(t, do(t, "POST", file.URL+"/admin/orgs", a.admin, map[string]any{"id": "x", "tier": "free"}), 401, "unauthorized")
+	expect(t, a.do(t, "POST", "/admin/orgs", map[string]any{"id": "doc", "tier": "free"}), 201, "")
+	expect(t, a.do(t, "POST", "/admin/orgs", map[string]any{"id": "doc", "tier": "free"}), 409, "conflict")
+	bad()
+	expect(t, a.do(t, "POST", "/admin/orgs", map[string]any{"id": "doc2", "tier": "free", "extra": true}), 400, "invalid_request")
+	expect(t, a.do(t, "GET", "/admin/orgs?limit=1", nil), 200, "")
+	expect(t, a.do(t, "GET", "/admin/orgs/doc", nil), 200, "")
+	expect(t, a.do(t, "GET", "/admin/orgs/nosuch", nil), 404, "not_found")
+	expect(t, a.do(t, "PATCH", "/admin/orgs/doc", map[string]any{"tier": "enterprise", "rate_per_minute": 1000}), 200, "")
+	agent := map[string]any{"channels": []string{"webrtc"}, "public": map[string]any{"allowed_origins": []string{"https://doc.example"}}}
+	expect(t, a.do(t, "PUT", "/admin/orgs/doc/agents/bot", agent), 201, "")
+	expect(t, a.do(t, "PUT", "/admin/orgs/doc/agents/bot", agent), 200, "")
+	expect(t, a.do(t, "GET", "/admin/orgs/doc/agents/bot", nil), 200, "")
+	expect(t, a.do(t, "GET", "/admin/orgs/doc/agents", nil), 200, "")
+	pk := a.do(t, "POST", "/admin/orgs/doc/agents/bot/publishable-keys", map[string]any{"env": "test"})
+	expect(t, pk, 201, "")
+	expect(t, a.do(t, "DELETE", "/admin/orgs/doc/agents/bot/publishable-keys/"+str(pk, "id"), nil), 204, "")
+	k := a.do(t, "POST", "/admin/orgs/doc/keys", map[string]any{"id": "self", "scopes": []string{"keys:write"}, "expires_at": "2099-01-01T00:00:00Z"})
+	expect(t, k, 201, "")
+	expect(t, do(t, "GET", a.URL+"/admin/orgs/doc/keys", str(k, "key"), nil), 200, "")
+	expect(t, do(t, "GET", a.URL+"/admin/orgs/doc", str(k, "key"), nil), 404, "not_found")
+	expect(t, a.do(t, "DELETE", "/admin/orgs/doc/keys/self", nil), 204, "")
+	expect(t, a.do(t, "PUT", "/admin/orgs/doc/jwt-issuers", map[string]any{"jwt_issuers": []map[string]any{{
+		"issuer": "https://auth.doc.example", "audience": "vb", "jwks_url": "https://auth.doc.example/jwks", "scopes": []string{"tokens:create"}}}}), 200, "")
+	expect(t, a.do(t, "GET", "/admin/orgs/doc/jwt-issuers", nil), 200, "")
+	expect(t, a.do(t, "PUT", "/admin/orgs/doc/livekit", map[string]any{"url": "wss://doc.livekit.example", "api_key": "APIdoc", "api_secret": strings.Repeat("s", 40)}), 200, "")
+	expect(t, a.do(t, "GET", "/admin/orgs/doc/livekit", nil), 200, "")
+	expect(t, a.do(t, "DELETE", "/admin/orgs/doc/livekit", nil), 204, "")
+	expect(t, a.do(t, "GET", "/admin/audit?org=doc&limit=2", nil), 200, "")
+	expect(t, a.do(t, "DELETE", "/admin/orgs/doc/agents/bot", nil), 204, "")
+	expect(t, a.do(t, "DELETE", "/admin/orgs/doc", nil), 204, "")
+}
+
+// checkWithDocument makes every request of the harness's client, until the
+// test ends, be validated (request and response) against api/openapi.yaml
+// as served by the given base URLs.
+func checkWithDocument(t *testing.T, servers ...string) {
+	t.Helper()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(api.OpenAPI)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	for _, s := range servers {
+		doc.Servers = append(doc.Servers, &openapi3.Server{URL: s})
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := client.Transport
+	client.Transport = &validating{t: t, router: router, base: http.DefaultTransport, seen: map[string]bool{}}
+	t.Cleanup(func() { client.Transport = saved })
 }

@@ -47,15 +47,15 @@ var (
 // is a fixed word, never credential material.
 type Error struct {
 	Kind   error  // one of the sentinels above
-	Reason string // e.g. "unknown_key", "revoked", "expired"
+	Reason Reason // e.g. ReasonUnknownKey, ReasonRevoked, ReasonExpired
 	Org    string // when known
 	KeyID  string // when known
 }
 
-func (e *Error) Error() string { return e.Kind.Error() + ": " + e.Reason }
+func (e *Error) Error() string { return e.Kind.Error() + ": " + string(e.Reason) }
 func (e *Error) Unwrap() error { return e.Kind }
 
-func fail(kind error, reason string) *Error { return &Error{Kind: kind, Reason: reason} }
+func fail(kind error, reason Reason) *Error { return &Error{Kind: kind, Reason: reason} }
 
 // Method says how a principal authenticated.
 type Method string
@@ -67,23 +67,28 @@ const (
 	MethodBackendJWT  Method = "backend_jwt"
 	MethodAuthService Method = "auth_service"
 	MethodNone        Method = "none" // AUTH_REQUIRED=false, no credential
+	// MethodPublishableKey: an agent's publishable key (public mode).
+	MethodPublishableKey Method = "publishable_key"
+	// MethodTicket: a ticket presented as its own credential (/connect);
+	// it names no Principal, only the audit line's method.
+	MethodTicket Method = "ticket"
 )
 
 // Principal is an authenticated caller.
 type Principal struct {
 	Org    string
 	Method Method
-	KeyID  string   // the key id, secret id or issuer; safe to log
-	Scopes []string // nil means every scope
+	KeyID  string         // the key id, secret id or issuer; safe to log
+	Scopes []config.Scope // nil means every scope
 }
 
 // Require returns an *Error wrapping ErrInsufficientScope unless the
 // principal carries scope.
-func (p *Principal) Require(scope string) error {
+func (p *Principal) Require(scope config.Scope) error {
 	if p.Scopes == nil || slices.Contains(p.Scopes, scope) {
 		return nil
 	}
-	return &Error{Kind: ErrInsufficientScope, Reason: "missing_scope:" + scope, Org: p.Org, KeyID: p.KeyID}
+	return &Error{Kind: ErrInsufficientScope, Reason: MissingScope(scope), Org: p.Org, KeyID: p.KeyID}
 }
 
 // Tenants gives the tenants in force; *config.Holder implements it.
@@ -162,21 +167,33 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *Request) (*Princi
 		ten = a.tenants.Current()
 	}
 	cred := req.Credential
+	if strings.HasPrefix(cred, string(apikey.Admin)+"_") {
+		// A platform admin key opens the admin API only. It is never tried
+		// as an API secret, a JWT or with the auth service: it never leaves
+		// the broker.
+		return nil, fail(ErrUnauthorized, ReasonAdminKeyNotAccepted)
+	}
 	if apikey.Looks(cred) {
 		return a.secretKey(ten, cred, req.ClientIP)
 	}
 	if p := a.apiSecret(cred); p != nil {
+		if ten.Org(p.Org) == nil {
+			// Its org is gone (deleted in the database, which is the
+			// truth; the registry logged it when the snapshot came): the
+			// secret fails like a revoked key, not as a server error.
+			return nil, fail(ErrUnauthorized, ReasonAPISecretOrgGone)
+		}
 		return p, nil
 	}
-	if iss, ok := issuerOf(cred); ok {
+	if iss, aud, ok := jwtClaims(cred); ok {
 		if refs := ten.Issuers(iss); len(refs) > 0 {
-			return a.backendJWT(ctx, cred, refs)
+			return a.backendJWT(ctx, cred, aud, refs)
 		}
 	}
 	if a.opt.Service != nil {
 		return a.opt.Service.Check(ctx, req, ten)
 	}
-	return nil, fail(ErrUnauthorized, "unknown_credential")
+	return nil, fail(ErrUnauthorized, ReasonUnknownCredential)
 }
 
 // apiSecret compares cred with every configured secret in constant time;
@@ -202,29 +219,29 @@ func (a *Authenticator) apiSecret(cred string) *Principal {
 func (a *Authenticator) secretKey(ten *config.Tenants, credential string, clientIP netip.Addr) (*Principal, error) {
 	kind, env, err := apikey.Parse(credential)
 	if err != nil {
-		return nil, fail(ErrUnauthorized, "malformed_key")
+		return nil, fail(ErrUnauthorized, ReasonMalformedKey)
 	}
 	if kind != apikey.Secret {
-		return nil, fail(ErrUnauthorized, "publishable_key_not_accepted")
+		return nil, fail(ErrUnauthorized, ReasonPublishableKeyNotAccepted)
 	}
 	if a.opt.Production && env == apikey.Test {
-		return nil, fail(ErrUnauthorized, "test_key_in_production")
+		return nil, fail(ErrUnauthorized, ReasonTestKeyInProduction)
 	}
 	h := apikey.Hash(credential)
 	k := ten.KeyByHash(h)
 	// The map is keyed by the hash, so a hit already means equal; the
 	// constant-time compare keeps that true if the index ever changes.
 	if k == nil || subtle.ConstantTimeCompare([]byte(k.Hash), []byte(h)) != 1 {
-		return nil, fail(ErrUnauthorized, "unknown_key")
+		return nil, fail(ErrUnauthorized, ReasonUnknownKey)
 	}
 	org := k.Org().ID
 	switch {
 	case k.Revoked:
-		return nil, &Error{Kind: ErrUnauthorized, Reason: "revoked", Org: org, KeyID: k.ID}
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonRevoked, Org: org, KeyID: k.ID}
 	case k.ExpiresAt != nil && !a.now().Before(*k.ExpiresAt):
-		return nil, &Error{Kind: ErrUnauthorized, Reason: "expired", Org: org, KeyID: k.ID}
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonExpired, Org: org, KeyID: k.ID}
 	case !k.AllowsIP(clientIP):
-		return nil, &Error{Kind: ErrIPNotAllowed, Reason: "ip_not_allowed", Org: org, KeyID: k.ID}
+		return nil, &Error{Kind: ErrIPNotAllowed, Reason: ReasonIPNotAllowed, Org: org, KeyID: k.ID}
 	}
 	return &Principal{Org: org, Method: MethodAPIKey, KeyID: k.ID, Scopes: k.Scopes}, nil
 }
@@ -239,14 +256,15 @@ func Anonymous(t *config.Tenants) (*Principal, error) {
 	case t.Org("default") != nil:
 		return &Principal{Org: "default", Method: MethodNone, KeyID: "anonymous"}, nil
 	}
-	return nil, fail(ErrConfig, "auth_not_required_but_several_orgs")
+	return nil, fail(ErrConfig, ReasonSeveralOrgs)
 }
 
-// issuerOf reads the iss of a compact JWT without verifying anything; it
-// only routes the credential to the issuer that must verify it.
-func issuerOf(cred string) (string, bool) {
+// jwtClaims reads the iss and aud of a credential shaped as a compact JWT
+// without verifying anything; they only route the credential to the
+// issuer entry that must verify it.
+func jwtClaims(cred string) (iss string, aud []string, ok bool) {
 	if strings.Count(cred, ".") != 2 || len(cred) > 8<<10 {
-		return "", false
+		return "", nil, false
 	}
-	return unverifiedIssuer(cred)
+	return unverifiedClaims(cred)
 }

@@ -14,6 +14,8 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +24,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 )
 
-// Backend JWT rules (Ferni's guide, seed 000): asymmetric algorithms only,
+// Backend JWT rules (Ferni's authentication guide): asymmetric algorithms only,
 // at most an hour of life, a little clock skew.
 const (
 	backendMaxLifetime = time.Hour
@@ -33,18 +35,57 @@ const (
 
 var backendMethods = []string{"RS256", "ES256", "EdDSA"}
 
-func unverifiedIssuer(cred string) (string, bool) {
-	var c jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(cred, &c); err != nil || c.Issuer == "" {
-		return "", false
+// unverifiedClaims reads the iss and aud of a compact JWT without verifying
+// anything: they only route the credential to the issuer entry that must
+// verify it. It reads the payload's members by their exact names and
+// ignores the rest, so that a JWT golang-jwt would not even read (a date
+// that is not a number) still reaches its issuer, whose verification
+// (strictJWT first) says what is wrong with it.
+func unverifiedClaims(cred string) (iss string, aud []string, ok bool) {
+	parts := strings.Split(cred, ".")
+	if len(parts) != 3 {
+		return "", nil, false
 	}
-	return c.Issuer, true
+	data, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", nil, false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(data, &m) != nil || json.Unmarshal(m["iss"], &iss) != nil || iss == "" {
+		return "", nil, false
+	}
+	var one string
+	switch raw := m["aud"]; {
+	case raw == nil:
+	case json.Unmarshal(raw, &one) == nil:
+		aud = []string{one}
+	case json.Unmarshal(raw, &aud) != nil:
+		aud = nil
+	}
+	return iss, aud, true
 }
 
 // backendJWT verifies cred against the issuers registered under its iss
 // (several orgs may trust one identity provider with different audiences).
-func (a *Authenticator) backendJWT(ctx context.Context, cred string, refs []*config.IssuerRef) (*Principal, error) {
-	var lastErr error = fail(ErrUnauthorized, "backend_jwt_invalid")
+// A JWT whose audiences name more than one of those entries is refused
+// before any verification: whichever entry went first would otherwise
+// decide its org (or its scopes), so it names no caller for certain. So is
+// a JWT that strictJWT refuses (a loose date, a crit header, a key twice):
+// two readers could read it differently.
+func (a *Authenticator) backendJWT(ctx context.Context, cred string, aud []string, refs []*config.IssuerRef) (*Principal, error) {
+	if strictJWT(cred) != nil {
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTMalformed, KeyID: refs[0].Issuer}
+	}
+	var named []*config.IssuerRef
+	for _, ref := range refs {
+		if slices.Contains(aud, ref.Audience) {
+			named = append(named, ref)
+		}
+	}
+	if len(named) > 1 {
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTAmbiguous, KeyID: named[0].Issuer}
+	}
+	var lastErr error = fail(ErrUnauthorized, ReasonBackendJWTInvalid)
 	for _, ref := range refs {
 		p, err := a.verifyBackendJWT(ctx, cred, ref)
 		if err == nil {
@@ -70,6 +111,8 @@ func (a *Authenticator) verifyBackendJWT(ctx context.Context, cred string, ref *
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(backendLeeway),
 		jwt.WithTimeFunc(a.now),
+		// Unpadded base64url without stray bits, as strictJWT checked.
+		jwt.WithStrictDecoding(),
 	)
 	var fetchErr error
 	_, err := parser.ParseWithClaims(cred, &c, func(t *jwt.Token) (any, error) {
@@ -84,17 +127,17 @@ func (a *Authenticator) verifyBackendJWT(ctx context.Context, cred string, ref *
 		return k, err
 	})
 	if fetchErr != nil && errors.Is(fetchErr, ErrServiceUnavailable) {
-		return nil, &Error{Kind: ErrServiceUnavailable, Reason: "issuer_jwks_unreachable", Org: ref.Org.ID, KeyID: ref.Issuer}
+		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonIssuerJWKSUnreachable, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	if err != nil {
-		reason := "backend_jwt_invalid"
+		reason := ReasonBackendJWTInvalid
 		if errors.Is(err, jwt.ErrTokenExpired) {
-			reason = "backend_jwt_expired"
+			reason = ReasonBackendJWTExpired
 		}
 		return nil, &Error{Kind: ErrUnauthorized, Reason: reason, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > backendMaxLifetime {
-		return nil, &Error{Kind: ErrUnauthorized, Reason: "backend_jwt_lifetime", Org: ref.Org.ID, KeyID: ref.Issuer}
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTLifetime, Org: ref.Org.ID, KeyID: ref.Issuer}
 	}
 	return &Principal{Org: ref.Org.ID, Method: MethodBackendJWT, KeyID: ref.Issuer, Scopes: ref.Scopes}, nil
 }

@@ -5,22 +5,21 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/keyfile"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 )
 
 // Service is Sayna's delegated mode: for every request it signs a JWT
@@ -37,13 +36,14 @@ type Service struct {
 }
 
 // NewService reads the signing key (RSA for RS256, or ECDSA P-256 for
-// ES256, chosen by the key type) from keyPath.
+// ES256, chosen by the key type) from keyPath, with keyfile, the one PEM
+// parser of the configuration.
 func NewService(url, keyPath string, timeout time.Duration) (*Service, error) {
-	data, err := os.ReadFile(keyPath)
+	k, err := keyfile.Read(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("AUTH_SIGNING_KEY_PATH: %w", err)
 	}
-	key, method, err := parseSigningKey(data)
+	key, method, err := signingKey(k)
 	if err != nil {
 		return nil, fmt.Errorf("AUTH_SIGNING_KEY_PATH: %w", err)
 	}
@@ -57,39 +57,20 @@ func NewService(url, keyPath string, timeout time.Duration) (*Service, error) {
 	}, nil
 }
 
-func parseSigningKey(data []byte) (crypto.Signer, jwt.SigningMethod, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, nil, errors.New("no PEM block")
+// signingKey picks the JWT algorithm of k: RS256 for RSA, ES256 for ECDSA
+// (keyfile has checked the size and the curve). Anything else, a public
+// key included, is refused.
+func signingKey(k *keyfile.Key) (crypto.Signer, jwt.SigningMethod, error) {
+	if k.Private == nil {
+		return nil, nil, errors.New("holds a public key; the auth service's signing key must be the private key")
 	}
-	var k any
-	var err error
-	switch block.Type {
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(block.Bytes)
-	case "PRIVATE KEY":
-		k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-	default:
-		return nil, nil, fmt.Errorf("unsupported PEM block %q", block.Type)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	switch pk := k.(type) {
+	switch k.Private.(type) {
 	case *rsa.PrivateKey:
-		if pk.N.BitLen() < 2048 {
-			return nil, nil, errors.New("RSA key shorter than 2048 bits")
-		}
-		return pk, jwt.SigningMethodRS256, nil
+		return k.Private, jwt.SigningMethodRS256, nil
 	case *ecdsa.PrivateKey:
-		if pk.Curve != elliptic.P256() {
-			return nil, nil, errors.New("ECDSA key must be on P-256 (ES256)")
-		}
-		return pk, jwt.SigningMethodES256, nil
+		return k.Private, jwt.SigningMethodES256, nil
 	}
-	return nil, nil, fmt.Errorf("unsupported key type %T: RSA or ECDSA P-256", k)
+	return nil, nil, fmt.Errorf("unsupported key type %T: RSA or ECDSA P-256", k.Private)
 }
 
 // Headers withheld from the auth service. Sayna's authentication docs
@@ -175,7 +156,8 @@ type servicePayload struct {
 }
 
 // Check asks the auth service about req. 200 allows (the org is auth_id of
-// a JSON body, else the only org); 4xx is ErrServiceDenied; 5xx
+// a JSON body, else the only org); 4xx is ErrServiceDenied; 5xx, and a 200
+// whose body is over MaxServiceAnswer or a JSON object answerOrg refuses,
 // ErrServiceFailed; a timeout or network error ErrServiceUnavailable.
 func (s *Service) Check(ctx context.Context, req *Request, tenants *config.Tenants) (*Principal, error) {
 	// The body the broker will decode, or null: never a body the service
@@ -197,42 +179,85 @@ func (s *Service) Check(ctx context.Context, req *Request, tenants *config.Tenan
 	}
 	signed, err := jwt.NewWithClaims(s.method, claims).SignedString(s.key)
 	if err != nil {
-		return nil, &Error{Kind: ErrSigning, Reason: "sign_failed"}
+		return nil, &Error{Kind: ErrSigning, Reason: ReasonSignFailed}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, strings.NewReader(signed))
 	if err != nil {
-		return nil, &Error{Kind: ErrConfig, Reason: "bad_auth_service_url"}
+		return nil, &Error{Kind: ErrConfig, Reason: ReasonBadAuthServiceURL}
 	}
 	hreq.Header.Set("Content-Type", "application/jwt")
 	resp, err := s.client.Do(hreq)
 	if err != nil {
-		return nil, &Error{Kind: ErrServiceUnavailable, Reason: "auth_service_unreachable"}
+		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonAuthServiceUnreachable}
 	}
 	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, MaxServiceAnswer+1))
 	if err != nil {
-		return nil, &Error{Kind: ErrServiceUnavailable, Reason: "auth_service_read_failed"}
+		return nil, &Error{Kind: ErrServiceUnavailable, Reason: ReasonAuthServiceReadFailed}
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return nil, &Error{Kind: ErrServiceDenied, Reason: fmt.Sprintf("auth_service_%d", resp.StatusCode)}
+		return nil, &Error{Kind: ErrServiceDenied, Reason: AuthServiceStatus(resp.StatusCode)}
 	case resp.StatusCode >= 500:
-		return nil, &Error{Kind: ErrServiceFailed, Reason: fmt.Sprintf("auth_service_%d", resp.StatusCode)}
+		return nil, &Error{Kind: ErrServiceFailed, Reason: AuthServiceStatus(resp.StatusCode)}
 	default:
 		// 2xx other than 200, or 3xx: not an allow.
-		return nil, &Error{Kind: ErrServiceFailed, Reason: fmt.Sprintf("auth_service_%d", resp.StatusCode)}
+		return nil, &Error{Kind: ErrServiceFailed, Reason: AuthServiceStatus(resp.StatusCode)}
 	}
-	var decision struct {
-		AuthID string `json:"auth_id"`
+	if len(answer) > MaxServiceAnswer {
+		// Cut short, its auth_id could be anything: a failed answer, not
+		// an allow without an org.
+		return nil, &Error{Kind: ErrServiceFailed, Reason: ReasonAuthServiceAnswerTooLarge}
 	}
-	if json.Unmarshal(answer, &decision) == nil && decision.AuthID != "" {
-		return &Principal{Org: decision.AuthID, Method: MethodAuthService, KeyID: "auth_service"}, nil
+	org, err := answerOrg(answer)
+	if err != nil {
+		return nil, &Error{Kind: ErrServiceFailed, Reason: ReasonAuthServiceBadAnswer}
+	}
+	if org != "" {
+		return &Principal{Org: org, Method: MethodAuthService, KeyID: "auth_service"}, nil
 	}
 	if orgs := tenants.Orgs(); len(orgs) == 1 {
 		return &Principal{Org: orgs[0], Method: MethodAuthService, KeyID: "auth_service"}, nil
 	}
-	return nil, &Error{Kind: ErrConfig, Reason: "auth_service_named_no_org"}
+	return nil, &Error{Kind: ErrConfig, Reason: ReasonAuthServiceNamedNoOrg}
+}
+
+// MaxServiceAnswer bounds the body of an auth service's answer; a longer
+// one is a failed answer (502 auth_service_error).
+const MaxServiceAnswer = 64 << 10
+
+// serviceDecision is the JSON body of an auth service's 200.
+type serviceDecision struct {
+	AuthID *string `json:"auth_id"`
+}
+
+// answerOrg reads the org an auth service's 200 names. A body that is not
+// a JSON object ("OK", as in the example of Sayna's authentication docs,
+// or nothing) names none. An object is read strictly, since the org it
+// names is the caller's: under strictjson's rules (no key twice, also not
+// under case folding, so {"auth_id":"acme","auth_id":"globex"} or
+// {"AUTH_ID":"globex"} is not an answer to guess at), with auth_id, if
+// present, an org id. An object without auth_id names none.
+func answerOrg(answer []byte) (string, error) {
+	trimmed := bytes.TrimSpace(answer)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return "", nil
+	}
+	var d serviceDecision
+	if err := strictjson.Check(trimmed, reflect.TypeOf(d), false); err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(trimmed, &d); err != nil {
+		return "", err
+	}
+	if d.AuthID == nil {
+		return "", nil
+	}
+	if !config.ValidID(*d.AuthID) {
+		return "", errors.New("auth_id is not an org id")
+	}
+	return *d.AuthID, nil
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,6 +43,35 @@ func FuzzCredential(f *testing.F) {
 			}
 		} else if cred != query {
 			t.Fatalf("credential %q is neither the header's nor the query's", cred)
+		}
+	})
+}
+
+// FuzzJSONContentType: jsonContentType never panics, and accepts only one
+// header whose media type is application/json with no charset but utf-8.
+func FuzzJSONContentType(f *testing.F) {
+	for _, seed := range []string{
+		"application/json", "Application/JSON; charset=UTF-8", "application/json;charset=latin1", "text/plain",
+		"application/json, text/plain", "application/jsonx", `application/json; charset="utf-8"`, "",
+		"multipart/form-data; boundary=x", "application/json; charset=utf-8; charset=utf-16",
+	} {
+		f.Add(seed, false)
+	}
+	f.Fuzz(func(t *testing.T, ct string, twice bool) {
+		r := &http.Request{Header: http.Header{}}
+		r.Header.Add("Content-Type", ct)
+		if twice {
+			r.Header.Add("Content-Type", ct)
+		}
+		if !jsonContentType(r) {
+			return
+		}
+		mt, params, err := mime.ParseMediaType(ct)
+		if twice || err != nil || mt != "application/json" {
+			t.Fatalf("accepted %q (twice %v)", ct, twice)
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+			t.Fatalf("accepted charset %q", cs)
 		}
 	})
 }

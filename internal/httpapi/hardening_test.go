@@ -98,18 +98,6 @@ func TestClientIPDropsZones(t *testing.T) {
 	}
 }
 
-func TestReasonLabel(t *testing.T) {
-	for in, want := range map[string]string{
-		"unknown_key": "unknown_key", "auth_service_401": "auth_service_4xx", "auth_service_418": "auth_service_4xx",
-		"auth_service_599": "auth_service_5xx", "auth_service_302": "auth_service_3xx", "auth_service_unreachable": "auth_service_unreachable",
-		"auth_service_4011": "auth_service_4011", "missing_scope:tokens:create": "missing_scope:tokens:create",
-	} {
-		if got := reasonLabel(in); got != want {
-			t.Errorf("reasonLabel(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // flipping serves a different tenants snapshot on every read: any request
 // that reads the holder twice sees two files.
 type flipping struct {
@@ -152,18 +140,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // loopback. tenants is the only seam.
 func newTestServer(t *testing.T, tenants auth.Tenants) testServer {
 	t.Helper()
-	key, err := token.GenerateKey(token.EdDSA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := token.NewIssuer(key, "http://broker.test", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ver, err := token.NewVerifier("http://broker.test", []*token.Key{key}, nil, token.DefaultLeeway)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, iss, ver := ticketKeys(t)
 	st := memory.New(time.Minute)
 	t.Cleanup(func() { st.Close() })
 	ts := testServer{logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
@@ -177,6 +154,25 @@ func newTestServer(t *testing.T, tenants auth.Tenants) testServer {
 	t.Cleanup(srv.Close)
 	ts.URL = srv.URL
 	return ts
+}
+
+// ticketKeys returns a fresh signing key with an issuer and a verifier of
+// tickets for http://broker.test.
+func ticketKeys(t *testing.T) (*token.Key, *token.Issuer, *token.Verifier) {
+	t.Helper()
+	key, err := token.GenerateKey(token.EdDSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := token.NewIssuer(key, "http://broker.test", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := token.NewVerifier("http://broker.test", []*token.Key{key}, nil, token.DefaultLeeway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, iss, ver
 }
 
 func post(t *testing.T, url, cred, body string) (int, map[string]any) {
@@ -256,7 +252,7 @@ func TestRecoverAnswersInContractShape(t *testing.T) {
 	secret := "sk_live_" + strings.Repeat("P", 43)
 	for _, path := range []string{"/test/panic/nil", "/test/panic/value"} {
 		status, body := post(t, ts.URL+path, secret, `{}`)
-		if status != 500 || body["error"] != CodeConfigError || body["message"] == "" || len(body) != 2 {
+		if status != 500 || body["error"] != string(CodeConfigError) || body["message"] == "" || len(body) != 2 {
 			t.Fatalf("%s: %d %v", path, status, body)
 		}
 	}

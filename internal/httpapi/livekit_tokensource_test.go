@@ -43,7 +43,7 @@ func TestDecodeTokenSourceRequest(t *testing.T) {
 			if !proto.Equal(&got.TokenSourceRequest, tc.want) {
 				t.Errorf("decoded %v, want %v", &got.TokenSourceRequest, tc.want)
 			}
-			if got.Agent != tc.agent || got.Channel != tc.channel {
+			if got.Agent != tc.agent || string(got.Channel) != tc.channel {
 				t.Errorf("agent %q channel %q", got.Agent, got.Channel)
 			}
 		})
@@ -56,10 +56,10 @@ func TestDecodeTokenSourceRequestRefuses(t *testing.T) {
 	}{
 		{"empty", ``, "required"},
 		{"array", `[]`, "JSON object"},
-		{"trailing data", `{} {}`, "malformed"},
+		{"trailing data", `{} {}`, "after the JSON value"},
 		{"truncated", `{"room_name":`, "malformed"},
 		{"invalid UTF-8", "{\"room_name\":\"\xff\"}", "UTF-8"},
-		{"lone surrogate", `{"room_name":"\ud800"}`, `"room_name"`},
+		{"lone surrogate", `{"room_name":"\ud800"}`, "lone surrogate"},
 		{"duplicate key", `{"room_name":"a","room_name":"b"}`, `duplicate key "room_name"`},
 		{"duplicate agent", `{"agent":"a","agent":"b"}`, `duplicate key "agent"`},
 		{"case variant", `{"agent":"a","Agent":"b"}`, "differ only in case"},
@@ -68,6 +68,7 @@ func TestDecodeTokenSourceRequestRefuses(t *testing.T) {
 		{"nested duplicate", `{"room_config":{"agents":[{"agent_name":"a","agent_name":"b"}]}}`, "duplicate key"},
 		{"nested both names", `{"room_config":{"agents":[{"agent_name":"a","agentName":"b"}]}}`, `"room_config"`},
 		{"duplicate attribute", `{"participant_attributes":{"k":"a","k":"b"}}`, "duplicate key"},
+		{"attributes equal under case folding", `{"participant_attributes":{"s":"a","\u017f":"b"}}`, "differ only in case"},
 		{"unknown field", `{"room":"a"}`, `unknown field "room"`},
 		{"wrong case of a field", `{"Room_Name":"a"}`, `unknown field "Room_Name"`},
 		{"agent not a string", `{"agent":1}`, `field "agent" must be a string`},
@@ -80,7 +81,7 @@ func TestDecodeTokenSourceRequestRefuses(t *testing.T) {
 		{"room_config timeouts", `{"room_config":{"empty_timeout":1,"max_participants":2}}`, "empty_timeout, max_participants"},
 		{"two agents", `{"room_config":{"agents":[{"agent_name":"a"},{"agent_name":"b"}]}}`, "one agent"},
 		{"null agent entry", `{"room_config":{"agents":[null]}}`, `"room_config"`},
-		{"too deep", `{"participant_attributes":` + strings.Repeat(`{"a":`, 20) + `1` + strings.Repeat(`}`, 20) + `}`, "nested too deeply"},
+		{"too deep", `{"participant_attributes":` + strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40) + `}`, "deeper than 32"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := decodeTokenSourceRequest([]byte(tc.body))
@@ -142,7 +143,7 @@ func FuzzTokenSourceRequest(f *testing.F) {
 		if !utf8.ValidString(body) || !json.Valid([]byte(body)) {
 			t.Fatalf("accepted invalid JSON or UTF-8: %q", body)
 		}
-		if checkJSONKeys([]byte(body)) != nil {
+		if checkJSON([]byte(body), nil, false) != nil {
 			t.Fatal("accepted duplicate keys")
 		}
 		if rc := req.RoomConfig; rc != nil {

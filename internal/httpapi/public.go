@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"net/netip"
@@ -21,12 +20,13 @@ import (
 const (
 	corsMaxAge  = 600 // seconds a preflight may be cached
 	corsMethods = "POST, OPTIONS"
-	corsHeaders = "Authorization, Content-Type"
+	corsHeaders = "Authorization, Content-Type, DPoP"
 )
 
 type publicRequest struct {
-	Agent   string `json:"agent"`
-	Channel string `json:"channel"`
+	Agent   string         `json:"agent"`
+	Channel config.Channel `json:"channel"`
+	DPoPJKT *string        `json:"dpop_jkt"`
 }
 
 // publicToken is POST /public/token: a demo page without a backend asks for
@@ -36,8 +36,10 @@ func (s *Server) publicToken(c echo.Context) error {
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
 	// Any origin some agent allows may read the answer, errors included, so
-	// a demo page can show why it was refused; the key's own agent decides below.
-	if o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin)); err == nil && s.tenants(c).AllowsOrigin(o) {
+	// a demo page can show why it was refused; the key's own agent decides
+	// below. Two Origin headers name none, and are refused below.
+	origin, single := originHeader(r)
+	if o, err := origins.ParseOrigin(origin); single && err == nil && s.tenants(c).AllowsOrigin(o) {
 		setCORS(c, o)
 	}
 	// The per-IP limit comes before everything else. A request that gets
@@ -49,7 +51,7 @@ func (s *Server) publicToken(c echo.Context) error {
 	if g.counted || errors.Is(err, store.ErrUnavailable) {
 		return err
 	}
-	if lerr := s.limit(c, g.Key, g.Limit, "ip"); lerr != nil {
+	if lerr := s.limit(c, g.Key, g.Limit, limitIP); lerr != nil {
 		if b := budgetOf(c); b != nil {
 			b.counted = true // refused by the IP limit: the agent's budget is not counted
 		}
@@ -77,22 +79,23 @@ func gateOf(c echo.Context) *gate {
 // limit is publicToken's.
 func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 	r := c.Request()
+	origin, single := originHeader(r)
 	cred, err := credential(r)
 	if err != nil {
-		s.authFailed(c, ip, classify(err).Code, nil)
+		s.authFailed(c, ip, auth.Reason(classify(err).Code), nil)
 		return err
 	}
-	agent, err := s.publishableAgent(s.tenants(c), cred)
-	if err != nil {
-		s.authFailed(c, ip, err.Error(), nil)
+	agent, reason := s.publishableAgent(s.tenants(c), cred)
+	if agent == nil {
+		s.authFailed(c, ip, reason, nil)
 		return apiError(CodeUnauthorized, "")
 	}
 	// From here the request counts against the agent's public budget,
 	// never the org's: in the mint's store step, or when refused.
-	setBudget(c, &budget{key: store.PublicKey(agent.Org().ID, agent.ID), limit: store.PerMinute(publicRate(agent)), scope: "public"})
-	origin, ok := agent.Origins().Allow(r.Header.Get(echo.HeaderOrigin))
-	if !ok {
-		s.authFailed(c, ip, "origin_not_allowed", nil)
+	setBudget(c, &budget{key: store.PublicKey(agent.Org().ID, agent.ID), limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
+	allowed, ok := agent.Origins().Allow(origin)
+	if !single || !ok {
+		s.authFailed(c, ip, reasonOriginNotAllowed, nil)
 		return apiError(CodeOriginNotAllowed, "")
 	}
 	data, err := readBody(c)
@@ -105,7 +108,7 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 	}
 	if req.Agent != agent.ID {
 		// The key is the agent's; naming another agent is a wrong key for it.
-		s.authFailed(c, ip, "publishable_key_of_another_agent", nil)
+		s.authFailed(c, ip, reasonPublishableKeyOfOtherAgent, nil)
 		return apiError(CodeUnauthorized, "")
 	}
 	if _, err := agentFor(agent.Org(), req.Agent, req.Channel); err != nil {
@@ -115,15 +118,14 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 	if err != nil {
 		return err
 	}
+	jkt, err := dpopJKT(agent, req.DPoPJKT)
+	if err != nil {
+		return err
+	}
 	return s.issue(c, agent, token.Ticket{
-		Org: agent.Org().ID, Agent: agent.ID, Channel: req.Channel, Identity: identity, Origin: origin.String(),
-	}, &auth.Principal{Org: agent.Org().ID, Method: "publishable_key", KeyID: agent.ID}, "public")
+		Org: agent.Org().ID, Agent: agent.ID, Channel: string(req.Channel), Identity: identity, Origin: allowed.String(), JKT: jkt,
+	}, &auth.Principal{Org: agent.Org().ID, Method: auth.MethodPublishableKey, KeyID: agent.ID}, mintPublic)
 }
-
-// errPublishable values are audit reasons, never shown to clients.
-type errPublishable string
-
-func (e errPublishable) Error() string { return string(e) }
 
 // publicRate is the agent's public budget a minute: public.rate_per_minute,
 // or the org tier's rate.
@@ -134,24 +136,25 @@ func publicRate(a *config.Agent) int {
 	return a.Org().RateLimit()
 }
 
-// publishableAgent finds the agent whose publishable key is cred in ten.
-func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Agent, error) {
+// publishableAgent finds the agent whose publishable key is cred in ten,
+// or says why there is none (an audit reason, never shown to clients).
+func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Agent, auth.Reason) {
 	kind, env, err := apikey.Parse(cred)
 	if err != nil {
-		return nil, errPublishable("malformed_key")
+		return nil, auth.ReasonMalformedKey
 	}
 	if kind != apikey.Publishable {
-		return nil, errPublishable("secret_key_not_accepted")
+		return nil, reasonSecretKeyNotAccepted
 	}
 	if s.Production && env == apikey.Test {
-		return nil, errPublishable("test_key_in_production")
+		return nil, auth.ReasonTestKeyInProduction
 	}
 	h := apikey.Hash(cred)
 	agent := ten.PublishableByHash(h)
-	if agent == nil || agent.Public == nil || subtle.ConstantTimeCompare([]byte(agent.Public.KeyHash), []byte(h)) != 1 {
-		return nil, errPublishable("unknown_key")
+	if agent == nil || agent.Public == nil || !agent.Public.HasKey(h) {
+		return nil, auth.ReasonUnknownKey
 	}
-	return agent, nil
+	return agent, ""
 }
 
 func setCORS(c echo.Context, o origins.Origin) {
@@ -166,9 +169,9 @@ func setCORS(c echo.Context, o origins.Origin) {
 // (cookies) are never allowed: the broker does not use them.
 func preflight(allow func(origins.Origin) bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		r := c.Request()
-		o, err := origins.ParseOrigin(r.Header.Get(echo.HeaderOrigin))
-		if err != nil || !allow(o) {
+		origin, single := originHeader(c.Request())
+		o, err := origins.ParseOrigin(origin)
+		if !single || err != nil || !allow(o) {
 			return apiError(CodeOriginNotAllowed, "")
 		}
 		h := c.Response().Header()
@@ -195,9 +198,26 @@ func (s *Server) anyPublicOrigin(o origins.Origin) bool {
 // ticket is checked against its origin claim by the handler.
 func connectCORS(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if o, err := origins.ParseOrigin(c.Request().Header.Get(echo.HeaderOrigin)); err == nil {
+		origin, single := originHeader(c.Request())
+		if o, err := origins.ParseOrigin(origin); single && err == nil {
 			setCORS(c, o)
 		}
 		return next(c)
 	}
+}
+
+// originHeader returns the request's Origin, "" when there is none, and
+// false when the header is sent more than once: a browser sends one, and
+// two name no single origin (a reader of the first and a reader of the
+// last could decide differently). Callers refuse that with 403
+// origin_not_allowed and send no CORS headers.
+func originHeader(r *http.Request) (string, bool) {
+	vals := r.Header.Values(echo.HeaderOrigin)
+	switch len(vals) {
+	case 0:
+		return "", true
+	case 1:
+		return vals[0], true
+	}
+	return "", false
 }

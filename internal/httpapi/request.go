@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/netip"
 	"reflect"
@@ -23,7 +24,11 @@ const MaxCredentialLength = 8 << 10
 const ctxBody = "vb.body"
 
 // readBody reads the whole body, at most MaxBodyBytes, once: the delegated
-// auth service signs the same bytes the handler then decodes.
+// auth service signs the same bytes the handler then decodes. A body that
+// is not empty must be declared JSON (see jsonContentType), or it is 400
+// invalid_request before anything reads it: a cross-site page can send a
+// text/plain, form or multipart POST without a CORS preflight, and
+// application/json needs one.
 func readBody(c echo.Context) ([]byte, error) {
 	if data, ok := c.Get(ctxBody).([]byte); ok {
 		return data, nil
@@ -38,13 +43,35 @@ func readBody(c echo.Context) ([]byte, error) {
 		if errors.As(err, &mbe) {
 			return nil, apiError(CodePayloadTooLarge, "")
 		}
-		return nil, &Error{Code: CodeInvalidRequest, Message: "the request body could not be read", Cause: err}
+		return nil, newError(CodeInvalidRequest, "the request body could not be read", err)
 	}
 	if data == nil {
 		data = []byte{}
 	}
+	if len(data) > 0 && !jsonContentType(r) {
+		return nil, apiError(CodeInvalidRequest, "send the body with 'Content-Type: application/json'")
+	}
 	c.Set(ctxBody, data)
 	return data, nil
+}
+
+// jsonContentType reports whether r declares its body as JSON: one
+// Content-Type header, of media type application/json (in any case, with
+// any parameters), and a charset, if it names one, of utf-8: the only
+// encoding JSON has (RFC 8259 §8.1).
+func jsonContentType(r *http.Request) bool {
+	vals := r.Header.Values(echo.HeaderContentType)
+	if len(vals) != 1 {
+		return false
+	}
+	mt, params, err := mime.ParseMediaType(vals[0])
+	if err != nil || mt != echo.MIMEApplicationJSON {
+		return false
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return false
+	}
+	return true
 }
 
 // decodeJSON decodes one JSON object from data into v, after checkJSON's
@@ -52,15 +79,8 @@ func readBody(c echo.Context) ([]byte, error) {
 // field names matched exactly). With strict set, unknown fields are refused
 // too. The message names the field at fault and never repeats the input.
 func decodeJSON(data []byte, v any, strict bool) error {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return apiError(CodeInvalidRequest, "a JSON body is required")
-	}
-	if trimmed[0] != '{' {
-		return apiError(CodeInvalidRequest, "the body must be a JSON object")
-	}
-	if err := checkJSON(data, reflect.TypeOf(v), strict); err != nil {
-		return &Error{Code: CodeInvalidRequest, Message: err.Error(), Cause: err}
+	if err := checkJSONObject(data, reflect.TypeOf(v), strict); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if strict {
@@ -85,6 +105,22 @@ func decodeJSON(data []byte, v any, strict bool) error {
 	return nil
 }
 
+// checkJSONObject refuses, as invalid_request naming what is wrong, a body
+// that is empty, is not a JSON object, or breaks checkJSON's rules for t.
+func checkJSONObject(data []byte, t reflect.Type, strict bool) error {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return apiError(CodeInvalidRequest, "a JSON body is required")
+	}
+	if trimmed[0] != '{' {
+		return apiError(CodeInvalidRequest, "the body must be a JSON object")
+	}
+	if err := checkJSON(data, t, strict); err != nil {
+		return newError(CodeInvalidRequest, err.Error(), err)
+	}
+	return nil
+}
+
 func jsonKind(k string) string {
 	switch k {
 	case "string":
@@ -100,8 +136,9 @@ func jsonKind(k string) string {
 }
 
 // credential extracts the caller's credential: the Authorization header
-// first; if it is absent or malformed, the api_key query parameter (seed
-// 004's precedence). A malformed header with no api_key is
+// first; if it is absent or malformed, the api_key query parameter (the
+// precedence of Sayna's authentication docs). A malformed header with no
+// api_key is
 // invalid_auth_header; nothing at all is missing_auth_header.
 func credential(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")

@@ -11,12 +11,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -32,13 +33,22 @@ import (
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
-// Deps is what the server is built from.
+// demoCSP is the demo page's Content-Security-Policy: it has no inline
+// code, loads its script and style from /demo/ and talks to the broker and
+// LiveKit wherever they are.
+const demoCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self' https: wss: http: ws:; media-src 'self' blob: mediastream:; object-src 'none'; " +
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// Deps is what the server is built from. The handlers see each dependency
+// through the small interface they use (authenticator, ticketIssuer,
+// ticketVerifier, liveKit), so that they can be tested with fakes.
 type Deps struct {
 	Tenants   auth.Tenants
-	Auth      *auth.Authenticator
+	Auth      authenticator
 	Store     store.Store
-	Issuer    *token.Issuer
-	Verifier  *token.Verifier
+	Issuer    ticketIssuer
+	Verifier  ticketVerifier
 	JWKS      token.JWKS
 	Log       *slog.Logger
 	Metrics   *metrics.Metrics
@@ -46,8 +56,13 @@ type Deps struct {
 	ClientIP  ClientIP
 	// Leeway is added to the nonce lifetime, matching the verifier's leeway.
 	Leeway time.Duration
-	// LiveKit is nil when LIVEKIT_* are unset: its endpoints answer 501.
-	LiveKit *livekit.Client
+	// LiveKit is the default project; nil when LIVEKIT_* are unset. A nil
+	// *livekit.Client counts as nil.
+	LiveKit liveKit
+	// LiveKitProjects, when set, gives orgs their own LiveKit projects
+	// (the tenant registry's); an org without one uses LiveKit. With
+	// neither, the LiveKit endpoints answer 501.
+	LiveKitProjects liveKitProjects
 	// ConnectRate and PublicRate are the per-IP limits a minute.
 	ConnectRate, PublicRate int
 	// Production refuses test keys.
@@ -59,6 +74,17 @@ type Deps struct {
 	// page, plus DemoConfig as /demo/config.json.
 	Demo       fs.FS
 	DemoConfig any
+
+	// DPoP checks the proofs that sender-constrained tickets need at
+	// /connect (htu BROKER_PUBLIC_URL + "/connect").
+	DPoP *token.DPoPVerifier
+	// MetricsElsewhere: /metrics has a listener of its own
+	// (BROKER_METRICS_ADDR), so this server answers 404 there.
+	MetricsElsewhere bool
+
+	// Admin, when set, serves the admin API (contract §4.1): on the main
+	// routes, or apart from them (NewAdmin) when Admin.Separate.
+	Admin *Admin
 }
 
 // Server holds the handlers' dependencies.
@@ -78,9 +104,59 @@ type Server struct {
 // still observed; the 16 KiB header limit; security headers; counting of
 // authenticated requests that a handler refused before its own store step.
 func New(d Deps) *echo.Echo {
+	if c, ok := d.LiveKit.(*livekit.Client); ok && c == nil {
+		d.LiveKit = nil // an unset client in an interface is still no LiveKit
+	}
 	s := &Server{Deps: d, log: d.Log}
 	s.jwksBody, _ = json.Marshal(d.JWKS)
 
+	e := s.newEcho()
+	e.GET("/", s.health)
+	e.GET("/healthz", s.health)
+	e.GET("/readyz", s.ready)
+	if !d.MetricsElsewhere {
+		e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
+	}
+	e.GET("/.well-known/jwks.json", s.jwks)
+	e.GET("/openapi.yaml", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, "application/yaml", api.OpenAPI)
+	})
+
+	if d.Demo != nil {
+		files := http.StripPrefix("/demo/", http.FileServer(http.FS(d.Demo)))
+		e.GET("/demo", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/demo/") })
+		e.GET("/demo/config.json", func(c echo.Context) error { return c.JSON(http.StatusOK, d.DemoConfig) })
+		e.GET("/demo/*", echo.WrapHandler(files), func(next echo.HandlerFunc) echo.HandlerFunc {
+			return func(c echo.Context) error {
+				c.Response().Header().Set("Content-Security-Policy", demoCSP)
+				return next(c)
+			}
+		})
+	}
+	e.POST("/token", s.mint)
+	e.POST("/token/redeem", s.redeem)
+	// The routes that need LiveKit answer 501 without it.
+	liveKit := routeGroup{e: e, middleware: []echo.MiddlewareFunc{s.requireLiveKit}}
+	liveKit.add(http.MethodPost, "/connect", s.connect, connectCORS)
+	e.OPTIONS("/connect", preflight(func(origins.Origin) bool { return true }))
+	e.POST("/public/token", s.publicToken)
+	e.OPTIONS("/public/token", preflight(s.anyPublicOrigin))
+	liveKit.add(http.MethodPost, "/livekit/token", s.livekitToken)
+	liveKit.add(http.MethodGet, "/livekit/rooms", s.listRooms)
+	liveKit.add(http.MethodGet, "/livekit/rooms/:room_name", s.getRoom)
+	liveKit.add(http.MethodDelete, "/livekit/participant", s.removeParticipant)
+	liveKit.add(http.MethodPost, "/livekit/participant/mute", s.muteTrack)
+	liveKit.add(http.MethodPost, "/livekit/webhook", s.webhook)
+	if d.Admin != nil && !d.Admin.Separate {
+		s.adminRoutes(e)
+	}
+	s.indexRoutes(e)
+	return e
+}
+
+// newEcho returns an Echo instance with the server's error handler and
+// middleware, and no routes.
+func (s *Server) newEcho() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
@@ -91,44 +167,35 @@ func New(d Deps) *echo.Echo {
 	e.Use(s.headerLimit)
 	e.Use(s.securityHeaders)
 	e.Use(s.countRefused)
+	return e
+}
 
-	e.GET("/", s.health)
-	e.GET("/healthz", s.health)
-	e.GET("/readyz", s.ready)
-	e.GET("/metrics", echo.WrapHandler(d.Metrics.Handler()))
-	e.GET("/.well-known/jwks.json", s.jwks)
-	e.GET("/openapi.yaml", func(c echo.Context) error {
-		return c.Blob(http.StatusOK, "application/yaml", api.OpenAPI)
-	})
-
-	if d.Demo != nil {
-		files := http.StripPrefix("/demo/", http.FileServer(http.FS(d.Demo)))
-		e.GET("/demo", func(c echo.Context) error { return c.Redirect(http.StatusFound, "/demo/") })
-		e.GET("/demo/config.json", func(c echo.Context) error { return c.JSON(http.StatusOK, d.DemoConfig) })
-		e.GET("/demo/*", echo.WrapHandler(files))
-	}
-	e.POST("/token", s.mint)
-	e.POST("/token/redeem", s.redeem)
-	e.POST("/connect", s.connect, connectCORS)
-	e.OPTIONS("/connect", preflight(func(origins.Origin) bool { return true }))
-	e.POST("/public/token", s.publicToken)
-	e.OPTIONS("/public/token", preflight(s.anyPublicOrigin))
-	e.POST("/livekit/token", s.livekitToken)
-	e.GET("/livekit/rooms", s.listRooms)
-	e.GET("/livekit/rooms/:room_name", s.getRoom)
-	e.DELETE("/livekit/participant", s.removeParticipant)
-	e.POST("/livekit/participant/mute", s.muteTrack)
-	e.POST("/livekit/webhook", s.webhook)
-
+// indexRoutes records e's route patterns, the route label's values.
+func (s *Server) indexRoutes(e *echo.Echo) {
 	s.routes = make(map[string]bool)
 	for _, r := range e.Routes() {
 		s.routes[r.Path] = true
 	}
-	return e
+}
+
+// routeGroup registers routes behind the same middleware, which runs
+// inside each route's own (so /connect's CORS headers are set on its 501
+// too). It is a group by middleware, not by path: /connect is not under
+// /livekit. echo.Group.Use is not used because it adds catch-all routes
+// under its prefix, which would turn the 404 of an unknown path into the
+// group middleware's answer.
+type routeGroup struct {
+	e          *echo.Echo
+	middleware []echo.MiddlewareFunc
+}
+
+func (g routeGroup) add(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	g.e.Add(method, path, h, append(slices.Clip(m), g.middleware...)...)
 }
 
 const (
 	ctxRequestID = "vb.request_id"
+	ctxLogger    = "vb.logger"
 	ctxPrincipal = "vb.principal"
 	ctxTenants   = "vb.tenants"
 	ctxBudget    = "vb.budget"
@@ -149,6 +216,18 @@ func (s *Server) tenants(c echo.Context) *config.Tenants {
 func requestID(c echo.Context) string {
 	id, _ := c.Get(ctxRequestID).(string)
 	return id
+}
+
+// logger is the request's logger: the server's, with the request_id
+// attribute attached once, on first use, so that every line the request
+// writes carries it and none spells it out.
+func (s *Server) logger(c echo.Context) *slog.Logger {
+	if l, ok := c.Get(ctxLogger).(*slog.Logger); ok {
+		return l
+	}
+	l := s.log.With(slog.String("request_id", requestID(c)))
+	c.Set(ctxLogger, l)
+	return l
 }
 
 // requestID takes the caller's X-Request-Id if it is short and plain, or
@@ -214,11 +293,11 @@ func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
 			if v == http.ErrAbortHandler {
 				panic(v) // net/http's way to abort a response; it logs nothing
 			}
-			s.log.LogAttrs(c.Request().Context(), slog.LevelError, "handler panicked",
+			s.logger(c).LogAttrs(c.Request().Context(), slog.LevelError, "handler panicked",
 				slog.String("event", "http.panic"), slog.String("route", s.routeLabel(c)),
-				slog.String("request_id", requestID(c)), slog.String("panic", panicText(v)),
+				slog.String("panic", panicText(v)),
 				slog.String("stack", string(debug.Stack())))
-			err = &Error{Code: CodeInternal, Message: messages[CodeInternal], Cause: errPanic}
+			err = wrapError(CodeInternal, errPanic)
 		}()
 		return next(c)
 	}
@@ -247,8 +326,7 @@ const MaxHeaderBytes = 16 << 10
 func (s *Server) headerLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if headerBytes(c.Request()) > MaxHeaderBytes {
-			return &Error{Code: CodePayloadTooLarge, Status: http.StatusRequestHeaderFieldsTooLarge,
-				Message: "the request headers are over 16 KiB"}
+			return apiError(codeHeadersTooLarge, "")
 		}
 		return next(c)
 	}
@@ -288,31 +366,75 @@ type readiness struct {
 	// broker stays ready), and the log says why the reload failed.
 	Config  string `json:"config"`
 	Message string `json:"message,omitempty"`
+	// SnapshotAge is how long ago the tenant registry's snapshot was last
+	// confirmed current with its source: 0 for a tenants file or the demo
+	// tenant, the time since the last refresh or notification on a
+	// database.
+	SnapshotAge float64 `json:"snapshot_age_seconds"`
 }
 
-// ready is 200 when the tenants are loaded and the store answers; the body
-// says whether the tenants in force are stale.
+// registryState is what /readyz reads of a tenant registry (every
+// registry.Reader has it; a plain config.Holder does not).
+type registryState interface {
+	Age() time.Duration
+	Check() error
+}
+
+// snapshotAge returns the registry's snapshot age in seconds (rounded to
+// the millisecond) and its Check.
+func (s *Server) snapshotAge() (float64, error) {
+	r, ok := s.Tenants.(registryState)
+	if !ok {
+		return 0, nil
+	}
+	age := math.Round(max(r.Age(), 0).Seconds()*1000) / 1000
+	return age, r.Check()
+}
+
+// ready is 200 when the tenants are loaded, the registry's snapshot is
+// within BROKER_REGISTRY_MAX_STALENESS and the store answers; the body
+// says whether the tenants in force are stale and how old the snapshot is.
 func (s *Server) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if s.tenants(c) == nil {
-		return c.JSON(http.StatusServiceUnavailable, body{Error: CodeConfigError, Message: "no tenants loaded"})
+		return writeError(c, apiError(codeNoTenants, ""))
+	}
+	age, err := s.snapshotAge()
+	if err != nil {
+		// The contract's error shape has room for the age only in the
+		// message; the gauge voicebroker_registry_snapshot_age_seconds has
+		// it too.
+		s.logger(c).Warn("not ready", "event", "readyz", "reason", err.Error(), "snapshot_age_seconds", age)
+		c.Response().Header().Set("Retry-After", "5")
+		return writeError(c, apiError(CodeRegistryUnavailable, fmt.Sprintf(
+			"the tenant registry snapshot is %s old (snapshot_age_seconds %g), past BROKER_REGISTRY_MAX_STALENESS: the database has not answered since; requests that read the tenants fail closed",
+			time.Duration(age*float64(time.Second)).Round(time.Millisecond), age)))
 	}
 	if err := s.Store.Ping(ctx); err != nil {
-		s.log.Warn("not ready", "event", "readyz", "reason", err.Error())
-		return c.JSON(http.StatusServiceUnavailable, body{Error: CodeStoreUnavailable, Message: messages[CodeStoreUnavailable]})
+		s.logger(c).Warn("not ready", "event", "readyz", "reason", err.Error())
+		return writeError(c, wrapError(CodeStoreUnavailable, err))
 	}
 	if s.Metrics.Stale() {
-		return c.JSON(http.StatusOK, readiness{Status: "ready", Config: "stale",
+		return c.JSON(http.StatusOK, readiness{Status: "ready", Config: "stale", SnapshotAge: age,
 			Message: "the last tenants reload failed; the previous tenants stay in force (see the config.reload log line)"})
 	}
-	return c.JSON(http.StatusOK, readiness{Status: "ready", Config: "current"})
+	return c.JSON(http.StatusOK, readiness{Status: "ready", Config: "current", SnapshotAge: age})
 }
 
 func (s *Server) jwks(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "public, max-age=300")
 	return c.Blob(http.StatusOK, "application/jwk-set+json", s.jwksBody)
 }
+
+// authenticator identifies the caller of a request.
+type authenticator interface {
+	// Authenticate returns the caller's principal, or an error wrapping one
+	// of auth's sentinels (an *auth.Error carries the audit reason).
+	Authenticate(ctx context.Context, req *auth.Request) (*auth.Principal, error)
+}
+
+var _ authenticator = (*auth.Authenticator)(nil)
 
 // authMode says what a handler does itself after authentication.
 type authMode int
@@ -333,7 +455,7 @@ const (
 type budget struct {
 	key     string
 	limit   store.Limit
-	scope   string // the rate_limited metric's label: org or public
+	scope   limitScope // limitOrg or limitPublic
 	counted bool
 }
 
@@ -369,9 +491,9 @@ func (s *Server) countRefused(next echo.HandlerFunc) echo.HandlerFunc {
 		b.counted = true
 		res, aerr := s.Store.Allow(c.Request().Context(), b.key, b.limit)
 		if aerr != nil {
-			s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "a refused request could not be counted",
+			s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "a refused request could not be counted",
 				slog.String("event", "rate_limit.error"), slog.String("route", s.routeLabel(c)),
-				slog.String("request_id", requestID(c)), slog.String("cause", aerr.Error()))
+				slog.String("cause", aerr.Error()))
 			return err
 		}
 		if err == nil || c.Response().Committed {
@@ -390,7 +512,7 @@ func (s *Server) countRefused(next echo.HandlerFunc) echo.HandlerFunc {
 // when the handler does it in its own store step (mode handlerLimits),
 // there, or in countRefused if the handler refuses the request first. It
 // checks the scope and audits the outcome.
-func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*auth.Principal, *config.Org, error) {
+func (s *Server) authenticate(c echo.Context, scope config.Scope, mode authMode) (*auth.Principal, *config.Org, error) {
 	r := c.Request()
 	ip := s.ClientIP.Of(r)
 	ten := s.tenants(c)
@@ -399,11 +521,11 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 	switch {
 	case err != nil && !s.AuthRequired && classify(err).Code == CodeMissingAuthHeader:
 		p, err = auth.Anonymous(ten)
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "AUTH_REQUIRED=false: request let through without a credential",
+		s.logger(c).LogAttrs(r.Context(), slog.LevelWarn, "AUTH_REQUIRED=false: request let through without a credential",
 			slog.String("event", "auth.skipped"), slog.String("client_ip", ip.String()),
-			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
+			slog.String("route", s.routeLabel(c)))
 	case err != nil:
-		s.authFailed(c, ip, classify(err).Code, nil)
+		s.authFailed(c, ip, auth.Reason(classify(err).Code), nil)
 		return nil, nil, err
 	default:
 		body, berr := readBody(c)
@@ -427,33 +549,38 @@ func (s *Server) authenticate(c echo.Context, scope string, mode authMode) (*aut
 	org := ten.Org(p.Org)
 	if org == nil {
 		// An API secret or auth service naming an org the file lacks.
-		return nil, nil, &Error{Code: CodeConfigError, Message: messages[CodeConfigError], Cause: errUnknownOrg}
+		return nil, nil, wrapError(CodeConfigError, errUnknownOrg)
 	}
-	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: store.PerMinute(org.RateLimit()), scope: "org"})
+	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: store.PerMinute(org.RateLimit()), scope: limitOrg})
 	if err := p.Require(scope); err != nil {
 		s.authFailed(c, ip, "", err)
 		return nil, nil, err
 	}
+	if u, ok := s.Tenants.(interface{ Used(org, keyID string) }); ok && p.Method == auth.MethodAPIKey {
+		u.Used(p.Org, p.KeyID) // the key's last_used_at; the registry batches the writes
+	}
 	if mode&handlerLimits == 0 {
 		counted(c)
-		if err := s.limit(c, store.OrgKey(org.ID), store.PerMinute(org.RateLimit()), "org"); err != nil {
+		if err := s.limit(c, store.OrgKey(org.ID), store.PerMinute(org.RateLimit()), limitOrg); err != nil {
 			return nil, nil, err
 		}
 	}
 	if mode&handlerAudits == 0 {
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "authenticated",
+		s.logger(c).LogAttrs(r.Context(), slog.LevelInfo, "authenticated",
 			slog.String("event", "auth.success"), slog.String("method", string(p.Method)),
 			slog.String("org", p.Org), slog.String("key_id", p.KeyID), slog.String("client_ip", ip.String()),
-			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
+			slog.String("route", s.routeLabel(c)))
 	}
 	c.Set(ctxPrincipal, p)
 	return p, org, nil
 }
 
-func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err error) {
+// authFailed audits and counts a failed authentication: reason, or the
+// reason of err (an *auth.Error's, else its code).
+func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason auth.Reason, err error) {
 	attrs := []slog.Attr{
 		slog.String("event", "auth.failure"), slog.String("client_ip", ip.String()),
-		slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)),
+		slog.String("route", s.routeLabel(c)),
 	}
 	if ae, ok := err.(*auth.Error); ok {
 		reason = ae.Reason
@@ -461,23 +588,11 @@ func (s *Server) authFailed(c echo.Context, ip netip.Addr, reason string, err er
 			attrs = append(attrs, slog.String("org", ae.Org), slog.String("key_id", ae.KeyID))
 		}
 	} else if err != nil {
-		reason = classify(err).Code
+		reason = auth.Reason(classify(err).Code)
 	}
-	attrs = append(attrs, slog.String("reason", reason))
-	s.Metrics.AuthFailures.WithLabelValues(reasonLabel(reason)).Inc()
-	s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "authentication failed", attrs...)
-}
-
-// reasonLabel is the auth_failures label of a reason: the reason itself
-// (a fixed word of the code), except that the auth service's status
-// ("auth_service_418", any three digits it chooses) becomes its class.
-func reasonLabel(reason string) string {
-	if st, ok := strings.CutPrefix(reason, "auth_service_"); ok && len(st) == 3 && st[0] >= '1' && st[0] <= '9' {
-		if _, err := strconv.Atoi(st); err == nil {
-			return "auth_service_" + st[:1] + "xx"
-		}
-	}
-	return reason
+	attrs = append(attrs, slog.String("reason", string(reason)))
+	s.Metrics.AuthFailures.WithLabelValues(reason.Label()).Inc()
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "authentication failed", attrs...)
 }
 
 // ipKey is the per-client rate-limit key of a client address: an IPv4
@@ -498,7 +613,7 @@ func ipKey(route string, a netip.Addr) string {
 // limit counts one request against key and sets the RateLimit-* headers;
 // over the limit it answers 429 with Retry-After. A store failure fails
 // closed.
-func (s *Server) limit(c echo.Context, key string, l store.Limit, scope string) error {
+func (s *Server) limit(c echo.Context, key string, l store.Limit, scope limitScope) error {
 	res, err := s.Store.Allow(c.Request().Context(), key, l)
 	if err != nil {
 		return err
@@ -508,7 +623,7 @@ func (s *Server) limit(c echo.Context, key string, l store.Limit, scope string) 
 
 // limited sets the RateLimit-* headers from res and answers 429 with
 // Retry-After when it refused the request.
-func (s *Server) limited(c echo.Context, res store.Result, scope string) error {
+func (s *Server) limited(c echo.Context, res store.Result, scope limitScope) error {
 	h := c.Response().Header()
 	// Header.Set would canonicalise the names on every request.
 	h[hdrRateLimitLimit] = []string{strconv.Itoa(res.Limit.Burst)}
@@ -516,10 +631,10 @@ func (s *Server) limited(c echo.Context, res store.Result, scope string) error {
 	h[hdrRateLimitReset] = []string{strconv.Itoa(ceilSeconds(res.ResetAfter))}
 	if !res.Allowed {
 		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
-		s.Metrics.RateLimited.WithLabelValues(scope).Inc()
-		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limited",
-			slog.String("event", "rate_limited"), slog.String("scope", scope),
-			slog.String("route", s.routeLabel(c)), slog.String("request_id", requestID(c)))
+		s.Metrics.RateLimited.WithLabelValues(string(scope)).Inc()
+		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limited",
+			slog.String("event", "rate_limited"), slog.String("scope", string(scope)),
+			slog.String("route", s.routeLabel(c)))
 		return apiError(CodeRateLimited, "")
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -27,11 +28,38 @@ const (
 
 var errUnknownOrg = errors.New("the credential's org is not in the tenants file")
 
+// ticketIssuer signs tickets.
+type ticketIssuer interface {
+	// Mint signs a ticket and returns it with its claims; an error means
+	// nothing was signed.
+	Mint(t token.Ticket) (string, *token.Claims, error)
+	// NewClaims returns a new ticket's claims, not yet signed, so that its
+	// nonce can be stored (and the request counted) before the signature;
+	// Sign signs them. Mint is NewClaims then Sign.
+	NewClaims(t token.Ticket) (*token.Claims, error)
+	Sign(c *token.Claims) (string, error)
+	// TTL is a ticket's lifetime.
+	TTL() time.Duration
+}
+
+// ticketVerifier checks tickets.
+type ticketVerifier interface {
+	// Verify checks a ticket's signature and claims and consumes nothing;
+	// its errors wrap token.ErrExpired or token.ErrInvalid.
+	Verify(raw string) (*token.Claims, error)
+}
+
+var (
+	_ ticketIssuer   = (*token.Issuer)(nil)
+	_ ticketVerifier = (*token.Verifier)(nil)
+)
+
 type mintRequest struct {
 	Agent    string          `json:"agent"`
-	Channel  string          `json:"channel"`
+	Channel  config.Channel  `json:"channel"`
 	Identity *string         `json:"identity"`
 	Metadata json.RawMessage `json:"metadata"`
+	DPoPJKT  *string         `json:"dpop_jkt"`
 }
 
 type mintResponse struct {
@@ -67,16 +95,20 @@ func (s *Server) mint(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	jkt, err := dpopJKT(agent, req.DPoPJKT)
+	if err != nil {
+		return err
+	}
 	return s.issue(c, agent, token.Ticket{
-		Org: p.Org, Agent: agent.ID, Channel: req.Channel, Identity: identity, Metadata: md,
-	}, p, "backend")
+		Org: p.Org, Agent: agent.ID, Channel: string(req.Channel), Identity: identity, Metadata: md, JKT: jkt,
+	}, p, mintBackend)
 }
 
 // issue counts the request against its budget (the org's, or for a public
 // ticket the agent's public budget, after its per-IP gate) and stores the
 // ticket's nonce in one store step, then signs the ticket and answers 201.
 // Nothing is handed out unless the nonce is stored.
-func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode string) error {
+func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode mintMode) error {
 	// The nonce is stored (and the request counted) before the ticket is
 	// signed: a request the limits refuse costs no signature. A signing
 	// failure after the store step leaves a nonce no ticket carries, which
@@ -87,7 +119,7 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	}
 	b := budgetOf(c)
 	n := store.Nonce{Org: t.Org, ID: claims.ID}
-	if b.scope == "public" {
+	if b.scope == limitPublic {
 		n.PublicAgent = agent.ID
 	}
 	g := gateOf(c) // the per-IP limit of /public/token, counted first in the same step
@@ -108,7 +140,7 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	}
 	scope := b.scope
 	if res.Gated {
-		scope = "ip"
+		scope = limitIP
 	}
 	if err := s.limited(c, res, scope); err != nil {
 		return err
@@ -117,12 +149,12 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
-	s.Metrics.Minted(t.Org, mode)
-	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
-		slog.String("event", "token.mint"), slog.String("mode", mode),
+	s.Metrics.Minted(t.Org, string(mode))
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
+		slog.String("event", "token.mint"), slog.String("mode", string(mode)),
 		slog.String("org", t.Org), slog.String("agent", t.Agent), slog.String("channel", t.Channel),
 		slog.String("auth_method", string(p.Method)), slog.String("key_id", p.KeyID), slog.String("jti_hash", nonceTag(claims.ID)),
-		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()), slog.String("request_id", requestID(c)))
+		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
 	server := agent.Server
 	if server == "" {
 		server = s.PublicURL
@@ -131,7 +163,7 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 }
 
 // agentFor finds the agent in the org and checks the channel.
-func agentFor(org *config.Org, agentID, channel string) (*config.Agent, error) {
+func agentFor(org *config.Org, agentID string, channel config.Channel) (*config.Agent, error) {
 	if agentID == "" {
 		return nil, apiError(CodeInvalidRequest, `field "agent" is required`)
 	}
@@ -143,7 +175,7 @@ func agentFor(org *config.Org, agentID, channel string) (*config.Agent, error) {
 		return nil, apiError(CodeUnknownAgent, "")
 	}
 	if !agent.HasChannel(channel) {
-		return nil, apiError(CodeInvalidRequest, "the agent does not offer channel "+channel)
+		return nil, apiError(CodeInvalidRequest, "the agent does not offer channel "+string(channel))
 	}
 	return agent, nil
 }
@@ -192,7 +224,7 @@ func metadataOf(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, apiError(CodeInvalidRequest, `field "metadata" must be a JSON object`)
 	}
 	if err := checkJSON(raw, nil, false); err != nil {
-		return nil, &Error{Code: CodeInvalidRequest, Message: `field "metadata": ` + err.Error(), Cause: err}
+		return nil, newError(CodeInvalidRequest, `field "metadata": `+err.Error(), err)
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {
@@ -215,6 +247,9 @@ type redeemResponse struct {
 	Identity string          `json:"identity"`
 	Metadata json.RawMessage `json:"metadata"`
 	Origin   string          `json:"origin,omitempty"`
+	// Cnf is the ticket's cnf claim when it is sender-constrained: a voice
+	// server checks the client's DPoP proof against cnf.jkt itself.
+	Cnf *token.Confirmation `json:"cnf,omitempty"`
 }
 
 // redeem is POST /token/redeem: a voice server of the token's org verifies
@@ -243,10 +278,10 @@ func (s *Server) redeem(c echo.Context) error {
 	if err := s.consume(c, claims, &budgetOf(c).limit); err != nil {
 		return err
 	}
-	s.redeemed(c, claims, "redeem")
+	s.redeemed(c, claims, viaRedeem)
 	return c.JSON(http.StatusOK, redeemResponse{
 		Org: claims.Org, Agent: claims.Agent, Channel: claims.Channel, Identity: claims.Subject,
-		Metadata: claims.Metadata, Origin: claims.Origin,
+		Metadata: claims.Metadata, Origin: claims.Origin, Cnf: claims.Confirmation,
 	})
 }
 
@@ -256,20 +291,20 @@ func (s *Server) redeem(c echo.Context) error {
 func (s *Server) verify(c echo.Context, raw string, p *auth.Principal) (*token.Claims, *config.Agent, error) {
 	claims, err := s.Verifier.Verify(raw)
 	if err != nil {
-		reason := CodeTokenInvalid
+		reason := refusedInvalid
 		if errors.Is(err, token.ErrExpired) {
-			reason = CodeTokenExpired
+			reason = refusedExpired
 		}
 		s.refused(c, reason, "", err)
 		return nil, nil, err
 	}
 	if p != nil && claims.Org != p.Org {
-		s.refused(c, "wrong_org", claims.Org, nil)
+		s.refused(c, refusedWrongOrg, claims.Org, nil)
 		return nil, nil, apiError(CodeTokenInvalid, "")
 	}
 	org := s.tenants(c).Org(claims.Org)
 	if org == nil || org.Agent(claims.Agent) == nil {
-		s.refused(c, "agent_removed", claims.Org, nil)
+		s.refused(c, refusedAgentRemoved, claims.Org, nil)
 		return nil, nil, apiError(CodeUnknownAgent, "")
 	}
 	return claims, org.Agent(claims.Agent), nil
@@ -282,45 +317,50 @@ func (s *Server) consume(c echo.Context, claims *token.Claims, limit *store.Limi
 	res, err := s.Store.ConsumeNonce(c.Request().Context(), store.Nonce{Org: claims.Org, ID: claims.ID}, limit)
 	if limit != nil && (err == nil || errors.Is(err, store.ErrNotFound)) {
 		counted(c)
-		if lerr := s.limited(c, res, "org"); lerr != nil {
+		if lerr := s.limited(c, res, limitOrg); lerr != nil {
 			return lerr
 		}
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.refused(c, CodeTokenUsed, claims.Org, nil)
-		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "token replay refused",
-			slog.String("event", "token.replay"), slog.String("org", claims.Org), slog.String("agent", claims.Agent),
-			slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
-			slog.String("request_id", requestID(c)))
-		return apiError(CodeTokenUsed, "")
+		return s.ticketUsed(c, claims)
 	case err != nil:
 		return err
 	}
 	return nil
 }
 
-// redeemed counts and audits a redemption that completed, with the
-// redeeming credential when there is one (not at /connect).
-func (s *Server) redeemed(c echo.Context, claims *token.Claims, via string) {
-	s.Metrics.Redeemed(claims.Org, via)
-	method, keyID := "ticket", ""
-	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
-		method, keyID = string(p.Method), p.KeyID
-	}
-	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token redeemed",
-		slog.String("event", "token.redeem"), slog.String("via", via),
-		slog.String("auth_method", method), slog.String("key_id", keyID),
-		slog.String("org", claims.Org), slog.String("agent", claims.Agent), slog.String("channel", claims.Channel),
-		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
-		slog.String("request_id", requestID(c)))
+// ticketUsed counts and logs a replayed ticket and returns token_used.
+func (s *Server) ticketUsed(c echo.Context, claims *token.Claims) error {
+	s.refused(c, refusedUsed, claims.Org, nil)
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "token replay refused",
+		slog.String("event", "token.replay"), slog.String("org", claims.Org), slog.String("agent", claims.Agent),
+		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
+	return apiError(CodeTokenUsed, "")
 }
 
-func (s *Server) refused(c echo.Context, reason, org string, err error) {
-	s.Metrics.TokensRefused.WithLabelValues(reason).Inc()
+// redeemed counts and audits a redemption that completed, with the
+// redeeming credential when there is one (not at /connect).
+func (s *Server) redeemed(c echo.Context, claims *token.Claims, via redeemVia) {
+	s.Metrics.Redeemed(claims.Org, string(via))
+	method, keyID := auth.MethodTicket, ""
+	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
+		method, keyID = p.Method, p.KeyID
+	}
+	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token redeemed",
+		slog.String("event", "token.redeem"), slog.String("via", string(via)),
+		slog.String("auth_method", string(method)), slog.String("key_id", keyID),
+		slog.String("org", claims.Org), slog.String("agent", claims.Agent), slog.String("channel", claims.Channel),
+		slog.String("jti_hash", nonceTag(claims.ID)), slog.String("client_ip", s.ClientIP.Of(c.Request()).String()))
+}
+
+// refused counts and audits a refused ticket (a replay is audited by its
+// own token.replay line).
+func (s *Server) refused(c echo.Context, reason refusal, org string, err error) {
+	s.Metrics.TokensRefused.WithLabelValues(string(reason)).Inc()
 	attrs := []slog.Attr{
-		slog.String("event", "token.refused"), slog.String("reason", reason),
-		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()), slog.String("request_id", requestID(c)),
+		slog.String("event", "token.refused"), slog.String("reason", string(reason)),
+		slog.String("client_ip", s.ClientIP.Of(c.Request()).String()),
 	}
 	if org != "" {
 		attrs = append(attrs, slog.String("org", org))
@@ -328,8 +368,8 @@ func (s *Server) refused(c echo.Context, reason, org string, err error) {
 	if err != nil {
 		attrs = append(attrs, slog.String("detail", err.Error()))
 	}
-	if reason != CodeTokenUsed {
-		s.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "token refused", attrs...)
+	if reason != refusedUsed {
+		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "token refused", attrs...)
 	}
 }
 

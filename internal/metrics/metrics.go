@@ -34,7 +34,7 @@ type Metrics struct {
 	TokensRedeemed *prometheus.CounterVec   // org, via (redeem|connect)
 	TokensRefused  *prometheus.CounterVec   // reason
 	AuthFailures   *prometheus.CounterVec   // reason
-	RateLimited    *prometheus.CounterVec   // scope (org|public|ip)
+	RateLimited    *prometheus.CounterVec   // scope (org|public|ip|admin)
 	StoreDuration  *prometheus.HistogramVec // op, result
 	LiveKitCalls   *prometheus.HistogramVec // op, result
 	HTTPDuration   *prometheus.HistogramVec // route, method, status
@@ -230,7 +230,7 @@ func (t *timedStore) observe(op string, start time.Time, err error) {
 	result := "ok"
 	switch {
 	case err == nil:
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists):
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrReplayed):
 		result = "miss"
 	default:
 		result = "error"
@@ -253,6 +253,13 @@ func (t *timedStore) ConsumeNonce(ctx context.Context, n store.Nonce, limit *sto
 	return r, err
 }
 
+func (t *timedStore) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p store.Proof) error {
+	start := time.Now()
+	err := t.Store.ConsumeNonceWithProof(ctx, n, p)
+	t.observe("consume_nonce_dpop", start, err)
+	return err
+}
+
 func (t *timedStore) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
 	start := time.Now()
 	owner, err := t.Store.ClaimRoom(ctx, room, org, ttl)
@@ -271,6 +278,27 @@ func (t *timedStore) ReleaseRoom(ctx context.Context, room, org string) error {
 	start := time.Now()
 	err := t.Store.ReleaseRoom(ctx, room, org)
 	t.observe("release_room", start, err)
+	return err
+}
+
+func (t *timedStore) ReleaseRoomClaimedBy(ctx context.Context, room, org string, at time.Time) (bool, error) {
+	start := time.Now()
+	released, err := t.Store.ReleaseRoomClaimedBy(ctx, room, org, at)
+	t.observe("release_room_claimed_by", start, err)
+	return released, err
+}
+
+func (t *timedStore) RecordWebhookEvent(ctx context.Context, id string, ttl time.Duration) error {
+	start := time.Now()
+	err := t.Store.RecordWebhookEvent(ctx, id, ttl)
+	t.observe("record_webhook_event", start, err)
+	return err
+}
+
+func (t *timedStore) ForgetWebhookEvent(ctx context.Context, id string) error {
+	start := time.Now()
+	err := t.Store.ForgetWebhookEvent(ctx, id)
+	t.observe("forget_webhook_event", start, err)
 	return err
 }
 

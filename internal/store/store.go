@@ -1,6 +1,7 @@
 // Package store declares what the broker keeps outside its process: ticket
-// nonces, room owners and rate-limit state. memory/ and redis/ implement it,
-// and storetest/ holds the conformance suite both must pass.
+// nonces, room owners, the webhook events already handled and rate-limit
+// state. memory/ and redis/ implement it, and storetest/ holds the
+// conformance suite both must pass.
 package store
 
 import (
@@ -19,6 +20,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrExists: PutNonce found the nonce already present.
 	ErrExists = errors.New("already exists")
+	// ErrReplayed: ConsumeNonceWithProof found the proof already recorded;
+	// nothing was consumed.
+	ErrReplayed = errors.New("proof already used")
 )
 
 // Nonce names a ticket's nonce: its ID and the org it belongs to. The org
@@ -81,20 +85,91 @@ type Nonces interface {
 	// for one nonce, across every process sharing the store, exactly one
 	// returns a nil error; the others return ErrNotFound.
 	ConsumeNonce(ctx context.Context, n Nonce, limit *Limit) (Result, error)
+	// ConsumeNonceWithProof redeems a sender-constrained ticket: in one
+	// atomic step it records p and consumes n. If p is already recorded
+	// (a replayed DPoP proof) it returns ErrReplayed and consumes nothing;
+	// if n is absent it returns ErrNotFound and records nothing; otherwise
+	// n is gone, p is remembered for p.TTL, and it returns nil. Of any
+	// number of concurrent calls with one proof, across every process
+	// sharing the store, at most one returns nil. Proofs are recorded per
+	// org (n.Org): the record shares the nonce's place (in Redis Cluster,
+	// its slot), which is what makes the step one atomic round trip.
+	ConsumeNonceWithProof(ctx context.Context, n Nonce, p Proof) error
 }
 
-// Rooms records which org owns a LiveKit room.
+// Proof names a DPoP proof that may be accepted once.
+type Proof struct {
+	// Key identifies the proof: token.DPoPProof.ReplayKey (thumbprint and
+	// jti), at most MaxProofKey bytes.
+	Key string
+	// TTL is how long the proof is remembered: token.DPoPVerifier.ReplayTTL,
+	// the time in which its iat keeps it acceptable.
+	TTL time.Duration
+}
+
+// MaxProofKey bounds Proof.Key.
+const MaxProofKey = 256
+
+// Check returns an error for a proof no store can record: an empty or
+// overlong key, or a ttl under a millisecond. It is a caller's mistake,
+// not ErrUnavailable.
+func (p Proof) Check() error {
+	if p.Key == "" || len(p.Key) > MaxProofKey || p.TTL < time.Millisecond {
+		return errors.New("store: a proof needs a key of 1 to 256 bytes and a ttl of at least 1ms")
+	}
+	return nil
+}
+
+// Rooms records which org owns a LiveKit room, and when it claimed it.
 type Rooms interface {
 	// ClaimRoom makes org the owner of room for ttl unless another org owns
 	// it, and returns the owner after the call: org if the claim succeeded
 	// or org already owned it, another org's id otherwise. An existing claim
-	// by org has its ttl extended.
+	// by org has its ttl extended. Every successful claim, extensions
+	// included, records its time with the owner record, by the store's own
+	// clock (Redis's TIME: one clock for every replica), for
+	// ReleaseRoomClaimedBy.
 	ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (owner string, err error)
 	// RoomOwner returns the owner of room, or ErrNotFound.
 	RoomOwner(ctx context.Context, room string) (string, error)
 	// ReleaseRoom removes the owner record of room if org owns it; releasing
 	// a room not owned by org is a no-op.
 	ReleaseRoom(ctx context.Context, room, org string) error
+	// ReleaseRoomClaimedBy removes the owner record of room if org owns it
+	// and its latest claim was made at or before t, and reports whether it
+	// did: a release for something that happened at t (a room that
+	// finished) never removes a claim made after it. A record whose claim
+	// time is unknown (one written before claim times were recorded) is not
+	// removed; it expires with its ttl.
+	ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time) (released bool, err error)
+}
+
+// Webhooks makes LiveKit's webhook events single-use: each event id is
+// acted on once.
+type Webhooks interface {
+	// RecordWebhookEvent records the event id for ttl. It returns ErrExists
+	// if id is recorded already (a replay, or LiveKit's retry of an event
+	// that was handled), and ErrUnavailable if it cannot tell. Of any number
+	// of concurrent calls for one id, across every process sharing the
+	// store, exactly one returns nil.
+	RecordWebhookEvent(ctx context.Context, id string, ttl time.Duration) error
+	// ForgetWebhookEvent removes the record of id, so that LiveKit's retry
+	// of an event whose handling failed after it was recorded is handled.
+	ForgetWebhookEvent(ctx context.Context, id string) error
+}
+
+// MaxEventID bounds a webhook event id as the store records it (the
+// broker's are the LiveKit project's name, "/", and LiveKit's id of at
+// most 128 bytes).
+const MaxEventID = 256
+
+// CheckEventID returns an error for an event id no store can record: empty
+// or over MaxEventID bytes. It is a caller's mistake, not ErrUnavailable.
+func CheckEventID(id string) error {
+	if id == "" || len(id) > MaxEventID {
+		return errors.New("store: an event id is 1 to 256 bytes")
+	}
+	return nil
 }
 
 // Limiter applies GCRA rate limits.
@@ -107,6 +182,7 @@ type Limiter interface {
 type Store interface {
 	Nonces
 	Rooms
+	Webhooks
 	Limiter
 	// Ping reports whether the store is reachable, for /readyz.
 	Ping(ctx context.Context) error

@@ -55,12 +55,19 @@ func LiveKitBinary(t testing.TB) string {
 // sending webhooks to webhookURL (may be empty), and stops it at cleanup.
 func StartLiveKit(t testing.TB, webhookURL string) *LiveKit {
 	t.Helper()
+	return StartLiveKitWithKey(t, webhookURL, "testkey", "vb-test-secret-0123456789abcdef0123456789")
+}
+
+// StartLiveKitWithKey is StartLiveKit with its own API key and secret (at
+// least 32 characters), for tests that run several LiveKit projects.
+func StartLiveKitWithKey(t testing.TB, webhookURL, apiKey, apiSecret string) *LiveKit {
+	t.Helper()
 	bin := LiveKitBinary(t)
 	port, tcp, udp := FreePort(t), FreePort(t), FreeUDPPort(t)
 	lk := &LiveKit{
 		URL:       fmt.Sprintf("ws://127.0.0.1:%d", port),
-		APIKey:    "testkey",
-		APISecret: "vb-test-secret-0123456789abcdef0123456789",
+		APIKey:    apiKey,
+		APISecret: apiSecret,
 		t:         t,
 		port:      port,
 	}

@@ -172,6 +172,33 @@ func RedisClusterAddrs(t testing.TB) []string {
 	return clusterAddrs
 }
 
+// clusterPort returns a free loopback port whose cluster bus port (port +
+// 10000, fixed by Redis) exists and is free too: an ephemeral port above
+// 55535 would give a bus port past 65535 and a node that never starts.
+func clusterPort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		if port+10000 > 65535 {
+			l.Close()
+			continue
+		}
+		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		bus.Close()
+		return port
+	}
+	t.Fatal("no loopback port with a free cluster bus port after 100 tries")
+	return 0
+}
+
 func startCluster(t testing.TB) ([]string, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -183,7 +210,7 @@ func startCluster(t testing.TB) ([]string, error) {
 	}
 	var addrs []string
 	for range 3 {
-		port := FreePort(t)
+		port := clusterPort(t)
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes-"+strconv.Itoa(port)+".conf"),

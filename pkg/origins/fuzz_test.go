@@ -17,7 +17,9 @@ import (
 // its registrable domain (eTLD+1) is the base's. The canonical
 // serialisations of an accepted origin and pattern parse back to
 // themselves, and a parsed origin's host never ends in a number unless it
-// is a dotted-decimal IPv4 address.
+// is a dotted-decimal IPv4 address. Every accepted host is a resolvable
+// DNS name or an IP address: at most 253 characters, labels at most 63
+// (a wildcard's domain at most 251, leaving room for one label).
 func FuzzMatch(f *testing.F) {
 	seeds := [][2]string{
 		{"https://*.mysite.com", "https://a.mysite.com"},
@@ -34,6 +36,10 @@ func FuzzMatch(f *testing.F) {
 		{"https://*.github.io", "https://evil.github.io"},              // a public suffix base
 		{"https://*.a.compute.amazonaws.com", "https://x.a.compute.amazonaws.com"},
 		{"https://*.mysite.com", "https://x.mysite.com.0x"},
+		{"https://*." + strings.Repeat("a.", 125) + "com", "https://x." + strings.Repeat("a.", 125) + "com"}, // 253 characters
+		{"https://" + strings.Repeat("a.", 125) + "co", "https://" + strings.Repeat("a.", 126) + "com"},      // 251 and 255
+		{"https://" + strings.Repeat("b", 63) + ".com", "https://" + strings.Repeat("b", 64) + ".com"},
+		{"https://" + strings.Repeat("ü", 30) + ".example", "https://" + strings.Repeat("ü", 60) + ".example"},
 	}
 	for _, s := range seeds {
 		f.Add(s[0], s[1])
@@ -43,9 +49,20 @@ func FuzzMatch(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if host := hostOf(p.String()); len(host) > 253 { // a wildcard's "*." counts: its domain leaves room for a label
+			t.Fatalf("pattern %q accepted with a %d-character host", pattern, len(host))
+		}
 		o, err := origins.ParseOrigin(origin)
 		if err != nil {
 			return
+		}
+		if len(o.Host) > 253 {
+			t.Fatalf("%q accepted with a %d-character host", origin, len(o.Host))
+		}
+		for _, label := range strings.Split(o.Host, ".") {
+			if len(label) > 63 && strings.IndexByte(o.Host, ':') < 0 {
+				t.Fatalf("%q accepted with a %d-character label", origin, len(label))
+			}
 		}
 		back, err := origins.ParseOrigin(o.String())
 		if err != nil || back != o {
@@ -56,7 +73,9 @@ func FuzzMatch(f *testing.F) {
 		}
 		addr, ipErr := netip.ParseAddr(o.Host)
 		last := o.Host[strings.LastIndexByte(o.Host, '.')+1:]
-		if ipErr != nil && last != "" && (strings.Trim(last, "0123456789") == "" || strings.HasPrefix(last, "0x")) {
+		lower := strings.ToLower(last)
+		hexNumber := strings.HasPrefix(lower, "0x") && strings.Trim(lower[2:], "0123456789abcdef") == ""
+		if ipErr != nil && last != "" && (strings.Trim(last, "0123456789") == "" || hexNumber) {
 			t.Fatalf("%q parsed with host %q, which a browser reads as IPv4", origin, o.Host)
 		}
 		if !p.Match(o) {
@@ -100,4 +119,17 @@ func FuzzMatch(f *testing.F) {
 			t.Fatalf("%q matched %q with another host", origin, ps)
 		}
 	})
+}
+
+// hostOf returns the host of a canonical pattern, a wildcard's with its
+// "*.".
+func hostOf(pattern string) string {
+	_, rest, _ := strings.Cut(pattern, "://")
+	if strings.HasPrefix(rest, "[") {
+		return rest[:strings.IndexByte(rest, ']')+1]
+	}
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		return rest[:i]
+	}
+	return rest
 }

@@ -25,6 +25,10 @@
 // standard reads 127.1 and 0x7f.0.0.1 as 127.0.0.1 and always sends the
 // dotted-decimal form), so anything else ending in a number is refused.
 //
+// A host is a DNS name of at most 253 characters in punycode, each label at
+// most 63 (RFC 1035), or an IP address; a wildcard's domain leaves room for
+// one label below it.
+//
 // An Origin header matches only if it is a bare serialised origin:
 // scheme://host[:port] with no path, query, fragment, userinfo, whitespace or
 // trailing dot, and not the opaque value "null".
@@ -44,6 +48,14 @@ import (
 
 // MaxLength bounds a pattern or an Origin value.
 const MaxLength = 512
+
+// Bounds of a DNS name, in its ASCII (punycode) form without a trailing
+// dot (RFC 1035): a longer name cannot be resolved, so no browser can be
+// on such an origin.
+const (
+	MaxHostLength  = 253
+	MaxLabelLength = 63
+)
 
 // Errors wrapped by ParsePattern and ParseOrigin; the wrapping text says why.
 var (
@@ -174,6 +186,9 @@ func ParsePattern(s string) (Pattern, error) {
 		}
 		if !strings.Contains(p.host, ".") {
 			return fail("a wildcard needs a domain of at least two labels")
+		}
+		if len(p.host) > MaxHostLength-2 {
+			return fail(fmt.Sprintf("no host below a domain of %d characters fits in %d", len(p.host), MaxHostLength))
 		}
 		if suffix, _ := publicsuffix.PublicSuffix(p.host); suffix == p.host {
 			return fail("a wildcard cannot cover a public suffix (public suffix list): it would admit other owners' domains")
@@ -387,9 +402,12 @@ func canonicalHost(h string) (string, error) {
 	if ascii == "" || strings.HasSuffix(ascii, ".") {
 		return "", errors.New("bad host")
 	}
+	if len(ascii) > MaxHostLength {
+		return "", fmt.Errorf("host longer than %d characters", MaxHostLength)
+	}
 	for _, label := range strings.Split(ascii, ".") {
-		if label == "" || len(label) > 63 {
-			return "", errors.New("empty or over-long label")
+		if label == "" || len(label) > MaxLabelLength {
+			return "", fmt.Errorf("empty label, or a label longer than %d characters", MaxLabelLength)
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]

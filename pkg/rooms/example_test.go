@@ -2,6 +2,7 @@ package rooms_test
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/voicebroker/voicebroker/pkg/rooms"
@@ -23,4 +24,10 @@ func ExampleNew() {
 	n, _ := rooms.Parse(name)
 	fmt.Println(n.Kind, n.AgentID, n.Timestamp, len(n.Random))
 	// Output: agent florencia 1700000000 12
+}
+
+func ExampleRandomBase62() {
+	s, _ := rooms.RandomBase62(12)
+	fmt.Println(len(s), strings.Trim(s, rooms.Base62) == "")
+	// Output: 12 true
 }

@@ -112,7 +112,26 @@ func ValidAgentID(id string) bool {
 	return all(id, func(c byte) bool { return 'a' <= c && c <= 'z' || isDigit(c) || c == '-' })
 }
 
-const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+// Base62 is the alphabet of a room name's random part: digits, then
+// upper-case, then lower-case ASCII letters.
+const Base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// RandomBase62 returns n characters of Base62 drawn uniformly from
+// crypto/rand (log2(62), about 5.95 bits, each): the random part of a
+// room name, and of any other name that must be unguessable and plain
+// (voicebroker's API keys are made with it too).
+func RandomBase62(n int) (string, error) {
+	b := make([]byte, n)
+	max := big.NewInt(int64(len(Base62)))
+	for i := range b {
+		v, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			return "", err
+		}
+		b[i] = Base62[v.Int64()]
+	}
+	return string(b), nil
+}
 
 // New returns a fresh agent room name for agentID at time now:
 // agent_{agentID}_{unix seconds}_{12 base62 characters from crypto/rand}.
@@ -120,20 +139,15 @@ func New(agentID string, now time.Time) (string, error) {
 	if !ValidAgentID(agentID) {
 		return "", fmt.Errorf("%w: agent id must match [a-z0-9][a-z0-9-]{0,62}", ErrInvalid)
 	}
-	var b [12]byte
-	max := big.NewInt(int64(len(base62)))
-	for i := range b {
-		n, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			return "", err
-		}
-		b[i] = base62[n.Int64()]
+	random, err := RandomBase62(12)
+	if err != nil {
+		return "", err
 	}
 	ts := strconv.FormatInt(now.Unix(), 10)
 	if len(ts) < 10 {
 		ts = strings.Repeat("0", 10-len(ts)) + ts
 	}
-	return "agent_" + agentID + "_" + ts + "_" + string(b[:]), nil
+	return "agent_" + agentID + "_" + ts + "_" + random, nil
 }
 
 func all(s string, ok func(byte) bool) bool {

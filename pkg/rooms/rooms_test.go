@@ -76,3 +76,31 @@ func TestNew(t *testing.T) {
 		t.Fatal("bad agent id accepted")
 	}
 }
+
+// TestRandomBase62: n characters, every one of Base62, and every character
+// of Base62 drawn (in 12,400 draws each is missed with probability about
+// 62·(61/62)^12400, far below 1e-80).
+func TestRandomBase62(t *testing.T) {
+	for _, n := range []int{0, 1, 12, 43} {
+		s, err := rooms.RandomBase62(n)
+		if err != nil || len(s) != n {
+			t.Fatalf("RandomBase62(%d) = %q, %v", n, s, err)
+		}
+	}
+	seen := map[rune]bool{}
+	for range 200 {
+		s, err := rooms.RandomBase62(62)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range s {
+			if !strings.ContainsRune(rooms.Base62, c) {
+				t.Fatalf("%q is not in Base62", c)
+			}
+			seen[c] = true
+		}
+	}
+	if len(seen) != len(rooms.Base62) {
+		t.Fatalf("%d of 62 characters drawn", len(seen))
+	}
+}

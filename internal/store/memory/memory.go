@@ -14,14 +14,16 @@ import (
 
 var _ store.Store = (*Store)(nil)
 
-// Store keeps nonces, room owners and limiter state in maps, sweeping
+// Store keeps nonces, room owners, webhook events and limiter state in maps, sweeping
 // expired entries in the background.
 type Store struct {
 	now func() time.Time
 
 	mu     sync.Mutex
 	nonces map[string]time.Time // id -> expiry
+	proofs map[string]time.Time // org and proof key -> expiry
 	rooms  map[string]owner
+	events map[string]time.Time // webhook event id -> expiry
 	tats   map[string]time.Time // GCRA theoretical arrival times
 
 	stop chan struct{}
@@ -30,6 +32,7 @@ type Store struct {
 
 type owner struct {
 	org     string
+	claimed time.Time // the latest claim
 	expires time.Time
 }
 
@@ -47,7 +50,9 @@ func NewWithClock(now func() time.Time) *Store {
 	return &Store{
 		now:    now,
 		nonces: make(map[string]time.Time),
+		proofs: make(map[string]time.Time),
 		rooms:  make(map[string]owner),
+		events: make(map[string]time.Time),
 		tats:   make(map[string]time.Time),
 		stop:   make(chan struct{}),
 	}
@@ -75,9 +80,19 @@ func (s *Store) sweep() {
 			delete(s.nonces, k)
 		}
 	}
+	for k, exp := range s.proofs {
+		if !now.Before(exp) {
+			delete(s.proofs, k)
+		}
+	}
 	for k, o := range s.rooms {
 		if !now.Before(o.expires) {
 			delete(s.rooms, k)
+		}
+	}
+	for k, exp := range s.events {
+		if !now.Before(exp) {
+			delete(s.events, k)
 		}
 	}
 	for k, tat := range s.tats {
@@ -145,6 +160,33 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 	return res, nil
 }
 
+// ConsumeNonceWithProof implements store.Nonces under the store's one
+// lock: the proof is looked up, the nonce consumed and the proof recorded
+// with no other call in between.
+func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p store.Proof) error {
+	if err := p.Check(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return store.ErrUnavailable
+	}
+	now := s.now()
+	pk := n.Org + "/" + p.Key
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.proofs[pk]; ok && now.Before(exp) {
+		return store.ErrReplayed
+	}
+	exp, ok := s.nonces[nonceKey(n)]
+	if !ok || !now.Before(exp) {
+		delete(s.nonces, nonceKey(n))
+		return store.ErrNotFound
+	}
+	delete(s.nonces, nonceKey(n))
+	s.proofs[pk] = now.Add(p.TTL)
+	return nil
+}
+
 // ClaimRoom implements store.Rooms.
 func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
 	if err := ctx.Err(); err != nil {
@@ -156,7 +198,7 @@ func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Durati
 	if o, ok := s.rooms[room]; ok && now.Before(o.expires) && o.org != org {
 		return o.org, nil
 	}
-	s.rooms[room] = owner{org: org, expires: now.Add(ttl)}
+	s.rooms[room] = owner{org: org, claimed: now, expires: now.Add(ttl)}
 	return org, nil
 }
 
@@ -184,6 +226,53 @@ func (s *Store) ReleaseRoom(ctx context.Context, room, org string) error {
 	if o, ok := s.rooms[room]; ok && o.org == org {
 		delete(s.rooms, room)
 	}
+	return nil
+}
+
+// ReleaseRoomClaimedBy implements store.Rooms.
+func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, store.ErrUnavailable
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o, ok := s.rooms[room]; ok && now.Before(o.expires) && o.org == org && !o.claimed.After(t) {
+		delete(s.rooms, room)
+		return true, nil
+	}
+	return false, nil
+}
+
+// RecordWebhookEvent implements store.Webhooks.
+func (s *Store) RecordWebhookEvent(ctx context.Context, id string, ttl time.Duration) error {
+	if err := store.CheckEventID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return store.ErrUnavailable
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.events[id]; ok && now.Before(exp) {
+		return store.ErrExists
+	}
+	s.events[id] = now.Add(ttl)
+	return nil
+}
+
+// ForgetWebhookEvent implements store.Webhooks.
+func (s *Store) ForgetWebhookEvent(ctx context.Context, id string) error {
+	if err := store.CheckEventID(id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return store.ErrUnavailable
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.events, id)
 	return nil
 }
 

@@ -1,11 +1,12 @@
-// Package redis is the shared Store: nonces, room owners and rate limits in
-// Redis (one node via a URL, or a Redis Cluster), so that any number of
+// Package redis is the shared Store: nonces, room owners, webhook events and
+// rate limits in Redis (one node via a URL, or a Redis Cluster), so that any number of
 // broker replicas agree on which ticket was used.
 //
 // Every call carries a deadline (the store timeout) and go-redis retries
 // nothing: a command that may or may not have run is reported as
-// store.ErrUnavailable and the broker fails closed. Every command touches
-// one key, so every command is on one cluster slot.
+// store.ErrUnavailable and the broker fails closed. Every command is on one
+// cluster slot: it touches one key, or keys that share the org's hash tag,
+// or a room's owner record and its claim time (see claimedKey).
 //
 // The commands go through a pipeliner (batch.go): those that concurrent
 // requests issue while a batch is out go together in the next one, one
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -33,11 +35,40 @@ var _ store.Store = (*Store)(nil)
 // a nonce and its org's limiter state share a cluster slot, so one script
 // can count the request and store or consume the nonce.
 const (
-	roomPrefix = "vb:room:"
-	ratePrefix = "vb:"
+	roomPrefix  = "vb:room:"
+	ratePrefix  = "vb:"
+	eventPrefix = "vb:wh:"
 )
 
+// claimedKey is where the time of room's latest claim is kept, beside its
+// owner record (roomPrefix+room, which stays a plain string holding the
+// org, as brokers before claim times read and write it). The hash tag is
+// the whole owner key, so both keys are on the owner key's cluster slot. A
+// room name with a brace would make that tag differ; there is then no
+// claim-time key ("", false), and such a record is never released by
+// ReleaseRoomClaimedBy (the broker never claims such a name: the room
+// grammar has no braces).
+func claimedKey(room string) (string, bool) {
+	if strings.ContainsAny(room, "{}") {
+		return "", false
+	}
+	return "{" + roomPrefix + room + "}:claimed", true
+}
+
+// roomKeys are the keys of room's scripts: the owner key, then the claim
+// time's if it has one.
+func roomKeys(room string) []string {
+	if k, ok := claimedKey(room); ok {
+		return []string{roomPrefix + room, k}
+	}
+	return []string{roomPrefix + room}
+}
+
 func nonceKey(n store.Nonce) string { return "vb:n:{" + n.Org + "}:" + n.ID }
+
+// proofKey is where a DPoP proof of n's org is recorded: beside the nonce,
+// under the same {org} hash tag.
+func proofKey(n store.Nonce, p store.Proof) string { return "vb:p:{" + n.Org + "}:" + p.Key }
 
 // rateKey is the redis_rate key of a store.Limiter key, so that Allow(key)
 // and a limited nonce call on the same key share one bucket.
@@ -88,23 +119,53 @@ end
 return {1, remaining, retry, reset, done, 0}
 `)
 
-// claimRoom sets the owner unless another org holds the room, and returns
-// the owner after the call.
+// consumeWithProof is ConsumeNonceWithProof on KEYS[1] (the nonce) and
+// KEYS[2] (the proof), both under the org's hash tag. Returns 2 when the
+// proof is recorded already (nothing consumed), 0 when the nonce is absent
+// (nothing recorded), 1 when the nonce was consumed and the proof recorded
+// for ARGV[1] ms.
+var consumeWithProof = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+if not redis.call('GETDEL', KEYS[1]) then return 0 end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+return 1
+`)
+
+// claimRoom sets the owner KEYS[1] to ARGV[1] for ARGV[2] ms unless
+// another org holds the room, and returns the owner after the call. A
+// successful claim also writes its time, Redis's TIME in ms, to KEYS[2]
+// (when given) with the same ttl.
 var claimRoom = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur == false or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  if KEYS[2] then
+    local t = redis.call('TIME')
+    redis.call('SET', KEYS[2], string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000)), 'PX', ARGV[2])
+  end
   return ARGV[1]
 end
 return cur
 `)
 
-// releaseRoom deletes the owner record only if ARGV[1] owns it.
+// releaseRoom deletes the owner record (and its claim time) only if
+// ARGV[1] owns it.
 var releaseRoom = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  return redis.call('DEL', unpack(KEYS))
 end
 return 0
+`)
+
+// releaseRoomClaimedBy deletes the owner record and its claim time if
+// ARGV[1] owns the room and the claim time is known and at most ARGV[2]
+// (ms). Returns 1 when it deleted them.
+var releaseRoomClaimedBy = redis.NewScript(`
+if not KEYS[2] or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local at = tonumber(redis.call('GET', KEYS[2]))
+if at == nil or at > tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
 `)
 
 // Store is a store.Store on Redis.
@@ -412,13 +473,36 @@ func float(v any) float64 {
 	return f
 }
 
+// ConsumeNonceWithProof implements store.Nonces in one round trip: the
+// consumeWithProof script, whose two keys share the org's cluster slot.
+func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p store.Proof) error {
+	if err := p.Check(); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	v, err := consumeWithProof.Run(ctx, s.scripts, []string{nonceKey(n), proofKey(n, p)}, p.TTL.Milliseconds()).Int()
+	if err != nil {
+		return unavailable("consume with proof", err)
+	}
+	switch v {
+	case 1:
+		return nil
+	case 2:
+		return store.ErrReplayed
+	case 0:
+		return store.ErrNotFound
+	}
+	return unavailable("consume with proof", fmt.Errorf("reply %d", v))
+}
+
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
-// ClaimRoom implements store.Rooms with one script on one key.
+// ClaimRoom implements store.Rooms with one script on the room's slot.
 func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	owner, err := claimRoom.Run(ctx, s.scripts, []string{roomPrefix + room}, org, ttl.Milliseconds()).Text()
+	owner, err := claimRoom.Run(ctx, s.scripts, roomKeys(room), org, ttl.Milliseconds()).Text()
 	if err != nil {
 		return "", unavailable("claim room", err)
 	}
@@ -444,8 +528,51 @@ func (s *Store) RoomOwner(ctx context.Context, room string) (string, error) {
 func (s *Store) ReleaseRoom(ctx context.Context, room, org string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := releaseRoom.Run(ctx, s.scripts, []string{roomPrefix + room}, org).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	if err := releaseRoom.Run(ctx, s.scripts, roomKeys(room), org).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return unavailable("release room", err)
+	}
+	return nil
+}
+
+// ReleaseRoomClaimedBy implements store.Rooms with one script on the
+// room's slot. t is compared in whole milliseconds, rounded down: a claim
+// in the same millisecond as t counts as made at t.
+func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time) (bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := releaseRoomClaimedBy.Run(ctx, s.scripts, roomKeys(room), org, t.UnixMilli()).Int()
+	if err != nil {
+		return false, unavailable("release room claimed by", err)
+	}
+	return n == 1, nil
+}
+
+// RecordWebhookEvent implements store.Webhooks: SET NX PX on one key.
+func (s *Store) RecordWebhookEvent(ctx context.Context, id string, ttl time.Duration) error {
+	if err := store.CheckEventID(id); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	err := s.rdb.SetArgs(ctx, eventPrefix+id, "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, redis.Nil):
+		return store.ErrExists
+	}
+	return unavailable("SET", err)
+}
+
+// ForgetWebhookEvent implements store.Webhooks.
+func (s *Store) ForgetWebhookEvent(ctx context.Context, id string) error {
+	if err := store.CheckEventID(id); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.rdb.Del(ctx, eventPrefix+id).Err(); err != nil {
+		return unavailable("DEL", err)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/voicebroker/voicebroker/internal/store"
 	vbredis "github.com/voicebroker/voicebroker/internal/store/redis"
 	"github.com/voicebroker/voicebroker/internal/store/storetest"
@@ -80,4 +82,61 @@ func TestClusterConformance(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// TestRoomRecordsOfEarlierBrokers: the owner record stays the plain string
+// brokers before claim times read and write, so replicas of both versions
+// agree on owners during a rolling update; a record one of them wrote
+// (no claim time) is never released by ReleaseRoomClaimedBy and expires
+// with its ttl, and ReleaseRoom still releases it.
+func TestRoomRecordsOfEarlierBrokers(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	s, err := vbredis.NewURL("redis://"+addr+"/0", &vbredis.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	room := "demo_earlier-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+
+	if _, err := s.ClaimRoom(ctx, room, "acme", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rdb.Get(ctx, "vb:room:"+room).Result(); err != nil || v != "acme" {
+		t.Fatalf("owner record %q, %v: an earlier broker could not read it", v, err)
+	}
+	if err := s.ReleaseRoom(ctx, room, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.Exists(ctx, "vb:room:"+room, "{vb:room:"+room+"}:claimed").Result(); n != 0 {
+		t.Fatalf("%d keys left after ReleaseRoom", n)
+	}
+
+	// An earlier broker's claim: the owner alone.
+	if err := rdb.Set(ctx, "vb:room:"+room, "acme", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if released, err := s.ReleaseRoomClaimedBy(ctx, room, "acme", time.Now().Add(time.Hour)); err != nil || released {
+		t.Fatalf("a record without a claim time was released: %v, %v", released, err)
+	}
+	if o, err := s.RoomOwner(ctx, room); err != nil || o != "acme" {
+		t.Fatalf("owner %q, %v", o, err)
+	}
+	// A room name with a brace has no claim time either (its keys would
+	// be on two cluster slots); it is claimed and released all the same.
+	braced := "room{x}" + room
+	if o, err := s.ClaimRoom(ctx, braced, "acme", time.Minute); err != nil || o != "acme" {
+		t.Fatalf("claim %q, %v", o, err)
+	}
+	if released, err := s.ReleaseRoomClaimedBy(ctx, braced, "acme", time.Now().Add(time.Hour)); err != nil || released {
+		t.Fatalf("released %v, %v", released, err)
+	}
+	if err := s.ReleaseRoom(ctx, braced, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RoomOwner(ctx, braced); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RoomOwner after release = %v", err)
+	}
 }

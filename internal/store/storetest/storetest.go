@@ -236,6 +236,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 
 	runLimited(t, newStore)
+	runProofs(t, newStore)
+	runRoomClaimTimes(t, newStore)
+	runWebhookEvents(t, newStore)
 
 	t.Run("Ping", func(t *testing.T) {
 		if err := newStore(t).Ping(ctx); err != nil {
@@ -457,6 +460,383 @@ func runLimited(t *testing.T, newStore func(t *testing.T) store.Store) {
 		wg.Wait()
 		if ok.Load() != 1 || gone.Load() != 99 {
 			t.Fatalf("ok=%d notfound=%d, want 1/99", ok.Load(), gone.Load())
+		}
+	})
+}
+
+// runProofs is the part of the suite for ConsumeNonceWithProof: a DPoP
+// proof is accepted once, and a replayed proof consumes nothing.
+func runProofs(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	fresh := func(t *testing.T, s store.Store) store.Nonce {
+		t.Helper()
+		id, err := token.NewNonce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := store.Nonce{Org: "acme", ID: id}
+		if _, err := s.PutNonce(ctx, n, time.Minute, nil); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	proof := func(ttl time.Duration) store.Proof {
+		jti, _ := token.NewNonce()
+		return store.Proof{Key: "dpop:0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I:" + jti, TTL: ttl}
+	}
+	present := func(t *testing.T, s store.Store, n store.Nonce) bool {
+		t.Helper()
+		_, err := s.ConsumeNonce(ctx, n, nil)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+
+	t.Run("ProofConsumesTheNonce", func(t *testing.T) {
+		s := newStore(t)
+		n, p := fresh(t, s), proof(time.Minute)
+		if err := s.ConsumeNonceWithProof(ctx, n, p); err != nil {
+			t.Fatalf("ConsumeNonceWithProof: %v", err)
+		}
+		if present(t, s, n) {
+			t.Fatal("the nonce is still there")
+		}
+		// The nonce is gone for every kind of consume, a new proof included.
+		if err := s.ConsumeNonceWithProof(ctx, n, proof(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("second consume with a new proof = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("ProofReplayConsumesNothing", func(t *testing.T) {
+		s := newStore(t)
+		n1, n2, p := fresh(t, s), fresh(t, s), proof(time.Minute)
+		if err := s.ConsumeNonceWithProof(ctx, n1, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ConsumeNonceWithProof(ctx, n2, p); !errors.Is(err, store.ErrReplayed) {
+			t.Fatalf("replayed proof = %v, want ErrReplayed", err)
+		}
+		// The replayed proof left n2 in place: a fresh proof consumes it.
+		if err := s.ConsumeNonceWithProof(ctx, n2, proof(time.Minute)); err != nil {
+			t.Fatalf("after a replay, a fresh proof: %v", err)
+		}
+		// A replay of a used nonce with a used proof is still a replay.
+		if err := s.ConsumeNonceWithProof(ctx, n1, p); !errors.Is(err, store.ErrReplayed) {
+			t.Fatalf("replay of both = %v, want ErrReplayed", err)
+		}
+	})
+
+	t.Run("ProofNotRecordedForAMissingNonce", func(t *testing.T) {
+		s := newStore(t)
+		missing, _ := token.NewNonce()
+		p := proof(time.Minute)
+		if err := s.ConsumeNonceWithProof(ctx, store.Nonce{Org: "acme", ID: missing}, p); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("missing nonce = %v, want ErrNotFound", err)
+		}
+		if err := s.ConsumeNonceWithProof(ctx, fresh(t, s), p); err != nil {
+			t.Fatalf("a proof refused with its nonce was recorded: %v", err)
+		}
+	})
+
+	t.Run("ProofExpires", func(t *testing.T) {
+		s := newStore(t)
+		p := proof(20 * time.Millisecond)
+		if err := s.ConsumeNonceWithProof(ctx, fresh(t, s), p); err != nil {
+			t.Fatal(err)
+		}
+		n := fresh(t, s)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := s.ConsumeNonceWithProof(ctx, n, p)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, store.ErrReplayed) {
+				t.Fatalf("while the proof expires: %v", err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the proof was never forgotten")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
+	t.Run("ProofConcurrent", func(t *testing.T) {
+		s := newStore(t)
+		p := proof(time.Minute)
+		nonces := make([]store.Nonce, 50)
+		for i := range nonces {
+			nonces[i] = fresh(t, s)
+		}
+		errs := make([]error, len(nonces))
+		var wg sync.WaitGroup
+		for i, n := range nonces {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.ConsumeNonceWithProof(ctx, n, p)
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+				if present(t, s, nonces[i]) {
+					t.Fatalf("call %d won but left its nonce", i)
+				}
+			case errors.Is(err, store.ErrReplayed):
+				if !present(t, s, nonces[i]) {
+					t.Fatalf("call %d was refused as a replay but consumed its nonce", i)
+				}
+			default:
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d calls accepted one proof, want 1", won)
+		}
+	})
+
+	t.Run("ProofOnCanceledContextFailsClosed", func(t *testing.T) {
+		s := newStore(t)
+		n, p := fresh(t, s), proof(time.Minute)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := s.ConsumeNonceWithProof(cctx, n, p); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("on a canceled ctx = %v, want ErrUnavailable", err)
+		}
+		if err := s.ConsumeNonceWithProof(ctx, n, p); err != nil {
+			t.Fatalf("after a failed call, nonce and proof must be untouched: %v", err)
+		}
+	})
+
+	t.Run("ProofBadArguments", func(t *testing.T) {
+		s := newStore(t)
+		n := fresh(t, s)
+		for _, p := range []store.Proof{{Key: "", TTL: time.Minute}, {Key: "k", TTL: 0}, {Key: "k", TTL: -time.Second},
+			{Key: strings.Repeat("k", store.MaxProofKey+1), TTL: time.Minute}} {
+			if err := s.ConsumeNonceWithProof(ctx, n, p); err == nil || errors.Is(err, store.ErrUnavailable) ||
+				errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrReplayed) {
+				t.Fatalf("proof key %d bytes, ttl %v: %v, want a plain error", len(p.Key), p.TTL, err)
+			}
+		}
+		if !present(t, s, n) {
+			t.Fatal("a refused call consumed the nonce")
+		}
+	})
+}
+
+// runRoomClaimTimes is the part of the suite for ReleaseRoomClaimedBy: a
+// release for something that happened at t removes a claim made at or
+// before t, and never one made after it.
+func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	room := func(t *testing.T) string {
+		n, err := token.NewNonce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "agent_bot_1700000000_" + strings.NewReplacer("-", "a", "_", "b").Replace(n)
+	}
+	owner := func(t *testing.T, s store.Store, room string) string {
+		t.Helper()
+		o, err := s.RoomOwner(ctx, room)
+		if errors.Is(err, store.ErrNotFound) {
+			return ""
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	// The store's clock (Redis's TIME) may differ a little from this
+	// process's: an hour either way is before or after any claim.
+	t.Run("RoomReleaseClaimedBy", func(t *testing.T) {
+		s := newStore(t)
+		r := room(t)
+		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			org  string
+			at   time.Time
+		}{
+			{"an event before the claim", "acme", time.Now().Add(-time.Hour)},
+			{"another org", "globex", time.Now().Add(time.Hour)},
+		} {
+			if released, err := s.ReleaseRoomClaimedBy(ctx, r, tc.org, tc.at); err != nil || released {
+				t.Fatalf("%s: released %v, %v", tc.name, released, err)
+			}
+			if o := owner(t, s, r); o != "acme" {
+				t.Fatalf("%s: owner %q after a refused release", tc.name, o)
+			}
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || !released {
+			t.Fatalf("an event after the claim: released %v, %v", released, err)
+		}
+		if o := owner(t, s, r); o != "" {
+			t.Fatalf("owner %q after the release", o)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || released {
+			t.Fatalf("released a room nobody owns: %v, %v", released, err)
+		}
+		// Released: another org may claim it.
+		if o, err := s.ClaimRoom(ctx, r, "globex", time.Minute); err != nil || o != "globex" {
+			t.Fatalf("claim after the release = %q, %v", o, err)
+		}
+	})
+	t.Run("RoomReclaimMovesTheClaimTime", func(t *testing.T) {
+		s := newStore(t)
+		r := room(t)
+		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		// finished is a moment after the first claim and before the second
+		// (the clocks are read in whole milliseconds).
+		finished := time.Now().Add(5 * time.Millisecond)
+		for !time.Now().After(finished.Add(5 * time.Millisecond)) {
+			time.Sleep(time.Millisecond)
+		}
+		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil || o != "acme" {
+			t.Fatalf("re-claim = %q, %v", o, err)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", finished); err != nil || released {
+			t.Fatalf("an event between the claims released the second: %v, %v", released, err)
+		}
+		if o := owner(t, s, r); o != "acme" {
+			t.Fatalf("owner %q", o)
+		}
+		// ReleaseRoom, unconditional, still releases, claim time and all.
+		if err := s.ReleaseRoom(ctx, r, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		if o := owner(t, s, r); o != "" {
+			t.Fatalf("owner %q after ReleaseRoom", o)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || released {
+			t.Fatalf("released after ReleaseRoom: %v, %v", released, err)
+		}
+	})
+	t.Run("RoomReleaseClaimedByConcurrentWithClaim", func(t *testing.T) {
+		// A release for an earlier event racing a new claim: either the
+		// claim comes first and is kept, or the release comes first and the
+		// claim then holds; the room is never left unowned.
+		s := newStore(t)
+		for range 20 {
+			r := room(t)
+			if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			finished := time.Now().Add(-time.Hour)
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); s.ReleaseRoomClaimedBy(ctx, r, "acme", finished) }()
+			go func() { defer wg.Done(); s.ClaimRoom(ctx, r, "acme", time.Minute) }()
+			wg.Wait()
+			if o := owner(t, s, r); o != "acme" {
+				t.Fatalf("owner %q", o)
+			}
+		}
+	})
+	t.Run("RoomReleaseClaimedByCanceledFailsClosed", func(t *testing.T) {
+		s := newStore(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := s.ReleaseRoomClaimedBy(cctx, room(t), "acme", time.Now()); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("ReleaseRoomClaimedBy on canceled ctx = %v, want ErrUnavailable", err)
+		}
+	})
+}
+
+// runWebhookEvents is the part of the suite for the webhook event ids.
+func runWebhookEvents(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	id := func(t *testing.T) string {
+		n, err := token.NewNonce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "EV_" + n
+	}
+	t.Run("WebhookEventOnce", func(t *testing.T) {
+		s := newStore(t)
+		ev := id(t)
+		if err := s.RecordWebhookEvent(ctx, ev, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordWebhookEvent(ctx, ev, time.Minute); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("second record = %v, want ErrExists", err)
+		}
+		if err := s.RecordWebhookEvent(ctx, id(t), time.Minute); err != nil {
+			t.Fatalf("another event: %v", err)
+		}
+		if err := s.ForgetWebhookEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordWebhookEvent(ctx, ev, time.Minute); err != nil {
+			t.Fatalf("record after forget = %v", err)
+		}
+	})
+	t.Run("WebhookEventConcurrent", func(t *testing.T) {
+		s := newStore(t)
+		ev := id(t)
+		var ok, dup, other atomic.Int32
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch err := s.RecordWebhookEvent(ctx, ev, time.Minute); {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, store.ErrExists):
+					dup.Add(1)
+				default:
+					other.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 || dup.Load() != 49 || other.Load() != 0 {
+			t.Fatalf("ok=%d exists=%d other=%d, want 1/49/0", ok.Load(), dup.Load(), other.Load())
+		}
+	})
+	t.Run("WebhookEventExpires", func(t *testing.T) {
+		s := newStore(t)
+		ev := id(t)
+		if err := s.RecordWebhookEvent(ctx, ev, 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			time.Sleep(25 * time.Millisecond)
+			err := s.RecordWebhookEvent(ctx, ev, 20*time.Millisecond)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, store.ErrExists) {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("event record never expired")
+			}
+		}
+	})
+	t.Run("WebhookEventBadArguments", func(t *testing.T) {
+		s := newStore(t)
+		for _, bad := range []string{"", strings.Repeat("e", store.MaxEventID+1)} {
+			if err := s.RecordWebhookEvent(ctx, bad, time.Minute); err == nil || errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("RecordWebhookEvent(%d bytes) = %v, want a caller's error", len(bad), err)
+			}
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := s.RecordWebhookEvent(cctx, id(t), time.Minute); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("RecordWebhookEvent on canceled ctx = %v, want ErrUnavailable", err)
 		}
 	})
 }

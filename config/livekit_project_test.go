@@ -1,0 +1,237 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/voicebroker/voicebroker/config"
+)
+
+// lkSecret is an org project's LiveKit secret in these tests; no message
+// may ever hold it.
+const lkSecret = "acme-livekit-secret-0123456789abcdefXYZ"
+
+// lkFile is a tenants file whose org acme has its own LiveKit project,
+// described by block (the lines under livekit:, indented six spaces).
+func lkFile(block string) string {
+	return "orgs:\n  - id: acme\n    tier: free\n    livekit:\n" + block + "  - id: globex\n    tier: free\n"
+}
+
+func TestLiveKitProjectFromEnv(t *testing.T) {
+	t.Setenv("ACME_LK_SECRET", lkSecret)
+	ten, err := config.Parse([]byte(lkFile("      url: wss://acme.livekit.example\n      api_key: APIacme\n      api_secret_env: ACME_LK_SECRET\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ten.Org("acme").LiveKit
+	if l == nil || l.URL != "wss://acme.livekit.example" || l.APIKey != "APIacme" || l.Secret() != lkSecret {
+		t.Fatalf("project = %+v", l)
+	}
+	if ten.Org("globex").LiveKit != nil {
+		t.Fatal("globex got a project")
+	}
+}
+
+func TestLiveKitProjectFromFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acme.secret")
+	// Surrounding whitespace (a trailing newline, as editors write) is
+	// trimmed.
+	if err := os.WriteFile(path, []byte("\n  "+lkSecret+"\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ten, err := config.Parse([]byte(lkFile("      url: https://acme.livekit.example\n      api_key: APIacme\n      api_secret_file: " + path + "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ten.Org("acme").LiveKit.Secret(); got != lkSecret {
+		t.Fatalf("secret read from the file = %d bytes, want the trimmed secret", len(got))
+	}
+}
+
+// Every mistake in a livekit block is refused with the field's path and a
+// reason, and no message holds the secret.
+func TestLiveKitProjectRefusals(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	short := write("short", "only-twenty-chars-xx\n")
+	big := write("big", strings.Repeat("x", config.MaxLiveKitSecretFile+1))
+	empty := write("empty", " \n\t\n")
+	spaced := write("spaced", "two words "+lkSecret)
+	unreadable := write("unreadable", lkSecret)
+	if err := os.Chmod(unreadable, 0); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LK_GOOD", lkSecret)
+	t.Setenv("LK_EMPTY", "")
+	t.Setenv("LK_SHORT", "too-short-secret")
+	t.Setenv("LK_SPACE", lkSecret+" x")
+	os.Unsetenv("LK_UNSET")
+	const head = "      url: wss://acme.livekit.example\n      api_key: APIacme\n"
+	cases := []struct {
+		name, block string
+		want        []string
+	}{
+		{"inline secret", head + "      api_secret: " + lkSecret + "\n",
+			[]string{"orgs[0].livekit.api_secret: a secret is never written in the tenants file", "api_secret_env", "api_secret_file"}},
+		{"inline secret beside env", head + "      api_secret_env: LK_GOOD\n      api_secret: " + lkSecret + "\n",
+			[]string{"orgs[0].livekit.api_secret: a secret is never written"}},
+		{"no secret", head, []string{"orgs[0].livekit: the API secret is required"}},
+		{"both sources", head + "      api_secret_env: LK_GOOD\n      api_secret_file: " + short + "\n", []string{"orgs[0].livekit: set one of api_secret_env and api_secret_file, not both"}},
+		{"unset variable", head + "      api_secret_env: LK_UNSET\n", []string{"orgs[0].livekit.api_secret_env: the environment variable LK_UNSET is not set"}},
+		{"empty variable", head + "      api_secret_env: LK_EMPTY\n", []string{"orgs[0].livekit.api_secret_env: the environment variable LK_EMPTY is not set (or empty)"}},
+		{"short variable", head + "      api_secret_env: LK_SHORT\n", []string{"orgs[0].livekit.api_secret_env: LK_SHORT: the secret is shorter than 32 characters"}},
+		{"variable with a space", head + "      api_secret_env: LK_SPACE\n", []string{"orgs[0].livekit.api_secret_env: LK_SPACE: the secret holds a space"}},
+		{"bad variable name", head + "      api_secret_env: \"A=B\"\n", []string{"orgs[0].livekit.api_secret_env: \"A=B\" is not an environment variable name"}},
+		{"missing file", head + "      api_secret_file: " + filepath.Join(dir, "nope") + "\n", []string{"orgs[0].livekit.api_secret_file: cannot read " + filepath.Join(dir, "nope") + ": no such file"}},
+		{"short file", head + "      api_secret_file: " + short + "\n", []string{"orgs[0].livekit.api_secret_file: " + short + ": the secret is shorter than 32"}},
+		{"big file", head + "      api_secret_file: " + big + "\n", []string{"orgs[0].livekit.api_secret_file: " + big + " is over 4096 bytes"}},
+		{"empty file", head + "      api_secret_file: " + empty + "\n", []string{"orgs[0].livekit.api_secret_file: " + empty + " is empty"}},
+		{"file with a space", head + "      api_secret_file: " + spaced + "\n", []string{"orgs[0].livekit.api_secret_file: " + spaced + ": the secret holds a space"}},
+		{"directory", head + "      api_secret_file: " + dir + "\n", []string{"orgs[0].livekit.api_secret_file: " + dir + " is not a regular file"}},
+		{"fifo", head + "      api_secret_file: " + fifo + "\n", []string{"orgs[0].livekit.api_secret_file: " + fifo + " is not a regular file"}},
+		{"bad url", "      url: ftp://acme.example\n      api_key: APIacme\n      api_secret_env: LK_GOOD\n", []string{"orgs[0].livekit.url: must be a ws(s) or http(s) URL"}},
+		{"url with user info", "      url: wss://u:p@acme.example\n      api_key: APIacme\n      api_secret_env: LK_GOOD\n", []string{"orgs[0].livekit.url: must be"}},
+		{"no url", "      api_key: APIacme\n      api_secret_env: LK_GOOD\n", []string{"orgs[0].livekit.url: must be"}},
+		{"no key", "      url: wss://acme.example\n      api_secret_env: LK_GOOD\n", []string{"orgs[0].livekit.api_key: required"}},
+		{"key with a space", "      url: wss://acme.example\n      api_key: API acme\n      api_secret_env: LK_GOOD\n", []string{"orgs[0].livekit.api_key: required, at most 256 printable"}},
+		{"unknown field", head + "      api_secret_env: LK_GOOD\n      secret: x\n", []string{"orgs[0].livekit.secret", "unknown field", "api_secret_env, api_secret_file"}},
+	}
+	if os.Geteuid() != 0 { // root reads any file
+		cases = append(cases, struct {
+			name, block string
+			want        []string
+		}{"unreadable file", head + "      api_secret_file: " + unreadable + "\n", []string{"orgs[0].livekit.api_secret_file: cannot read " + unreadable + ": permission denied"}})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(lkFile(tc.block)))
+			var ve *config.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("accepted, or not a *ValidationError: %v", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Fatalf("%q not in:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), lkSecret) || strings.Contains(err.Error(), "too-short-secret") {
+				t.Fatalf("the message holds the secret:\n%v", err)
+			}
+			if strings.Contains(err.Error(), "api_secret,") || strings.Contains(err.Error(), ", api_secret\n") {
+				t.Fatalf("the message suggests api_secret:\n%v", err)
+			}
+		})
+	}
+}
+
+// A LiveKit project belongs to one org: its API key is how webhooks find
+// it. Refused in one file, and when a registry composes orgs.
+func TestLiveKitProjectKeyOneOrg(t *testing.T) {
+	t.Setenv("LK_A", lkSecret)
+	t.Setenv("LK_B", lkSecret+"-b")
+	y := "orgs:\n" +
+		"  - id: acme\n    tier: free\n    livekit: {url: 'wss://a.example', api_key: SHARED, api_secret_env: LK_A}\n" +
+		"  - id: globex\n    tier: free\n    livekit: {url: 'wss://b.example', api_key: SHARED, api_secret_env: LK_B}\n"
+	_, err := config.Parse([]byte(y))
+	if err == nil || !strings.Contains(err.Error(), `orgs[1].livekit.api_key: the same LiveKit API key is the project of org "acme" (orgs[0].livekit)`) {
+		t.Fatalf("shared API key: %v", err)
+	}
+	one := func(id, key string) *config.Tenants {
+		t.Helper()
+		ten, err := config.Parse([]byte("orgs:\n  - id: " + id + "\n    tier: free\n    livekit: {url: 'wss://a.example', api_key: " + key + ", api_secret_env: LK_A}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ten
+	}
+	_, err = config.Compose(one("acme", "SHARED"), one("globex", "SHARED"))
+	if err == nil || !strings.Contains(err.Error(), `org "globex": livekit.api_key: the same LiveKit API key is the project of org "acme"`) {
+		t.Fatalf("compose: %v", err)
+	}
+	if _, err := config.Compose(one("acme", "KA"), one("globex", "KB")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An org project may not have the default project's API key
+// (LIVEKIT_API_KEY): at start and on every reload.
+func TestLiveKitProjectNotTheDefaultKey(t *testing.T) {
+	t.Setenv("LK_A", lkSecret)
+	ten, err := config.Parse([]byte(lkFile("      url: wss://acme.example\n      api_key: DEFAULTKEY\n      api_secret_env: LK_A\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"LIVEKIT_URL": "ws://127.0.0.1:7880", "LIVEKIT_API_KEY": "DEFAULTKEY", "LIVEKIT_API_SECRET": strings.Repeat("d", 40)}
+	e, err := config.LoadEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.CheckTenants(ten); err == nil || !strings.Contains(err.Error(), `LIVEKIT_API_KEY: is also the livekit.api_key of org "acme"`) {
+		t.Fatalf("CheckTenants: %v", err)
+	}
+	env["LIVEKIT_API_KEY"] = "OTHER"
+	if e, _ = config.LoadEnv(func(k string) string { return env[k] }); e.CheckTenants(ten) != nil {
+		t.Fatal("refused with another default key")
+	}
+}
+
+// ReadSecret reads the secret of a block that was only decoded (as an
+// import reads a file), with paths relative to the org.
+func TestLiveKitReadSecret(t *testing.T) {
+	t.Setenv("LK_A", lkSecret)
+	l := &config.OrgLiveKit{URL: "wss://a.example", APIKey: "K", APISecretEnv: "LK_A"}
+	if s, err := l.ReadSecret(); err != nil || s != lkSecret {
+		t.Fatalf("ReadSecret = %d bytes, %v", len(s), err)
+	}
+	l = &config.OrgLiveKit{URL: "wss://a.example", APIKey: "K", APISecretEnv: "LK_NOT_SET_HERE"}
+	if _, err := l.ReadSecret(); err == nil || !strings.HasPrefix(strings.TrimPrefix(err.Error(), "invalid tenants file:\n  "), "livekit.api_secret_env: the environment variable LK_NOT_SET_HERE") {
+		t.Fatalf("ReadSecret: %v", err)
+	}
+	if got := config.LiveKitSecretEnvName("acme-eu-2"); got != "LIVEKIT_API_SECRET_ACME_EU_2" {
+		t.Fatalf("LiveKitSecretEnvName = %q", got)
+	}
+}
+
+// FuzzLiveKitBlock: whatever an org's livekit block holds, the loader
+// never panics, a refusal never holds the secret, and what it accepts is a
+// project with a usable URL, key and secret.
+func FuzzLiveKitBlock(f *testing.F) {
+	f.Add("wss://acme.livekit.example", "APIacme", "LK_FUZZ", "", "")
+	f.Add("ws://127.0.0.1:7880", "k", "LK_FUZZ", "", lkSecret)
+	f.Add("https://a.example/x?y", "APIacme", "", "/dev/zero", "")
+	f.Add("wss://a", "A B", "LK_FUZZ", "/etc/hostname", "")
+	f.Add("", "", "", "", "")
+	f.Add("wss://[::1]:1", "\u00e9", "1BAD", "", "")
+	f.Fuzz(func(t *testing.T, url, key, env, file, inline string) {
+		t.Setenv("LK_FUZZ", lkSecret)
+		l := &config.OrgLiveKit{URL: url, APIKey: key, APISecretEnv: env, APISecretFile: file, APISecret: inline}
+		ten, err := config.Build(&config.File{Orgs: []config.Org{{ID: "acme", Tier: "free", LiveKit: l}}})
+		if err != nil {
+			if strings.Contains(err.Error(), lkSecret) {
+				t.Fatal("a refusal holds the secret")
+			}
+			return
+		}
+		got := ten.Org("acme").LiveKit
+		if inline != "" || (env == "") == (file == "") {
+			t.Fatal("accepted an inline secret, or not exactly one source")
+		}
+		if config.CheckLiveKitURL(got.URL) != nil || config.CheckLiveKitAPIKey(got.APIKey) != nil || config.CheckLiveKitSecret(got.Secret()) != nil {
+			t.Fatalf("accepted an unusable project %q %q", got.URL, got.APIKey)
+		}
+	})
+}

@@ -1,0 +1,58 @@
+package httpapi
+
+import (
+	"net/http"
+
+	lkproto "github.com/livekit/protocol/livekit"
+
+	"github.com/voicebroker/voicebroker/internal/livekit"
+)
+
+// liveKitProjects picks an org's own LiveKit project; *livekit.Projects
+// implements it.
+type liveKitProjects interface {
+	// Any reports whether any project exists: the default or an org's.
+	Any() bool
+	// Own returns the Client of org's own project; nil when org uses the
+	// default one.
+	Own(org string) *livekit.Client
+	// ReceiveWebhook verifies a webhook with the secret of the project
+	// whose API key signed it, and names the org whose own project that
+	// is ("" for the default project). Any error means it did not verify.
+	ReceiveWebhook(r *http.Request) (*lkproto.WebhookEvent, string, error)
+}
+
+var _ liveKitProjects = (*livekit.Projects)(nil)
+
+// liveKitConfigured reports whether any LiveKit project exists; without
+// one every LiveKit endpoint answers 501 before anything else.
+func (s *Server) liveKitConfigured() bool {
+	return s.LiveKit != nil || (s.LiveKitProjects != nil && s.LiveKitProjects.Any())
+}
+
+// liveKitFor returns the LiveKit project of org: its own when it has one,
+// else the default; 501 livekit_not_configured when there is neither (an
+// org without a project of its own on a broker without LIVEKIT_*).
+func (s *Server) liveKitFor(org string) (liveKit, error) {
+	if s.LiveKitProjects != nil {
+		if c := s.LiveKitProjects.Own(org); c != nil {
+			return c, nil
+		}
+	}
+	if s.LiveKit == nil {
+		return nil, apiError(CodeLiveKitNotConfigured, "LiveKit is not configured for your organisation: "+
+			"the broker has no default project (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET) and your org has no livekit project of its own")
+	}
+	return s.LiveKit, nil
+}
+
+// receiveWebhook verifies a webhook with the project whose API key signed
+// it (LiveKitProjects; without it, with the default project). project is
+// the org whose own project sent it, "" for the default project.
+func (s *Server) receiveWebhook(r *http.Request) (ev *lkproto.WebhookEvent, project string, err error) {
+	if s.LiveKitProjects != nil {
+		return s.LiveKitProjects.ReceiveWebhook(r)
+	}
+	ev, err = s.LiveKit.ReceiveWebhook(r)
+	return ev, "", err
+}

@@ -1,0 +1,45 @@
+package postgres
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParsePayload: any payload parses without panic; a payload made by
+// payload() reads back as written.
+func FuzzParsePayload(f *testing.F) {
+	f.Add("12 acme globex")
+	f.Add("12 *")
+	f.Add("")
+	f.Add("x y")
+	f.Add("9223372036854775807 " + strings.Repeat("a", 70))
+	f.Fuzz(func(t *testing.T, p string) {
+		v, orgs, all := parsePayload(p)
+		if all || len(orgs) == 0 {
+			return
+		}
+		back := payload(v, orgs)
+		v2, orgs2, all2 := parsePayload(back)
+		if all2 || v2 != v || strings.Join(orgs2, " ") != strings.Join(orgs, " ") {
+			t.Fatalf("%q -> %q", p, back)
+		}
+	})
+}
+
+func TestPayload(t *testing.T) {
+	if v, orgs, all := parsePayload(payload(7, []string{"a", "b"})); v != 7 || all || strings.Join(orgs, ",") != "a,b" {
+		t.Fatal(v, orgs, all)
+	}
+	many := make([]string, maxNamed+1)
+	for i := range many {
+		many[i] = "org"
+	}
+	if _, _, all := parsePayload(payload(7, many)); !all {
+		t.Fatal("a payload naming too many orgs must ask for a full refresh")
+	}
+	for _, p := range []string{"", "nope acme", "5 " + strings.Repeat("x", 64)} {
+		if _, _, all := parsePayload(p); !all {
+			t.Fatalf("%q must ask for a full refresh", p)
+		}
+	}
+}

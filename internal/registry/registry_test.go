@@ -1,0 +1,90 @@
+package registry_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/voicebroker/voicebroker/internal/registry"
+)
+
+func TestUsageRecorder(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := &registry.UsageRecorder{Now: func() time.Time { return now }}
+	r.Used("acme", "k")
+	r.Used("acme", "k")
+	r.Used("acme", "j")
+	got := r.Take()
+	if len(got) != 2 || !got[registry.KeyRef{Org: "acme", ID: "k"}].Equal(now) {
+		t.Fatalf("take = %v", got)
+	}
+	if len(r.Take()) != 0 {
+		t.Fatal("a second take returned the same uses")
+	}
+	// Within the minute: nothing new, even after a Take.
+	now = now.Add(59 * time.Second)
+	r.Used("acme", "k")
+	if len(r.Take()) != 0 {
+		t.Fatal("a use within the minute was recorded")
+	}
+	now = now.Add(2 * time.Second)
+	r.Used("acme", "k")
+	p := r.Take()
+	if len(p) != 1 {
+		t.Fatalf("a use after the minute: %v", p)
+	}
+	// A failed write puts the uses back.
+	r.Putback(p)
+	if len(r.Take()) != 1 {
+		t.Fatal("putback lost a use")
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	s := registry.Secret("super-secret-value-1234567890")
+	p := registry.LiveKitProject{Org: "acme", APISecret: s}
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("x", "project", p, "secret", s)
+	js, _ := json.Marshal(p)
+	out := fmt.Sprintf("%v %+v %#v %s %q", p, p, p, s, s) + string(js) + b.String()
+	if strings.Contains(out, "super-secret") {
+		t.Fatalf("the secret prints: %s", out)
+	}
+	if s.Reveal() != "super-secret-value-1234567890" {
+		t.Fatal("Reveal")
+	}
+}
+
+func TestActorFrom(t *testing.T) {
+	if a := registry.ActorFrom(context.Background()); a.Subject != "system" {
+		t.Fatalf("default actor = %+v", a)
+	}
+	long := "a" + strings.Repeat("é", 300)
+	a := registry.ActorFrom(registry.WithActor(context.Background(), registry.Actor{Subject: long, RequestID: "r1"}))
+	if len(a.Subject) > 200 || !utf8.ValidString(a.Subject) || !strings.HasPrefix(long, a.Subject) || a.RequestID != "r1" {
+		t.Fatalf("actor = %q", a.Subject)
+	}
+}
+
+func TestMarshalFileKeepsEmptyKeyList(t *testing.T) {
+	f, err := registry.ParseFile([]byte("orgs:\n  - id: a\n    tier: free\n    agents:\n      - id: b\n        channels: [chat]\n        server: \"\"\n        public:\n          keys: []\n          allowed_origins: [https://a.example]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := registry.MarshalFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	if !strings.Contains(s, "keys: []") || strings.Contains(s, "server:") || strings.Contains(s, "rate_per_minute") || strings.Contains(s, "revoked") {
+		t.Fatalf("export:\n%s", s)
+	}
+	if _, err := registry.ParseFile(out); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,471 @@
+// Package strictjson checks that a JSON document reads the same to every
+// parser: valid UTF-8, no key twice in an object (also not under Unicode
+// case folding), field names matched exactly, numbers a double can hold,
+// bounded nesting. It decodes nothing itself: a caller checks, then
+// decodes with encoding/json, which would otherwise keep the last of two
+// duplicate keys and match field names case-insensitively.
+package strictjson
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// MaxDepth bounds the nesting of objects and arrays.
+const MaxDepth = 32
+
+// jsonError is a body the strict checker refuses; msg names the place at
+// fault and never repeats a value.
+type jsonError struct{ msg string }
+
+func (e *jsonError) Error() string { return e.msg }
+
+// Check is the strict half of decoding (the contract's §5): data must be
+// one JSON value with only whitespace around it, such that every reader of
+// it (the broker, the delegated auth service, a voice server in another
+// language) reads the same thing:
+//   - valid UTF-8 everywhere, and no \u escape that is a lone surrogate;
+//   - no object with two keys that are equal, or equal under Unicode case
+//     folding (the matching encoding/json applies to field names), at any
+//     depth, metadata included;
+//   - where t (the Go type the value is decoded into) is a struct, a key
+//     names a field exactly, case included; with strict set, a key that
+//     names no field is refused too;
+//   - numbers within the range of a float64 (I-JSON);
+//   - objects and arrays nest at most MaxDepth deep.
+//
+// t may be nil: then only the type-free rules apply. The error's message
+// names the place at fault (a key, when KeyName allows it, and its path)
+// and never repeats a value.
+func Check(data []byte, t reflect.Type, strict bool) error {
+	if !utf8.Valid(data) {
+		return &jsonError{"the body is not valid UTF-8"}
+	}
+	p := &jsonParser{data: data, strict: strict}
+	p.ws()
+	if err := p.value(t, "", 0); err != nil {
+		return err
+	}
+	p.ws()
+	if p.pos != len(p.data) {
+		return &jsonError{"unexpected data after the JSON value"}
+	}
+	return nil
+}
+
+type jsonParser struct {
+	data   []byte
+	pos    int
+	strict bool
+}
+
+func (p *jsonParser) syntax() error {
+	return &jsonError{fmt.Sprintf("malformed JSON at byte %d", p.pos)}
+}
+
+func (p *jsonParser) ws() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *jsonParser) value(t reflect.Type, path string, depth int) error {
+	if p.pos >= len(p.data) {
+		return p.syntax()
+	}
+	switch c := p.data[p.pos]; {
+	case c == '{':
+		return p.object(t, path, depth+1)
+	case c == '[':
+		return p.array(t, path, depth+1)
+	case c == '"':
+		_, err := p.str()
+		return err
+	case c == 't':
+		return p.literal("true")
+	case c == 'f':
+		return p.literal("false")
+	case c == 'n':
+		return p.literal("null")
+	case c == '-' || '0' <= c && c <= '9':
+		return p.number()
+	}
+	return p.syntax()
+}
+
+func (p *jsonParser) literal(lit string) error {
+	if !strings.HasPrefix(string(p.data[p.pos:min(len(p.data), p.pos+len(lit))]), lit) {
+		return p.syntax()
+	}
+	p.pos += len(lit)
+	return nil
+}
+
+func (p *jsonParser) digits() int {
+	n := 0
+	for p.pos < len(p.data) && '0' <= p.data[p.pos] && p.data[p.pos] <= '9' {
+		p.pos++
+		n++
+	}
+	return n
+}
+
+// number accepts RFC 8259's grammar, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?,
+// within the range of an IEEE 754 double (as I-JSON, RFC 7493, requires):
+// 1e999 is Infinity to JavaScript and an error to encoding/json.
+func (p *jsonParser) number() error {
+	start := p.pos
+	if err := p.numberSyntax(); err != nil {
+		return err
+	}
+	if _, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64); err != nil {
+		return &jsonError{fmt.Sprintf("a number at byte %d is out of range", start)}
+	}
+	return nil
+}
+
+func (p *jsonParser) numberSyntax() error {
+	if p.data[p.pos] == '-' {
+		p.pos++
+	}
+	switch {
+	case p.pos < len(p.data) && p.data[p.pos] == '0':
+		p.pos++
+	case p.digits() == 0:
+		return p.syntax()
+	}
+	if p.pos < len(p.data) && p.data[p.pos] == '.' {
+		p.pos++
+		if p.digits() == 0 {
+			return p.syntax()
+		}
+	}
+	if p.pos < len(p.data) && (p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
+		p.pos++
+		if p.pos < len(p.data) && (p.data[p.pos] == '+' || p.data[p.pos] == '-') {
+			p.pos++
+		}
+		if p.digits() == 0 {
+			return p.syntax()
+		}
+	}
+	return nil
+}
+
+// str reads a string at p.pos and returns it decoded. The raw bytes are
+// valid UTF-8 already (checked once for the whole body).
+func (p *jsonParser) str() (string, error) {
+	p.pos++ // the opening quote
+	var b strings.Builder
+	start := p.pos
+	for p.pos < len(p.data) {
+		c := p.data[p.pos]
+		switch {
+		case c == '"':
+			b.Write(p.data[start:p.pos])
+			p.pos++
+			return b.String(), nil
+		case c < 0x20:
+			return "", &jsonError{fmt.Sprintf("malformed JSON at byte %d: control character in a string", p.pos)}
+		case c != '\\':
+			p.pos++
+			continue
+		}
+		b.Write(p.data[start:p.pos])
+		p.pos++
+		if p.pos >= len(p.data) {
+			return "", p.syntax()
+		}
+		switch e := p.data[p.pos]; e {
+		case '"', '\\', '/':
+			b.WriteByte(e)
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			r, ok := p.hex4(p.pos + 1)
+			if !ok {
+				return "", p.syntax()
+			}
+			p.pos += 4
+			if utf16.IsSurrogate(r) {
+				// Only a high surrogate followed by an escaped low one is a character.
+				lo, ok := rune(-1), false
+				if p.pos+2 < len(p.data) && p.data[p.pos+1] == '\\' && p.data[p.pos+2] == 'u' {
+					lo, ok = p.hex4(p.pos + 3)
+				}
+				dec := utf16.DecodeRune(r, lo)
+				if !ok || dec == unicode.ReplacementChar {
+					return "", &jsonError{fmt.Sprintf("malformed JSON at byte %d: a \\u escape is a lone surrogate, not a character", p.pos)}
+				}
+				p.pos += 6
+				r = dec
+			}
+			b.WriteRune(r)
+		default:
+			return "", p.syntax()
+		}
+		p.pos++
+		start = p.pos
+	}
+	return "", p.syntax()
+}
+
+func (p *jsonParser) hex4(at int) (rune, bool) {
+	if at+4 > len(p.data) {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(p.data[at:at+4]), 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	return rune(v), true
+}
+
+func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
+	if depth > MaxDepth {
+		return &jsonError{fmt.Sprintf("the JSON nests deeper than %d levels", MaxDepth)}
+	}
+	t = deref(t)
+	var fields map[string]reflect.Type
+	var folded map[string]string
+	switch {
+	case t == nil:
+	case t.Kind() == reflect.Struct:
+		fields, folded = structFields(t)
+	case t.Kind() == reflect.Map:
+	case t.Kind() == reflect.Interface:
+		t = nil
+	default:
+		// encoding/json reports the type mismatch; keep checking the rest untyped.
+		t = nil
+	}
+	p.pos++ // {
+	p.ws()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		return nil
+	}
+	seen := map[string]string{} // folded key -> key as sent
+	for {
+		p.ws()
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return p.syntax()
+		}
+		key, err := p.str()
+		if err != nil {
+			return err
+		}
+		f := Fold(key)
+		if prev, dup := seen[f]; dup {
+			if prev == key {
+				return &jsonError{fmt.Sprintf("duplicate key %s%s", KeyName(key), in(path))}
+			}
+			return &jsonError{fmt.Sprintf("keys %s and %s differ only in case%s", KeyName(prev), KeyName(key), in(path))}
+		}
+		seen[f] = key
+		var elem reflect.Type
+		switch {
+		case fields != nil:
+			ft, ok := fields[key]
+			switch {
+			case ok:
+				elem = ft
+			case folded[f] != "":
+				return &jsonError{fmt.Sprintf("unknown field %s%s: field names are case-sensitive (did you mean %q?)", KeyName(key), in(path), folded[f])}
+			case p.strict:
+				return &jsonError{fmt.Sprintf("unknown field %s%s", KeyName(key), in(path))}
+			}
+		case t != nil && t.Kind() == reflect.Map:
+			elem = t.Elem()
+		}
+		p.ws()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return p.syntax()
+		}
+		p.pos++
+		p.ws()
+		if err := p.value(elem, join(path, key), depth); err != nil {
+			return err
+		}
+		p.ws()
+		if p.pos >= len(p.data) {
+			return p.syntax()
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			return nil
+		default:
+			return p.syntax()
+		}
+	}
+}
+
+func (p *jsonParser) array(t reflect.Type, path string, depth int) error {
+	if depth > MaxDepth {
+		return &jsonError{fmt.Sprintf("the JSON nests deeper than %d levels", MaxDepth)}
+	}
+	var elem reflect.Type
+	if t = deref(t); t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+		elem = t.Elem()
+	}
+	p.pos++ // [
+	p.ws()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		return nil
+	}
+	for i := 0; ; i++ {
+		p.ws()
+		if err := p.value(elem, path+"["+strconv.Itoa(i)+"]", depth); err != nil {
+			return err
+		}
+		p.ws()
+		if p.pos >= len(p.data) {
+			return p.syntax()
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			return nil
+		default:
+			return p.syntax()
+		}
+	}
+}
+
+var rawMessageType = reflect.TypeFor[json.RawMessage]()
+
+// deref strips pointers; json.RawMessage (opaque to the type rules) is nil.
+func deref(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == rawMessageType {
+		return nil
+	}
+	return t
+}
+
+type fieldSet struct {
+	exact  map[string]reflect.Type
+	folded map[string]string // folded name -> exact name
+}
+
+var fieldCache sync.Map // reflect.Type -> fieldSet
+
+// structFields returns the JSON names of t's fields as encoding/json sees
+// them (tag name, or the Go name), with their types, and the same names by
+// their case fold.
+func structFields(t reflect.Type) (map[string]reflect.Type, map[string]string) {
+	if fs, ok := fieldCache.Load(t); ok {
+		return fs.(fieldSet).exact, fs.(fieldSet).folded
+	}
+	fs := fieldSet{exact: map[string]reflect.Type{}, folded: map[string]string{}}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := f.Tag.Get("json")
+			if tag == "-" {
+				continue
+			}
+			name, _, _ := strings.Cut(tag, ",")
+			if f.Anonymous && name == "" {
+				if ft := deref(f.Type); ft != nil && ft.Kind() == reflect.Struct {
+					walk(ft)
+					continue
+				}
+			}
+			if !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			fs.exact[name] = f.Type
+			fs.folded[Fold(name)] = name
+		}
+	}
+	walk(t)
+	fieldCache.Store(t, fs)
+	return fs.exact, fs.folded
+}
+
+// Fold maps s to a canonical form such that Fold(a) == Fold(b)
+// exactly when strings.EqualFold(a, b): every rune becomes the smallest
+// rune of its simple case-folding orbit (so K, k and the Kelvin sign K
+// meet, as they do in encoding/json's field matching).
+func Fold(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		m := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			m = min(m, f)
+		}
+		b.WriteRune(m)
+	}
+	return b.String()
+}
+
+// KeyName quotes a key for a message when it is short and plain, so that a
+// message never carries a long or odd string (which could be a credential
+// pasted in the wrong place).
+func KeyName(k string) string {
+	if len(k) == 0 || len(k) > 40 {
+		return "(a key)"
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "(a key)"
+		}
+	}
+	return strconv.Quote(k)
+}
+
+func join(path, key string) string {
+	name := key
+	if KeyName(key) == "(a key)" {
+		name = "?"
+	}
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func in(path string) string {
+	if path == "" {
+		return ""
+	}
+	if len(path) > 80 {
+		path = "…" + path[len(path)-79:]
+	}
+	return " in " + strconv.Quote(path)
+}
