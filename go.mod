@@ -12,6 +12,7 @@ require (
 	github.com/livekit/server-sdk-go/v2 v2.13.0
 	github.com/pion/webrtc/v4 v4.1.6
 	github.com/prometheus/client_golang v1.25.0
+	github.com/prometheus/client_model v0.6.3
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/twitchtv/twirp v8.1.3+incompatible
 	golang.org/x/net v0.59.0
@@ -78,7 +79,6 @@ require (
 	github.com/pion/stun/v3 v3.0.1 // indirect
 	github.com/pion/transport/v3 v3.1.1 // indirect
 	github.com/pion/turn/v4 v4.1.3 // indirect
-	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/puzpuzpuz/xsync/v3 v3.5.1 // indirect

@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,7 +19,9 @@ import (
 func floor(args []string) {
 	fs := flag.NewFlagSet("floor", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	pprofAddr := fs.String("pprof", "", "listen address of net/http/pprof (off if empty)")
 	keyFile := fs.String("key", "", "PEM signing key")
+	iss := fs.String("iss", "http://localhost:8080", "the tickets' iss (the broker's BROKER_PUBLIC_URL)")
 	fs.Parse(args)
 	data, err := os.ReadFile(*keyFile)
 	if err != nil {
@@ -29,10 +33,22 @@ func floor(args []string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	issuer, _ := token.NewIssuer(key, "http://localhost:8080", time.Minute)
+	issuer, _ := token.NewIssuer(key, *iss, time.Minute)
+	if *pprofAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go http.ListenAndServe(*pprofAddr, mux)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	// The harness reads the allocation counters to report allocations per request.
+	e.GET("/debug/allocs", func(c echo.Context) error {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return c.String(http.StatusOK, fmt.Sprintf("%d %d\n", m.Mallocs, m.TotalAlloc))
+	})
 	e.POST("/token", func(c echo.Context) error {
 		var req struct{ Agent, Channel string }
 		if err := c.Bind(&req); err != nil {

@@ -30,15 +30,20 @@ func TestMetricsCountWhatWasDone(t *testing.T) {
 	b.rewriteTenants(t, "orgs: [", "error")
 
 	for series, want := range map[string]string{
-		`voicebroker_tokens_minted_total{mode="backend",org="acme"}`:                                        "3",
-		`voicebroker_tokens_minted_total{mode="public",org="acme"}`:                                         "1",
-		`voicebroker_tokens_redeemed_total{org="acme",via="redeem"}`:                                        "2",
-		`voicebroker_tokens_redeemed_total{org="acme",via="connect"}`:                                       "1",
-		`voicebroker_tokens_refused_total{reason="token_used"}`:                                             "2",
-		`voicebroker_auth_failures_total{reason="unknown_key"}`:                                             "2",
-		`voicebroker_auth_failures_total{reason="missing_auth_header"}`:                                     "1",
-		`voicebroker_rate_limited_total{scope="ip"}`:                                                        "1",
-		`voicebroker_store_duration_seconds_count{op="put_nonce",result="ok"}`:                              "4",
+		`voicebroker_tokens_minted_total{mode="backend",org="acme"}`:    "3",
+		`voicebroker_tokens_minted_total{mode="public",org="acme"}`:     "1",
+		`voicebroker_tokens_redeemed_total{org="acme",via="redeem"}`:    "2",
+		`voicebroker_tokens_redeemed_total{org="acme",via="connect"}`:   "1",
+		`voicebroker_tokens_refused_total{reason="token_used"}`:         "2",
+		`voicebroker_auth_failures_total{reason="unknown_key"}`:         "2",
+		`voicebroker_auth_failures_total{reason="missing_auth_header"}`: "1",
+		`voicebroker_rate_limited_total{scope="ip"}`:                    "1",
+		// 3 backend mints, the public mint, and the public request refused
+		// by its per-IP limit inside the mint's store step.
+		`voicebroker_store_duration_seconds_count{op="put_nonce",result="ok"}`: "5",
+		// The per-IP limit of the two /connect requests; /public/token's is
+		// in its put_nonce.
+		`voicebroker_store_duration_seconds_count{op="rate_limit",result="ok"}`:                             "2",
 		`voicebroker_store_duration_seconds_count{op="consume_nonce",result="ok"}`:                          "3",
 		`voicebroker_store_duration_seconds_count{op="consume_nonce",result="miss"}`:                        "2",
 		`voicebroker_livekit_duration_seconds_count{op="create_room",result="ok"}`:                          "", // /connect calls no LiveKit API

@@ -135,3 +135,35 @@ func metric(t *testing.T, b *broker, series string) string {
 	}
 	return ""
 }
+
+// TestPublicTokenOneStoreStep: a public mint is one store call, its per-IP
+// limit counted inside it; over the limit, the answer is still 429 with the
+// IP limit's headers, before the key or the origin is looked at.
+func TestPublicTokenOneStoreStep(t *testing.T) {
+	b := startBroker(t, newKeys(t), map[string]string{"BROKER_PUBLIC_RATE_PER_MINUTE": "2"})
+	body := map[string]any{"agent": "florencia", "channel": "chat"}
+	const origin = "https://demo.acme.example"
+	for range 2 {
+		expect(t, do(t, "POST", b.URL+"/public/token", b.keys.pk, body, "Origin", origin), 201, "")
+	}
+	if got := metric(t, b, `voicebroker_store_duration_seconds_count{op="put_nonce",result="ok"}`); got != "2" {
+		t.Fatalf("put_nonce calls %q, want 2", got)
+	}
+	if got := metric(t, b, `voicebroker_store_duration_seconds_count{op="rate_limit",result="ok"}`); got != "" {
+		t.Fatalf("rate_limit calls %q, want none: the per-IP limit is counted in the mint's store step", got)
+	}
+	r := do(t, "POST", b.URL+"/public/token", b.keys.pk, body, "Origin", origin)
+	expect(t, r, 429, "rate_limited")
+	if r.Header.Get("Retry-After") == "" || r.Header.Get("RateLimit-Limit") != "2" || r.Header.Get("RateLimit-Remaining") != "0" {
+		t.Fatalf("429 headers %v, want the per-IP limit's", r.Header)
+	}
+	// Over the IP limit, a wrong key or origin is 429 too, as before any check.
+	expect(t, do(t, "POST", b.URL+"/public/token", "pk_live_"+strings.Repeat("Z", 43), body, "Origin", origin), 429, "rate_limited")
+	expect(t, do(t, "POST", b.URL+"/public/token", b.keys.pk, body, "Origin", "https://evil.example"), 429, "rate_limited")
+	if got := metric(t, b, `voicebroker_rate_limited_total{scope="ip"}`); got != "3" {
+		t.Fatalf("rate_limited{scope=ip} %q, want 3", got)
+	}
+	if got := metric(t, b, `voicebroker_rate_limited_total{scope="public"}`); got != "" {
+		t.Fatalf("rate_limited{scope=public} %q: the agent's budget must not refuse what the IP limit refused", got)
+	}
+}

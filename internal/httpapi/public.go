@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -40,9 +42,44 @@ func (s *Server) publicToken(c echo.Context) error {
 	if o, err := origins.ParseOrigin(origin); single && err == nil && s.tenants(c).AllowsOrigin(o) {
 		setCORS(c, o)
 	}
-	if err := s.limit(c, ipKey("public", ip), store.PerMinute(s.PublicRate), limitIP); err != nil {
+	// The per-IP limit comes before everything else. A request that gets
+	// as far as the mint has it counted in the mint's store step (one
+	// round trip), as its gate; any other is counted here, on the way out.
+	g := &gate{Gate: store.Gate{Key: ipKey("public", ip), Limit: store.PerMinute(s.PublicRate)}}
+	c.Set(ctxGate, g)
+	err := s.publicTicket(c, ip)
+	if g.counted || errors.Is(err, store.ErrUnavailable) {
 		return err
 	}
+	if lerr := s.limit(c, g.Key, g.Limit, limitIP); lerr != nil {
+		if b := budgetOf(c); b != nil {
+			b.counted = true // refused by the IP limit: the agent's budget is not counted
+		}
+		return lerr
+	}
+	return err
+}
+
+// gate is the per-IP limit of a request, counted in its mint's store step
+// (issue) or, if the request ends before, by publicToken.
+type gate struct {
+	store.Gate
+	counted bool
+}
+
+const ctxGate = "vb.gate"
+
+// gateOf returns the request's per-IP gate, or nil.
+func gateOf(c echo.Context) *gate {
+	g, _ := c.Get(ctxGate).(*gate)
+	return g
+}
+
+// publicTicket is /public/token after CORS, up to the mint; the per-IP
+// limit is publicToken's.
+func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
+	r := c.Request()
+	origin, single := originHeader(r)
 	cred, err := credential(r)
 	if err != nil {
 		s.authFailed(c, ip, auth.Reason(classify(err).Code), nil)

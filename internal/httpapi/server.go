@@ -24,6 +24,7 @@ import (
 
 	"github.com/voicebroker/voicebroker/api"
 	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
@@ -266,8 +267,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		s.Metrics.HTTPDuration.WithLabelValues(s.routeLabel(c), metrics.MethodLabel(c.Request().Method),
-			metrics.StatusLabel(c.Response().Status)).Observe(time.Since(start).Seconds())
+		s.Metrics.ObserveHTTP(s.routeLabel(c), c.Request().Method, c.Response().Status, time.Since(start))
 		return nil
 	}
 }
@@ -534,7 +534,8 @@ func (s *Server) authenticate(c echo.Context, scope config.Scope, mode authMode)
 		}
 		// The auth service sees the body only if the handler will read it
 		// the same way; a body the handler refuses is forwarded as null.
-		if len(bytes.TrimSpace(body)) > 0 && checkJSON(body, nil, false) != nil {
+		// An API key never reaches the auth service: no need to check.
+		if !apikey.Looks(cred) && len(bytes.TrimSpace(body)) > 0 && checkJSON(body, nil, false) != nil {
 			body = nil
 		}
 		p, err = s.Auth.Authenticate(r.Context(), &auth.Request{
@@ -624,9 +625,10 @@ func (s *Server) limit(c echo.Context, key string, l store.Limit, scope limitSco
 // Retry-After when it refused the request.
 func (s *Server) limited(c echo.Context, res store.Result, scope limitScope) error {
 	h := c.Response().Header()
-	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit.Burst))
-	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
+	// Header.Set would canonicalise the names on every request.
+	h[hdrRateLimitLimit] = []string{strconv.Itoa(res.Limit.Burst)}
+	h[hdrRateLimitRemaining] = []string{strconv.Itoa(res.Remaining)}
+	h[hdrRateLimitReset] = []string{strconv.Itoa(ceilSeconds(res.ResetAfter))}
 	if !res.Allowed {
 		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
 		s.Metrics.RateLimited.WithLabelValues(string(scope)).Inc()
@@ -637,6 +639,13 @@ func (s *Server) limited(c echo.Context, res store.Result, scope limitScope) err
 	}
 	return nil
 }
+
+// The RateLimit-* names in canonical form (what Header.Set stores).
+var (
+	hdrRateLimitLimit     = http.CanonicalHeaderKey("RateLimit-Limit")
+	hdrRateLimitRemaining = http.CanonicalHeaderKey("RateLimit-Remaining")
+	hdrRateLimitReset     = http.CanonicalHeaderKey("RateLimit-Reset")
+)
 
 func ceilSeconds(d time.Duration) int {
 	if d <= 0 {

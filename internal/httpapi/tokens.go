@@ -33,6 +33,11 @@ type ticketIssuer interface {
 	// Mint signs a ticket and returns it with its claims; an error means
 	// nothing was signed.
 	Mint(t token.Ticket) (string, *token.Claims, error)
+	// NewClaims returns a new ticket's claims, not yet signed, so that its
+	// nonce can be stored (and the request counted) before the signature;
+	// Sign signs them. Mint is NewClaims then Sign.
+	NewClaims(t token.Ticket) (*token.Claims, error)
+	Sign(c *token.Claims) (string, error)
 	// TTL is a ticket's lifetime.
 	TTL() time.Duration
 }
@@ -99,12 +104,16 @@ func (s *Server) mint(c echo.Context) error {
 	}, p, mintBackend)
 }
 
-// issue signs the ticket, counts the request against its budget (the
-// org's, or for a public ticket the agent's public budget) and stores its
-// nonce in one store step, and answers 201. Nothing is handed out unless
-// the nonce is stored.
+// issue counts the request against its budget (the org's, or for a public
+// ticket the agent's public budget, after its per-IP gate) and stores the
+// ticket's nonce in one store step, then signs the ticket and answers 201.
+// Nothing is handed out unless the nonce is stored.
 func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode mintMode) error {
-	signed, claims, err := s.Issuer.Mint(t)
+	// The nonce is stored (and the request counted) before the ticket is
+	// signed: a request the limits refuse costs no signature. A signing
+	// failure after the store step leaves a nonce no ticket carries, which
+	// expires unused.
+	claims, err := s.Issuer.NewClaims(t)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
@@ -113,18 +122,34 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	if b.scope == limitPublic {
 		n.PublicAgent = agent.ID
 	}
+	g := gateOf(c) // the per-IP limit of /public/token, counted first in the same step
+	if g != nil {
+		n.Gate = g.Gate
+	}
 	res, err := s.Store.PutNonce(c.Request().Context(), n, s.Issuer.TTL()+s.Leeway, &b.limit)
-	if errors.Is(err, store.ErrExists) {
+	if err == nil || errors.Is(err, store.ErrExists) {
 		counted(c)
+		if g != nil {
+			g.counted = true
+		}
+	}
+	if errors.Is(err, store.ErrExists) {
 		return wrapError(CodeInternal, err) // a 128-bit collision: never in practice
 	} else if err != nil {
 		return err
 	}
-	counted(c)
-	if err := s.limited(c, res, b.scope); err != nil {
+	scope := b.scope
+	if res.Gated {
+		scope = limitIP
+	}
+	if err := s.limited(c, res, scope); err != nil {
 		return err
 	}
-	s.Metrics.TokensMinted.WithLabelValues(t.Org, string(mode)).Inc()
+	signed, err := s.Issuer.Sign(claims)
+	if err != nil {
+		return wrapError(CodeJWTSigningError, err)
+	}
+	s.Metrics.Minted(t.Org, string(mode))
 	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
 		slog.String("event", "token.mint"), slog.String("mode", string(mode)),
 		slog.String("org", t.Org), slog.String("agent", t.Agent), slog.String("channel", t.Channel),
@@ -317,7 +342,7 @@ func (s *Server) ticketUsed(c echo.Context, claims *token.Claims) error {
 // redeemed counts and audits a redemption that completed, with the
 // redeeming credential when there is one (not at /connect).
 func (s *Server) redeemed(c echo.Context, claims *token.Claims, via redeemVia) {
-	s.Metrics.TokensRedeemed.WithLabelValues(claims.Org, string(via)).Inc()
+	s.Metrics.Redeemed(claims.Org, string(via))
 	method, keyID := auth.MethodTicket, ""
 	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
 		method, keyID = p.Method, p.KeyID

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,66 @@ type Metrics struct {
 	ConfigStale prometheus.Gauge
 
 	stale atomic.Bool
+
+	// The children of the vectors the hot path touches, each looked up
+	// once: WithLabelValues hashes and checks its values on every call.
+	http     labelCache[httpKey, prometheus.Observer]
+	minted   labelCache[[2]string, prometheus.Counter]
+	redeemed labelCache[[2]string, prometheus.Counter]
+}
+
+type httpKey struct {
+	route, method string
+	status        int
+}
+
+// labelCache maps label values to a vector's child.
+type labelCache[K comparable, V any] struct {
+	mu sync.RWMutex
+	m  map[K]V
+}
+
+func (c *labelCache[K, V]) get(k K, with func() V) V {
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.m[k]; ok {
+		return v
+	}
+	if c.m == nil {
+		c.m = make(map[K]V)
+	}
+	v = with()
+	c.m[k] = v
+	return v
+}
+
+// ObserveHTTP records one request's duration in HTTPDuration. route must be
+// a registered pattern or "unmatched"; method and status are reduced to
+// their label values here.
+func (m *Metrics) ObserveHTTP(route, method string, status int, d time.Duration) {
+	method = MethodLabel(method)
+	if status < 100 || status > 599 {
+		status = 0 // StatusLabel's "other"
+	}
+	m.http.get(httpKey{route, method, status}, func() prometheus.Observer {
+		return m.HTTPDuration.WithLabelValues(route, method, StatusLabel(status))
+	}).Observe(d.Seconds())
+}
+
+// Minted counts a minted ticket in TokensMinted.
+func (m *Metrics) Minted(org, mode string) {
+	m.minted.get([2]string{org, mode}, func() prometheus.Counter { return m.TokensMinted.WithLabelValues(org, mode) }).Inc()
+}
+
+// Redeemed counts a redeemed ticket in TokensRedeemed.
+func (m *Metrics) Redeemed(org, via string) {
+	m.redeemed.get([2]string{org, via}, func() prometheus.Counter { return m.TokensRedeemed.WithLabelValues(org, via) }).Inc()
 }
 
 // New registers every collector on a fresh registry.
@@ -161,7 +222,8 @@ func (m *Metrics) InstrumentStore(s store.Store) store.Store {
 
 type timedStore struct {
 	store.Store
-	h *prometheus.HistogramVec
+	h   *prometheus.HistogramVec
+	obs labelCache[[2]string, prometheus.Observer]
 }
 
 func (t *timedStore) observe(op string, start time.Time, err error) {
@@ -173,7 +235,8 @@ func (t *timedStore) observe(op string, start time.Time, err error) {
 	default:
 		result = "error"
 	}
-	t.h.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
+	t.obs.get([2]string{op, result}, func() prometheus.Observer { return t.h.WithLabelValues(op, result) }).
+		Observe(time.Since(start).Seconds())
 }
 
 func (t *timedStore) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, limit *store.Limit) (store.Result, error) {

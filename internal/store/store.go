@@ -36,6 +36,21 @@ type Nonce struct {
 	// agent's public budget (PublicKey(Org, PublicAgent)) instead of the
 	// org's (OrgKey(Org)). It does not name the nonce: Org and ID do.
 	PublicAgent string
+	// Gate, when its Key is set, is counted first, in the same call: a
+	// limit of its own key (a client address's, say) that the call must
+	// pass before anything else is counted or stored. Refused there, the
+	// call counts and stores nothing else and returns the gate's Result
+	// with Gated set. It does not name the nonce either.
+	Gate Gate
+}
+
+// Gate is a limit on a Limiter key of its own; Allow on Key counts against
+// the same bucket. The call is one round trip where the store can make it
+// one (one Redis node); on a Redis Cluster the gate's key is on another
+// slot, and the gate is a call of its own, made first.
+type Gate struct {
+	Key   string
+	Limit Limit
 }
 
 // LimitKey returns the Limiter key a limited call on n counts against.
@@ -203,4 +218,7 @@ type Result struct {
 	RetryAfter time.Duration
 	// ResetAfter is how long until the key is back to its full burst.
 	ResetAfter time.Duration
+	// Gated is set when the call's Gate refused it: the other fields are
+	// then the gate's.
+	Gated bool
 }

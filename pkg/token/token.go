@@ -12,11 +12,13 @@
 package token
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -120,6 +122,11 @@ type Issuer struct {
 	iss    string
 	ttl    time.Duration
 	now    func() time.Time
+	// header is the first segment of every ticket the issuer signs, made
+	// once: {"alg","kid","typ"}, base64url.
+	header string
+	// ed is the key when it is Ed25519, signed with directly.
+	ed ed25519.PrivateKey
 }
 
 // NewIssuer returns an Issuer that signs with key (which must hold a private
@@ -134,7 +141,18 @@ func NewIssuer(key *Key, issuer string, ttl time.Duration) (*Issuer, error) {
 	if ttl <= 0 {
 		return nil, errors.New("token: issuer needs a positive lifetime")
 	}
-	return &Issuer{key: key, method: signingMethod(key.alg), iss: issuer, ttl: ttl, now: time.Now}, nil
+	i := &Issuer{key: key, method: signingMethod(key.alg), iss: issuer, ttl: ttl, now: time.Now}
+	// The header golang-jwt would write: its keys sorted, as json.Marshal
+	// writes a map.
+	h, err := json.Marshal(map[string]string{"alg": string(key.alg), "kid": key.kid, "typ": Type})
+	if err != nil {
+		return nil, fmt.Errorf("token: header: %w", err)
+	}
+	i.header = base64.RawURLEncoding.EncodeToString(h)
+	if ed, ok := key.priv.(ed25519.PrivateKey); ok {
+		i.ed = ed
+	}
+	return i, nil
 }
 
 // WithClock returns a copy of the issuer that reads the time from now; for tests.
@@ -151,37 +169,142 @@ func (i *Issuer) TTL() time.Duration { return i.ttl }
 // JWT with its claims. The caller must store claims.ID before handing the
 // token out, or the token will never redeem. A malformed t.JKT is
 // ErrInvalidJKT (bad input, where any other error is a signing failure).
+// It is NewClaims then Sign.
 func (i *Issuer) Mint(t Ticket) (string, *Claims, error) {
+	c, err := i.NewClaims(t)
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := i.Sign(c)
+	if err != nil {
+		return "", nil, err
+	}
+	return s, c, nil
+}
+
+// NewClaims returns the claims of a new ticket for t, with a fresh 128-bit
+// nonce, not yet signed: a caller can store the nonce (and be refused by a
+// limit) before it pays for the signature. A malformed t.JKT is
+// ErrInvalidJKT.
+func (i *Issuer) NewClaims(t Ticket) (*Claims, error) {
 	var cnf *Confirmation
 	if t.JKT != "" {
 		if !ValidJKT(t.JKT) {
-			return "", nil, ErrInvalidJKT
+			return nil, ErrInvalidJKT
 		}
 		cnf = &Confirmation{JKT: t.JKT}
 	}
 	nonce, err := NewNonce()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	now := i.now().Unix()
 	md := t.Metadata
 	if len(md) == 0 {
 		md = json.RawMessage("{}")
 	}
-	c := &Claims{
+	return &Claims{
 		Issuer: i.iss, Audience: Audience, Subject: t.Identity, ID: nonce,
 		IssuedAt: now, NotBefore: now, ExpiresAt: now + int64(i.ttl/time.Second),
 		Org: t.Org, Agent: t.Agent, Channel: t.Channel, Metadata: md, Origin: t.Origin,
 		Confirmation: cnf,
-	}
-	tok := jwt.NewWithClaims(i.method, c)
-	tok.Header["typ"] = Type
-	tok.Header["kid"] = i.key.kid
-	s, err := tok.SignedString(i.key.priv)
+	}, nil
+}
+
+// Sign returns the compact JWT of claims made by NewClaims.
+func (i *Issuer) Sign(c *Claims) (string, error) {
+	s, err := i.sign(c)
 	if err != nil {
-		return "", nil, fmt.Errorf("token: sign: %w", err)
+		return "", fmt.Errorf("token: sign: %w", err)
 	}
-	return s, c, nil
+	return s, nil
+}
+
+// sign returns the compact JWS of c: the issuer's header, the claims as
+// json.Marshal writes them (appendClaims), and the signature, built in one
+// buffer. The result is what golang-jwt's SignedString makes, byte for byte.
+func (i *Issuer) sign(c *Claims) (string, error) {
+	var scratch [512]byte
+	payload, err := appendClaims(scratch[:0], c)
+	if err != nil {
+		return "", err
+	}
+	enc := base64.RawURLEncoding
+	buf := make([]byte, 0, len(i.header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(2*32))
+	buf = append(buf, i.header...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	var sig []byte
+	if i.ed != nil {
+		sig = ed25519.Sign(i.ed, buf)
+	} else if sig, err = i.method.Sign(string(buf), i.key.priv); err != nil {
+		return "", err
+	}
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
+	return string(buf), nil
+}
+
+// appendClaims appends c as json.Marshal(c) writes it, without reflection.
+func appendClaims(b []byte, c *Claims) ([]byte, error) {
+	b = append(b, `{"iss":`...)
+	b = appendJSONString(b, c.Issuer)
+	b = append(b, `,"aud":`...)
+	b = appendJSONString(b, c.Audience)
+	b = append(b, `,"sub":`...)
+	b = appendJSONString(b, c.Subject)
+	b = append(b, `,"jti":`...)
+	b = appendJSONString(b, c.ID)
+	b = append(b, `,"iat":`...)
+	b = strconv.AppendInt(b, c.IssuedAt, 10)
+	b = append(b, `,"nbf":`...)
+	b = strconv.AppendInt(b, c.NotBefore, 10)
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, c.ExpiresAt, 10)
+	b = append(b, `,"org":`...)
+	b = appendJSONString(b, c.Org)
+	b = append(b, `,"agent":`...)
+	b = appendJSONString(b, c.Agent)
+	b = append(b, `,"channel":`...)
+	b = appendJSONString(b, c.Channel)
+	b = append(b, `,"metadata":`...)
+	switch md := c.Metadata; {
+	case md == nil:
+		b = append(b, "null"...)
+	case string(md) == "{}":
+		b = append(b, md...)
+	default:
+		// A RawMessage is validated, compacted and HTML-escaped.
+		m, err := json.Marshal(md)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, m...)
+	}
+	if c.Origin != "" {
+		b = append(b, `,"origin":`...)
+		b = appendJSONString(b, c.Origin)
+	}
+	if c.Confirmation != nil {
+		b = append(b, `,"cnf":{"jkt":`...)
+		b = appendJSONString(b, c.Confirmation.JKT)
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s quoted as json.Marshal quotes it: printable
+// ASCII other than " \ < > & as is; anything else through json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // NewNonce returns 128 random bits, base64url without padding (22 characters).

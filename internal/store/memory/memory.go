@@ -102,9 +102,15 @@ func (s *Store) sweep() {
 	}
 }
 
-// limited counts an event against n's budget (n.LimitKey) when limit is
-// set; call with s.mu held.
+// limited counts an event against n's gate, if any, then against n's
+// budget (n.LimitKey) when limit is set; call with s.mu held.
 func (s *Store) limited(now time.Time, n store.Nonce, limit *store.Limit) store.Result {
+	if n.Gate.Key != "" {
+		if g := gcra(now, s.tats, n.Gate.Key, n.Gate.Limit); !g.Allowed {
+			g.Gated = true
+			return g
+		}
+	}
 	if limit == nil {
 		return store.Result{Allowed: true}
 	}

@@ -7,6 +7,11 @@
 // store.ErrUnavailable and the broker fails closed. Every command is on one
 // cluster slot: it touches one key, or keys that share the org's hash tag,
 // or a room's owner record and its claim time (see claimedKey).
+//
+// The commands go through a pipeliner (batch.go): those that concurrent
+// requests issue while a batch is out go together in the next one, one
+// write and one read for many requests, each command with its own reply or
+// error. Batching changes the system calls, not the answers.
 package redis
 
 import (
@@ -70,33 +75,48 @@ func proofKey(n store.Nonce, p store.Proof) string { return "vb:p:{" + n.Org + "
 func rateKey(key string) string { return "rate:" + ratePrefix + key }
 
 // limitedNonce is one GCRA step on KEYS[1], then, if allowed, SET NX PX
-// (ARGV[4] "put") or GETDEL (ARGV[4] "consume") on KEYS[2]. It keeps the
-// limiter state in redis_rate's form (the theoretical arrival time in
-// seconds since 2017-01-01, with the same emission interval and burst
-// arithmetic), so redis_rate.Allow on the same key sees the same bucket.
-// Returns {allowed, remaining, retry_after, reset_after, done}; done is 1
-// when the nonce was stored or consumed, 0 when it existed or was absent.
+// (ARGV[4] "put") or GETDEL (ARGV[4] "consume") on KEYS[2]. With a third
+// key (a gate: ARGV[6..8] its burst, rate and period), a GCRA step on it
+// comes first, and a refusal there ends the script before anything else is
+// counted. It keeps the limiter state in redis_rate's form (the theoretical
+// arrival time in seconds since 2017-01-01, with the same emission interval
+// and burst arithmetic), so redis_rate.Allow on the same key sees the same
+// bucket. Returns {allowed, remaining, retry_after, reset_after, done,
+// gated}; done is 1 when the nonce was stored or consumed, 0 when it
+// existed or was absent; gated is 1 when the gate refused (the numbers are
+// then the gate's).
 var limitedNonce = redis.NewScript(`
-local burst, rate, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local interval = period / rate
 local t = redis.call('TIME')
 local now = (t[1] - 1483228800) + (t[2] / 1000000)
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval
-local diff = now - (new_tat - interval * burst)
-if diff < 0 then
-  return {0, 0, tostring(-diff), tostring(tat - now), 0}
+local function step(key, burst, rate, period)
+  local interval = period / rate
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local diff = now - (new_tat - interval * burst)
+  if diff < 0 then
+    return false, 0, tostring(-diff), tostring(tat - now)
+  end
+  redis.call('SET', key, new_tat, 'EX', math.ceil(new_tat - now))
+  return true, math.floor(diff / interval), '-1', tostring(new_tat - now)
 end
-redis.call('SET', KEYS[1], new_tat, 'EX', math.ceil(new_tat - now))
-local remaining = math.floor(diff / interval)
+if KEYS[3] then
+  local ok, remaining, retry, reset = step(KEYS[3], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+  if not ok then
+    return {0, remaining, retry, reset, 0, 1}
+  end
+end
+local ok, remaining, retry, reset = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+if not ok then
+  return {0, remaining, retry, reset, 0, 0}
+end
 local done = 0
 if ARGV[4] == 'put' then
   if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[5]) then done = 1 end
 else
   if redis.call('GETDEL', KEYS[2]) then done = 1 end
 end
-return {1, remaining, '-1', tostring(new_tat - now), done}
+return {1, remaining, retry, reset, done, 0}
 `)
 
 // consumeWithProof is ConsumeNonceWithProof on KEYS[1] (the nonce) and
@@ -151,6 +171,8 @@ return 1
 // Store is a store.Store on Redis.
 type Store struct {
 	rdb     redis.UniversalClient
+	scripts redis.Scripter // rdb, or the batcher that pipelines its commands
+	pipe    *pipeliner     // nil when unbatched
 	limiter *redis_rate.Limiter
 	timeout time.Duration
 }
@@ -161,7 +183,12 @@ type Options struct {
 	Timeout time.Duration
 	// PoolSize is the number of connections per node (default go-redis's).
 	PoolSize int
+	// Unbatched sends each command on a pooled connection of its own
+	// instead of through the pipeliner; for comparisons.
+	Unbatched bool
 }
+
+func (o *Options) batched() bool { return o == nil || !o.Unbatched }
 
 func (o *Options) timeout() time.Duration {
 	if o == nil || o.Timeout <= 0 {
@@ -185,7 +212,11 @@ func NewURL(url string, o *Options) (*Store, error) {
 	if o != nil && o.PoolSize > 0 {
 		opt.PoolSize = o.PoolSize
 	}
-	return New(redis.NewClient(opt), t), nil
+	s := New(redis.NewClient(opt), t)
+	if o.batched() {
+		s.batch()
+	}
+	return s, nil
 }
 
 // NewCluster connects to a Redis Cluster through any of addrs (host:port).
@@ -200,7 +231,11 @@ func NewCluster(addrs []string, o *Options) *Store {
 	if o != nil && o.PoolSize > 0 {
 		opt.PoolSize = o.PoolSize
 	}
-	return New(redis.NewClusterClient(opt), t)
+	s := New(redis.NewClusterClient(opt), t)
+	if o.batched() {
+		s.batch()
+	}
+	return s
 }
 
 // quiet discards go-redis's own log lines (dial retries and the like): every
@@ -209,14 +244,115 @@ type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
 
-// New wraps an existing client; timeout bounds every call.
+// New wraps an existing client; timeout bounds every call. Its commands
+// are not batched.
 func New(rdb redis.UniversalClient, timeout time.Duration) *Store {
 	redis.SetLogger(quiet{})
-	return &Store{rdb: rdb, limiter: redis_rate.NewLimiter(rdb), timeout: timeout}
+	return &Store{rdb: rdb, scripts: rdb, limiter: redis_rate.NewLimiter(rdb), timeout: timeout}
 }
 
+// batch sends the store's commands through a pipeliner.
+func (s *Store) batch() {
+	s.pipe = newPipeliner(s.rdb, maxQueued)
+	b := &batcher{pipe: s.pipe, timeout: s.timeout, rdb: s.rdb}
+	s.scripts, s.limiter = b, redis_rate.NewLimiter(b)
+}
+
+// Batched reports whether the store's commands go through the pipeliner.
+func (s *Store) Batched() bool { return s.pipe != nil }
+
+// maxQueued bounds the commands waiting for Redis. Past it a call fails at
+// once (ErrUnavailable) rather than queueing behind a stalled Redis.
+const maxQueued = 4096
+
+// batcher is a redis.Scripter (and redis_rate's client) whose EVAL and
+// EVALSHA go through the pipeliner, each waiting at most the store timeout.
+// A caller that stops waiting gets a command of its own holding the error:
+// the one it queued may still be written by the pipeliner and is never
+// read, so no reply can reach a caller it was not meant for.
+type batcher struct {
+	pipe    *pipeliner
+	timeout time.Duration
+	rdb     redis.UniversalClient // SCRIPT LOAD, SCRIPT EXISTS, DEL: not on the hot path
+}
+
+func (b *batcher) eval(ctx context.Context, name, payload string, keys []string, args []any) *redis.Cmd {
+	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, name, payload, len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
+	}
+	cmdArgs = append(cmdArgs, args...)
+	cmd := redis.NewCmd(ctx, cmdArgs...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3) // the cluster routes by the first key
+	}
+	if err := b.pipe.process(ctx, b.timeout, cmd); err != nil && !ran(err) {
+		gave := redis.NewCmd(ctx, cmdArgs...)
+		gave.SetErr(err)
+		return gave
+	}
+	return cmd
+}
+
+// ran reports whether an error of pipeliner.process is the command's own
+// (its result is complete and may be read), not the caller giving up.
+func ran(err error) bool {
+	return !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+		!errors.Is(err, errQueueFull) && !errors.Is(err, errClosed)
+}
+
+func (b *batcher) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return b.eval(ctx, "eval", script, keys, args)
+}
+
+func (b *batcher) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return b.eval(ctx, "evalsha", sha1, keys, args)
+}
+
+func (b *batcher) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return b.eval(ctx, "eval_ro", script, keys, args)
+}
+
+func (b *batcher) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return b.eval(ctx, "evalsha_ro", sha1, keys, args)
+}
+
+func (b *batcher) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.rdb.ScriptExists(ctx, hashes...)
+}
+
+func (b *batcher) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.rdb.ScriptLoad(ctx, script)
+}
+
+func (b *batcher) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.rdb.Del(ctx, keys...)
+}
+
+// ctx bounds a call that does not go through the pipeliner (which applies
+// the timeout itself) by the store timeout.
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.pipe != nil {
+		return ctx, func() {}
+	}
 	return context.WithTimeout(ctx, s.timeout)
+}
+
+// do runs one command, through the pipeliner when there is one. On an
+// error the command must not be read: with the pipeliner it may be a
+// caller that stopped waiting.
+func (s *Store) do(ctx context.Context, cmd redis.Cmder) error {
+	if s.pipe != nil {
+		return s.pipe.process(ctx, s.timeout, cmd)
+	}
+	return s.rdb.Process(ctx, cmd)
 }
 
 func unavailable(op string, err error) error {
@@ -228,11 +364,18 @@ func unavailable(op string, err error) error {
 func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, limit *store.Limit) (store.Result, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	if res, pass, err := s.gate(ctx, &n, limit); !pass {
+		return res, err
+	}
 	if limit != nil {
 		return s.limited(ctx, n, limit, "put", ttl, store.ErrExists)
 	}
-	// SetArgs rather than SetNX: one command whose reply tells stored from present.
-	err := s.rdb.SetArgs(ctx, nonceKey(n), "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	// SET NX PX rather than SETNX: one command whose reply tells stored from present.
+	args := []any{"set", nonceKey(n), "1", "nx"}
+	if ttl > 0 {
+		args = append(args, "px", max(1, ttl.Milliseconds()))
+	}
+	err := s.do(ctx, redis.NewStatusCmd(ctx, args...))
 	switch {
 	case err == nil:
 		return store.Result{Allowed: true}, nil
@@ -248,10 +391,13 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Limit) (store.Result, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	if res, pass, err := s.gate(ctx, &n, limit); !pass {
+		return res, err
+	}
 	if limit != nil {
 		return s.limited(ctx, n, limit, "consume", 0, store.ErrNotFound)
 	}
-	err := s.rdb.GetDel(ctx, nonceKey(n)).Err()
+	err := s.do(ctx, redis.NewStringCmd(ctx, "getdel", nonceKey(n)))
 	switch {
 	case err == nil:
 		return store.Result{Allowed: true}, nil
@@ -261,21 +407,54 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 	return store.Result{}, unavailable("GETDEL", err)
 }
 
+// gate counts n's gate on its own, when the limited script cannot carry it
+// (no limit, or a cluster, where the gate's key is on another slot), and
+// clears it from n. pass is false when the call ends here: refused by the
+// gate (res.Gated) or the store unavailable (err).
+func (s *Store) gate(ctx context.Context, n *store.Nonce, limit *store.Limit) (res store.Result, pass bool, err error) {
+	if n.Gate.Key == "" {
+		return store.Result{}, true, nil
+	}
+	if _, cluster := s.rdb.(*redis.ClusterClient); limit != nil && !cluster {
+		return store.Result{}, true, nil // in the limited script
+	}
+	g := n.Gate
+	n.Gate = store.Gate{}
+	res, err = s.Allow(ctx, g.Key, g.Limit)
+	switch {
+	case err != nil:
+		return res, false, err
+	case !res.Allowed:
+		res.Gated = true
+		return res, false, nil
+	}
+	return store.Result{}, true, nil
+}
+
 func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, op string, ttl time.Duration, notDone error) (store.Result, error) {
-	v, err := limitedNonce.Run(ctx, s.rdb, []string{rateKey(n.LimitKey()), nonceKey(n)},
-		limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds()).Slice()
+	keys := []string{rateKey(n.LimitKey()), nonceKey(n)}
+	args := []any{limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds()}
+	if g := n.Gate; g.Key != "" {
+		keys = append(keys, rateKey(g.Key))
+		args = append(args, g.Limit.Burst, g.Limit.Rate, g.Limit.Period.Seconds())
+	}
+	v, err := limitedNonce.Run(ctx, s.scripts, keys, args...).Slice()
 	if err != nil {
 		return store.Result{}, unavailable("limited "+op, err)
 	}
-	if len(v) != 5 {
+	if len(v) != 6 {
 		return store.Result{}, unavailable("limited "+op, fmt.Errorf("reply of %d values", len(v)))
 	}
 	allowed, _ := v[0].(int64)
 	remaining, _ := v[1].(int64)
-	retry, _ := strconv.ParseFloat(fmt.Sprint(v[2]), 64)
-	reset, _ := strconv.ParseFloat(fmt.Sprint(v[3]), 64)
+	retry := float(v[2])
+	reset := float(v[3])
 	done, _ := v[4].(int64)
+	gated, _ := v[5].(int64)
 	res := store.Result{Limit: *limit, Allowed: allowed == 1, Remaining: int(remaining), ResetAfter: seconds(reset)}
+	if gated == 1 {
+		res.Limit, res.Gated = n.Gate.Limit, true
+	}
 	if !res.Allowed {
 		res.RetryAfter = seconds(retry)
 		return res, nil
@@ -286,6 +465,14 @@ func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, 
 	return res, nil
 }
 
+// float reads a number the script returned as a string (Lua numbers
+// become integers in a reply, so the script sends fractions as strings).
+func float(v any) float64 {
+	s, _ := v.(string)
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}
+
 // ConsumeNonceWithProof implements store.Nonces in one round trip: the
 // consumeWithProof script, whose two keys share the org's cluster slot.
 func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p store.Proof) error {
@@ -294,7 +481,7 @@ func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p stor
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	v, err := consumeWithProof.Run(ctx, s.rdb, []string{nonceKey(n), proofKey(n, p)}, p.TTL.Milliseconds()).Int()
+	v, err := consumeWithProof.Run(ctx, s.scripts, []string{nonceKey(n), proofKey(n, p)}, p.TTL.Milliseconds()).Int()
 	if err != nil {
 		return unavailable("consume with proof", err)
 	}
@@ -315,7 +502,7 @@ func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Se
 func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	owner, err := claimRoom.Run(ctx, s.rdb, roomKeys(room), org, ttl.Milliseconds()).Text()
+	owner, err := claimRoom.Run(ctx, s.scripts, roomKeys(room), org, ttl.Milliseconds()).Text()
 	if err != nil {
 		return "", unavailable("claim room", err)
 	}
@@ -326,10 +513,11 @@ func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Durati
 func (s *Store) RoomOwner(ctx context.Context, room string) (string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	owner, err := s.rdb.Get(ctx, roomPrefix+room).Result()
+	cmd := redis.NewStringCmd(ctx, "get", roomPrefix+room)
+	err := s.do(ctx, cmd)
 	switch {
 	case err == nil:
-		return owner, nil
+		return cmd.Val(), nil
 	case errors.Is(err, redis.Nil):
 		return "", store.ErrNotFound
 	}
@@ -340,7 +528,7 @@ func (s *Store) RoomOwner(ctx context.Context, room string) (string, error) {
 func (s *Store) ReleaseRoom(ctx context.Context, room, org string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := releaseRoom.Run(ctx, s.rdb, roomKeys(room), org).Err(); err != nil && !errors.Is(err, redis.Nil) {
+	if err := releaseRoom.Run(ctx, s.scripts, roomKeys(room), org).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return unavailable("release room", err)
 	}
 	return nil
@@ -352,7 +540,7 @@ func (s *Store) ReleaseRoom(ctx context.Context, room, org string) error {
 func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time) (bool, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := releaseRoomClaimedBy.Run(ctx, s.rdb, roomKeys(room), org, t.UnixMilli()).Int()
+	n, err := releaseRoomClaimedBy.Run(ctx, s.scripts, roomKeys(room), org, t.UnixMilli()).Int()
 	if err != nil {
 		return false, unavailable("release room claimed by", err)
 	}
@@ -407,7 +595,7 @@ func (s *Store) Allow(ctx context.Context, key string, limit store.Limit) (store
 
 // Ping implements store.Store. On a cluster it pings every master.
 func (s *Store) Ping(ctx context.Context) error {
-	ctx, cancel := s.ctx(ctx)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	var err error
 	if c, ok := s.rdb.(*redis.ClusterClient); ok {
@@ -421,5 +609,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the client.
-func (s *Store) Close() error { return s.rdb.Close() }
+// Close stops the pipeliner, then closes the client.
+func (s *Store) Close() error {
+	if s.pipe != nil {
+		s.pipe.close()
+	}
+	return s.rdb.Close()
+}

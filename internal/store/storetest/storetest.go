@@ -349,6 +349,80 @@ func runLimited(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("consume without PublicAgent: %v", err)
 		}
 	})
+	t.Run("Gate", func(t *testing.T) {
+		s := newStore(t)
+		org, _ := token.NewNonce()
+		org = "o" + strings.ToLower(org[:10])
+		gateKey := "ip:public:" + org // a key of its own, on no org's slot
+		gate := store.Gate{Key: gateKey, Limit: store.PerMinute(2)}
+		budget := store.PerMinute(3)
+		var ids []string
+		for i := range 2 {
+			id, _ := token.NewNonce()
+			res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: id, PublicAgent: "bot", Gate: gate}, time.Minute, &budget)
+			if err != nil || !res.Allowed || res.Gated || res.Limit != budget {
+				t.Fatalf("gated put %d: %+v %v (the result is the budget's)", i, res, err)
+			}
+			ids = append(ids, id)
+		}
+		// The gate refuses the 3rd: nothing stored, the budget not counted.
+		extra, _ := token.NewNonce()
+		res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: extra, PublicAgent: "bot", Gate: gate}, time.Minute, &budget)
+		if err != nil || res.Allowed || !res.Gated || res.Limit != gate.Limit || res.RetryAfter <= 0 {
+			t.Fatalf("3rd gated put: %+v %v, want refused by the gate", res, err)
+		}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: extra}, nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a put refused by its gate stored its nonce: %v", err)
+		}
+		if r, err := s.Allow(ctx, gateKey, gate.Limit); err != nil || r.Allowed {
+			t.Fatalf("Allow on the gate key: %+v %v, want refused (shared bucket)", r, err)
+		}
+		// The budget counted 2 of 3: one left.
+		if r, err := s.Allow(ctx, store.PublicKey(org, "bot"), budget); err != nil || !r.Allowed {
+			t.Fatalf("the budget after a gated refusal: %+v %v, want one left (the refusal not counted)", r, err)
+		}
+		if r, err := s.Allow(ctx, store.PublicKey(org, "bot"), budget); err != nil || r.Allowed {
+			t.Fatalf("the budget: %+v %v, want spent", r, err)
+		}
+		// A gate on a consume, with a limit and without.
+		if res, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: ids[0], Gate: gate}, &budget); err != nil || !res.Gated {
+			t.Fatalf("gated consume: %+v %v, want refused by the gate", res, err)
+		}
+		if res, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: ids[0], Gate: gate}, nil); err != nil || !res.Gated {
+			t.Fatalf("gated consume without a limit: %+v %v, want refused by the gate", res, err)
+		}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: ids[0]}, nil); err != nil {
+			t.Fatalf("a consume refused by its gate removed the nonce: %v", err)
+		}
+		// A roomy gate: the call goes on to the budget and the nonce.
+		roomy := store.Gate{Key: gateKey + "-2", Limit: store.PerMinute(1000)}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: ids[1], Gate: roomy}, nil); err != nil {
+			t.Fatalf("consume through a roomy gate: %v", err)
+		}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: ids[1], Gate: roomy}, nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("second consume through a roomy gate: %v, want ErrNotFound", err)
+		}
+		// The budget refuses behind a gate that passed: the gate counted,
+		// nothing stored.
+		gate2 := store.Gate{Key: gateKey + "-3", Limit: store.PerMinute(2)}
+		tight := store.PerMinute(1)
+		org2 := org + "-t"
+		id, _ := token.NewNonce()
+		if _, err := s.PutNonce(ctx, store.Nonce{Org: org2, ID: id, Gate: gate2}, time.Minute, &tight); err != nil {
+			t.Fatal(err)
+		}
+		id2, _ := token.NewNonce()
+		res, err = s.PutNonce(ctx, store.Nonce{Org: org2, ID: id2, Gate: gate2}, time.Minute, &tight)
+		if err != nil || res.Allowed || res.Gated || res.Limit != tight {
+			t.Fatalf("put over the budget behind a gate that passed: %+v %v", res, err)
+		}
+		if _, err := s.ConsumeNonce(ctx, store.Nonce{Org: org2, ID: id2}, nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a put refused by its budget stored its nonce: %v", err)
+		}
+		if r, err := s.Allow(ctx, gate2.Key, gate2.Limit); err != nil || r.Allowed {
+			t.Fatalf("the gate after two puts: %+v %v, want spent (both counted)", r, err)
+		}
+	})
 	t.Run("NoncesAreOrgScoped", func(t *testing.T) {
 		s := newStore(t)
 		id, _ := token.NewNonce()

@@ -1,0 +1,228 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Errors of the pipeliner; the store reports each as store.ErrUnavailable.
+var (
+	errQueueFull = errors.New("too many commands waiting for Redis")
+	errClosed    = errors.New("store closed")
+)
+
+// pipeliner sends the commands of concurrent callers to Redis together.
+//
+// A caller that finds no exchange with Redis under way sends its command
+// itself, at once, as it would without batching. Commands that arrive
+// while an exchange is out wait in a queue; when it ends, one sender takes
+// every command queued so far and sends them as one go-redis pipeline: one
+// write and one read on one connection (on a cluster, one per node, in
+// parallel), then wakes their callers. Nothing ever waits for more
+// commands to arrive: batches grow with the load, and a command waits at
+// most for the exchange before its own.
+//
+// What a caller sees is what it would see without batching. Replies are
+// matched to commands by their position on the connection, so each
+// command gets its own reply or its own error; a connection that fails
+// fails every command it carried that had no reply yet (go-redis retries
+// nothing: the store sets MaxRetries -1), and each of their callers
+// reports the store unavailable, as for a lone command on that
+// connection. A caller waits no longer than its context and the store
+// timeout: then it returns an error and never reads its command, which
+// the sender may still run (exactly as a lone command whose reply is lost
+// may have run). A command whose caller has given up before its batch is
+// sent is not sent at all, so no work is done for a reply nobody reads.
+type pipeliner struct {
+	rdb       redis.UniversalClient
+	maxQueued int
+
+	mu     sync.Mutex
+	queue  *batch // the batch new commands join; nil when none is waiting
+	queued int    // commands accepted and not yet answered
+	busy   bool   // an exchange is under way (a caller's own, or the sender's)
+	closed bool
+	wake   chan struct{} // capacity 1: the sender has something to look at
+	stop   chan struct{} // closed by close
+	done   chan struct{} // closed when the sender has returned
+}
+
+// batch is the commands sent together.
+type batch struct {
+	cmds      []redis.Cmder
+	ctxs      []context.Context
+	deadlines []time.Time
+	done      chan struct{} // closed when every command of the batch has its result
+}
+
+func newPipeliner(rdb redis.UniversalClient, maxQueued int) *pipeliner {
+	p := &pipeliner{rdb: rdb, maxQueued: maxQueued, wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go p.send()
+	return p
+}
+
+// process sends cmd, itself or through the sender, and waits until it has
+// run, ctx ends or timeout passes. It returns the command's error, or context.DeadlineExceeded
+// (the timeout), ctx's error, errQueueFull or errClosed; on any of those
+// the caller must not read cmd, whose result the sender may still write.
+func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redis.Cmder) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	p.mu.Lock()
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return errClosed
+	case p.queued >= p.maxQueued:
+		p.mu.Unlock()
+		return errQueueFull
+	case !p.busy:
+		// Nothing under way: send it now, from this goroutine.
+		p.busy = true
+		p.queued++
+		p.mu.Unlock()
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		err := p.rdb.Process(ctx, cmd)
+		cancel()
+		p.mu.Lock()
+		p.queued--
+		handOver := p.queue != nil // the sender takes over what arrived meanwhile
+		p.busy = handOver
+		p.mu.Unlock()
+		if handOver {
+			p.signal()
+		}
+		return err
+	}
+	b := p.queue
+	if b == nil {
+		b = &batch{done: make(chan struct{})}
+		p.queue = b
+	}
+	b.cmds = append(b.cmds, cmd)
+	b.ctxs = append(b.ctxs, ctx)
+	b.deadlines = append(b.deadlines, deadline)
+	p.queued++
+	p.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-b.done:
+		return cmd.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return context.DeadlineExceeded
+	}
+}
+
+// signal wakes the sender; it is called with busy set for the sender.
+func (p *pipeliner) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// send runs, while busy is handed to it, the batches that queued up.
+func (p *pipeliner) send() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.wake:
+		case <-p.stop:
+			p.mu.Lock()
+			b := p.queue
+			p.queue = nil
+			p.mu.Unlock()
+			if b != nil {
+				p.finish(b, errClosed)
+			}
+			return
+		}
+		for {
+			p.mu.Lock()
+			b := p.queue
+			p.queue = nil
+			if b == nil {
+				p.busy = false
+				p.mu.Unlock()
+				break
+			}
+			p.mu.Unlock()
+			p.run(b)
+		}
+	}
+}
+
+// run sends the batch's commands whose callers still wait, then wakes the
+// callers.
+func (p *pipeliner) run(b *batch) {
+	now := time.Now()
+	live := make([]redis.Cmder, 0, len(b.cmds))
+	var last time.Time
+	for i, cmd := range b.cmds {
+		switch {
+		case b.ctxs[i].Err() != nil:
+			cmd.SetErr(b.ctxs[i].Err())
+		case !now.Before(b.deadlines[i]):
+			cmd.SetErr(context.DeadlineExceeded)
+		default:
+			live = append(live, cmd)
+			if b.deadlines[i].After(last) {
+				last = b.deadlines[i]
+			}
+		}
+	}
+	// The exchange ends when the last caller stops waiting (and within the
+	// client's read and write timeouts); no caller's own context ends it.
+	ctx, cancel := context.WithDeadline(context.Background(), last)
+	defer cancel()
+	switch len(live) {
+	case 0:
+	case 1:
+		_ = p.rdb.Process(ctx, live[0])
+	default:
+		pipe := p.rdb.Pipeline()
+		for _, cmd := range live {
+			_ = pipe.Process(ctx, cmd)
+		}
+		_, _ = pipe.Exec(ctx) // each command holds its own result or error
+	}
+	p.finish(b, nil)
+}
+
+// finish wakes the batch's callers; err, if set, is the result of every
+// command.
+func (p *pipeliner) finish(b *batch, err error) {
+	if err != nil {
+		for _, cmd := range b.cmds {
+			cmd.SetErr(err)
+		}
+	}
+	p.mu.Lock()
+	p.queued -= len(b.cmds)
+	p.mu.Unlock()
+	close(b.done)
+}
+
+// close stops the sender once the batch in flight is answered; commands
+// still queued fail with errClosed.
+func (p *pipeliner) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.done
+}
