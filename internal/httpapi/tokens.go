@@ -159,7 +159,7 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	if server == "" {
 		server = s.PublicURL
 	}
-	return c.JSON(http.StatusCreated, mintResponse{Token: signed, Server: server, ExpiresIn: int(s.Issuer.TTL().Seconds())})
+	return writeMinted(c, mintResponse{Token: signed, Server: server, ExpiresIn: int(s.Issuer.TTL().Seconds())})
 }
 
 // agentFor finds the agent in the org and checks the channel.
