@@ -150,7 +150,9 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 		return wrapError(CodeJWTSigningError, err)
 	}
 	s.Metrics.Minted(t.Org, string(mode))
-	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted",
+	// The server's logger with request_id as the first attribute writes
+	// what s.logger(c) would, without a logger made for this one line.
+	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted", slog.String("request_id", requestID(c)),
 		slog.String("event", "token.mint"), slog.String("mode", string(mode)),
 		slog.String("org", t.Org), slog.String("agent", t.Agent), slog.String("channel", t.Channel),
 		slog.String("auth_method", string(p.Method)), slog.String("key_id", p.KeyID), slog.String("jti_hash", nonceTag(claims.ID)),
