@@ -149,9 +149,10 @@ func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Age
 	if s.Production && env == apikey.Test {
 		return nil, auth.ReasonTestKeyInProduction
 	}
-	h := apikey.Hash(cred)
-	agent := ten.PublishableByHash(h)
-	if agent == nil || agent.Public == nil || !agent.Public.HasKey(h) {
+	var hb [apikey.HashLen]byte // the hash on the stack: no allocation
+	h := apikey.AppendHash(hb[:0], cred)
+	agent := ten.PublishableByHashBytes(h)
+	if agent == nil || agent.Public == nil || !agent.Public.HasKey(string(h)) {
 		return nil, auth.ReasonUnknownKey
 	}
 	return agent, ""
