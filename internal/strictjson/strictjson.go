@@ -285,9 +285,10 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		p.pos++
 		return nil
 	}
-	// The keys so far: the first few in a list, compared under
-	// strings.EqualFold (equal exactly when their Folds are), the rest by
-	// Fold in a map; a small object, every request body, costs no Fold.
+	// The keys so far: the first smallObject in a list, each compared
+	// under strings.EqualFold (equal exactly when their Folds are), the
+	// rest by Fold in a map; a small object, every request body, costs no
+	// Fold and no map.
 	var few [smallObject]string
 	n := 0
 	var seen map[string]string // folded key -> key as sent
@@ -310,9 +311,6 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		if !dup && n >= smallObject {
 			if seen == nil {
 				seen = make(map[string]string)
-				for _, k := range few {
-					seen[Fold(k)] = k
-				}
 			}
 			prev, dup = seen[Fold(key)]
 		}
