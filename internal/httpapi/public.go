@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -27,6 +28,14 @@ type publicRequest struct {
 	Agent   string         `json:"agent"`
 	Channel config.Channel `json:"channel"`
 	DPoPJKT *string        `json:"dpop_jkt"`
+}
+
+var publicRequestType = reflect.TypeFor[*publicRequest]()
+
+// fields are r's fields for decodeFlatJSON.
+func (r *publicRequest) fields() []flatField {
+	return []flatField{{name: "agent", str: &r.Agent}, {name: "channel", str: (*string)(&r.Channel)},
+		{name: "dpop_jkt", opt: &r.DPoPJKT}}
 }
 
 // publicToken is POST /public/token: a demo page without a backend asks for
@@ -103,7 +112,7 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 		return err
 	}
 	var req publicRequest
-	if err := decodeJSON(data, &req, true); err != nil {
+	if err := decodeFlatJSON(data, &req, publicRequestType, req.fields()); err != nil {
 		return err
 	}
 	if req.Agent != agent.ID {

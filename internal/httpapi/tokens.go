@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -62,6 +63,14 @@ type mintRequest struct {
 	DPoPJKT  *string         `json:"dpop_jkt"`
 }
 
+var mintRequestType = reflect.TypeFor[*mintRequest]()
+
+// fields are r's fields for decodeFlatJSON.
+func (r *mintRequest) fields() []flatField {
+	return []flatField{{name: "agent", str: &r.Agent}, {name: "channel", str: (*string)(&r.Channel)},
+		{name: "identity", opt: &r.Identity}, {name: "metadata", raw: &r.Metadata}, {name: "dpop_jkt", opt: &r.DPoPJKT}}
+}
+
 type mintResponse struct {
 	Token     string `json:"token"`
 	Server    string `json:"server"`
@@ -80,7 +89,7 @@ func (s *Server) mint(c echo.Context) error {
 		return err
 	}
 	var req mintRequest
-	if err := decodeJSON(data, &req, true); err != nil {
+	if err := decodeFlatJSON(data, &req, mintRequestType, req.fields()); err != nil {
 		return err
 	}
 	agent, err := agentFor(org, req.Agent, req.Channel)
