@@ -101,7 +101,7 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 	}
 	// From here the request counts against the agent's public budget,
 	// never the org's: in the mint's store step, or when refused.
-	setBudget(c, &budget{key: store.PublicKey(agent.Org().ID, agent.ID), limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
+	setBudget(c, &budget{org: agent.Org().ID, agent: agent.ID, limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
 	allowed, ok := agent.Origins().Allow(origin)
 	if !single || !ok {
 		s.authFailed(c, ip, reasonOriginNotAllowed, nil)

@@ -455,10 +455,26 @@ const (
 // an agent's public budget (publishable keys). Every request that
 // authenticated counts once, whether it then succeeds or is refused.
 type budget struct {
+	// key is the bucket's store key, or "" for the key of org (limitOrg)
+	// or of org's agent (limitPublic), made only when countRefused needs
+	// it (the handler's own store step names its bucket itself).
 	key     string
+	org     string
+	agent   string
 	limit   store.Limit
 	scope   limitScope // limitOrg or limitPublic
 	counted bool
+}
+
+// storeKey is the bucket's store key.
+func (b *budget) storeKey() string {
+	switch {
+	case b.key != "":
+		return b.key
+	case b.scope == limitPublic:
+		return store.PublicKey(b.org, b.agent)
+	}
+	return store.OrgKey(b.org)
 }
 
 // setBudget records the bucket this request counts against.
@@ -489,7 +505,7 @@ func (s *Server) countRefused(c echo.Context, err error) error {
 		return err
 	}
 	b.counted = true
-	res, aerr := s.Store.Allow(c.Request().Context(), b.key, b.limit)
+	res, aerr := s.Store.Allow(c.Request().Context(), b.storeKey(), b.limit)
 	if aerr != nil {
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelWarn, "a refused request could not be counted",
 			slog.String("event", "rate_limit.error"), slog.String("route", s.routeLabel(c)),
@@ -550,7 +566,7 @@ func (s *Server) authenticate(c echo.Context, scope config.Scope, mode authMode)
 		// An API secret or auth service naming an org the file lacks.
 		return nil, nil, wrapError(CodeConfigError, errUnknownOrg)
 	}
-	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: store.PerMinute(org.RateLimit()), scope: limitOrg})
+	setBudget(c, &budget{org: org.ID, limit: store.PerMinute(org.RateLimit()), scope: limitOrg})
 	if err := p.Require(scope); err != nil {
 		s.authFailed(c, ip, "", err)
 		return nil, nil, err
