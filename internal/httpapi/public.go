@@ -169,10 +169,18 @@ func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Age
 
 func setCORS(c echo.Context, o origins.Origin) {
 	h := c.Response().Header()
-	h.Set(echo.HeaderAccessControlAllowOrigin, o.String())
-	h.Add(echo.HeaderVary, echo.HeaderOrigin)
-	h.Set(echo.HeaderAccessControlExposeHeaders, "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id")
+	// The names are canonical; the fixed values share one allocation,
+	// which nothing writes to (Add appends past its capacity).
+	h[echo.HeaderAccessControlAllowOrigin] = []string{o.String()}
+	if len(h[echo.HeaderVary]) == 0 {
+		h[echo.HeaderVary] = corsValues[0:1:1]
+	} else {
+		h.Add(echo.HeaderVary, echo.HeaderOrigin)
+	}
+	h[echo.HeaderAccessControlExposeHeaders] = corsValues[1:2:2]
 }
+
+var corsValues = []string{echo.HeaderOrigin, "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id"}
 
 // preflight answers a CORS preflight: the exact origin back when allow says
 // yes, else 403 origin_not_allowed with no CORS headers. Credentials
