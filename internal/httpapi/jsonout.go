@@ -11,9 +11,10 @@ import (
 // writeMinted answers 201 with the mint's body, byte for byte what
 // c.JSON(http.StatusCreated, mintResponse{...}) writes (encoding/json, HTML
 // escaping, a final newline), without reflection. A request with a query
-// string goes through c.JSON, which reads ?pretty.
+// string, or an Echo in debug mode, goes through c.JSON, which indents for
+// ?pretty and in debug mode.
 func writeMinted(c echo.Context, r mintResponse) error {
-	if c.Request().URL.RawQuery != "" {
+	if c.Request().URL.RawQuery != "" || c.Echo().Debug {
 		return c.JSON(http.StatusCreated, r)
 	}
 	b := make([]byte, 0, len(r.Token)+len(r.Server)+64)

@@ -9,9 +9,14 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// debugEcho, when set, makes the Echo of viaEcho and viaWriteMinted one
+// in debug mode.
+var debugEcho bool
+
 // viaEcho answers r as the mint did before writeMinted: with c.JSON.
 func viaEcho(t testing.TB, target string, r mintResponse) *httptest.ResponseRecorder {
 	e := echo.New()
+	e.Debug = debugEcho
 	w := httptest.NewRecorder()
 	c := e.NewContext(httptest.NewRequest(http.MethodPost, target, nil), w)
 	if err := c.JSON(http.StatusCreated, r); err != nil {
@@ -22,6 +27,7 @@ func viaEcho(t testing.TB, target string, r mintResponse) *httptest.ResponseReco
 
 func viaWriteMinted(t testing.TB, target string, r mintResponse) *httptest.ResponseRecorder {
 	e := echo.New()
+	e.Debug = debugEcho
 	w := httptest.NewRecorder()
 	c := e.NewContext(httptest.NewRequest(http.MethodPost, target, nil), w)
 	if err := writeMinted(c, r); err != nil {
@@ -62,6 +68,11 @@ func TestWriteMintedIsEncodingJSON(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) { sameAnswer(t, tc.target, tc.r) })
 	}
+	t.Run("Echo in debug mode", func(t *testing.T) {
+		debugEcho = true
+		defer func() { debugEcho = false }()
+		sameAnswer(t, "/token", mintResponse{Token: tok, Server: "wss://voice.example.com", ExpiresIn: 60})
+	})
 }
 
 // FuzzWriteMinted: for every token, server and lifetime, writeMinted's
