@@ -54,6 +54,7 @@ func FuzzJSONContentType(f *testing.F) {
 		"application/json", "Application/JSON; charset=UTF-8", "application/json;charset=latin1", "text/plain",
 		"application/json, text/plain", "application/jsonx", `application/json; charset="utf-8"`, "",
 		"multipart/form-data; boundary=x", "application/json; charset=utf-8; charset=utf-16",
+		"application/j\u017fon", "\u212aapplication/json",
 	} {
 		f.Add(seed, false)
 	}

@@ -47,6 +47,8 @@ func TestJSONContentType(t *testing.T) {
 		{[]string{"application/json ; charset=utf-8"}, true},
 		{[]string{"application/json; charset=latin1"}, false},
 		{[]string{"application/jsonx"}, false},
+		{[]string{"application/j\u017fon"}, false}, // long s: equal to "s" under Unicode folding only
+		{[]string{"APPLICATION/J\u017fON"}, false},
 		{[]string{"application/json\x00"}, false},
 		{[]string{"text/plain"}, false},
 		{[]string{""}, false},

@@ -64,8 +64,11 @@ func jsonContentType(r *http.Request) bool {
 	if len(vals) != 1 {
 		return false
 	}
-	if strings.EqualFold(vals[0], echo.MIMEApplicationJSON) {
-		return true // what ParseMediaType would find, without its map
+	// What ParseMediaType would find, without its map. The length first:
+	// EqualFold folds Unicode, so "application/j\u017fon" (long s) and
+	// other non-ASCII spellings, which ParseMediaType refuses, would match.
+	if len(vals[0]) == len(echo.MIMEApplicationJSON) && strings.EqualFold(vals[0], echo.MIMEApplicationJSON) {
+		return true
 	}
 	mt, params, err := mime.ParseMediaType(vals[0])
 	if err != nil || mt != echo.MIMEApplicationJSON {
