@@ -287,22 +287,33 @@ func (h deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // request whose work never waits on Done (the memory store only asks Err)
 // costs no timer and no registration with its parent. Deadline, Err and
 // Value answer as the real one would; Done, and everything after it, is
-// the real one's.
+// the real one's. Once released (the handler returned) it is ended, as
+// the real one's cancel would end it: Err is Canceled (or what ended it
+// first) and Done is closed, also for work that outlives the handler.
 type deadlineCtx struct {
 	context.Context // the parent
 	deadline        time.Time
 
-	mu     sync.Mutex
-	ctx    context.Context // the real context, once Done was asked for
-	cancel context.CancelFunc
+	mu       sync.Mutex
+	ctx      context.Context // the real context, once made
+	cancel   context.CancelFunc
+	released bool // the handler returned
+	expired  bool // the deadline had passed when the handler returned
 }
 
 // real returns the real context, made on first use when create is set, or
-// nil.
+// nil. Made after release, it is cancelled at once.
 func (c *deadlineCtx) real(create bool) context.Context {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ctx == nil && create {
+	switch {
+	case c.ctx != nil || !create && !c.released:
+	case c.released && !c.expired:
+		// Released before its deadline: cancelled, as release would have
+		// cancelled the real one.
+		c.ctx, c.cancel = context.WithCancel(c.Context)
+		c.cancel()
+	default:
 		c.ctx, c.cancel = context.WithDeadline(c.Context, c.deadline)
 	}
 	return c.ctx
@@ -340,9 +351,14 @@ func (c *deadlineCtx) Value(key any) any {
 	return c.Context.Value(key)
 }
 
-// release ends the real context, if there is one.
+// release ends the context: the real one, if there is one, is cancelled;
+// otherwise it is made cancelled on first use.
 func (c *deadlineCtx) release() {
-	if c.real(false) != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.released = true
+	c.expired = !time.Now().Before(c.deadline)
+	if c.ctx != nil {
 		c.cancel()
 	}
 }

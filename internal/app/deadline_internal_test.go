@@ -200,4 +200,32 @@ func TestDeadlineContext(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/token", nil))
 		wait(t, done)
 	})
+	t.Run("ended after release, though nothing asked for Done", func(t *testing.T) {
+		var ctx context.Context
+		h := withDeadline(time.Hour, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx = r.Context()
+			if err := ctx.Err(); err != nil {
+				t.Errorf("Err %v during the request", err)
+			}
+		}))
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/token", nil))
+		if err := ctx.Err(); err != context.Canceled {
+			t.Fatalf("Err after the request %v, want Canceled (as context.WithTimeout's cancel)", err)
+		}
+		select {
+		case <-ctx.Done():
+		default:
+			t.Fatal("Done after the request is not closed")
+		}
+		if cause := context.Cause(ctx); cause != context.Canceled {
+			t.Fatalf("context.Cause after the request %v, want Canceled", cause)
+		}
+	})
+	t.Run("expired before release stays DeadlineExceeded", func(t *testing.T) {
+		c := &deadlineCtx{Context: parent, deadline: time.Now().Add(-time.Millisecond)}
+		c.release()
+		if err := c.Err(); err != context.DeadlineExceeded {
+			t.Fatalf("Err %v, want DeadlineExceeded", err)
+		}
+	})
 }
