@@ -276,8 +276,9 @@ func TestRedeemLegacyRecord(t *testing.T) {
 	// Counted once: by the first consume (with the record, limited); the
 	// second (without a record) counts nothing, and nothing else counts.
 	spy.mu.Lock()
-	defer spy.mu.Unlock()
-	if got := strings.Join(spy.calls, " "); got != "consume+record+limit consume" {
+	got := strings.Join(spy.calls, " ")
+	spy.mu.Unlock()
+	if got != "consume+record+limit consume" {
 		t.Fatalf("store calls %q, want a limited consume with the record, then a bare one", got)
 	}
 	if a.header.Get("RateLimit-Remaining") == "" {
