@@ -41,9 +41,17 @@ var ErrNoRecord = errors.New("token: no record key for this ticket")
 // recordMAC computes records under one key. HMAC's inner and outer
 // states are computed once per pooled hash (crypto/hmac keeps them after
 // the first Sum and restores them on Reset), so a record costs the hashing
-// of the ticket and of one block.
+// of the ticket and of one block, and no allocation but the result's.
 type recordMAC struct {
-	pool sync.Pool // of hash.Hash, hmac.New(sha256.New, key)
+	pool sync.Pool // of *macState
+}
+
+// macState is one pooled HMAC with a buffer to copy a ticket into (a
+// string passed to Write would be copied to a new slice each time).
+type macState struct {
+	h   hash.Hash // hmac.New(sha256.New, key)
+	buf []byte
+	out [RecordSize]byte
 }
 
 // newRecordMAC derives the record key from k's private key material with
@@ -68,19 +76,21 @@ func newRecordMAC(k *Key) (*recordMAC, error) {
 		return nil, fmt.Errorf("token: record key: %w", err)
 	}
 	m := &recordMAC{}
-	m.pool.New = func() any { return hmac.New(sha256.New, key) }
+	m.pool.New = func() any { return &macState{h: hmac.New(sha256.New, key), buf: make([]byte, 0, 1024)} }
 	return m, nil
 }
 
 // sum returns the record of ticket.
 func (m *recordMAC) sum(ticket string) string {
-	h := m.pool.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(ticket))
-	var out [RecordSize]byte
-	h.Sum(out[:0])
-	m.pool.Put(h)
-	return string(out[:])
+	st := m.pool.Get().(*macState)
+	st.h.Reset()
+	st.buf = append(st.buf[:0], ticket...)
+	st.h.Write(st.buf)
+	r := string(st.h.Sum(st.out[:0]))
+	if cap(st.buf) <= MaxLength {
+		m.pool.Put(st)
+	}
+	return r
 }
 
 // Record returns the record to keep with the nonce of ticket, a ticket

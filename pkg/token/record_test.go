@@ -220,3 +220,37 @@ func payload(t testing.TB, s, claim string, v any) string {
 	}
 	return base64.RawURLEncoding.EncodeToString(out)
 }
+
+func BenchmarkRecord(b *testing.B) {
+	k := mustKey(b, token.EdDSA)
+	is := issuer(b, k)
+	s, _, _ := is.Mint(ticket)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = is.Record(s)
+	}
+}
+
+func BenchmarkCheckUnsigned(b *testing.B) {
+	k := mustKey(b, token.EdDSA)
+	s, _, _ := issuer(b, k).Mint(ticket)
+	v := verifier(b, t0, k)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := v.CheckUnsigned(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	k := mustKey(b, token.EdDSA)
+	s, _, _ := issuer(b, k).Mint(ticket)
+	v := verifier(b, t0, k)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
