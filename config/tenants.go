@@ -250,8 +250,15 @@ func (t *Tenants) Orgs() []string { return t.order }
 // KeyByHash returns the secret key whose hash is h (as apikey.Hash makes it), or nil.
 func (t *Tenants) KeyByHash(h string) *Key { return t.keys[h] }
 
+// KeyByHashBytes is KeyByHash of h as bytes; it allocates nothing.
+func (t *Tenants) KeyByHashBytes(h []byte) *Key { return t.keys[string(h)] }
+
 // PublishableByHash returns the agent whose publishable key hashes to h, or nil.
 func (t *Tenants) PublishableByHash(h string) *Agent { return t.publishable[h] }
+
+// PublishableByHashBytes is PublishableByHash of h as bytes; it allocates
+// nothing.
+func (t *Tenants) PublishableByHashBytes(h []byte) *Agent { return t.publishable[string(h)] }
 
 // AllowsOrigin reports whether any agent's public mode allows o. It
 // answers from an index of every agent's patterns (origins.Index), so a

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -181,5 +182,30 @@ func TestPublishableStanzaPastes(t *testing.T) {
 	}
 	if code, _, _ := runCmd("keys", "new", "--org", "acme", "--id", "k", "--scopes", "tokens:create", "--origins", "https://a.example"); code == 0 {
 		t.Fatal("--origins accepted for a secret key")
+	}
+}
+
+// TestSetGC: with neither GOGC nor GOMEMLIMIT set, the broker runs at
+// gcPercent; either one set leaves the runtime's setting alone.
+func TestSetGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want int
+	}{
+		{"neither set", nil, gcPercent},
+		{"GOGC set", map[string]string{"GOGC": "100"}, 100},
+		{"GOGC off", map[string]string{"GOGC": "off"}, 100},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "512MiB"}, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(100) // what the runtime would have applied
+			setGC(func(name string) string { return tc.env[name] })
+			if got := debug.SetGCPercent(100); got != tc.want {
+				t.Fatalf("GC percent %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

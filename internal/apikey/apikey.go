@@ -119,8 +119,27 @@ func Looks(s string) bool {
 
 // Hash returns the stored form of key: "sha256:" and 64 lowercase hex digits.
 func Hash(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return HashPrefix + hex.EncodeToString(sum[:])
+	var b [HashLen]byte
+	return string(AppendHash(b[:0], key))
+}
+
+// HashLen is the length of Hash's result.
+const HashLen = len(HashPrefix) + 2*sha256.Size
+
+// AppendHash appends Hash(key) to dst: with dst on the caller's stack, a
+// lookup by hash allocates nothing.
+func AppendHash(dst []byte, key string) []byte {
+	var sum [sha256.Size]byte
+	var kb [MaxLength]byte
+	if len(key) <= len(kb) {
+		// A copy on the stack: []byte(key) of a key over 32 bytes would
+		// be one on the heap.
+		sum = sha256.Sum256(kb[:copy(kb[:], key)])
+	} else {
+		sum = sha256.Sum256([]byte(key))
+	}
+	dst = append(dst, HashPrefix...)
+	return hex.AppendEncode(dst, sum[:])
 }
 
 // ValidHash reports whether h is in the stored form Hash produces.

@@ -1,6 +1,8 @@
 package apikey_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -58,4 +60,24 @@ func FuzzParseAdmin(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHash: Hash is "sha256:" and the lowercase hex SHA-256 of the key,
+// for keys short and long (the stack copy ends at MaxLength), and
+// AppendHash appends the same after what dst holds.
+func TestHash(t *testing.T) {
+	for _, n := range []int{0, 1, 32, 33, 51, apikey.MaxLength - 1, apikey.MaxLength, apikey.MaxLength + 1, 4096} {
+		key := strings.Repeat("k", n)
+		sum := sha256.Sum256([]byte(key))
+		want := "sha256:" + hex.EncodeToString(sum[:])
+		if got := apikey.Hash(key); got != want {
+			t.Fatalf("Hash of %d bytes = %q, want %q", n, got, want)
+		}
+		if got := string(apikey.AppendHash([]byte("x:"), key)); got != "x:"+want {
+			t.Fatalf("AppendHash of %d bytes = %q", n, got)
+		}
+		if !apikey.ValidHash(want) || len(want) != apikey.HashLen {
+			t.Fatalf("%q is not a valid hash of length HashLen", want)
+		}
+	}
 }

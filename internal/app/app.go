@@ -278,9 +278,73 @@ type deadlineHandler struct {
 }
 
 func (h deadlineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), h.d)
-	defer cancel()
+	ctx := &deadlineCtx{Context: r.Context(), deadline: time.Now().Add(h.d)}
+	defer ctx.release()
 	h.next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// deadlineCtx is context.WithDeadline(parent, deadline) made on demand: a
+// request whose work never waits on Done (the memory store only asks Err)
+// costs no timer and no registration with its parent. Deadline, Err and
+// Value answer as the real one would; Done, and everything after it, is
+// the real one's.
+type deadlineCtx struct {
+	context.Context // the parent
+	deadline        time.Time
+
+	mu     sync.Mutex
+	ctx    context.Context // the real context, once Done was asked for
+	cancel context.CancelFunc
+}
+
+// real returns the real context, made on first use when create is set, or
+// nil.
+func (c *deadlineCtx) real(create bool) context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil && create {
+		c.ctx, c.cancel = context.WithDeadline(c.Context, c.deadline)
+	}
+	return c.ctx
+}
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.deadline) {
+		return d, true
+	}
+	return c.deadline, true
+}
+
+func (c *deadlineCtx) Done() <-chan struct{} { return c.real(true).Done() }
+
+func (c *deadlineCtx) Err() error {
+	if r := c.real(false); r != nil {
+		return r.Err()
+	}
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// Value is the real context's (so that a context derived from this one
+// finds the real one's cancellation, as from any context the context
+// package made), or the parent's before there is one.
+func (c *deadlineCtx) Value(key any) any {
+	if r := c.real(false); r != nil {
+		return r.Value(key)
+	}
+	return c.Context.Value(key)
+}
+
+// release ends the real context, if there is one.
+func (c *deadlineCtx) release() {
+	if c.real(false) != nil {
+		c.cancel()
+	}
 }
 
 // Unwrap returns the API handler within, for tests that read its routes.

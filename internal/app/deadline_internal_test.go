@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -107,4 +108,96 @@ func TestMetricsServerLimits(t *testing.T) {
 	if b.listener != nil || b.metricsListener != nil {
 		t.Fatal("a listener is left bound after the failure")
 	}
+}
+
+type ctxKey struct{}
+
+// TestDeadlineContext: the request context made on demand answers as
+// context.WithDeadline's would: its deadline, Err before and after it,
+// the parent's cancellation and values, a Done that closes at the
+// deadline, contexts derived from it ending with it, and no timer made
+// while nothing waits on Done.
+func TestDeadlineContext(t *testing.T) {
+	wait := func(t *testing.T, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(time.Minute):
+			t.Fatal("Done never closed")
+		}
+	}
+	parent := context.WithValue(context.Background(), ctxKey{}, "v")
+
+	t.Run("before the deadline", func(t *testing.T) {
+		d := time.Now().Add(time.Hour)
+		c := &deadlineCtx{Context: parent, deadline: d}
+		if got, ok := c.Deadline(); !ok || !got.Equal(d) {
+			t.Fatalf("Deadline %v %v", got, ok)
+		}
+		if err := c.Err(); err != nil {
+			t.Fatalf("Err %v", err)
+		}
+		if c.Value(ctxKey{}) != "v" {
+			t.Fatal("the parent's value is lost")
+		}
+		if c.ctx != nil {
+			t.Fatal("a real context was made though nothing asked for Done")
+		}
+		c.release()
+	})
+	t.Run("past the deadline, without Done", func(t *testing.T) {
+		c := &deadlineCtx{Context: parent, deadline: time.Now().Add(-time.Millisecond)}
+		if err := c.Err(); err != context.DeadlineExceeded {
+			t.Fatalf("Err %v, want DeadlineExceeded", err)
+		}
+		wait(t, c.Done())
+		if err := c.Err(); err != context.DeadlineExceeded {
+			t.Fatalf("Err after Done %v", err)
+		}
+	})
+	t.Run("Done closes at the deadline", func(t *testing.T) {
+		c := &deadlineCtx{Context: parent, deadline: time.Now().Add(5 * time.Millisecond)}
+		wait(t, c.Done())
+		if err := c.Err(); err != context.DeadlineExceeded {
+			t.Fatalf("Err %v", err)
+		}
+		if c.Value(ctxKey{}) != "v" {
+			t.Fatal("the parent's value is lost")
+		}
+	})
+	t.Run("the parent's cancellation", func(t *testing.T) {
+		p, cancel := context.WithCancel(parent)
+		c := &deadlineCtx{Context: p, deadline: time.Now().Add(time.Hour)}
+		cancel()
+		if err := c.Err(); err != context.Canceled {
+			t.Fatalf("Err %v, want Canceled", err)
+		}
+		wait(t, c.Done())
+	})
+	t.Run("an earlier parent deadline", func(t *testing.T) {
+		p, cancel := context.WithTimeout(parent, time.Minute)
+		defer cancel()
+		c := &deadlineCtx{Context: p, deadline: time.Now().Add(time.Hour)}
+		pd, _ := p.Deadline()
+		if got, _ := c.Deadline(); !got.Equal(pd) {
+			t.Fatalf("Deadline %v, want the parent's %v", got, pd)
+		}
+	})
+	t.Run("derived contexts end with it", func(t *testing.T) {
+		c := &deadlineCtx{Context: parent, deadline: time.Now().Add(5 * time.Millisecond)}
+		child, cancel := context.WithTimeout(c, time.Hour)
+		defer cancel()
+		wait(t, child.Done())
+		if err := child.Err(); err != context.DeadlineExceeded {
+			t.Fatalf("child Err %v", err)
+		}
+	})
+	t.Run("released when the request ends", func(t *testing.T) {
+		var done <-chan struct{}
+		h := withDeadline(time.Hour, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			done = r.Context().Done()
+		}))
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/token", nil))
+		wait(t, done)
+	})
 }

@@ -227,11 +227,12 @@ func (a *Authenticator) secretKey(ten *config.Tenants, credential string, client
 	if a.opt.Production && env == apikey.Test {
 		return nil, fail(ErrUnauthorized, ReasonTestKeyInProduction)
 	}
-	h := apikey.Hash(credential)
-	k := ten.KeyByHash(h)
+	var hb [apikey.HashLen]byte // the hash on the stack: no allocation
+	h := apikey.AppendHash(hb[:0], credential)
+	k := ten.KeyByHashBytes(h)
 	// The map is keyed by the hash, so a hit already means equal; the
 	// constant-time compare keeps that true if the index ever changes.
-	if k == nil || subtle.ConstantTimeCompare([]byte(k.Hash), []byte(h)) != 1 {
+	if k == nil || subtle.ConstantTimeCompare([]byte(k.Hash), h) != 1 {
 		return nil, fail(ErrUnauthorized, ReasonUnknownKey)
 	}
 	org := k.Org().ID

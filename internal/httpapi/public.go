@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -27,6 +28,14 @@ type publicRequest struct {
 	Agent   string         `json:"agent"`
 	Channel config.Channel `json:"channel"`
 	DPoPJKT *string        `json:"dpop_jkt"`
+}
+
+var publicRequestType = reflect.TypeFor[*publicRequest]()
+
+// fields are r's fields for decodeFlatJSON.
+func (r *publicRequest) fields() []flatField {
+	return []flatField{{name: "agent", str: &r.Agent}, {name: "channel", str: (*string)(&r.Channel)},
+		{name: "dpop_jkt", opt: &r.DPoPJKT}}
 }
 
 // publicToken is POST /public/token: a demo page without a backend asks for
@@ -92,7 +101,7 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 	}
 	// From here the request counts against the agent's public budget,
 	// never the org's: in the mint's store step, or when refused.
-	setBudget(c, &budget{key: store.PublicKey(agent.Org().ID, agent.ID), limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
+	setBudget(c, &budget{org: agent.Org().ID, agent: agent.ID, limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
 	allowed, ok := agent.Origins().Allow(origin)
 	if !single || !ok {
 		s.authFailed(c, ip, reasonOriginNotAllowed, nil)
@@ -103,7 +112,7 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 		return err
 	}
 	var req publicRequest
-	if err := decodeJSON(data, &req, true); err != nil {
+	if err := decodeFlatJSON(data, &req, publicRequestType, req.fields()); err != nil {
 		return err
 	}
 	if req.Agent != agent.ID {
@@ -149,9 +158,10 @@ func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Age
 	if s.Production && env == apikey.Test {
 		return nil, auth.ReasonTestKeyInProduction
 	}
-	h := apikey.Hash(cred)
-	agent := ten.PublishableByHash(h)
-	if agent == nil || agent.Public == nil || !agent.Public.HasKey(h) {
+	var hb [apikey.HashLen]byte // the hash on the stack: no allocation
+	h := apikey.AppendHash(hb[:0], cred)
+	agent := ten.PublishableByHashBytes(h)
+	if agent == nil || agent.Public == nil || !agent.Public.HasKey(string(h)) {
 		return nil, auth.ReasonUnknownKey
 	}
 	return agent, ""
@@ -159,10 +169,18 @@ func (s *Server) publishableAgent(ten *config.Tenants, cred string) (*config.Age
 
 func setCORS(c echo.Context, o origins.Origin) {
 	h := c.Response().Header()
-	h.Set(echo.HeaderAccessControlAllowOrigin, o.String())
-	h.Add(echo.HeaderVary, echo.HeaderOrigin)
-	h.Set(echo.HeaderAccessControlExposeHeaders, "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id")
+	// The names are canonical; the fixed values share one allocation,
+	// which nothing writes to (Add appends past its capacity).
+	h[echo.HeaderAccessControlAllowOrigin] = []string{o.String()}
+	if len(h[echo.HeaderVary]) == 0 {
+		h[echo.HeaderVary] = corsValues[0:1:1]
+	} else {
+		h.Add(echo.HeaderVary, echo.HeaderOrigin)
+	}
+	h[echo.HeaderAccessControlExposeHeaders] = corsValues[1:2:2]
 }
+
+var corsValues = []string{echo.HeaderOrigin, "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id"}
 
 // preflight answers a CORS preflight: the exact origin back when allow says
 // yes, else 403 origin_not_allowed with no CORS headers. Credentials

@@ -64,6 +64,9 @@ func jsonContentType(r *http.Request) bool {
 	if len(vals) != 1 {
 		return false
 	}
+	if strings.EqualFold(vals[0], echo.MIMEApplicationJSON) {
+		return true // what ParseMediaType would find, without its map
+	}
 	mt, params, err := mime.ParseMediaType(vals[0])
 	if err != nil || mt != echo.MIMEApplicationJSON {
 		return false

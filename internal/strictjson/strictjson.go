@@ -91,7 +91,7 @@ func (p *jsonParser) value(t reflect.Type, path string, depth int) error {
 	case c == '[':
 		return p.array(t, path, depth+1)
 	case c == '"':
-		_, err := p.str()
+		_, err := p.scanStr(false) // a value's text is checked, never kept
 		return err
 	case c == 't':
 		return p.literal("true")
@@ -166,7 +166,11 @@ func (p *jsonParser) numberSyntax() error {
 
 // str reads a string at p.pos and returns it decoded. The raw bytes are
 // valid UTF-8 already (checked once for the whole body).
-func (p *jsonParser) str() (string, error) {
+func (p *jsonParser) str() (string, error) { return p.scanStr(true) }
+
+// scanStr is str; with keep false it checks the string the same way but
+// builds nothing and returns "".
+func (p *jsonParser) scanStr(keep bool) (string, error) {
 	p.pos++ // the opening quote
 	var b strings.Builder
 	start := p.pos
@@ -174,35 +178,45 @@ func (p *jsonParser) str() (string, error) {
 		c := p.data[p.pos]
 		switch {
 		case c == '"':
-			b.Write(p.data[start:p.pos])
+			s := ""
+			if keep && b.Len() == 0 {
+				s = string(p.data[start:p.pos]) // no escape: one allocation
+			} else if keep {
+				b.Write(p.data[start:p.pos])
+				s = b.String()
+			}
 			p.pos++
-			return b.String(), nil
+			return s, nil
 		case c < 0x20:
 			return "", &jsonError{fmt.Sprintf("malformed JSON at byte %d: control character in a string", p.pos)}
 		case c != '\\':
 			p.pos++
 			continue
 		}
-		b.Write(p.data[start:p.pos])
+		if keep {
+			b.Write(p.data[start:p.pos])
+		}
 		p.pos++
 		if p.pos >= len(p.data) {
 			return "", p.syntax()
 		}
+		var r rune
 		switch e := p.data[p.pos]; e {
 		case '"', '\\', '/':
-			b.WriteByte(e)
+			r = rune(e)
 		case 'b':
-			b.WriteByte('\b')
+			r = '\b'
 		case 'f':
-			b.WriteByte('\f')
+			r = '\f'
 		case 'n':
-			b.WriteByte('\n')
+			r = '\n'
 		case 'r':
-			b.WriteByte('\r')
+			r = '\r'
 		case 't':
-			b.WriteByte('\t')
+			r = '\t'
 		case 'u':
-			r, ok := p.hex4(p.pos + 1)
+			var ok bool
+			r, ok = p.hex4(p.pos + 1)
 			if !ok {
 				return "", p.syntax()
 			}
@@ -220,9 +234,11 @@ func (p *jsonParser) str() (string, error) {
 				p.pos += 6
 				r = dec
 			}
-			b.WriteRune(r)
 		default:
 			return "", p.syntax()
+		}
+		if keep {
+			b.WriteRune(r)
 		}
 		p.pos++
 		start = p.pos
@@ -240,6 +256,10 @@ func (p *jsonParser) hex4(at int) (rune, bool) {
 	}
 	return rune(v), true
 }
+
+// smallObject is how many keys of an object are compared pairwise before
+// object indexes them by Fold.
+const smallObject = 8
 
 func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 	if depth > MaxDepth {
@@ -265,7 +285,13 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		p.pos++
 		return nil
 	}
-	seen := map[string]string{} // folded key -> key as sent
+	// The keys so far: the first smallObject in a list, each compared
+	// under strings.EqualFold (equal exactly when their Folds are), the
+	// rest by Fold in a map; a small object, every request body, costs no
+	// Fold and no map.
+	var few [smallObject]string
+	n := 0
+	var seen map[string]string // folded key -> key as sent
 	for {
 		p.ws()
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
@@ -275,14 +301,31 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		if err != nil {
 			return err
 		}
-		f := Fold(key)
-		if prev, dup := seen[f]; dup {
+		prev, dup := "", false
+		for _, k := range few[:min(n, smallObject)] {
+			if strings.EqualFold(k, key) {
+				prev, dup = k, true
+				break
+			}
+		}
+		if !dup && n >= smallObject {
+			if seen == nil {
+				seen = make(map[string]string)
+			}
+			prev, dup = seen[Fold(key)]
+		}
+		if dup {
 			if prev == key {
 				return &jsonError{fmt.Sprintf("duplicate key %s%s", KeyName(key), in(path))}
 			}
 			return &jsonError{fmt.Sprintf("keys %s and %s differ only in case%s", KeyName(prev), KeyName(key), in(path))}
 		}
-		seen[f] = key
+		if n < smallObject {
+			few[n] = key
+		} else {
+			seen[Fold(key)] = key
+		}
+		n++
 		var elem reflect.Type
 		switch {
 		case fields != nil:
@@ -290,8 +333,8 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 			switch {
 			case ok:
 				elem = ft
-			case folded[f] != "":
-				return &jsonError{fmt.Sprintf("unknown field %s%s: field names are case-sensitive (did you mean %q?)", KeyName(key), in(path), folded[f])}
+			case folded[Fold(key)] != "":
+				return &jsonError{fmt.Sprintf("unknown field %s%s: field names are case-sensitive (did you mean %q?)", KeyName(key), in(path), folded[Fold(key)])}
 			case p.strict:
 				return &jsonError{fmt.Sprintf("unknown field %s%s", KeyName(key), in(path))}
 			}
@@ -437,21 +480,29 @@ func Fold(s string) string {
 // message never carries a long or odd string (which could be a credential
 // pasted in the wrong place).
 func KeyName(k string) string {
-	if len(k) == 0 || len(k) > 40 {
+	if !plainKey(k) {
 		return "(a key)"
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return "(a key)"
-		}
 	}
 	return strconv.Quote(k)
 }
 
+// plainKey reports whether KeyName shows k itself.
+func plainKey(k string) bool {
+	if len(k) == 0 || len(k) > 40 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 func join(path, key string) string {
 	name := key
-	if KeyName(key) == "(a key)" {
+	if !plainKey(key) {
 		name = "?"
 	}
 	if path == "" {
