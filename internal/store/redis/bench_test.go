@@ -4,9 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/voicebroker/voicebroker/internal/store"
 	vbredis "github.com/voicebroker/voicebroker/internal/store/redis"
@@ -32,6 +36,9 @@ func BenchmarkLimitedPut(b *testing.B) {
 			}
 			defer s.Close()
 			limit := store.PerMinute(1 << 30)
+			info := goredis.NewClient(&goredis.Options{Addr: addr})
+			defer info.Close()
+			reads0 := redisReads(b, info)
 			b.SetParallelism(16) // 32 goroutines on 2 cores, as the harness's 32 connections
 			b.ReportAllocs()
 			cpu0 := cpuTime()
@@ -49,8 +56,26 @@ func BenchmarkLimitedPut(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			// redis-server reads one batch of commands at a time.
+			b.ReportMetric(float64(b.N)/float64(redisReads(b, info)-reads0-1), "calls/batch")
 		})
 	}
+}
+
+// redisReads is redis-server's total_reads_processed.
+func redisReads(b *testing.B, c *goredis.Client) int64 {
+	s, err := c.Info(context.Background(), "stats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(s) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no total_reads_processed in INFO stats")
+	return 0
 }
 
 func cpuTime() time.Duration {
