@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/http"
 	"reflect"
 	"time"
 	"unicode"
@@ -266,6 +265,11 @@ type redeemRequest struct {
 	Token string `json:"token"`
 }
 
+var redeemRequestType = reflect.TypeFor[*redeemRequest]()
+
+// fields are r's fields for decodeFlatJSON.
+func (r *redeemRequest) fields() []flatField { return []flatField{{name: "token", str: &r.Token}} }
+
 type redeemResponse struct {
 	Org      string          `json:"org"`
 	Agent    string          `json:"agent"`
@@ -296,7 +300,7 @@ func (s *Server) redeem(c echo.Context) error {
 		return err
 	}
 	var req redeemRequest
-	if err := decodeJSON(data, &req, true); err != nil {
+	if err := decodeFlatJSON(data, &req, redeemRequestType, req.fields()); err != nil {
 		return err
 	}
 	if req.Token == "" {
@@ -313,7 +317,7 @@ func (s *Server) redeem(c echo.Context) error {
 		return err
 	}
 	s.redeemed(c, claims, viaRedeem)
-	return c.JSON(http.StatusOK, redeemResponse{
+	return writeRedeemed(c, redeemResponse{
 		Org: claims.Org, Agent: claims.Agent, Channel: claims.Channel, Identity: claims.Subject,
 		Metadata: claims.Metadata, Origin: claims.Origin, Cnf: claims.Confirmation,
 	})
