@@ -20,8 +20,9 @@ import (
 // BenchmarkLimitedPut is the mint's store step (the org's limit and the
 // nonce in one script) from 32 goroutines against a real redis-server.
 // Besides ns/op it reports the client's own CPU per call (user + system
-// of this process, redis-server not included) as cpu-µs/op: what the
-// store costs the broker, whatever else the machine runs.
+// of this process) as cpu-µs/op, redis-server's as redis-cpu-µs/op, and
+// the calls redis-server read at a time as calls/batch: what the store
+// step costs each side, whatever else the machine runs.
 func BenchmarkLimitedPut(b *testing.B) {
 	for _, unbatched := range []bool{false, true} {
 		name := "batched"
@@ -38,7 +39,7 @@ func BenchmarkLimitedPut(b *testing.B) {
 			limit := store.PerMinute(1 << 30)
 			info := goredis.NewClient(&goredis.Options{Addr: addr})
 			defer info.Close()
-			reads0 := redisReads(b, info)
+			reads0, rcpu0 := redisReads(b, info), redisCPU(b, info)
 			b.SetParallelism(16) // 32 goroutines on 2 cores, as the harness's 32 connections
 			b.ReportAllocs()
 			cpu0 := cpuTime()
@@ -58,6 +59,7 @@ func BenchmarkLimitedPut(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
 			// redis-server reads one batch of commands at a time.
 			b.ReportMetric(float64(b.N)/float64(redisReads(b, info)-reads0-1), "calls/batch")
+			b.ReportMetric(float64(redisCPU(b, info)-rcpu0)/float64(time.Microsecond)/float64(b.N), "redis-cpu-µs/op")
 		})
 	}
 }
@@ -76,6 +78,24 @@ func redisReads(b *testing.B, c *goredis.Client) int64 {
 	}
 	b.Fatal("no total_reads_processed in INFO stats")
 	return 0
+}
+
+// redisCPU is redis-server's CPU time (used_cpu_user + used_cpu_sys).
+func redisCPU(b *testing.B, c *goredis.Client) time.Duration {
+	s, err := c.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for line := range strings.Lines(s) {
+		for _, name := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), name); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += f
+			}
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
 
 func cpuTime() time.Duration {
