@@ -22,6 +22,7 @@ func floor(args []string) {
 	pprofAddr := fs.String("pprof", "", "listen address of net/http/pprof (off if empty)")
 	keyFile := fs.String("key", "", "PEM signing key")
 	iss := fs.String("iss", "http://localhost:8080", "the tickets' iss (the broker's BROKER_PUBLIC_URL)")
+	headers := fs.Bool("headers", false, "answer with the broker's response headers too (what they cost, apart from the broker's work)")
 	fs.Parse(args)
 	data, err := os.ReadFile(*keyFile)
 	if err != nil {
@@ -57,6 +58,16 @@ func floor(args []string) {
 		s, _, err := issuer.Mint(token.Ticket{Org: "bench", Agent: req.Agent, Channel: req.Channel, Identity: "user"})
 		if err != nil {
 			return err
+		}
+		if *headers {
+			// The headers of the broker's 201, with values of the same length.
+			h := c.Response().Header()
+			h["Cache-Control"] = []string{"no-store"}
+			h["X-Content-Type-Options"] = []string{"nosniff"}
+			h["X-Request-Id"] = []string{"hOkem095mzlUMpyL2jjnTg"}
+			h["Ratelimit-Limit"] = []string{"1000000"}
+			h["Ratelimit-Remaining"] = []string{"999999"}
+			h["Ratelimit-Reset"] = []string{"1"}
 		}
 		return c.JSON(http.StatusCreated, map[string]any{"token": s, "server": "http://localhost:8080", "expiresIn": 60})
 	})

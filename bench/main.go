@@ -349,6 +349,12 @@ func (h *harness) setup() (map[string]*server, error) {
 		return nil, err
 	}
 	servers["floor"] = &server{name: "floor", url: fmt.Sprintf("http://127.0.0.1:%d", fp), pprof: fmt.Sprintf("http://127.0.0.1:%d", fpp), cmd: floorCmd}
+	fhp := freePort()
+	floorHCmd, err := h.start("floor-headers", nil, self, "floor", "-headers", "-addr", fmt.Sprintf("127.0.0.1:%d", fhp), "-key", h.keyFile, "-iss", publicURL)
+	if err != nil {
+		return nil, err
+	}
+	servers["floor-headers"] = &server{name: "floor", url: fmt.Sprintf("http://127.0.0.1:%d", fhp), cmd: floorHCmd}
 
 	peerDir := filepath.Join(h.root, "bench", "peer")
 	if _, err := os.Stat(filepath.Join(peerDir, "node_modules", "livekit-server-sdk")); err != nil {
@@ -366,8 +372,10 @@ func (h *harness) setup() (map[string]*server, error) {
 	}
 	servers["peer"] = &server{name: "peer", url: fmt.Sprintf("http://127.0.0.1:%d", pp), cmd: peerCmd}
 
-	if err := waitHTTP(servers["floor"].url + "/healthz"); err != nil {
-		return nil, err
+	for _, name := range []string{"floor", "floor-headers"} {
+		if err := waitHTTP(servers[name].url + "/healthz"); err != nil {
+			return nil, err
+		}
 	}
 	if err := waitTCP(servers["peer"].url); err != nil {
 		return nil, err
@@ -413,6 +421,10 @@ type result struct {
 	// P99ToFloor (open loop) is the median of p99 / the floor's p99 at the same rate.
 	P99ToFloor float64 `json:"p99_to_floor,omitempty"`
 	RedisCmds  float64 `json:"redis_commands_per_request,omitempty"`
+	// RedisReads is redis-server's reads of a client connection per
+	// request (total_reads_processed): under 1 when the broker sends the
+	// commands of several requests together.
+	RedisReads float64 `json:"redis_reads_per_request,omitempty"`
 	StoreRTTs  float64 `json:"store_round_trips_per_request,omitempty"`
 	// Allocations and bytes allocated per request in the server process,
 	// from its own counters (go_memstats_*), so the load generator's are
@@ -438,6 +450,7 @@ func (h *harness) run(outPath string, growth bool) error {
 	var lastMintRPS float64 = 5000
 	scenarios := []scenario{
 		{name: "floor: sign only (Echo, no auth, no store)", srv: floorS, prepare: static(post(floorS.url+"/token", "", mintBody)), wantCode: 201},
+		{name: "floor with the broker's six response headers", srv: servers["floor-headers"], prepare: static(post(servers["floor-headers"].url+"/token", "", mintBody)), wantCode: 201},
 		{name: "peer: Node.js livekit-server-sdk token endpoint", srv: peerS, prepare: static(post(peerS.url+"/token", "", []byte(`{"room":"r","identity":"u"}`))), wantCode: 201},
 		{name: "POST /token (memory store)", srv: mem, prepare: static(post(mem.url+"/token", h.sk, mintBody)), wantCode: 201},
 		{name: "POST /token (Redis)", srv: red, prepare: static(post(red.url+"/token", h.sk, mintBody)), wantCode: 201},
@@ -667,9 +680,9 @@ func (h *harness) attack(sc scenario, rate int, profile bool, lastRPS float64) (
 	if err != nil {
 		return result{}, err
 	}
-	var before, storeBefore int64
+	var before, readsBefore, storeBefore int64
 	if sc.srv.redis {
-		before, storeBefore = h.redisCalls(), storeCalls(sc.srv.url)
+		before, readsBefore, storeBefore = h.redisCalls(), h.redisReads(), storeCalls(sc.srv.url)
 	}
 	mallocs, bytesAlloc := serverAllocs(sc.srv)
 	cpu0, rcpu0, gen0 := cpuTime(sc.srv.cmd), cpuTime(h.redisCmd), selfCPU()
@@ -728,6 +741,7 @@ func (h *harness) attack(sc scenario, rate int, profile bool, lastRPS float64) (
 	if m.Requests > 0 {
 		if sc.srv.redis {
 			r.RedisCmds = float64(h.redisCalls()-before) / float64(m.Requests)
+			r.RedisReads = float64(h.redisReads()-readsBefore) / float64(m.Requests)
 			r.StoreRTTs = float64(storeCalls(sc.srv.url)-storeBefore) / float64(m.Requests)
 		}
 		if cpu0 >= 0 {
@@ -791,6 +805,24 @@ func (h *harness) redisCalls() int64 {
 		}
 	}
 	return total
+}
+
+// redisReads is redis-server's count of reads from client connections
+// (one per batch of commands a client sent together), less the one of the
+// INFO command asking.
+func (h *harness) redisReads() int64 {
+	host, port, _ := strings.Cut(h.redis, ":")
+	out, err := exec.Command("redis-cli", "-h", host, "-p", port, "info", "stats").Output()
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(out)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n - 1
+		}
+	}
+	return 0
 }
 
 // metricSum sums the samples of the metric families named by prefix in a
@@ -871,6 +903,7 @@ func median(rs []result) result {
 	out.P99ms = med(func(r result) float64 { return r.P99ms })
 	out.P999ms = med(func(r result) float64 { return r.P999ms })
 	out.RedisCmds = med(func(r result) float64 { return r.RedisCmds })
+	out.RedisReads = med(func(r result) float64 { return r.RedisReads })
 	out.StoreRTTs = med(func(r result) float64 { return r.StoreRTTs })
 	out.AllocsPerReq = med(func(r result) float64 { return r.AllocsPerReq })
 	out.BytesPerReq = med(func(r result) float64 { return r.BytesPerReq })
@@ -893,8 +926,8 @@ func opt(v float64, f string) string {
 }
 
 func printTable(rs []result) {
-	fmt.Printf("\n| scenario | mode | req/s | vs floor | vs peer | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | store RTT/req | Redis cmds/req | server CPU µs/req | Redis CPU µs/req | generator CPU µs/req | server allocs/req | server B/req |\n")
-	fmt.Printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("\n| scenario | mode | req/s | vs floor | vs peer | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | store RTT/req | Redis cmds/req | Redis reads/req | server CPU µs/req | Redis CPU µs/req | generator CPU µs/req | server allocs/req | server B/req |\n")
+	fmt.Printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
 		vsFloor, vsPeer := opt(r.RatioToFloor, "%.2f"), opt(r.RatioToPeer, "%.2f")
 		if r.Mode != "closed" {
@@ -903,9 +936,9 @@ func printTable(rs []result) {
 				vsFloor = fmt.Sprintf("p99 %.2fx", r.P99ToFloor)
 			}
 		}
-		fmt.Printf("| %s | %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %.2f | %d | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Printf("| %s | %s | %.0f | %s | %s | %.2f | %.2f | %.2f | %.2f | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Scenario, r.Mode, r.RPS, vsFloor, vsPeer, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.Errors,
-			opt(r.StoreRTTs, "%.2f"), opt(r.RedisCmds, "%.2f"), opt(r.CPUus, "%.1f"), opt(r.RedisCPUus, "%.1f"), opt(r.GenCPUus, "%.1f"),
+			opt(r.StoreRTTs, "%.2f"), opt(r.RedisCmds, "%.2f"), opt(r.RedisReads, "%.2f"), opt(r.CPUus, "%.1f"), opt(r.RedisCPUus, "%.1f"), opt(r.GenCPUus, "%.1f"),
 			opt(r.AllocsPerReq, "%.0f"), opt(r.BytesPerReq, "%.0f"))
 	}
 }

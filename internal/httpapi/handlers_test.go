@@ -104,12 +104,15 @@ func (f *fakeIssuer) Sign(c *token.Claims) (string, error) {
 	return s, err
 }
 
-// fakeVerifier verifies with a real verifier, or fails with err.
+// fakeVerifier verifies with a real verifier, or fails with err. With
+// noRecords, CheckUnsigned takes no ticket, so /token/redeem goes the way
+// it went before records: the reference the fast path is compared with.
 type fakeVerifier struct {
 	*token.Verifier
-	mu    sync.Mutex
-	err   error
-	calls int
+	mu        sync.Mutex
+	err       error
+	calls     int
+	noRecords bool
 }
 
 func (f *fakeVerifier) Verify(raw string) (*token.Claims, error) {
@@ -120,6 +123,20 @@ func (f *fakeVerifier) Verify(raw string) (*token.Claims, error) {
 		return nil, f.err
 	}
 	return f.Verifier.Verify(raw)
+}
+
+// CheckUnsigned checks with the real verifier, or fails with err, as a
+// failing Verify would.
+func (f *fakeVerifier) CheckUnsigned(raw string) (*token.Claims, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, "", f.err
+	}
+	if f.noRecords {
+		return nil, "", token.ErrNoRecord
+	}
+	return f.Verifier.CheckUnsigned(raw)
 }
 
 // spyStore is a memory store that counts calls and fails the methods named
@@ -354,6 +371,7 @@ type unit struct {
 	lk    *fakeLiveKit
 	logs  lockedWriter
 	pk    string // acme's bot's publishable key
+	mets  *metrics.Metrics
 }
 
 const publicOrigin = "https://demo.acme.example"
@@ -399,9 +417,10 @@ func newUnitWithStore(t *testing.T, withLiveKit bool, mem store.Store) *unit {
 		logs:  lockedWriter{&sync.Mutex{}, &bytes.Buffer{}},
 		pk:    pk,
 	}
+	u.mets = metrics.New("test")
 	d := Deps{
 		Tenants: config.StaticHolder(ten), Auth: u.auth, Store: u.store, Issuer: u.iss, Verifier: u.ver,
-		JWKS: token.NewJWKS(key), Log: slog.New(slog.NewJSONHandler(u.logs, nil)), Metrics: metrics.New("test"),
+		JWKS: token.NewJWKS(key), Log: slog.New(slog.NewJSONHandler(u.logs, nil)), Metrics: u.mets,
 		PublicURL: "http://broker.test", Leeway: token.DefaultLeeway, ConnectRate: 1000, PublicRate: 1000,
 		AuthRequired: true,
 	}
@@ -478,24 +497,27 @@ func TestMintUnit(t *testing.T) {
 		if _, ok := a.body["token"]; ok {
 			t.Fatal("a ticket was handed out")
 		}
-		// The nonce is stored before the ticket is signed: a request the
-		// store step refuses costs no signature, and nothing exists to redeem.
-		if len(u.iss.signed) != 0 {
+		// The ticket is signed before its nonce (kept with the ticket's
+		// record) is stored: the ticket signed for a request the store
+		// step refused is never handed out, and does not redeem.
+		if len(u.iss.signed) != 1 {
 			t.Fatalf("%d tickets signed", len(u.iss.signed))
 		}
+		u.store.failOn("PutNonce", nil)
+		u.do(t, "POST", "/token/redeem", "sk_any", `{"token":"`+u.iss.signed[0]+`"}`).expect(t, 401, "token_used")
 	})
 	t.Run("signer fails: 500 jwt_signing_error, no ticket, counted once", func(t *testing.T) {
-		// The store step (count and nonce) comes before the signature: a
-		// signing failure leaves a nonce no ticket carries, which expires
-		// unused, and the request counted once, by that step.
+		// The signature comes before the store step (count and nonce): a
+		// signing failure stores nothing, and the request is counted once,
+		// on the way out.
 		u := newUnit(t, false)
 		u.iss.err = errInjected
 		u.do(t, "POST", "/token", "sk_any", mintBody).expect(t, 500, "jwt_signing_error")
-		if n := u.store.count("PutNonce"); n != 1 {
+		if n := u.store.count("PutNonce"); n != 0 {
 			t.Fatalf("PutNonce called %d times", n)
 		}
-		if n := u.store.count("Allow"); n != 0 {
-			t.Fatalf("the request was counted again by Allow %d times, want 0", n)
+		if n := u.store.count("Allow"); n != 1 {
+			t.Fatalf("the request was counted by Allow %d times, want 1", n)
 		}
 	})
 	for _, tc := range []struct {

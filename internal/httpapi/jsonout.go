@@ -50,3 +50,69 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// writeRedeemed answers 200 with redeem's body, byte for byte what
+// c.JSON(http.StatusOK, r) writes, without reflection. Metadata goes out
+// as it is when it is compact printable ASCII with nothing encoding/json
+// would escape (the mint compacts it, so it always is for a ticket this
+// broker made); anything else, a query string, or an Echo in debug mode
+// goes through c.JSON (which answers null for no metadata, and refuses
+// metadata that is empty but not nil).
+func writeRedeemed(c echo.Context, r redeemResponse) error {
+	if c.Request().URL.RawQuery != "" || c.Echo().Debug || r.Metadata != nil && !plainCompactJSON(r.Metadata) {
+		return c.JSON(http.StatusOK, r)
+	}
+	b := make([]byte, 0, len(r.Org)+len(r.Agent)+len(r.Channel)+len(r.Identity)+len(r.Metadata)+len(r.Origin)+128)
+	b = append(b, `{"org":`...)
+	b = appendJSONString(b, r.Org)
+	b = append(b, `,"agent":`...)
+	b = appendJSONString(b, r.Agent)
+	b = append(b, `,"channel":`...)
+	b = appendJSONString(b, r.Channel)
+	b = append(b, `,"identity":`...)
+	b = appendJSONString(b, r.Identity)
+	b = append(b, `,"metadata":`...)
+	if r.Metadata == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, r.Metadata...)
+	}
+	if r.Origin != "" {
+		b = append(b, `,"origin":`...)
+		b = appendJSONString(b, r.Origin)
+	}
+	if r.Cnf != nil {
+		b = append(b, `,"cnf":{"jkt":`...)
+		b = appendJSONString(b, r.Cnf.JKT)
+		b = append(b, '}')
+	}
+	b = append(b, "}\n"...)
+	h := c.Response().Header()
+	if _, ok := h[echo.HeaderContentType]; !ok {
+		h[echo.HeaderContentType] = jsonContentTypeValue
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
+}
+
+// plainCompactJSON reports whether raw, if it is valid JSON, is what
+// encoding/json writes for it as a json.RawMessage: no whitespace outside
+// strings, and only printable ASCII other than <, > and & (which it would
+// escape). The caller falls back to encoding/json on false, and on an
+// invalid raw too: the scan stops at the first byte it cannot vouch for.
+func plainCompactJSON(raw []byte) bool {
+	inString := false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&':
+			return false
+		case inString && c == '\\':
+			i++ // an escape: the next byte is the escaped one, never the string's end
+		case c == '"':
+			inString = !inString
+		case !inString && c == ' ':
+			return false
+		}
+	}
+	return !inString && json.Valid(raw)
+}

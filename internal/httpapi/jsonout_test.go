@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
 // debugEcho, when set, makes the Echo of viaEcho and viaWriteMinted one
@@ -83,5 +85,68 @@ func FuzzWriteMinted(f *testing.F) {
 	f.Add("", "", 0)
 	f.Fuzz(func(t *testing.T, tok, server string, ttl int) {
 		sameAnswer(t, "/token", mintResponse{Token: tok, Server: server, ExpiresIn: ttl})
+	})
+}
+
+// sameRedeemed fails unless writeRedeemed answers r as c.JSON does.
+func sameRedeemed(t testing.TB, target string, r redeemResponse) {
+	t.Helper()
+	answer := func(write func(echo.Context) error) *httptest.ResponseRecorder {
+		e := echo.New()
+		w := httptest.NewRecorder()
+		c := e.NewContext(httptest.NewRequest(http.MethodPost, target, nil), w)
+		if err := write(c); err != nil {
+			w.Code = -1 // c.JSON refused (invalid metadata): both must
+		}
+		return w
+	}
+	want := answer(func(c echo.Context) error { return c.JSON(http.StatusOK, r) })
+	got := answer(func(c echo.Context) error { return writeRedeemed(c, r) })
+	if got.Code != want.Code || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+		t.Fatalf("%q %+v:\n got %d %q\nwant %d %q", target, r, got.Code, got.Body, want.Code, want.Body)
+	}
+	if g, w := got.Header(), want.Header(); len(g) != len(w) || g.Get("Content-Type") != w.Get("Content-Type") {
+		t.Fatalf("headers: got %v, want %v", g, w)
+	}
+}
+
+func TestWriteRedeemedIsEncodingJSON(t *testing.T) {
+	full := redeemResponse{Org: "acme", Agent: "bot", Channel: "webrtc", Identity: "user-Ab3_-x",
+		Metadata: []byte(`{"plan":"pro","n":[1,2.5,-3e2,true,null],"o":{"a":"b \"q\" \\ \u00e9"}}`),
+		Origin:   "https://app.acme.example", Cnf: &token.Confirmation{JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}
+	for _, tc := range []struct {
+		name, target string
+		r            redeemResponse
+	}{
+		{"full", "/token/redeem", full},
+		{"no origin, no cnf", "/token/redeem", redeemResponse{Org: "acme", Agent: "bot", Channel: "chat", Identity: "u", Metadata: []byte(`{}`)}},
+		{"no metadata", "/token/redeem", redeemResponse{Org: "acme", Agent: "bot", Channel: "chat", Identity: "u"}},
+		{"empty", "/token/redeem", redeemResponse{}},
+		{"metadata with spaces outside strings", "/token/redeem", redeemResponse{Metadata: []byte(`{ "a" : [1, 2] }`)}},
+		{"metadata with a space in a string", "/token/redeem", redeemResponse{Metadata: []byte(`{"a":"b c"}`)}},
+		{"metadata with HTML characters", "/token/redeem", redeemResponse{Metadata: []byte(`{"a":"<b>&"}`)}},
+		{"metadata with U+2028", "/token/redeem", redeemResponse{Metadata: []byte("{\"a\":\"\u2028\"}")}},
+		{"metadata with an escaped quote at the end", "/token/redeem", redeemResponse{Metadata: []byte(`{"a\"":"\\"}`)}},
+		{"invalid metadata", "/token/redeem", redeemResponse{Metadata: []byte(`{"a":`)}},
+		{"identity with controls and non-ASCII", "/token/redeem", redeemResponse{Identity: "é\u2028<\x01", Metadata: []byte(`{}`)}},
+		{"pretty", "/token/redeem?pretty", full},
+	} {
+		t.Run(tc.name, func(t *testing.T) { sameRedeemed(t, tc.target, tc.r) })
+	}
+}
+
+// FuzzWriteRedeemed: for every field and any metadata bytes, writeRedeemed
+// answers byte for byte as c.JSON.
+func FuzzWriteRedeemed(f *testing.F) {
+	f.Add("acme", "bot", "webrtc", "user-1", []byte(`{"a":1}`), "https://a.example", "jkt")
+	f.Add("", "", "", "", []byte(nil), "", "")
+	f.Add("a<", "&", "\u2028", "\xff", []byte(`{"a":"b\"}"}`), "x", "")
+	f.Add("a", "b", "c", "d", []byte(`[1, {"x" :null}]`), "", "k")
+	f.Fuzz(func(t *testing.T, org, agent, channel, identity string, metadata []byte, origin, jkt string) {
+		r := redeemResponse{Org: org, Agent: agent, Channel: channel, Identity: identity, Metadata: metadata, Origin: origin}
+		if jkt != "" {
+			r.Cnf = &token.Confirmation{JKT: jkt}
+		}
+		sameRedeemed(t, "/token/redeem", r)
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/http"
 	"reflect"
 	"time"
 	"unicode"
@@ -41,6 +40,10 @@ type ticketIssuer interface {
 	// Sign signs them. Mint is NewClaims then Sign.
 	NewClaims(t token.Ticket) (*token.Claims, error)
 	Sign(c *token.Claims) (string, error)
+	// Record is what the store keeps with a signed ticket's nonce: the
+	// MAC of the whole ticket, which lets /token/redeem skip the
+	// signature (ticketVerifier.CheckUnsigned).
+	Record(ticket string) string
 	// TTL is a ticket's lifetime.
 	TTL() time.Duration
 }
@@ -50,6 +53,10 @@ type ticketVerifier interface {
 	// Verify checks a ticket's signature and claims and consumes nothing;
 	// its errors wrap token.ErrExpired or token.ErrInvalid.
 	Verify(raw string) (*token.Claims, error)
+	// CheckUnsigned checks all but the signature and returns the claims,
+	// NOT authenticated, with the record the nonce must be kept with;
+	// any error means "call Verify". See token.Verifier.CheckUnsigned.
+	CheckUnsigned(raw string) (*token.Claims, string, error)
 }
 
 var (
@@ -120,16 +127,20 @@ func (s *Server) mint(c echo.Context) error {
 // ticket's nonce in one store step, then signs the ticket and answers 201.
 // Nothing is handed out unless the nonce is stored.
 func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *auth.Principal, mode mintMode) error {
-	// The nonce is stored (and the request counted) before the ticket is
-	// signed: a request the limits refuse costs no signature. A signing
-	// failure after the store step leaves a nonce no ticket carries, which
-	// expires unused.
+	// The ticket is signed before its nonce is stored (and the request
+	// counted): the store keeps the ticket's record, the MAC of the whole
+	// signed ticket, with the nonce. A ticket signed for a request the
+	// store step then refuses is never handed out and never redeems.
 	claims, err := s.Issuer.NewClaims(t)
 	if err != nil {
 		return wrapError(CodeJWTSigningError, err)
 	}
+	signed, err := s.Issuer.Sign(claims)
+	if err != nil {
+		return wrapError(CodeJWTSigningError, err)
+	}
 	b := budgetOf(c)
-	n := store.Nonce{Org: t.Org, ID: claims.ID}
+	n := store.Nonce{Org: t.Org, ID: claims.ID, Record: s.Issuer.Record(signed)}
 	if b.scope == limitPublic {
 		n.PublicAgent = agent.ID
 	}
@@ -155,10 +166,6 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 	}
 	if err := s.limited(c, res, scope); err != nil {
 		return err
-	}
-	signed, err := s.Issuer.Sign(claims)
-	if err != nil {
-		return wrapError(CodeJWTSigningError, err)
 	}
 	s.Metrics.Minted(t.Org, string(mode))
 	// The server's logger with request_id as the first attribute writes
@@ -258,6 +265,11 @@ type redeemRequest struct {
 	Token string `json:"token"`
 }
 
+var redeemRequestType = reflect.TypeFor[*redeemRequest]()
+
+// fields are r's fields for decodeFlatJSON.
+func (r *redeemRequest) fields() []flatField { return []flatField{{name: "token", str: &r.Token}} }
+
 type redeemResponse struct {
 	Org      string          `json:"org"`
 	Agent    string          `json:"agent"`
@@ -273,6 +285,11 @@ type redeemResponse struct {
 // redeem is POST /token/redeem: a voice server of the token's org verifies
 // and consumes a ticket. Every check runs before the nonce is consumed, so a
 // refusal for any other reason leaves the ticket usable.
+//
+// A ticket kept with its record (every ticket this broker's keys minted)
+// is redeemed without checking its signature when that succeeds
+// (redeemRecorded); every refusal, and every ticket the fast path cannot
+// take, is answered as it always was, by verify first.
 func (s *Server) redeem(c echo.Context) error {
 	p, _, err := s.authenticate(c, config.ScopeTokensRedeem, handlerAudits|handlerLimits)
 	if err != nil {
@@ -283,24 +300,84 @@ func (s *Server) redeem(c echo.Context) error {
 		return err
 	}
 	var req redeemRequest
-	if err := decodeJSON(data, &req, true); err != nil {
+	if err := decodeFlatJSON(data, &req, redeemRequestType, req.fields()); err != nil {
 		return err
 	}
 	if req.Token == "" {
 		return apiError(CodeInvalidRequest, `field "token" is required`)
 	}
-	claims, _, err := s.verify(c, req.Token, p)
+	claims, taken, err := s.redeemRecorded(c, req.Token, p)
+	if !taken {
+		if claims, _, err = s.verify(c, req.Token, p); err != nil {
+			return err
+		}
+		err = s.consume(c, claims, &budgetOf(c).limit)
+	}
 	if err != nil {
 		return err
 	}
-	if err := s.consume(c, claims, &budgetOf(c).limit); err != nil {
-		return err
-	}
 	s.redeemed(c, claims, viaRedeem)
-	return c.JSON(http.StatusOK, redeemResponse{
+	return writeRedeemed(c, redeemResponse{
 		Org: claims.Org, Agent: claims.Agent, Channel: claims.Channel, Identity: claims.Subject,
 		Metadata: claims.Metadata, Origin: claims.Origin, Cnf: claims.Confirmation,
 	})
+}
+
+// redeemRecorded is the fast path of POST /token/redeem: it consumes the
+// ticket's nonce only if the store keeps it with the ticket's record (the
+// MAC of the whole ticket as minted), which proves the broker minted
+// exactly this ticket, so that a redemption that succeeds costs no
+// signature check. taken is false when the ticket is not for this path (a
+// header it has no record key for, claims Verify would refuse, another
+// org's ticket, an agent gone): nothing was done and the caller goes the
+// way of verify. Otherwise the answer is err (nil: claims are redeemed).
+//
+// The rule that keeps this safe: the signature is skipped only when the
+// request then succeeds. On every refusal (limited, used, a record that
+// does not match, the store failing) the signature is verified first, and
+// a ticket that fails it gets today's answer for a forged ticket, so that
+// no refusal tells a client who cannot sign anything about the claims it
+// chose (another org's agent, a nonce's state). A ticket whose record does
+// not match but whose signature holds (minted by a broker that kept no
+// record, during an upgrade) is consumed without one, its request counted
+// once already.
+func (s *Server) redeemRecorded(c echo.Context, raw string, p *auth.Principal) (claims *token.Claims, taken bool, err error) {
+	claims, record, err := s.Verifier.CheckUnsigned(raw)
+	if err != nil || claims.Org != p.Org {
+		return nil, false, nil
+	}
+	if org := s.tenants(c).Org(claims.Org); org == nil || org.Agent(claims.Agent) == nil {
+		return nil, false, nil
+	}
+	ctx := c.Request().Context()
+	res, err := s.Store.ConsumeNonce(ctx, store.Nonce{Org: claims.Org, ID: claims.ID, Record: record}, &budgetOf(c).limit)
+	countedHere := err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrMismatch)
+	if countedHere {
+		counted(c)
+	}
+	if err == nil && res.Allowed {
+		return claims, true, s.limited(c, res, limitOrg) // sets the RateLimit headers
+	}
+	// A refusal: the signature first. verify audits and answers a forged
+	// ticket as before records.
+	claims, _, verr := s.verify(c, raw, p)
+	if countedHere {
+		if lerr := s.limited(c, res, limitOrg); lerr != nil {
+			return nil, true, lerr // over the limit: 429, as countRefused answers
+		}
+	}
+	// (Refused by the limit, with err nil, was answered 429 just above.)
+	switch {
+	case verr != nil:
+		return nil, true, verr
+	case errors.Is(err, store.ErrNotFound):
+		return nil, true, s.ticketUsed(c, claims)
+	case errors.Is(err, store.ErrMismatch):
+		// A genuine ticket kept without its record: consumed as before
+		// records, without counting the request again.
+		return claims, true, s.consume(c, claims, nil)
+	}
+	return nil, true, err
 }
 
 // verify checks a ticket's signature and claims, and, when p is set, that it

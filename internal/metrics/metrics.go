@@ -230,7 +230,8 @@ func (t *timedStore) observe(op string, start time.Time, err error) {
 	result := "ok"
 	switch {
 	case err == nil:
-	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrReplayed):
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrReplayed) ||
+		errors.Is(err, store.ErrMismatch):
 		result = "miss"
 	default:
 		result = "error"

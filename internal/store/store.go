@@ -23,6 +23,10 @@ var (
 	// ErrReplayed: ConsumeNonceWithProof found the proof already recorded;
 	// nothing was consumed.
 	ErrReplayed = errors.New("proof already used")
+	// ErrMismatch: ConsumeNonce with a Nonce.Record found the nonce kept
+	// with another record (or none: one stored by a broker that kept no
+	// record); nothing was consumed.
+	ErrMismatch = errors.New("record does not match")
 )
 
 // Nonce names a ticket's nonce: its ID and the org it belongs to. The org
@@ -32,6 +36,12 @@ var (
 type Nonce struct {
 	Org string
 	ID  string
+	// Record is what PutNonce keeps with the nonce (token.Issuer.Record:
+	// the MAC of the whole ticket) and what ConsumeNonce must find there to
+	// consume it; at most MaxRecord bytes. Empty, PutNonce keeps a bare
+	// marker and ConsumeNonce (like ConsumeNonceWithProof, which ignores
+	// Record) consumes whatever is kept. It does not name the nonce either.
+	Record string
 	// PublicAgent, when set, makes a limited call count against that
 	// agent's public budget (PublicKey(Org, PublicAgent)) instead of the
 	// org's (OrgKey(Org)). It does not name the nonce: Org and ID do.
@@ -42,6 +52,18 @@ type Nonce struct {
 	// call counts and stores nothing else and returns the gate's Result
 	// with Gated set. It does not name the nonce either.
 	Gate Gate
+}
+
+// MaxRecord bounds Nonce.Record.
+const MaxRecord = 64
+
+// CheckRecord returns an error for a record no store keeps: over
+// MaxRecord bytes. It is a caller's mistake, not ErrUnavailable.
+func (n Nonce) CheckRecord() error {
+	if len(n.Record) > MaxRecord {
+		return errors.New("store: a nonce's record is at most 64 bytes")
+	}
+	return nil
 }
 
 // Gate is a limit on a Limiter key of its own; Allow on Key counts against
@@ -83,7 +105,10 @@ type Nonces interface {
 	PutNonce(ctx context.Context, n Nonce, ttl time.Duration, limit *Limit) (Result, error)
 	// ConsumeNonce atomically removes n. Of any number of concurrent calls
 	// for one nonce, across every process sharing the store, exactly one
-	// returns a nil error; the others return ErrNotFound.
+	// returns a nil error; the others return ErrNotFound. With n.Record
+	// set, it removes n only if n is kept with that record, compared in the
+	// same atomic step; kept with another, it returns ErrMismatch and leaves
+	// n in place (a limit is counted all the same).
 	ConsumeNonce(ctx context.Context, n Nonce, limit *Limit) (Result, error)
 	// ConsumeNonceWithProof redeems a sender-constrained ticket: in one
 	// atomic step it records p and consumes n. If p is already recorded

@@ -55,3 +55,35 @@ func ExampleDPoPVerifier() {
 	// true 2m5s
 	// true dpop proof invalid: htm does not match the request method
 }
+
+// ExampleVerifier_CheckUnsigned redeems a ticket without checking its
+// signature: the store keeps the ticket's record with its nonce at mint,
+// and the redemption consumes the nonce only if the presented ticket has
+// the same record. Anything else goes to Verify.
+func ExampleVerifier_CheckUnsigned() {
+	key, _ := token.GenerateKey(token.EdDSA)
+	issuer, _ := token.NewIssuer(key, "https://broker.example", time.Minute)
+	signed, minted, _ := issuer.Mint(token.Ticket{Org: "acme", Agent: "florencia", Channel: "webrtc"})
+	kept := map[string]string{minted.ID: issuer.Record(signed)} // the store, at mint
+
+	verifier, _ := token.NewVerifier("https://broker.example", []*token.Key{key}, nil, token.DefaultLeeway)
+	redeem := func(ticket string) string {
+		claims, record, err := verifier.CheckUnsigned(ticket)
+		if err == nil && kept[claims.ID] == record { // in the store, compared and consumed in one step
+			delete(kept, claims.ID)
+			return "redeemed " + claims.Agent
+		}
+		if _, err := verifier.Verify(ticket); err != nil { // every refusal: the signature first
+			return "invalid"
+		}
+		return "used"
+	}
+	forged := signed[:strings.LastIndexByte(signed, '.')+1] + strings.Repeat("A", 86)
+	fmt.Println(redeem(forged))
+	fmt.Println(redeem(signed))
+	fmt.Println(redeem(signed))
+	// Output:
+	// invalid
+	// redeemed florencia
+	// used
+}

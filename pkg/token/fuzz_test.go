@@ -2,9 +2,11 @@ package token_test
 
 import (
 	"crypto"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +208,57 @@ func FuzzDPoPSignedJSON(f *testing.F) {
 			if len(p.JTI) < token.MinDPoPJTILength || len(p.JTI) > token.MaxDPoPJTILength {
 				t.Fatalf("accepted jti of %d characters", len(p.JTI))
 			}
+		}
+	})
+}
+
+// FuzzCheckUnsigned feeds arbitrary claims, signed with the verifier's key,
+// and arbitrary strings to CheckUnsigned. Properties: it never panics;
+// every error is ErrNoRecord, ErrInvalid or ErrExpired; on a signed ticket
+// it agrees with Verify (both accept with equal claims, or both refuse,
+// expired alike), so skipping the signature never widens what is accepted;
+// its record is the issuer's record of the same string.
+func FuzzCheckUnsigned(f *testing.F) {
+	k, _ := token.GenerateKey(token.EdDSA)
+	is, _ := token.NewIssuer(k, iss, time.Minute)
+	is = is.WithClock(fixed(t0))
+	good, _, _ := is.Mint(ticket)
+	parts := strings.Split(good, ".")
+	claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	// Seeds: the genuine claims and ticket, claims with odd numbers,
+	// duplicate keys and missing members.
+	f.Add(string(claims), good)
+	f.Add(`{"iss":"`+iss+`","aud":"voice-session","exp":1800000060.5,"iat":1800000000,"nbf":1800000000,"jti":"x","org":"o","agent":"a","channel":"c","metadata":{}}`, "")
+	f.Add(`{"iss":"`+iss+`","iss":"x","aud":["voice-session"],"exp":1800000060,"iat":1800000000,"nbf":1800000000,"jti":"x","org":"o","agent":"a","channel":"c","metadata":{}}`, parts[0]+".e30.")
+	f.Add(`{"exp":"1800000060"}`, parts[0]+"."+parts[1]+".")
+	f.Add(`null`, "..")
+	v, _ := token.NewVerifier(iss, []*token.Key{k}, fixed(t0), token.DefaultLeeway)
+	priv := privOf(f, k).(ed25519.PrivateKey)
+	classified := func(t *testing.T, err error) {
+		if !errors.Is(err, token.ErrInvalid) && !errors.Is(err, token.ErrExpired) && !errors.Is(err, token.ErrNoRecord) {
+			t.Fatalf("unclassified error %v", err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, claims, s string) {
+		if _, _, err := v.CheckUnsigned(s); err != nil {
+			classified(t, err)
+		}
+		input := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(claims))
+		signed := input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, []byte(input)))
+		cu, rec, uerr := v.CheckUnsigned(signed)
+		cv, verr := v.Verify(signed)
+		if (uerr == nil) != (verr == nil) || errors.Is(uerr, token.ErrExpired) != errors.Is(verr, token.ErrExpired) {
+			t.Fatalf("CheckUnsigned: %v; Verify: %v", uerr, verr)
+		}
+		if uerr != nil {
+			classified(t, uerr)
+			return
+		}
+		if !reflect.DeepEqual(cu, cv) {
+			t.Fatalf("claims %+v, Verify's %+v", cu, cv)
+		}
+		if rec != is.Record(signed) {
+			t.Fatal("record differs from the issuer's")
 		}
 	})
 }

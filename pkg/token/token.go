@@ -127,6 +127,8 @@ type Issuer struct {
 	header string
 	// ed is the key when it is Ed25519, signed with directly.
 	ed ed25519.PrivateKey
+	// mac makes the records of the issuer's tickets (Record).
+	mac *recordMAC
 }
 
 // NewIssuer returns an Issuer that signs with key (which must hold a private
@@ -142,17 +144,27 @@ func NewIssuer(key *Key, issuer string, ttl time.Duration) (*Issuer, error) {
 		return nil, errors.New("token: issuer needs a positive lifetime")
 	}
 	i := &Issuer{key: key, method: signingMethod(key.alg), iss: issuer, ttl: ttl, now: time.Now}
-	// The header golang-jwt would write: its keys sorted, as json.Marshal
-	// writes a map.
-	h, err := json.Marshal(map[string]string{"alg": string(key.alg), "kid": key.kid, "typ": Type})
-	if err != nil {
-		return nil, fmt.Errorf("token: header: %w", err)
+	var err error
+	if i.header, err = headerOf(key); err != nil {
+		return nil, err
 	}
-	i.header = base64.RawURLEncoding.EncodeToString(h)
 	if ed, ok := key.priv.(ed25519.PrivateKey); ok {
 		i.ed = ed
 	}
+	if i.mac, err = newRecordMAC(key); err != nil {
+		return nil, err
+	}
 	return i, nil
+}
+
+// headerOf returns the header segment of the tickets key signs: the header
+// golang-jwt would write, its keys sorted as json.Marshal writes a map.
+func headerOf(key *Key) (string, error) {
+	h, err := json.Marshal(map[string]string{"alg": string(key.alg), "kid": key.kid, "typ": Type})
+	if err != nil {
+		return "", fmt.Errorf("token: header: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(h), nil
 }
 
 // WithClock returns a copy of the issuer that reads the time from now; for tests.
@@ -328,11 +340,18 @@ func signingMethod(alg Algorithm) jwt.SigningMethod {
 type Verifier struct {
 	keys   map[string]*Key
 	parser *jwt.Parser
+	// validator validates claims as parser does, for CheckUnsigned.
+	validator *jwt.Validator
+	// records maps the header segment of each key with a private part to
+	// its record key, for CheckUnsigned.
+	records map[string]recordKey
 }
 
 // NewVerifier returns a Verifier for tickets with the given iss claim, signed
 // by any of keys (the current signing key and those still accepted after a
 // rotation). now may be nil for time.Now; leeway is the clock skew tolerated.
+// Keys given with their private part can also be checked against records
+// (CheckUnsigned); a verification-only key cannot.
 func NewVerifier(issuer string, keys []*Key, now func() time.Time, leeway time.Duration) (*Verifier, error) {
 	if issuer == "" || len(keys) == 0 {
 		return nil, errors.New("token: verifier needs an issuer and at least one key")
@@ -340,32 +359,46 @@ func NewVerifier(issuer string, keys []*Key, now func() time.Time, leeway time.D
 	if now == nil {
 		now = time.Now
 	}
-	m := make(map[string]*Key, len(keys))
+	v := &Verifier{keys: make(map[string]*Key, len(keys)), records: make(map[string]recordKey)}
 	for _, k := range keys {
-		m[k.kid] = k.Public()
+		v.keys[k.kid] = k.Public()
+		mac, err := newRecordMAC(k)
+		if err != nil {
+			return nil, err
+		}
+		if mac == nil {
+			continue
+		}
+		h, err := headerOf(k)
+		if err != nil {
+			return nil, err
+		}
+		v.records[h] = recordKey{mac: mac}
 	}
-	return &Verifier{
-		keys: m,
-		parser: jwt.NewParser(
-			// Only our two asymmetric algorithms: this refuses "none" and the
-			// HS256-signed-with-the-public-key confusion before any key is used.
-			jwt.WithValidMethods([]string{string(EdDSA), string(ES256)}),
-			// By default golang-jwt treats exp as optional; a ticket without
-			// one would live forever.
-			jwt.WithExpirationRequired(),
-			// aud and iss keep tickets of another deployment, or other JWTs
-			// signed by a shared key, from passing.
-			jwt.WithAudience(Audience),
-			jwt.WithIssuer(issuer),
-			// iat in the future is as suspicious as nbf in the future.
-			jwt.WithIssuedAt(),
-			// Replicas' clocks differ by a little; tickets live a minute.
-			jwt.WithLeeway(leeway),
-			// One ticket, one spelling: refuse base64 with stray padding bits.
-			jwt.WithStrictDecoding(),
-			jwt.WithTimeFunc(now),
-		),
-	}, nil
+	claimOpts := []jwt.ParserOption{
+		// By default golang-jwt treats exp as optional; a ticket without
+		// one would live forever.
+		jwt.WithExpirationRequired(),
+		// aud and iss keep tickets of another deployment, or other JWTs
+		// signed by a shared key, from passing.
+		jwt.WithAudience(Audience),
+		jwt.WithIssuer(issuer),
+		// iat in the future is as suspicious as nbf in the future.
+		jwt.WithIssuedAt(),
+		// Replicas' clocks differ by a little; tickets live a minute.
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(now),
+	}
+	// The same claim rules for CheckUnsigned as for Verify.
+	v.validator = jwt.NewValidator(claimOpts...)
+	v.parser = jwt.NewParser(append(claimOpts,
+		// Only our two asymmetric algorithms: this refuses "none" and the
+		// HS256-signed-with-the-public-key confusion before any key is used.
+		jwt.WithValidMethods([]string{string(EdDSA), string(ES256)}),
+		// One ticket, one spelling: refuse base64 with stray padding bits.
+		jwt.WithStrictDecoding(),
+	)...)
+	return v, nil
 }
 
 // Verify checks the signature, header and claims of a ticket and returns
@@ -385,16 +418,25 @@ func (v *Verifier) Verify(s string) (*Claims, error) {
 	default:
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if c.ID == "" || c.Org == "" || c.Agent == "" || c.Channel == "" || c.IssuedAt == 0 || c.NotBefore == 0 {
-		return nil, fmt.Errorf("%w: missing claim", ErrInvalid)
-	}
-	if len(c.Metadata) == 0 || c.Metadata[0] != '{' {
-		return nil, fmt.Errorf("%w: metadata is not an object", ErrInvalid)
-	}
-	if c.Confirmation != nil && !ValidJKT(c.Confirmation.JKT) {
-		return nil, fmt.Errorf("%w: cnf without a valid jkt", ErrInvalid)
+	if err := checkClaims(c); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// checkClaims checks what the parser's validator does not: the claims
+// every ticket has, and their form.
+func checkClaims(c *Claims) error {
+	if c.ID == "" || c.Org == "" || c.Agent == "" || c.Channel == "" || c.IssuedAt == 0 || c.NotBefore == 0 {
+		return fmt.Errorf("%w: missing claim", ErrInvalid)
+	}
+	if len(c.Metadata) == 0 || c.Metadata[0] != '{' {
+		return fmt.Errorf("%w: metadata is not an object", ErrInvalid)
+	}
+	if c.Confirmation != nil && !ValidJKT(c.Confirmation.JKT) {
+		return fmt.Errorf("%w: cnf without a valid jkt", ErrInvalid)
+	}
+	return nil
 }
 
 // keyFor picks the key by kid and checks the typ header; the parser has

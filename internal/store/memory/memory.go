@@ -5,6 +5,7 @@ package memory
 
 import (
 	"context"
+	"crypto/subtle"
 	"math"
 	"sync"
 	"time"
@@ -20,7 +21,7 @@ type Store struct {
 	now func() time.Time
 
 	mu     sync.Mutex
-	nonces map[string]time.Time // id -> expiry
+	nonces map[string]nonce     // org and id -> record and expiry
 	proofs map[string]time.Time // org and proof key -> expiry
 	rooms  map[string]owner
 	events map[string]time.Time // webhook event id -> expiry
@@ -28,6 +29,11 @@ type Store struct {
 
 	stop chan struct{}
 	once sync.Once
+}
+
+type nonce struct {
+	record  string // store.Nonce.Record, or "" when none was given
+	expires time.Time
 }
 
 type owner struct {
@@ -49,7 +55,7 @@ func New(sweep time.Duration) *Store {
 func NewWithClock(now func() time.Time) *Store {
 	return &Store{
 		now:    now,
-		nonces: make(map[string]time.Time),
+		nonces: make(map[string]nonce),
 		proofs: make(map[string]time.Time),
 		rooms:  make(map[string]owner),
 		events: make(map[string]time.Time),
@@ -75,8 +81,8 @@ func (s *Store) sweep() {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, exp := range s.nonces {
-		if !now.Before(exp) {
+	for k, n := range s.nonces {
+		if !now.Before(n.expires) {
 			delete(s.nonces, k)
 		}
 	}
@@ -121,6 +127,9 @@ func nonceKey(n store.Nonce) string { return n.Org + "/" + n.ID }
 
 // PutNonce implements store.Nonces.
 func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, limit *store.Limit) (store.Result, error) {
+	if err := n.CheckRecord(); err != nil {
+		return store.Result{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return store.Result{}, store.ErrUnavailable
 	}
@@ -129,16 +138,19 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 	defer s.mu.Unlock()
 	if res := s.limited(now, n, limit); !res.Allowed {
 		return res, nil
-	} else if exp, ok := s.nonces[nonceKey(n)]; ok && now.Before(exp) {
+	} else if kept, ok := s.nonces[nonceKey(n)]; ok && now.Before(kept.expires) {
 		return res, store.ErrExists
 	} else {
-		s.nonces[nonceKey(n)] = now.Add(ttl)
+		s.nonces[nonceKey(n)] = nonce{record: n.Record, expires: now.Add(ttl)}
 		return res, nil
 	}
 }
 
 // ConsumeNonce implements store.Nonces.
 func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Limit) (store.Result, error) {
+	if err := n.CheckRecord(); err != nil {
+		return store.Result{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return store.Result{}, store.ErrUnavailable
 	}
@@ -149,14 +161,19 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 	if !res.Allowed {
 		return res, nil
 	}
-	exp, ok := s.nonces[nonceKey(n)]
+	kept, ok := s.nonces[nonceKey(n)]
 	if !ok {
 		return res, store.ErrNotFound
 	}
-	delete(s.nonces, nonceKey(n))
-	if !now.Before(exp) {
+	if !now.Before(kept.expires) {
+		delete(s.nonces, nonceKey(n))
 		return res, store.ErrNotFound
 	}
+	// The records are MACs: compared in constant time.
+	if n.Record != "" && subtle.ConstantTimeCompare([]byte(kept.record), []byte(n.Record)) != 1 {
+		return res, store.ErrMismatch
+	}
+	delete(s.nonces, nonceKey(n))
 	return res, nil
 }
 
@@ -177,8 +194,8 @@ func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p stor
 	if exp, ok := s.proofs[pk]; ok && now.Before(exp) {
 		return store.ErrReplayed
 	}
-	exp, ok := s.nonces[nonceKey(n)]
-	if !ok || !now.Before(exp) {
+	kept, ok := s.nonces[nonceKey(n)]
+	if !ok || !now.Before(kept.expires) {
 		delete(s.nonces, nonceKey(n))
 		return store.ErrNotFound
 	}

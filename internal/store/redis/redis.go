@@ -75,15 +75,16 @@ func proofKey(n store.Nonce, p store.Proof) string { return "vb:p:{" + n.Org + "
 func rateKey(key string) string { return "rate:" + ratePrefix + key }
 
 // limitedNonce is one GCRA step on KEYS[1], then, if allowed, SET NX PX
-// (ARGV[4] "put") or GETDEL (ARGV[4] "consume") on KEYS[2]. With a third
-// key (a gate: ARGV[6..8] its burst, rate and period), a GCRA step on it
-// comes first, and a refusal there ends the script before anything else is
-// counted. It keeps the limiter state in redis_rate's form (the theoretical
+// of the record ARGV[6] (ARGV[4] "put") or, for ARGV[4] "consume", GETDEL
+// on KEYS[2], or with a record ARGV[6] a DEL only if KEYS[2] holds it. With
+// a third key (a gate: ARGV[7..9] its burst, rate and period), a GCRA step
+// on it comes first, and a refusal there ends the script before anything
+// else is counted. It keeps the limiter state in redis_rate's form (the theoretical
 // arrival time in seconds since 2017-01-01, with the same emission interval
 // and burst arithmetic), so redis_rate.Allow on the same key sees the same
 // bucket. Returns {allowed, remaining, retry_after, reset_after, done,
 // gated}; done is 1 when the nonce was stored or consumed, 0 when it
-// existed or was absent; gated is 1 when the gate refused (the numbers are
+// existed or was absent, 2 when it is kept with another record; gated is 1 when the gate refused (the numbers are
 // then the gate's).
 var limitedNonce = redis.NewScript(`
 local t = redis.call('TIME')
@@ -101,7 +102,7 @@ local function step(key, burst, rate, period)
   return true, math.floor(diff / interval), '-1', tostring(new_tat - now)
 end
 if KEYS[3] then
-  local ok, remaining, retry, reset = step(KEYS[3], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+  local ok, remaining, retry, reset = step(KEYS[3], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]))
   if not ok then
     return {0, remaining, retry, reset, 0, 1}
   end
@@ -112,11 +113,37 @@ if not ok then
 end
 local done = 0
 if ARGV[4] == 'put' then
-  if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[5]) then done = 1 end
-else
+  if redis.call('SET', KEYS[2], ARGV[6], 'NX', 'PX', ARGV[5]) then done = 1 end
+elseif ARGV[6] == '' then
   if redis.call('GETDEL', KEYS[2]) then done = 1 end
+else
+  -- A plain comparison, not a constant-time one, and that is safe: both
+  -- sides are MACs of the presented ticket (the kept one of the ticket
+  -- minted), under a key only the broker has, so how long the comparison
+  -- takes tells a client nothing it can steer towards a match.
+  local kept = redis.call('GET', KEYS[2])
+  if kept == ARGV[6] then
+    redis.call('DEL', KEYS[2])
+    done = 1
+  elseif kept then
+    done = 2
+  end
 end
 return {1, remaining, retry, reset, done, 0}
+`)
+
+// consumeRecord is an unlimited ConsumeNonce with a record: it deletes
+// KEYS[1] only if it holds ARGV[1] (compared as in limitedNonce). Returns
+// 1 when it did, 0 when the nonce is absent, 2 when it holds another value.
+var consumeRecord = redis.NewScript(`
+local kept = redis.call('GET', KEYS[1])
+if kept == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+elseif kept then
+  return 2
+end
+return 0
 `)
 
 // consumeWithProof is ConsumeNonceWithProof on KEYS[1] (the nonce) and
@@ -362,6 +389,9 @@ func unavailable(op string, err error) error {
 // PutNonce implements store.Nonces in one round trip: SET NX PX, or the
 // limitedNonce script when a limit is given.
 func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, limit *store.Limit) (store.Result, error) {
+	if err := n.CheckRecord(); err != nil {
+		return store.Result{}, err
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if res, pass, err := s.gate(ctx, &n, limit); !pass {
@@ -371,7 +401,7 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 		return s.limited(ctx, n, limit, "put", ttl, store.ErrExists)
 	}
 	// SET NX PX rather than SETNX: one command whose reply tells stored from present.
-	args := []any{"set", nonceKey(n), "1", "nx"}
+	args := []any{"set", nonceKey(n), record(n), "nx"}
 	if ttl > 0 {
 		args = append(args, "px", max(1, ttl.Milliseconds()))
 	}
@@ -389,6 +419,9 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 // Redis runs atomically so exactly one of concurrent callers sees the
 // value, or the limitedNonce script when a limit is given.
 func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Limit) (store.Result, error) {
+	if err := n.CheckRecord(); err != nil {
+		return store.Result{}, err
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if res, pass, err := s.gate(ctx, &n, limit); !pass {
@@ -396,6 +429,18 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 	}
 	if limit != nil {
 		return s.limited(ctx, n, limit, "consume", 0, store.ErrNotFound)
+	}
+	if n.Record != "" {
+		v, err := consumeRecord.Run(ctx, s.scripts, []string{nonceKey(n)}, n.Record).Int()
+		switch {
+		case err != nil:
+			return store.Result{}, unavailable("consume record", err)
+		case v == 1:
+			return store.Result{Allowed: true}, nil
+		case v == 2:
+			return store.Result{Allowed: true}, store.ErrMismatch
+		}
+		return store.Result{Allowed: true}, store.ErrNotFound
 	}
 	err := s.do(ctx, redis.NewStringCmd(ctx, "getdel", nonceKey(n)))
 	switch {
@@ -433,7 +478,10 @@ func (s *Store) gate(ctx context.Context, n *store.Nonce, limit *store.Limit) (r
 
 func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, op string, ttl time.Duration, notDone error) (store.Result, error) {
 	keys := []string{rateKey(n.LimitKey()), nonceKey(n)}
-	args := []any{limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds()}
+	args := []any{limit.Burst, limit.Rate, limit.Period.Seconds(), op, ttl.Milliseconds(), n.Record}
+	if op == "put" {
+		args[5] = record(n)
+	}
 	if g := n.Gate; g.Key != "" {
 		keys = append(keys, rateKey(g.Key))
 		args = append(args, g.Limit.Burst, g.Limit.Rate, g.Limit.Period.Seconds())
@@ -459,10 +507,22 @@ func (s *Store) limited(ctx context.Context, n store.Nonce, limit *store.Limit, 
 		res.RetryAfter = seconds(retry)
 		return res, nil
 	}
-	if done != 1 {
-		return res, notDone
+	switch done {
+	case 1:
+		return res, nil
+	case 2:
+		return res, store.ErrMismatch
 	}
-	return res, nil
+	return res, notDone
+}
+
+// record is the value a nonce is stored with: its record, or "1", the
+// marker brokers before records stored, when it has none.
+func record(n store.Nonce) string {
+	if n.Record == "" {
+		return "1"
+	}
+	return n.Record
 }
 
 // float reads a number the script returned as a string (Lua numbers

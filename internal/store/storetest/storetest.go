@@ -236,6 +236,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 
 	runLimited(t, newStore)
+	runRecords(t, newStore)
 	runProofs(t, newStore)
 	runRoomClaimTimes(t, newStore)
 	runWebhookEvents(t, newStore)
@@ -460,6 +461,154 @@ func runLimited(t *testing.T, newStore func(t *testing.T) store.Store) {
 		wg.Wait()
 		if ok.Load() != 1 || gone.Load() != 99 {
 			t.Fatalf("ok=%d notfound=%d, want 1/99", ok.Load(), gone.Load())
+		}
+	})
+}
+
+// runRecords is the part of the suite for nonces kept with a record: a
+// consume with the record consumes once, one with another record consumes
+// nothing and says so (ErrMismatch), with or without a limit.
+func runRecords(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	// Records are MACs: binary, any byte, 32 of them.
+	right := "\x00\xff1" + strings.Repeat("r", 29)
+	wrong := "\x00\xff1" + strings.Repeat("r", 28) + "s"
+	fresh := func(t *testing.T) store.Nonce {
+		org, _ := token.NewNonce() // a fresh org: a fresh bucket
+		id, _ := token.NewNonce()
+		return store.Nonce{Org: "o" + strings.ToLower(org[:10]), ID: id}
+	}
+	roomy := store.PerMinute(1000)
+	for _, limited := range []bool{false, true} {
+		var limit *store.Limit
+		name := "Unlimited"
+		if limited {
+			limit, name = &roomy, "Limited"
+		}
+		t.Run(name+"RecordConsumedOnce", func(t *testing.T) {
+			s := newStore(t)
+			n := fresh(t)
+			n.Record = right
+			if _, err := s.PutNonce(ctx, n, time.Minute, limit); err != nil {
+				t.Fatal(err)
+			}
+			w := n
+			w.Record = wrong
+			res, err := s.ConsumeNonce(ctx, w, limit)
+			if !errors.Is(err, store.ErrMismatch) || !res.Allowed {
+				t.Fatalf("consume with another record: %+v %v, want ErrMismatch", res, err)
+			}
+			if limited && res.Remaining != roomy.Burst-2 {
+				t.Fatalf("a mismatch was not counted: remaining %d", res.Remaining)
+			}
+			short := n
+			short.Record = right[:31]
+			if _, err := s.ConsumeNonce(ctx, short, limit); !errors.Is(err, store.ErrMismatch) {
+				t.Fatalf("consume with a prefix of the record: %v, want ErrMismatch", err)
+			}
+			if _, err := s.ConsumeNonce(ctx, n, limit); err != nil {
+				t.Fatalf("consume with the record after a mismatch: %v", err)
+			}
+			if _, err := s.ConsumeNonce(ctx, n, limit); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("second consume: %v, want ErrNotFound", err)
+			}
+			if _, err := s.ConsumeNonce(ctx, w, limit); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("consume of a consumed nonce with another record: %v, want ErrNotFound", err)
+			}
+		})
+		t.Run(name+"RecordLegacy", func(t *testing.T) {
+			// A nonce stored without a record (by a broker before records)
+			// matches no record, and is consumed by a consume without one.
+			s := newStore(t)
+			n := fresh(t)
+			if _, err := s.PutNonce(ctx, n, time.Minute, limit); err != nil {
+				t.Fatal(err)
+			}
+			r := n
+			r.Record = right
+			if _, err := s.ConsumeNonce(ctx, r, limit); !errors.Is(err, store.ErrMismatch) {
+				t.Fatalf("a record on a legacy nonce: %v, want ErrMismatch", err)
+			}
+			if _, err := s.ConsumeNonce(ctx, n, limit); err != nil {
+				t.Fatalf("consume without a record: %v", err)
+			}
+		})
+		t.Run(name+"RecordIgnoredWithoutOne", func(t *testing.T) {
+			// /connect consumes without a record, as before records.
+			s := newStore(t)
+			n := fresh(t)
+			n.Record = right
+			if _, err := s.PutNonce(ctx, n, time.Minute, limit); err != nil {
+				t.Fatal(err)
+			}
+			bare := n
+			bare.Record = ""
+			if _, err := s.ConsumeNonce(ctx, bare, limit); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.ConsumeNonce(ctx, n, limit); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("consume after: %v, want ErrNotFound", err)
+			}
+		})
+	}
+	t.Run("RecordAndProof", func(t *testing.T) {
+		s := newStore(t)
+		n := fresh(t)
+		n.Record = right
+		if _, err := s.PutNonce(ctx, n, time.Minute, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ConsumeNonceWithProof(ctx, n, store.Proof{Key: "k", TTL: time.Minute}); err != nil {
+			t.Fatalf("ConsumeNonceWithProof of a recorded nonce: %v", err)
+		}
+		if _, err := s.ConsumeNonce(ctx, n, nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("consume after the proof: %v", err)
+		}
+	})
+	t.Run("RecordConcurrent", func(t *testing.T) {
+		s := newStore(t)
+		n := fresh(t)
+		n.Record = right
+		if _, err := s.PutNonce(ctx, n, time.Minute, nil); err != nil {
+			t.Fatal(err)
+		}
+		var ok, mismatch, gone, other atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := n
+				if i%2 == 1 {
+					m.Record = wrong
+				}
+				_, err := s.ConsumeNonce(ctx, m, &roomy)
+				switch {
+				case err == nil && m.Record == right:
+					ok.Add(1)
+				case errors.Is(err, store.ErrMismatch) && m.Record == wrong:
+					mismatch.Add(1)
+				case errors.Is(err, store.ErrNotFound):
+					gone.Add(1)
+				default:
+					other.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 || other.Load() != 0 || ok.Load()+mismatch.Load()+gone.Load() != 100 {
+			t.Fatalf("ok=%d mismatch=%d notfound=%d other=%d", ok.Load(), mismatch.Load(), gone.Load(), other.Load())
+		}
+	})
+	t.Run("RecordTooLong", func(t *testing.T) {
+		s := newStore(t)
+		n := fresh(t)
+		n.Record = strings.Repeat("r", store.MaxRecord+1)
+		if _, err := s.PutNonce(ctx, n, time.Minute, nil); err == nil || errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("PutNonce: %v, want a caller's error", err)
+		}
+		if _, err := s.ConsumeNonce(ctx, n, &roomy); err == nil || errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("ConsumeNonce: %v, want a caller's error", err)
 		}
 	})
 }
