@@ -19,8 +19,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -81,15 +83,49 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 const gcPercent = 400
 
 // setGC applies gcPercent unless the operator has chosen GOGC or
-// GOMEMLIMIT, which the runtime has applied already and which win.
-func setGC(getenv func(string) string) {
-	if getenv("GOGC") == "" && getenv("GOMEMLIMIT") == "" {
-		debug.SetGCPercent(gcPercent)
+// GOMEMLIMIT, which the runtime has applied already and which win. Since
+// gcPercent lets the heap grow to about five times the live heap, a
+// process under a cgroup memory limit (a container's) also gets a soft
+// memory limit of 90 % of it, so the collector works harder near the
+// limit rather than the kernel ending the process. limit reports that
+// cgroup limit, if any.
+func setGC(getenv func(string) string, limit func() (int64, bool)) {
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetGCPercent(gcPercent)
+	if max, ok := limit(); ok {
+		debug.SetMemoryLimit(max / 10 * 9)
 	}
 }
 
+// cgroupMemoryMax is the memory.max of the cgroup v2 this process is in,
+// if it has one that is a number.
+func cgroupMemoryMax() (int64, bool) { return cgroupMemoryMaxAt("/") }
+
+// cgroupMemoryMaxAt is cgroupMemoryMax with /proc and /sys under root.
+func cgroupMemoryMaxAt(root string) (int64, bool) {
+	data, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(data)) {
+		path, ok := strings.CutPrefix(strings.TrimSpace(line), "0::")
+		if !ok {
+			continue
+		}
+		max, err := os.ReadFile(filepath.Join(root, "sys/fs/cgroup", filepath.Clean("/"+path), "memory.max"))
+		if err != nil {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(max)), 10, 64)
+		return n, err == nil && n > 0
+	}
+	return 0, false
+}
+
 func serve(stdout, stderr io.Writer, getenv func(string) string) int {
-	setGC(getenv)
+	setGC(getenv, cgroupMemoryMax)
 	logs := newLogWriter(stderr)
 	defer logs.Close()
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))

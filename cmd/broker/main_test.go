@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -188,24 +189,71 @@ func TestPublishableStanzaPastes(t *testing.T) {
 // TestSetGC: with neither GOGC nor GOMEMLIMIT set, the broker runs at
 // gcPercent; either one set leaves the runtime's setting alone.
 func TestSetGC(t *testing.T) {
-	prev := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	prev, prevLimit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetGCPercent(prev); debug.SetMemoryLimit(prevLimit) })
+	const cgroup = 1 << 30
 	for _, tc := range []struct {
-		name string
-		env  map[string]string
-		want int
+		name      string
+		env       map[string]string
+		inCgroup  bool
+		want      int
+		wantLimit int64
 	}{
-		{"neither set", nil, gcPercent},
-		{"GOGC set", map[string]string{"GOGC": "100"}, 100},
-		{"GOGC off", map[string]string{"GOGC": "off"}, 100},
-		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "512MiB"}, 100},
+		{"neither set", nil, false, gcPercent, math.MaxInt64},
+		{"neither set, in a cgroup with a memory limit", nil, true, gcPercent, cgroup / 10 * 9},
+		{"GOGC set", map[string]string{"GOGC": "100"}, true, 100, math.MaxInt64},
+		{"GOGC off", map[string]string{"GOGC": "off"}, true, 100, math.MaxInt64},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "512MiB"}, true, 100, math.MaxInt64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100) // what the runtime would have applied
-			setGC(func(name string) string { return tc.env[name] })
+			debug.SetMemoryLimit(math.MaxInt64)
+			setGC(func(name string) string { return tc.env[name] }, func() (int64, bool) { return cgroup, tc.inCgroup })
 			if got := debug.SetGCPercent(100); got != tc.want {
 				t.Fatalf("GC percent %d, want %d", got, tc.want)
 			}
+			if got := debug.SetMemoryLimit(-1); got != tc.wantLimit {
+				t.Fatalf("memory limit %d, want %d", got, tc.wantLimit)
+			}
 		})
+	}
+}
+
+// TestCgroupMemoryMax reads a cgroup v2 memory.max where /proc/self/cgroup
+// says the process is, in a tree of files made for each case.
+func TestCgroupMemoryMax(t *testing.T) {
+	for _, tc := range []struct {
+		name, cgroup, path, max string
+		want                    int64
+		ok                      bool
+	}{
+		{"a container's limit", "0::/\n", "", "1073741824\n", 1 << 30, true},
+		{"a nested cgroup", "0::/system.slice/broker.service\n", "system.slice/broker.service", "536870912\n", 1 << 29, true},
+		{"no limit", "0::/\n", "", "max\n", 0, false},
+		{"cgroup v1 only", "12:memory:/docker/abc\n", "", "1073741824\n", 0, false},
+		{"no memory.max", "0::/elsewhere\n", "", "1073741824\n", 0, false},
+		{"a path that climbs stays under the root", "0::/../../\n", "", "1073741824\n", 1 << 30, true},
+		{"garbage", "0::/\n", "", "lots\n", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for name, content := range map[string]string{
+				"proc/self/cgroup": tc.cgroup, filepath.Join("sys/fs/cgroup", tc.path, "memory.max"): tc.max,
+			} {
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, ok := cgroupMemoryMaxAt(root)
+			if got != tc.want || ok != tc.ok {
+				t.Fatalf("got %d %v, want %d %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+	if _, ok := cgroupMemoryMaxAt(t.TempDir()); ok {
+		t.Fatal("a limit without /proc/self/cgroup")
 	}
 }
