@@ -38,6 +38,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -492,14 +493,16 @@ func (h *harness) run(outPath string, growth bool) error {
 			perRound[r] = append(perRound[r], res)
 		}
 	}
+	floorAt := slices.IndexFunc(scenarios, func(sc scenario) bool { return sc.name == floorName })
+	peerAt := slices.IndexFunc(scenarios, func(sc scenario) bool { return sc.name == peerName })
 	var results []result
 	for i := range scenarios {
 		var runs []result
 		var toFloor, toPeer []float64
 		for r := range h.runs {
 			runs = append(runs, perRound[r][i])
-			toFloor = append(toFloor, perRound[r][i].RPS/perRound[r][0].RPS)
-			toPeer = append(toPeer, perRound[r][i].RPS/perRound[r][1].RPS)
+			toFloor = append(toFloor, perRound[r][i].RPS/perRound[r][floorAt].RPS)
+			toPeer = append(toPeer, perRound[r][i].RPS/perRound[r][peerAt].RPS)
 		}
 		m := median(runs)
 		m.Mode = "closed"
