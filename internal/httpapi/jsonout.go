@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
 // writeMinted answers 201 with the mint's body, byte for byte what
@@ -19,9 +21,9 @@ func writeMinted(c echo.Context, r mintResponse) error {
 	}
 	b := make([]byte, 0, len(r.Token)+len(r.Server)+64)
 	b = append(b, `{"token":`...)
-	b = appendJSONString(b, r.Token)
+	b = token.AppendJSONString(b, r.Token)
 	b = append(b, `,"server":`...)
-	b = appendJSONString(b, r.Server)
+	b = token.AppendJSONString(b, r.Server)
 	b = append(b, `,"expiresIn":`...)
 	b = strconv.AppendInt(b, int64(r.ExpiresIn), 10)
 	b = append(b, "}\n"...)
@@ -36,21 +38,6 @@ func writeMinted(c echo.Context, r mintResponse) error {
 // values are never written in place, so every answer can share it.
 var jsonContentTypeValue = []string{echo.MIMEApplicationJSON}
 
-// appendJSONString appends s as encoding/json writes it: plain printable
-// ASCII other than ", \, <, > and & as it is; anything else through
-// json.Marshal, which escapes it.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
 // writeRedeemed answers 200 with redeem's body, byte for byte what
 // c.JSON(http.StatusOK, r) writes, without reflection. Metadata goes out
 // as it is when it is compact printable ASCII with nothing encoding/json
@@ -64,13 +51,13 @@ func writeRedeemed(c echo.Context, r redeemResponse) error {
 	}
 	b := make([]byte, 0, len(r.Org)+len(r.Agent)+len(r.Channel)+len(r.Identity)+len(r.Metadata)+len(r.Origin)+128)
 	b = append(b, `{"org":`...)
-	b = appendJSONString(b, r.Org)
+	b = token.AppendJSONString(b, r.Org)
 	b = append(b, `,"agent":`...)
-	b = appendJSONString(b, r.Agent)
+	b = token.AppendJSONString(b, r.Agent)
 	b = append(b, `,"channel":`...)
-	b = appendJSONString(b, r.Channel)
+	b = token.AppendJSONString(b, r.Channel)
 	b = append(b, `,"identity":`...)
-	b = appendJSONString(b, r.Identity)
+	b = token.AppendJSONString(b, r.Identity)
 	b = append(b, `,"metadata":`...)
 	if r.Metadata == nil {
 		b = append(b, "null"...)
@@ -79,11 +66,11 @@ func writeRedeemed(c echo.Context, r redeemResponse) error {
 	}
 	if r.Origin != "" {
 		b = append(b, `,"origin":`...)
-		b = appendJSONString(b, r.Origin)
+		b = token.AppendJSONString(b, r.Origin)
 	}
 	if r.Cnf != nil {
 		b = append(b, `,"cnf":{"jkt":`...)
-		b = appendJSONString(b, r.Cnf.JKT)
+		b = token.AppendJSONString(b, r.Cnf.JKT)
 		b = append(b, '}')
 	}
 	b = append(b, "}\n"...)

@@ -260,13 +260,13 @@ func (i *Issuer) sign(c *Claims) (string, error) {
 // appendClaims appends c as json.Marshal(c) writes it, without reflection.
 func appendClaims(b []byte, c *Claims) ([]byte, error) {
 	b = append(b, `{"iss":`...)
-	b = appendJSONString(b, c.Issuer)
+	b = AppendJSONString(b, c.Issuer)
 	b = append(b, `,"aud":`...)
-	b = appendJSONString(b, c.Audience)
+	b = AppendJSONString(b, c.Audience)
 	b = append(b, `,"sub":`...)
-	b = appendJSONString(b, c.Subject)
+	b = AppendJSONString(b, c.Subject)
 	b = append(b, `,"jti":`...)
-	b = appendJSONString(b, c.ID)
+	b = AppendJSONString(b, c.ID)
 	b = append(b, `,"iat":`...)
 	b = strconv.AppendInt(b, c.IssuedAt, 10)
 	b = append(b, `,"nbf":`...)
@@ -274,11 +274,11 @@ func appendClaims(b []byte, c *Claims) ([]byte, error) {
 	b = append(b, `,"exp":`...)
 	b = strconv.AppendInt(b, c.ExpiresAt, 10)
 	b = append(b, `,"org":`...)
-	b = appendJSONString(b, c.Org)
+	b = AppendJSONString(b, c.Org)
 	b = append(b, `,"agent":`...)
-	b = appendJSONString(b, c.Agent)
+	b = AppendJSONString(b, c.Agent)
 	b = append(b, `,"channel":`...)
-	b = appendJSONString(b, c.Channel)
+	b = AppendJSONString(b, c.Channel)
 	b = append(b, `,"metadata":`...)
 	switch md := c.Metadata; {
 	case md == nil:
@@ -295,19 +295,20 @@ func appendClaims(b []byte, c *Claims) ([]byte, error) {
 	}
 	if c.Origin != "" {
 		b = append(b, `,"origin":`...)
-		b = appendJSONString(b, c.Origin)
+		b = AppendJSONString(b, c.Origin)
 	}
 	if c.Confirmation != nil {
 		b = append(b, `,"cnf":{"jkt":`...)
-		b = appendJSONString(b, c.Confirmation.JKT)
+		b = AppendJSONString(b, c.Confirmation.JKT)
 		b = append(b, '}')
 	}
 	return append(b, '}'), nil
 }
 
-// appendJSONString appends s quoted as json.Marshal quotes it: printable
-// ASCII other than " \ < > & as is; anything else through json.Marshal.
-func appendJSONString(b []byte, s string) []byte {
+// AppendJSONString appends s quoted as json.Marshal quotes it (HTML
+// characters escaped): printable ASCII other than " \ < > & as it is;
+// anything else through json.Marshal.
+func AppendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			q, _ := json.Marshal(s) // a string always marshals
