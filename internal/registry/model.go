@@ -102,6 +102,25 @@ func (d *OrgData) Agent(id string) *AgentData {
 	return nil
 }
 
+// AgentView returns the agent with that id as the admin API shows it, or
+// ErrNotFound naming it.
+func (d *OrgData) AgentView(id string) (Agent, error) {
+	a := d.Agent(id)
+	if a == nil {
+		return Agent{}, NotFound("agent", id)
+	}
+	return a.View(), nil
+}
+
+// AgentViews returns the org's agents as the admin API shows them.
+func (d *OrgData) AgentViews() []Agent {
+	out := make([]Agent, 0, len(d.Agents))
+	for i := range d.Agents {
+		out = append(out, d.Agents[i].View())
+	}
+	return out
+}
+
 // View returns the agent as the admin API shows it.
 func (a *AgentData) View() Agent {
 	v := Agent{Spec: cloneAgent(a.Spec), CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt, PublishableKeys: []PublishableKey{}}

@@ -19,6 +19,8 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -190,6 +192,19 @@ func ActorFrom(ctx context.Context) Actor {
 	a.Subject = clip(a.Subject, 200)
 	a.RequestID = clip(a.RequestID, 200)
 	return a
+}
+
+// ErrNoLiveKitProject is ErrNotFound for an org that uses the default
+// LiveKit project.
+var ErrNoLiveKitProject = fmt.Errorf("%w: LiveKit project", ErrNotFound)
+
+// NotFound is ErrNotFound naming what is missing: its kind ("org",
+// "agent", "key", ...) and its id, quoted and cut to 64 bytes.
+func NotFound(kind, id string) error {
+	if len(id) > 64 {
+		id = clip(id, 64) + "…"
+	}
+	return fmt.Errorf("%w: %s %s", ErrNotFound, kind, strconv.Quote(id))
 }
 
 // clip cuts s to at most n bytes, at a character boundary.

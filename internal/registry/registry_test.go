@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -86,5 +87,24 @@ func TestMarshalFileKeepsEmptyKeyList(t *testing.T) {
 	}
 	if _, err := registry.ParseFile(out); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNotFound: the error is ErrNotFound, names the kind and the id
+// quoted, and cuts an id past 64 bytes at a character boundary.
+func TestNotFound(t *testing.T) {
+	for _, tc := range []struct{ kind, id, want string }{
+		{"agent", "bot", `not found: agent "bot"`},
+		{"key", `a"b`, `not found: key "a\"b"`},
+		{"org", strings.Repeat("x", 65), `not found: org "` + strings.Repeat("x", 64) + `…"`},
+		{"org", strings.Repeat("x", 63) + "é", `not found: org "` + strings.Repeat("x", 63) + `…"`},
+	} {
+		err := registry.NotFound(tc.kind, tc.id)
+		if !errors.Is(err, registry.ErrNotFound) {
+			t.Fatalf("%v is not ErrNotFound", err)
+		}
+		if err.Error() != tc.want {
+			t.Fatalf("got %q, want %q", err, tc.want)
+		}
 	}
 }

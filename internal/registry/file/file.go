@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -137,7 +136,7 @@ func (r *Registry) Used(org, keyID string) { r.usage.Used(org, keyID) }
 func (r *Registry) data(id string) (*registry.OrgData, error) {
 	o := r.Current().Org(id)
 	if o == nil {
-		return nil, notFound("org " + strconv.Quote(clip(id)))
+		return nil, registry.NotFound("org", id)
 	}
 	r.mu.Lock()
 	at := r.loadedAt
@@ -147,20 +146,6 @@ func (r *Registry) data(id string) (*registry.OrgData, error) {
 		return nil, err
 	}
 	return d, nil
-}
-
-func notFound(what string) error { return &notFoundErr{what} }
-
-type notFoundErr struct{ what string }
-
-func (e *notFoundErr) Error() string { return registry.ErrNotFound.Error() + ": " + e.what }
-func (e *notFoundErr) Unwrap() error { return registry.ErrNotFound }
-
-func clip(id string) string {
-	if len(id) > 64 {
-		return id[:64] + "…"
-	}
-	return id
 }
 
 // GetOrg returns an org of the file.
@@ -205,11 +190,7 @@ func (r *Registry) GetAgent(ctx context.Context, org, id string) (registry.Agent
 	if err != nil {
 		return registry.Agent{}, err
 	}
-	a := d.Agent(id)
-	if a == nil {
-		return registry.Agent{}, notFound("agent " + strconv.Quote(clip(id)))
-	}
-	return a.View(), nil
+	return d.AgentView(id)
 }
 
 // ListAgents lists the org's agents.
@@ -218,11 +199,7 @@ func (r *Registry) ListAgents(ctx context.Context, org string) ([]registry.Agent
 	if err != nil {
 		return nil, err
 	}
-	out := []registry.Agent{}
-	for i := range d.Agents {
-		out = append(out, d.Agents[i].View())
-	}
-	return out, nil
+	return d.AgentViews(), nil
 }
 
 // ListKeys lists the org's keys, with uses seen by this process.
@@ -263,7 +240,7 @@ func (r *Registry) GetLiveKit(ctx context.Context, org string) (registry.LiveKit
 		return registry.LiveKit{}, err
 	}
 	if d.LiveKit == nil {
-		return registry.LiveKit{}, notFound("LiveKit project")
+		return registry.LiveKit{}, registry.ErrNoLiveKitProject
 	}
 	return d.LiveKit.View(), nil
 }

@@ -118,23 +118,13 @@ func (r *Registry) record(ctx context.Context, org string, action registry.Actio
 	}
 }
 
-func notFound(what string) error { return fmt.Errorf("%w: %s", registry.ErrNotFound, what) }
-
 // org returns the org's data, or ErrNotFound. Callers hold r.mu.
 func (r *Registry) org(id string) (*registry.OrgData, error) {
 	d := r.orgs[id]
 	if d == nil {
-		return nil, notFound("org " + strconv.Quote(clipID(id)))
+		return nil, registry.NotFound("org", id)
 	}
 	return d, nil
-}
-
-// clipID keeps messages bounded when an id from a URL is not an id.
-func clipID(id string) string {
-	if len(id) > 64 {
-		return id[:64] + "…"
-	}
-	return id
 }
 
 // CreateOrg adds an org.
@@ -279,11 +269,7 @@ func (r *Registry) GetAgent(ctx context.Context, org, id string) (registry.Agent
 	if err != nil {
 		return registry.Agent{}, err
 	}
-	a := d.Agent(id)
-	if a == nil {
-		return registry.Agent{}, notFound("agent " + strconv.Quote(clipID(id)))
-	}
-	return a.View(), nil
+	return d.AgentView(id)
 }
 
 // ListAgents lists the org's agents.
@@ -294,11 +280,7 @@ func (r *Registry) ListAgents(ctx context.Context, org string) ([]registry.Agent
 	if err != nil {
 		return nil, err
 	}
-	out := []registry.Agent{}
-	for i := range d.Agents {
-		out = append(out, d.Agents[i].View())
-	}
-	return out, nil
+	return d.AgentViews(), nil
 }
 
 // DeleteAgent removes an agent and its publishable keys.
@@ -310,7 +292,7 @@ func (r *Registry) DeleteAgent(ctx context.Context, org, id string) error {
 		return err
 	}
 	if cur.Agent(id) == nil {
-		return notFound("agent " + strconv.Quote(clipID(id)))
+		return registry.NotFound("agent", id)
 	}
 	d := cur.Clone()
 	d.Agents = slices.DeleteFunc(d.Agents, func(a registry.AgentData) bool { return a.Spec.ID == id })
@@ -334,7 +316,7 @@ func (r *Registry) CreatePublishableKey(ctx context.Context, org, agent string, 
 		return registry.PublishableKey{}, "", err
 	}
 	if a := cur.Agent(agent); a == nil {
-		return registry.PublishableKey{}, "", notFound("agent " + strconv.Quote(clipID(agent)))
+		return registry.PublishableKey{}, "", registry.NotFound("agent", agent)
 	} else if err := registry.CanAddPublishableKey(a); err != nil {
 		return registry.PublishableKey{}, "", err
 	}
@@ -363,10 +345,10 @@ func (r *Registry) DeletePublishableKey(ctx context.Context, org, agent, id stri
 	}
 	a := cur.Agent(agent)
 	if a == nil {
-		return notFound("agent " + strconv.Quote(clipID(agent)))
+		return registry.NotFound("agent", agent)
 	}
 	if !slices.ContainsFunc(a.Keys, func(k registry.PublishableKeyData) bool { return k.ID == id }) {
-		return notFound("publishable key " + strconv.Quote(clipID(id)))
+		return registry.NotFound("publishable key", id)
 	}
 	d := cur.Clone()
 	da := d.Agent(agent)
@@ -445,7 +427,7 @@ func (r *Registry) RevokeKey(ctx context.Context, org, id string) error {
 	}
 	k := cur.Key(id)
 	if k == nil {
-		return notFound("key " + strconv.Quote(clipID(id)))
+		return registry.NotFound("key", id)
 	}
 	if k.RevokedAt != nil {
 		return nil
@@ -538,7 +520,7 @@ func (r *Registry) GetLiveKit(ctx context.Context, org string) (registry.LiveKit
 		return registry.LiveKit{}, err
 	}
 	if d.LiveKit == nil {
-		return registry.LiveKit{}, notFound("LiveKit project")
+		return registry.LiveKit{}, registry.ErrNoLiveKitProject
 	}
 	return d.LiveKit.View(), nil
 }
@@ -552,7 +534,7 @@ func (r *Registry) DeleteLiveKit(ctx context.Context, org string) error {
 		return err
 	}
 	if cur.LiveKit == nil {
-		return notFound("LiveKit project")
+		return registry.ErrNoLiveKitProject
 	}
 	d := cur.Clone()
 	d.LiveKit = nil

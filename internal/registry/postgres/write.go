@@ -93,24 +93,17 @@ func pass(err error) error {
 	return dbError(err)
 }
 
-func notFound(what, id string) error {
-	if len(id) > 64 {
-		id = id[:64] + "…"
-	}
-	return fmt.Errorf("%w: %s %s", registry.ErrNotFound, what, strconv.Quote(id))
-}
-
 // orgExists is nil when the org exists, else ErrNotFound.
 func orgExists(ctx context.Context, q querier, id string) error {
 	if !config.ValidID(id) {
-		return notFound("org", id)
+		return registry.NotFound("org", id)
 	}
 	var ok bool
 	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM voicebroker.orgs WHERE id = $1)", id).Scan(&ok); err != nil {
 		return err
 	}
 	if !ok {
-		return notFound("org", id)
+		return registry.NotFound("org", id)
 	}
 	return nil
 }
@@ -147,13 +140,13 @@ func (r *Registry) CreateOrg(ctx context.Context, o registry.OrgSpec) (registry.
 // GetOrg returns an org.
 func (r *Registry) GetOrg(ctx context.Context, id string) (registry.Org, error) {
 	if !config.ValidID(id) {
-		return registry.Org{}, notFound("org", id)
+		return registry.Org{}, registry.NotFound("org", id)
 	}
 	ctx, cancel := r.timeout(ctx)
 	defer cancel()
 	o, err := scanOrg(r.pool.QueryRow(ctx, "SELECT "+orgColumns+" FROM voicebroker.orgs WHERE id = $1", id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return registry.Org{}, notFound("org", id)
+		return registry.Org{}, registry.NotFound("org", id)
 	}
 	return o, pass(err)
 }
@@ -187,11 +180,11 @@ func (r *Registry) UpdateOrg(ctx context.Context, id string, p registry.OrgPatch
 	var out registry.Org
 	err := r.write(ctx, func(ctx context.Context, tx pgx.Tx, c *change) error {
 		if !config.ValidID(id) {
-			return notFound("org", id)
+			return registry.NotFound("org", id)
 		}
 		cur, err := scanOrg(tx.QueryRow(ctx, "SELECT "+orgColumns+" FROM voicebroker.orgs WHERE id = $1", id))
 		if errors.Is(err, pgx.ErrNoRows) {
-			return notFound("org", id)
+			return registry.NotFound("org", id)
 		} else if err != nil {
 			return err
 		}
@@ -211,14 +204,14 @@ func (r *Registry) UpdateOrg(ctx context.Context, id string, p registry.OrgPatch
 func (r *Registry) DeleteOrg(ctx context.Context, id string) error {
 	return r.write(ctx, func(ctx context.Context, tx pgx.Tx, c *change) error {
 		if !config.ValidID(id) {
-			return notFound("org", id)
+			return registry.NotFound("org", id)
 		}
 		tag, err := tx.Exec(ctx, "DELETE FROM voicebroker.orgs WHERE id = $1", id)
 		if err != nil {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return notFound("org", id)
+			return registry.NotFound("org", id)
 		}
 		c.record(id, registry.ActionOrgDelete, "", nil)
 		return nil
@@ -231,7 +224,7 @@ func agent(ctx context.Context, q querier, org, id string) (*registry.AgentData,
 	err := q.QueryRow(ctx, "SELECT id, spec, created_at, updated_at FROM voicebroker.agents WHERE org_id = $1 AND id = $2", org, id).
 		Scan(&raw.id, &raw.spec, &raw.createdAt, &raw.updatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound("agent", id)
+		return nil, registry.NotFound("agent", id)
 	} else if err != nil {
 		return nil, err
 	}
@@ -372,7 +365,7 @@ func (r *Registry) ListAgents(ctx context.Context, org string) ([]registry.Agent
 		}
 		o := orgs[org]
 		if o == nil {
-			return notFound("org", org)
+			return registry.NotFound("org", org)
 		}
 		d, err := r.decode(o, false)
 		if err != nil {
@@ -402,7 +395,7 @@ func (r *Registry) DeleteAgent(ctx context.Context, org, id string) error {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return notFound("agent", id)
+			return registry.NotFound("agent", id)
 		}
 		c.record(org, registry.ActionAgentDelete, "agents/"+id, nil)
 		return nil
@@ -458,7 +451,7 @@ func (r *Registry) DeletePublishableKey(ctx context.Context, org, agentID, id st
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return notFound("publishable key", id)
+			return registry.NotFound("publishable key", id)
 		}
 		c.record(org, registry.ActionPubKeyDelete, "agents/"+agentID+"/publishable-keys/"+id, nil)
 		return nil
@@ -541,7 +534,7 @@ func (r *Registry) RevokeKey(ctx context.Context, org, id string) error {
 		var revoked *bool
 		err := tx.QueryRow(ctx, "SELECT revoked_at IS NOT NULL FROM voicebroker.secret_keys WHERE org_id = $1 AND id = $2", org, id).Scan(&revoked)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return notFound("key", id)
+			return registry.NotFound("key", id)
 		} else if err != nil {
 			return err
 		}
@@ -636,7 +629,7 @@ func (r *Registry) PutLiveKit(ctx context.Context, org string, lk registry.LiveK
 		return registry.LiveKit{}, registry.ErrNoSecretsKey
 	}
 	if !config.ValidID(org) {
-		return registry.LiveKit{}, notFound("org", org)
+		return registry.LiveKit{}, registry.NotFound("org", org)
 	}
 	sealed, err := r.opt.Keyring.Seal([]byte(lk.APISecret), liveKitAD(org))
 	if err != nil {
@@ -673,7 +666,7 @@ func (r *Registry) GetLiveKit(ctx context.Context, org string) (registry.LiveKit
 	err := r.pool.QueryRow(ctx, "SELECT url, api_key, updated_at FROM voicebroker.livekit_projects WHERE org_id = $1", org).
 		Scan(&out.URL, &out.APIKey, &out.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return registry.LiveKit{}, fmt.Errorf("%w: LiveKit project", registry.ErrNotFound)
+		return registry.LiveKit{}, registry.ErrNoLiveKitProject
 	}
 	out.SecretSet, out.UpdatedAt = true, out.UpdatedAt.UTC()
 	return out, pass(err)
@@ -690,7 +683,7 @@ func (r *Registry) DeleteLiveKit(ctx context.Context, org string) error {
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("%w: LiveKit project", registry.ErrNotFound)
+			return registry.ErrNoLiveKitProject
 		}
 		c.record(org, registry.ActionLiveKitDelete, "livekit", nil)
 		return nil
