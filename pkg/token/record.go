@@ -130,6 +130,9 @@ func (v *Verifier) CheckUnsigned(s string) (claims *Claims, record string, err e
 	if len(s) == 0 || len(s) > MaxLength {
 		return nil, "", fmt.Errorf("%w: length %d", ErrInvalid, len(s))
 	}
+	if !compactChars(s) {
+		return nil, "", fmt.Errorf("%w: a character outside base64url", ErrInvalid)
+	}
 	head, rest, ok := strings.Cut(s, ".")
 	if !ok {
 		return nil, "", fmt.Errorf("%w: malformed", ErrInvalid)
