@@ -396,7 +396,10 @@ func NewVerifier(issuer string, keys []*Key, now func() time.Time, leeway time.D
 		// Only our two asymmetric algorithms: this refuses "none" and the
 		// HS256-signed-with-the-public-key confusion before any key is used.
 		jwt.WithValidMethods([]string{string(EdDSA), string(ES256)}),
-		// One ticket, one spelling: refuse base64 with stray padding bits.
+		// One ticket, one spelling: refuse base64 with stray padding bits
+		// (Verify refuses line breaks). An ES256 signature still has a
+		// twin, (r, n-s), as ECDSA has: a second spelling of the same
+		// claims and nonce, consumed once like the first.
 		jwt.WithStrictDecoding(),
 	)...)
 	return v, nil
