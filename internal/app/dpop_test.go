@@ -25,7 +25,6 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/app"
-	"github.com/voicebroker/voicebroker/internal/testenv"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
@@ -501,32 +500,8 @@ func TestDPoPStoreDown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs redis-server")
 	}
-	port := testenv.FreePort(t)
-	addr, err := testenv.StartRedis(port, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, admin, acl := aclRedis(t)
 	ctx := context.Background()
-	admin := redis.NewClient(&redis.Options{Addr: addr})
-	if err := admin.Do(ctx, "ACL", "SETUSER", "vbadmin", "on", ">vbadmin-pass", "~*", "&*", "+@all").Err(); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
-	admin = redis.NewClient(&redis.Options{Addr: addr, Username: "vbadmin", Password: "vbadmin-pass"})
-	t.Cleanup(func() {
-		admin.Do(context.Background(), "SHUTDOWN", "NOSAVE")
-		admin.Close()
-	})
-	acl := func(keys ...string) {
-		t.Helper()
-		args := []any{"ACL", "SETUSER", "default", "resetkeys"}
-		for _, k := range keys {
-			args = append(args, k)
-		}
-		if err := admin.Do(ctx, args...).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	k := newKeys(t)
 	b := startBroker(t, k, map[string]string{
 		"BROKER_REDIS_URL": "redis://" + addr + "/0", "LIVEKIT_URL": hangingLiveKit(t), "LIVEKIT_API_KEY": "testkey",

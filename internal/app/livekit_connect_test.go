@@ -156,32 +156,8 @@ func TestConnectStoreFailsHalfway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs redis-server")
 	}
-	port := testenv.FreePort(t)
-	addr, err := testenv.StartRedis(port, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, admin, acl := aclRedis(t)
 	ctx := context.Background()
-	admin := redis.NewClient(&redis.Options{Addr: addr})
-	if err := admin.Do(ctx, "ACL", "SETUSER", "vbadmin", "on", ">vbadmin-pass", "~*", "&*", "+@all").Err(); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
-	admin = redis.NewClient(&redis.Options{Addr: addr, Username: "vbadmin", Password: "vbadmin-pass"})
-	t.Cleanup(func() {
-		admin.Do(context.Background(), "SHUTDOWN", "NOSAVE")
-		admin.Close()
-	})
-	acl := func(keys ...string) {
-		t.Helper()
-		args := []any{"ACL", "SETUSER", "default", "resetkeys"}
-		for _, k := range keys {
-			args = append(args, k)
-		}
-		if err := admin.Do(ctx, args...).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	k := newKeys(t)
 	b := startBroker(t, k, map[string]string{
@@ -225,4 +201,38 @@ func TestConnectStoreFailsHalfway(t *testing.T) {
 	if n := events(b, "token.replay"); n != 1 {
 		t.Fatalf("%d replays logged, want 1", n)
 	}
+}
+
+// aclRedis starts a redis-server whose default user, the broker's, can be
+// narrowed to some key patterns: acl("~vb:n:*") lets the broker reach only
+// those keys, acl() none, acl("~*") all again. admin is a client of an
+// admin user that keeps every right. The server stops with the test.
+func aclRedis(t *testing.T) (addr string, admin *redis.Client, acl func(keys ...string)) {
+	t.Helper()
+	addr, err := testenv.StartRedis(testenv.FreePort(t), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	setup := redis.NewClient(&redis.Options{Addr: addr})
+	defer setup.Close()
+	if err := setup.Do(ctx, "ACL", "SETUSER", "vbadmin", "on", ">vbadmin-pass", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	admin = redis.NewClient(&redis.Options{Addr: addr, Username: "vbadmin", Password: "vbadmin-pass"})
+	t.Cleanup(func() {
+		admin.Do(context.Background(), "SHUTDOWN", "NOSAVE")
+		admin.Close()
+	})
+	acl = func(keys ...string) {
+		t.Helper()
+		args := []any{"ACL", "SETUSER", "default", "resetkeys"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		if err := admin.Do(ctx, args...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return addr, admin, acl
 }
