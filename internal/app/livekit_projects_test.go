@@ -361,19 +361,7 @@ func TestOrgLiveKitProjectOnDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := registry.WithActor(context.Background(), registry.Actor{Subject: "test:admin"})
-	admin, err := postgres.Open(ctx, postgres.Options{URL: db, Offline: true, Keyring: keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	f, err := registry.ParseFile([]byte(tenantsYAML(k)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Import(ctx, f); err != nil {
-		t.Fatal(err)
-	}
+	ctx, admin := importTenants(t, k, postgres.Options{URL: db, Keyring: keys})
 	b := startBroker(t, k, map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db, "BROKER_SECRETS_KEY_FILE": keyFile,
 		"LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret})
 	token := func() response {

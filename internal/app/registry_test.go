@@ -35,19 +35,7 @@ func within(t *testing.T, d time.Duration, what string, status int, fn func() re
 func TestBrokerOnDatabase(t *testing.T) {
 	db := testenv.PostgresURL(t)
 	k := newKeys(t)
-	ctx := registry.WithActor(context.Background(), registry.Actor{Subject: "test:admin"})
-	admin, err := postgres.Open(ctx, postgres.Options{URL: db, Offline: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	f, err := registry.ParseFile([]byte(tenantsYAML(k)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Import(ctx, f); err != nil {
-		t.Fatal(err)
-	}
+	ctx, admin := importTenants(t, k, postgres.Options{URL: db})
 	b := startBroker(t, k, map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db})
 	expect(t, do(t, "POST", b.URL+"/token", k.acme, flo), 201, "")
 	expect(t, do(t, "POST", b.URL+"/token", k.acmeRevoked, flo), 401, "unauthorized")
@@ -221,19 +209,7 @@ func TestReadyzShowsSnapshotAge(t *testing.T) {
 func TestDatabaseAPISecretOfDeletedOrg(t *testing.T) {
 	db := testenv.PostgresURL(t)
 	k := newKeys(t)
-	ctx := registry.WithActor(context.Background(), registry.Actor{Subject: "test:admin"})
-	admin, err := postgres.Open(ctx, postgres.Options{URL: db, Offline: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	f, err := registry.ParseFile([]byte(tenantsYAML(k)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Import(ctx, f); err != nil {
-		t.Fatal(err)
-	}
+	ctx, admin := importTenants(t, k, postgres.Options{URL: db})
 	acmeSecret, globexSecret := "acme-"+randomWord(t)+strings.Repeat("a", 32), "globex-"+randomWord(t)+strings.Repeat("g", 32)
 	b := startBroker(t, k, map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db,
 		"AUTH_API_SECRETS_JSON": fmt.Sprintf(`[{"id":"acme","secret":"%s"},{"id":"globex","secret":"%s"}]`, acmeSecret, globexSecret)})
@@ -282,4 +258,26 @@ func TestDatabaseAPISecretOfDeletedOrg(t *testing.T) {
 			t.Fatal("an API secret in the broker's log")
 		}
 	}
+}
+
+// importTenants opens the database of opts as a test admin (offline: it
+// listens for nothing) and imports tenantsYAML(k) into it. The registry
+// closes with the test; ctx carries the admin as the actor of its writes.
+func importTenants(t *testing.T, k keys, opts postgres.Options) (context.Context, *postgres.Registry) {
+	t.Helper()
+	ctx := registry.WithActor(context.Background(), registry.Actor{Subject: "test:admin"})
+	opts.Offline = true
+	admin, err := postgres.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	f, err := registry.ParseFile([]byte(tenantsYAML(k)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Import(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, admin
 }
