@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -70,9 +69,7 @@ var (
 // -short the test is skipped; otherwise a missing PostgreSQL fails it.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs PostgreSQL; skipped under -short")
-	}
+	Needs(t, "PostgreSQL")
 	base := os.Getenv("VB_TEST_POSTGRES_URL")
 	if base == "" {
 		pgOnce.Do(func() { pgShared, pgErr = StartPostgres() })
@@ -162,15 +159,6 @@ func StartPostgres() (*Postgres, error) {
 	return p, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // URL returns the URL of database db on the server.
 func (p *Postgres) URL(db string) string {
 	return fmt.Sprintf("postgres://vb@127.0.0.1:%d/%s?sslmode=disable", p.port, db)
@@ -252,9 +240,7 @@ func (p *Postgres) Close() {
 // stop it), closed when the test ends; skipped under -short.
 func StartTestPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs PostgreSQL; skipped under -short")
-	}
+	Needs(t, "PostgreSQL")
 	p, err := StartPostgres()
 	if err != nil {
 		t.Fatalf("no PostgreSQL for the tests: %v", err)
