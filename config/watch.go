@@ -15,7 +15,7 @@ import (
 
 // ReadFile reads and parses the tenants file at path.
 func ReadFile(path string) (*Tenants, []byte, error) {
-	data, err := readBounded(path)
+	data, err := ReadBounded(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -23,9 +23,10 @@ func ReadFile(path string) (*Tenants, []byte, error) {
 	return t, data, err
 }
 
-// readBounded reads at most one byte past MaxFileSize, so Parse can say the
-// file is too large without reading all of it.
-func readBounded(path string) ([]byte, error) {
+// ReadBounded reads the tenants file at path, at most one byte past
+// MaxFileSize, so Parse can say the file is too large without reading all
+// of it.
+func ReadBounded(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -100,7 +101,7 @@ func (h *Holder) Reload(force bool) (changed bool, err error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	data, err := readBounded(h.path)
+	data, err := ReadBounded(h.path)
 	if err != nil {
 		// Forget the last content, so that the same file coming back is
 		// reloaded and clears the stale mark.

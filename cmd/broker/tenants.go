@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -78,7 +77,7 @@ func commandContext() (context.Context, context.CancelFunc) {
 }
 
 func tenantsImport(path string, stdout, stderr io.Writer, getenv func(string) string) int {
-	data, err := readLimited(path)
+	data, err := config.ReadBounded(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "broker tenants import: %v\n", err)
 		return 1
@@ -160,23 +159,6 @@ func migrateCmd(stdout, stderr io.Writer, getenv func(string) string) int {
 		fmt.Fprintf(stdout, "registry schema now at version %d (applied %s)\n", postgres.SchemaVersion(), strings.Join(applied, ", "))
 	}
 	return 0
-}
-
-// readLimited reads a tenants file, refusing one over config.MaxFileSize.
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, config.MaxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > config.MaxFileSize {
-		return nil, fmt.Errorf("%s: over the %d byte limit of a tenants file", path, config.MaxFileSize)
-	}
-	return data, nil
 }
 
 // printProblems prints a validation error a problem a line, as `broker
