@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -184,18 +185,7 @@ func (e *orgErr) Error() string { return "org " + e.org + " left out of the snap
 func orgError(id string, err error) error {
 	var ve *config.ValidationError
 	if errors.As(err, &ve) {
-		return &orgErr{org: id, msg: joinProblems(ve.Problems)}
+		return &orgErr{org: id, msg: strings.Join(ve.Problems, "; ")}
 	}
 	return &orgErr{org: id, msg: err.Error()}
-}
-
-func joinProblems(ps []string) string {
-	out := ""
-	for i, p := range ps {
-		if i > 0 {
-			out += "; "
-		}
-		out += p
-	}
-	return out
 }
