@@ -155,7 +155,8 @@ func CheckLiveKit(l LiveKitSpec) error {
 	return problems(ps...)
 }
 
-// join adds problems to err, which is nil or a *ValidationError.
+// join adds problems to err, which is nil or a *ValidationError; empty
+// ones are left out, as by problems.
 func join(err error, more ...string) error {
 	var ve *ValidationError
 	if err != nil && !errors.As(err, &ve) {
@@ -165,10 +166,5 @@ func join(err error, more ...string) error {
 	if ve != nil {
 		all = append(all, ve.Problems...)
 	}
-	for _, m := range more {
-		if m != "" {
-			all = append(all, m)
-		}
-	}
-	return problems(all...)
+	return problems(append(all, more...)...)
 }
