@@ -477,12 +477,6 @@ func (a *App) newServer(h http.Handler) *http.Server {
 // metricsOnly serves GET (and HEAD) /metrics and answers anything else
 // in the contract's error shape.
 func metricsOnly(metrics http.Handler) http.Handler {
-	refuse := func(w http.ResponseWriter, status int, code, message string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(status)
-		fmt.Fprintf(w, `{"error":%q,"message":%q}`+"\n", code, message)
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path != "/metrics":
@@ -494,6 +488,16 @@ func metricsOnly(metrics http.Handler) http.Handler {
 			metrics.ServeHTTP(w, r)
 		}
 	})
+}
+
+// refuse answers in the contract's error shape, for the handlers outside
+// httpapi (code and message are ASCII constants: %q quotes them as JSON
+// does).
+func refuse(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"error":%q,"message":%q}`+"\n", code, message)
 }
 
 // Addr returns the bound address, after Listen.

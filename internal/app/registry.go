@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -105,26 +104,18 @@ func openRegistry(ctx context.Context, env *config.Env, log *slog.Logger, m *met
 // and scrapes see the outage.
 var ungated = map[string]bool{"/": true, "/healthz": true, "/readyz": true, "/metrics": true, "/.well-known/jwks.json": true, "/openapi.yaml": true}
 
-// registryUnavailable is the contract's answer (§5) while the snapshot is
-// past BROKER_REGISTRY_MAX_STALENESS.
-const registryUnavailable = `{"error":"registry_unavailable","message":"the tenant registry is unavailable; try again shortly"}` + "\n"
-
 // registryGate fails closed: while the registry's Check fails, every
 // request that reads the tenants (every authenticated route, /connect,
-// /public/token and its preflight, the webhook) gets 503
-// registry_unavailable before any handler runs, so nothing is minted or
+// /public/token and its preflight, the webhook) gets the contract's 503
+// registry_unavailable (§5) before any handler runs, so nothing is minted or
 // redeemed against a stale snapshot. Check is an atomic load and a clock
 // read. The file and demo registries never fail it.
 func registryGate(reg registry.Reader, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if reg.Check() != nil && !ungated[r.URL.Path] && !strings.HasPrefix(r.URL.Path, "/demo/") {
-			h := w.Header()
-			h.Set("Content-Type", "application/json")
-			h.Set("Cache-Control", "no-store")
-			h.Set("X-Content-Type-Options", "nosniff")
-			h.Set("Retry-After", "5")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, registryUnavailable)
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("Retry-After", "5")
+			refuse(w, http.StatusServiceUnavailable, "registry_unavailable", "the tenant registry is unavailable; try again shortly")
 			return
 		}
 		next.ServeHTTP(w, r)
