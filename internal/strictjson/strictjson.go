@@ -350,18 +350,8 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		if err := p.value(elem, join(path, key), depth); err != nil {
 			return err
 		}
-		p.ws()
-		if p.pos >= len(p.data) {
-			return p.syntax()
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			return nil
-		default:
-			return p.syntax()
+		if done, err := p.next('}'); done || err != nil {
+			return err
 		}
 	}
 }
@@ -385,20 +375,28 @@ func (p *jsonParser) array(t reflect.Type, path string, depth int) error {
 		if err := p.value(elem, path+"["+strconv.Itoa(i)+"]", depth); err != nil {
 			return err
 		}
-		p.ws()
-		if p.pos >= len(p.data) {
-			return p.syntax()
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case ']':
-			p.pos++
-			return nil
-		default:
-			return p.syntax()
+		if done, err := p.next(']'); done || err != nil {
+			return err
 		}
 	}
+}
+
+// next reads what follows a member of an object or an element of an
+// array: a comma (another one comes) or end, the closing bracket.
+func (p *jsonParser) next(end byte) (done bool, err error) {
+	p.ws()
+	if p.pos >= len(p.data) {
+		return false, p.syntax()
+	}
+	switch p.data[p.pos] {
+	case ',':
+		p.pos++
+		return false, nil
+	case end:
+		p.pos++
+		return true, nil
+	}
+	return false, p.syntax()
 }
 
 var rawMessageType = reflect.TypeFor[json.RawMessage]()
