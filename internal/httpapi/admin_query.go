@@ -48,9 +48,6 @@ func parseQuery(raw string, allowed []string) (adminQuery, error) {
 	return adminQuery{values: values}, nil
 }
 
-// get returns a parameter's value; "" when absent.
-func (q adminQuery) get(name string) string { return q.values.Get(name) }
-
 // page reads limit (1 to registry.MaxPage; absent: registry.DefaultPage)
 // and cursor (a value a previous page returned; the registry checks it).
 func (q adminQuery) page() (registry.Page, error) {
