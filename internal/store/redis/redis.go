@@ -400,12 +400,7 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 	if limit != nil {
 		return s.limited(ctx, n, limit, "put", ttl, store.ErrExists)
 	}
-	// SET NX PX rather than SETNX: one command whose reply tells stored from present.
-	args := []any{"set", nonceKey(n), record(n), "nx"}
-	if ttl > 0 {
-		args = append(args, "px", max(1, ttl.Milliseconds()))
-	}
-	err := s.do(ctx, redis.NewStatusCmd(ctx, args...))
+	err := s.setNX(ctx, nonceKey(n), record(n), ttl)
 	switch {
 	case err == nil:
 		return store.Result{Allowed: true}, nil
@@ -413,6 +408,17 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 		return store.Result{Allowed: true}, store.ErrExists
 	}
 	return store.Result{}, unavailable("SET", err)
+}
+
+// setNX sets key to value for ttl (for ever when ttl <= 0) unless key
+// exists: redis.Nil when it does. SET NX PX rather than SETNX: one command
+// whose reply tells stored from present.
+func (s *Store) setNX(ctx context.Context, key, value string, ttl time.Duration) error {
+	args := []any{"set", key, value, "nx"}
+	if ttl > 0 {
+		args = append(args, "px", max(1, ttl.Milliseconds()))
+	}
+	return s.do(ctx, redis.NewStatusCmd(ctx, args...))
 }
 
 // ConsumeNonce implements store.Nonces in one round trip: GETDEL, which
@@ -614,7 +620,7 @@ func (s *Store) RecordWebhookEvent(ctx context.Context, id string, ttl time.Dura
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	err := s.rdb.SetArgs(ctx, eventPrefix+id, "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	err := s.setNX(ctx, eventPrefix+id, "1", ttl)
 	switch {
 	case err == nil:
 		return nil
@@ -631,7 +637,7 @@ func (s *Store) ForgetWebhookEvent(ctx context.Context, id string) error {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := s.rdb.Del(ctx, eventPrefix+id).Err(); err != nil {
+	if err := s.do(ctx, redis.NewIntCmd(ctx, "del", eventPrefix+id)); err != nil {
 		return unavailable("DEL", err)
 	}
 	return nil
