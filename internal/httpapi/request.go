@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 )
 
 // MaxBodyBytes bounds every request body (contract §5: 413 over 16 KiB).
@@ -114,17 +116,26 @@ func decodeJSON(data []byte, v any, strict bool) error {
 // checkJSONObject refuses, as invalid_request naming what is wrong, a body
 // that is empty, is not a JSON object, or breaks checkJSON's rules for t.
 func checkJSONObject(data []byte, t reflect.Type, strict bool) error {
+	_, _, err := checkJSONMembers(data, t, strict)
+	return err
+}
+
+// checkJSONMembers is checkJSONObject that also returns the object's
+// members as strictjson.CheckMembers does (n is -1 when there are more
+// than it returns).
+func checkJSONMembers(data []byte, t reflect.Type, strict bool) (members [strictjson.MaxMembers]strictjson.Member, n int, err error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
-		return apiError(CodeInvalidRequest, "a JSON body is required")
+		return members, -1, apiError(CodeInvalidRequest, "a JSON body is required")
 	}
 	if trimmed[0] != '{' {
-		return apiError(CodeInvalidRequest, "the body must be a JSON object")
+		return members, -1, apiError(CodeInvalidRequest, "the body must be a JSON object")
 	}
-	if err := checkJSON(data, t, strict); err != nil {
-		return newError(CodeInvalidRequest, err.Error(), err)
+	members, n, err = strictjson.CheckMembers(data, t, strict)
+	if err != nil {
+		return members, -1, newError(CodeInvalidRequest, err.Error(), err)
 	}
-	return nil
+	return members, n, nil
 }
 
 func jsonKind(k string) string {
