@@ -8,6 +8,7 @@ import (
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/registry"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 )
 
 // MaxCursorLength bounds a cursor the admin API takes back.
@@ -38,11 +39,11 @@ func parseQuery(raw string, allowed []string) (adminQuery, error) {
 		}
 		switch {
 		case !known:
-			return adminQuery{}, apiError(CodeInvalidRequest, "unknown query parameter "+keyName(name))
+			return adminQuery{}, apiError(CodeInvalidRequest, "unknown query parameter "+strictjson.KeyName(name))
 		case len(vs) > 1:
-			return adminQuery{}, apiError(CodeInvalidRequest, fmt.Sprintf("query parameter %s given more than once", keyName(name)))
+			return adminQuery{}, apiError(CodeInvalidRequest, fmt.Sprintf("query parameter %s given more than once", strictjson.KeyName(name)))
 		case !utf8.ValidString(vs[0]):
-			return adminQuery{}, apiError(CodeInvalidRequest, fmt.Sprintf("query parameter %s is not valid UTF-8", keyName(name)))
+			return adminQuery{}, apiError(CodeInvalidRequest, fmt.Sprintf("query parameter %s is not valid UTF-8", strictjson.KeyName(name)))
 		}
 	}
 	return adminQuery{values: values}, nil

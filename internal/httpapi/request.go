@@ -82,7 +82,7 @@ func jsonContentType(r *http.Request) bool {
 	return true
 }
 
-// decodeJSON decodes one JSON object from data into v, after checkJSON's
+// decodeJSON decodes one JSON object from data into v, after strictjson.Check's
 // strict rules (valid UTF-8, no duplicate or case-variant keys at any depth,
 // field names matched exactly). With strict set, unknown fields are refused
 // too. The message names the field at fault and never repeats the input.
@@ -114,7 +114,7 @@ func decodeJSON(data []byte, v any, strict bool) error {
 }
 
 // checkJSONObject refuses, as invalid_request naming what is wrong, a body
-// that is empty, is not a JSON object, or breaks checkJSON's rules for t.
+// that is empty, is not a JSON object, or breaks strictjson.Check's rules for t.
 func checkJSONObject(data []byte, t reflect.Type, strict bool) error {
 	_, _, err := checkJSONMembers(data, t, strict)
 	return err
