@@ -25,7 +25,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -798,16 +797,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // redisCalls sums INFO commandstats calls (commands run inside scripts are
 // counted too; store round trips come from the broker's own metrics).
 func (h *harness) redisCalls() int64 {
-	host, port, _ := strings.Cut(h.redis, ":")
-	out, err := exec.Command("redis-cli", "-h", host, "-p", port, "info", "commandstats").Output()
-	if err != nil {
-		return 0
-	}
 	var total int64
-	re := regexp.MustCompile(`^cmdstat_(\w+):calls=(\d+)`)
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil && m[1] != "info" {
+	for line := range strings.Lines(h.redisInfo("commandstats")) {
+		if m := cmdstatCalls.FindStringSubmatch(line); m != nil && m[1] != "info" {
 			n, _ := strconv.ParseInt(m[2], 10, 64)
 			total += n
 		}
@@ -815,16 +807,23 @@ func (h *harness) redisCalls() int64 {
 	return total
 }
 
+var cmdstatCalls = regexp.MustCompile(`^cmdstat_(\w+):calls=(\d+)`)
+
+// redisInfo is redis-server's INFO section; "" when it cannot be read.
+func (h *harness) redisInfo(section string) string {
+	host, port, _ := strings.Cut(h.redis, ":")
+	out, err := exec.Command("redis-cli", "-h", host, "-p", port, "info", section).Output()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
 // redisReads is redis-server's count of reads from client connections
 // (one per batch of commands a client sent together), less the one of the
 // INFO command asking.
 func (h *harness) redisReads() int64 {
-	host, port, _ := strings.Cut(h.redis, ":")
-	out, err := exec.Command("redis-cli", "-h", host, "-p", port, "info", "stats").Output()
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(out)) {
+	for line := range strings.Lines(h.redisInfo("stats")) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			return n - 1

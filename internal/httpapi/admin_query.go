@@ -8,6 +8,7 @@ import (
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/registry"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 )
 
 // MaxCursorLength bounds a cursor the admin API takes back.
@@ -38,18 +39,15 @@ func parseQuery(raw string, allowed []string) (adminQuery, error) {
 		}
 		switch {
 		case !known:
-			return adminQuery{}, apiError(CodeInvalidRequest, "unknown query parameter "+keyName(name))
+			return adminQuery{}, apiError(CodeInvalidRequest, "unknown query parameter "+strictjson.KeyName(name))
 		case len(vs) > 1:
-			return adminQuery{}, apiError(CodeInvalidRequest, fmt.Sprintf("query parameter %s given more than once", keyName(name)))
+			return adminQuery{}, apiError(CodeInvalidRequest, fmt.Sprintf("query parameter %s given more than once", strictjson.KeyName(name)))
 		case !utf8.ValidString(vs[0]):
-			return adminQuery{}, apiError(CodeInvalidRequest, fmt.Sprintf("query parameter %s is not valid UTF-8", keyName(name)))
+			return adminQuery{}, apiError(CodeInvalidRequest, fmt.Sprintf("query parameter %s is not valid UTF-8", strictjson.KeyName(name)))
 		}
 	}
 	return adminQuery{values: values}, nil
 }
-
-// get returns a parameter's value; "" when absent.
-func (q adminQuery) get(name string) string { return q.values.Get(name) }
 
 // page reads limit (1 to registry.MaxPage; absent: registry.DefaultPage)
 // and cursor (a value a previous page returned; the registry checks it).

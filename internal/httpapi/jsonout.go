@@ -27,15 +27,22 @@ func writeMinted(c echo.Context, r mintResponse) error {
 	b = append(b, `,"expiresIn":`...)
 	b = strconv.AppendInt(b, int64(r.ExpiresIn), 10)
 	b = append(b, "}\n"...)
+	return writeJSONBytes(c, http.StatusCreated, b)
+}
+
+// writeJSONBytes answers status with b, a JSON body, and the Content-Type
+// c.JSON sets, unless the response has one already. The header's value
+// slice is shared by every answer (header values are never written in
+// place), so setting it costs no allocation.
+func writeJSONBytes(c echo.Context, status int, b []byte) error {
 	h := c.Response().Header()
 	if _, ok := h[echo.HeaderContentType]; !ok {
 		h[echo.HeaderContentType] = jsonContentTypeValue
 	}
-	return c.Blob(http.StatusCreated, echo.MIMEApplicationJSON, b)
+	return c.Blob(status, echo.MIMEApplicationJSON, b)
 }
 
-// jsonContentTypeValue is the Content-Type value c.JSON sets; header
-// values are never written in place, so every answer can share it.
+// jsonContentTypeValue is the Content-Type value c.JSON sets.
 var jsonContentTypeValue = []string{echo.MIMEApplicationJSON}
 
 // writeRedeemed answers 200 with redeem's body, byte for byte what
@@ -74,11 +81,7 @@ func writeRedeemed(c echo.Context, r redeemResponse) error {
 		b = append(b, '}')
 	}
 	b = append(b, "}\n"...)
-	h := c.Response().Header()
-	if _, ok := h[echo.HeaderContentType]; !ok {
-		h[echo.HeaderContentType] = jsonContentTypeValue
-	}
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
+	return writeJSONBytes(c, http.StatusOK, b)
 }
 
 // plainCompactJSON reports whether raw, if it is valid JSON, is what

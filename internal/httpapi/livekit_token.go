@@ -12,6 +12,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/livekit"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 	"github.com/voicebroker/voicebroker/pkg/rooms"
 )
 
@@ -222,8 +223,8 @@ func roomAllowed(org *config.Org, room string) (rooms.Name, error) {
 // reservedAttributes are the participant attributes the broker sets itself,
 // folded (strictjson.Fold), and lkPrefix LiveKit's own prefix, folded.
 var (
-	reservedAttributes = []string{foldKey("org"), foldKey("agent"), foldKey("channel")}
-	lkPrefix           = foldKey("lk.")
+	reservedAttributes = []string{strictjson.Fold("org"), strictjson.Fold("agent"), strictjson.Fold("channel")}
+	lkPrefix           = strictjson.Fold("lk.")
 )
 
 // checkAttributes bounds a caller's participant attributes and refuses the
@@ -240,7 +241,7 @@ func checkAttributes(attrs map[string]string) error {
 		if k == "" || len(k) > MaxAttributeKey || len(v) > MaxAttributeValue || !utf8.ValidString(k) || !utf8.ValidString(v) {
 			return apiError(CodeInvalidRequest, "participant_attributes keys must be 1 to 64 bytes and values at most 512")
 		}
-		f := foldKey(k)
+		f := strictjson.Fold(k)
 		if slices.Contains(reservedAttributes, f) {
 			return apiError(CodeInvalidRequest, `participant_attributes "org", "agent" and "channel" (in any case) are set by the broker`)
 		}

@@ -7,6 +7,7 @@ import (
 
 	lkproto "github.com/livekit/protocol/livekit"
 	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -23,7 +24,7 @@ type tokenSourceRequest struct {
 }
 
 // decodeTokenSourceRequest decodes a /livekit/token body strictly: one JSON
-// object under checkJSON's rules (valid UTF-8, no key twice in any object
+// object under strictjson.Check's rules (valid UTF-8, no key twice in any object
 // nor two keys that differ only in case), no field under both its names
 // (room_name and roomName), no field TokenSourceRequest does not have
 // besides agent and channel, and in room_config nothing but agents: the
@@ -61,16 +62,16 @@ func decodeTokenSourceRequest(data []byte) (*tokenSourceRequest, error) {
 			fd = fields.ByTextName(key)
 		}
 		if fd == nil {
-			return nil, apiError(CodeInvalidRequest, "unknown field "+keyName(key))
+			return nil, apiError(CodeInvalidRequest, "unknown field "+strictjson.KeyName(key))
 		}
 		if other, dup := seen[fd.Number()]; dup {
-			return nil, apiError(CodeInvalidRequest, fmt.Sprintf("fields %s and %s are the same field", keyName(other), keyName(key)))
+			return nil, apiError(CodeInvalidRequest, fmt.Sprintf("fields %s and %s are the same field", strictjson.KeyName(other), strictjson.KeyName(key)))
 		}
 		seen[fd.Number()] = key
 		one, _ := json.Marshal(map[string]json.RawMessage{key: raw})
 		var part lkproto.TokenSourceRequest
 		if err := protojson.Unmarshal(one, &part); err != nil {
-			return nil, apiError(CodeInvalidRequest, fmt.Sprintf("field %s is not valid for LiveKit's TokenSourceRequest", keyName(key)))
+			return nil, apiError(CodeInvalidRequest, fmt.Sprintf("field %s is not valid for LiveKit's TokenSourceRequest", strictjson.KeyName(key)))
 		}
 		proto.Merge(&req.TokenSourceRequest, &part)
 	}

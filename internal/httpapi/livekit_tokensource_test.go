@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	lkproto "github.com/livekit/protocol/livekit"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -143,7 +144,7 @@ func FuzzTokenSourceRequest(f *testing.F) {
 		if !utf8.ValidString(body) || !json.Valid([]byte(body)) {
 			t.Fatalf("accepted invalid JSON or UTF-8: %q", body)
 		}
-		if checkJSON([]byte(body), nil, false) != nil {
+		if strictjson.Check([]byte(body), nil, false) != nil {
 			t.Fatal("accepted duplicate keys")
 		}
 		if rc := req.RoomConfig; rc != nil {

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 )
 
 // MaxBodyBytes bounds every request body (contract §5: 413 over 16 KiB).
@@ -80,7 +82,7 @@ func jsonContentType(r *http.Request) bool {
 	return true
 }
 
-// decodeJSON decodes one JSON object from data into v, after checkJSON's
+// decodeJSON decodes one JSON object from data into v, after strictjson.Check's
 // strict rules (valid UTF-8, no duplicate or case-variant keys at any depth,
 // field names matched exactly). With strict set, unknown fields are refused
 // too. The message names the field at fault and never repeats the input.
@@ -112,19 +114,28 @@ func decodeJSON(data []byte, v any, strict bool) error {
 }
 
 // checkJSONObject refuses, as invalid_request naming what is wrong, a body
-// that is empty, is not a JSON object, or breaks checkJSON's rules for t.
+// that is empty, is not a JSON object, or breaks strictjson.Check's rules for t.
 func checkJSONObject(data []byte, t reflect.Type, strict bool) error {
+	_, _, err := checkJSONMembers(data, t, strict)
+	return err
+}
+
+// checkJSONMembers is checkJSONObject that also returns the object's
+// members as strictjson.CheckMembers does (n is -1 when there are more
+// than it returns).
+func checkJSONMembers(data []byte, t reflect.Type, strict bool) (members [strictjson.MaxMembers]strictjson.Member, n int, err error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
-		return apiError(CodeInvalidRequest, "a JSON body is required")
+		return members, -1, apiError(CodeInvalidRequest, "a JSON body is required")
 	}
 	if trimmed[0] != '{' {
-		return apiError(CodeInvalidRequest, "the body must be a JSON object")
+		return members, -1, apiError(CodeInvalidRequest, "the body must be a JSON object")
 	}
-	if err := checkJSON(data, t, strict); err != nil {
-		return newError(CodeInvalidRequest, err.Error(), err)
+	members, n, err = strictjson.CheckMembers(data, t, strict)
+	if err != nil {
+		return members, -1, newError(CodeInvalidRequest, err.Error(), err)
 	}
-	return nil
+	return members, n, nil
 }
 
 func jsonKind(k string) string {

@@ -29,6 +29,7 @@ import (
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/store"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 	"github.com/voicebroker/voicebroker/pkg/origins"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
@@ -550,7 +551,7 @@ func (s *Server) authenticate(c echo.Context, scope config.Scope, mode authMode)
 		// The auth service sees the body only if the handler will read it
 		// the same way; a body the handler refuses is forwarded as null.
 		// An API key never reaches the auth service: no need to check.
-		if !apikey.Looks(cred) && len(bytes.TrimSpace(body)) > 0 && checkJSON(body, nil, false) != nil {
+		if !apikey.Looks(cred) && len(bytes.TrimSpace(body)) > 0 && strictjson.Check(body, nil, false) != nil {
 			body = nil
 		}
 		p, err = s.Auth.Authenticate(r.Context(), &auth.Request{

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 )
 
 // TestDecodeJSONStrict: every body the broker decodes is read one way only.
@@ -63,8 +65,8 @@ func TestDecodeJSONStrict(t *testing.T) {
 		{"negative number beyond a double", `{"metadata":{"n":-` + strings.Repeat("9", 400) + `}}`, true, "out of range"},
 		{"big but finite numbers", `{"metadata":{"n":1.7e308,"m":-123456789012345678901234567890,"u":1e-400}}`, true, ""},
 		{"NBSP is not whitespace", "\u00a0{\"agent\":\"a\"}", true, "malformed JSON"},
-		{"too deep", `{"metadata":` + strings.Repeat(`[`, MaxJSONDepth) + strings.Repeat(`]`, MaxJSONDepth) + `}`, true, "deeper than"},
-		{"deep enough", `{"metadata":` + strings.Repeat(`[`, MaxJSONDepth-1) + strings.Repeat(`]`, MaxJSONDepth-1) + `}`, true, ""},
+		{"too deep", `{"metadata":` + strings.Repeat(`[`, strictjson.MaxDepth) + strings.Repeat(`]`, strictjson.MaxDepth) + `}`, true, "deeper than"},
+		{"deep enough", `{"metadata":` + strings.Repeat(`[`, strictjson.MaxDepth-1) + strings.Repeat(`]`, strictjson.MaxDepth-1) + `}`, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var v req
@@ -108,7 +110,7 @@ func TestStrictJSONMessagesQuoteNoLongKeys(t *testing.T) {
 	}
 }
 
-// FuzzStrictJSON: checkJSON never panics; whatever it accepts is JSON that
+// FuzzStrictJSON: strictjson.Check never panics; whatever it accepts is JSON that
 // encoding/json accepts too, valid UTF-8, with no two keys of an object
 // equal under strings.EqualFold (a simpler reference than the checker's
 // fold table); and whatever it refuses that encoding/json accepts and the
@@ -124,7 +126,7 @@ func FuzzStrictJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		err := checkJSON(data, nil, false)
+		err := strictjson.Check(data, nil, false)
 		valid := json.Valid(data) && utf8.Valid(data)
 		if err == nil {
 			if !valid {

@@ -19,6 +19,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/store"
+	"github.com/voicebroker/voicebroker/internal/strictjson"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
@@ -248,7 +249,7 @@ func metadataOf(raw json.RawMessage) (json.RawMessage, error) {
 	if raw[0] != '{' {
 		return nil, apiError(CodeInvalidRequest, `field "metadata" must be a JSON object`)
 	}
-	if err := checkJSON(raw, nil, false); err != nil {
+	if err := strictjson.Check(raw, nil, false); err != nil {
 		return nil, newError(CodeInvalidRequest, `field "metadata": `+err.Error(), err)
 	}
 	var buf bytes.Buffer

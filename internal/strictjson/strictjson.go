@@ -45,25 +45,48 @@ func (e *jsonError) Error() string { return e.msg }
 // names the place at fault (a key, when KeyName allows it, and its path)
 // and never repeats a value.
 func Check(data []byte, t reflect.Type, strict bool) error {
+	_, _, err := CheckMembers(data, t, strict)
+	return err
+}
+
+// MaxMembers is how many members of an object CheckMembers returns.
+const MaxMembers = 8
+
+// Member is one member of a JSON object: its key, decoded, and its
+// value's text, a slice of the document.
+type Member struct {
+	Key   string
+	Value []byte
+}
+
+// CheckMembers is Check that also returns, when data is a JSON object of
+// at most MaxMembers members, the first n of members: the object's own
+// members, in order, read in the same pass as the check. n is -1 when
+// the object has more, or data is not an object.
+func CheckMembers(data []byte, t reflect.Type, strict bool) (members [MaxMembers]Member, n int, err error) {
 	if !utf8.Valid(data) {
-		return &jsonError{"the body is not valid UTF-8"}
+		return members, -1, &jsonError{"the body is not valid UTF-8"}
 	}
-	p := &jsonParser{data: data, strict: strict}
+	p := &jsonParser{data: data, strict: strict, ntop: -1}
 	p.ws()
 	if err := p.value(t, "", 0); err != nil {
-		return err
+		return members, -1, err
 	}
 	p.ws()
 	if p.pos != len(p.data) {
-		return &jsonError{"unexpected data after the JSON value"}
+		return members, -1, &jsonError{"unexpected data after the JSON value"}
 	}
-	return nil
+	return p.top, p.ntop, nil
 }
 
 type jsonParser struct {
 	data   []byte
 	pos    int
 	strict bool
+	// top holds the first ntop members of the outermost object; ntop is
+	// -1 when it has more, or the document is no object.
+	top  [MaxMembers]Member
+	ntop int
 }
 
 func (p *jsonParser) syntax() error {
@@ -280,6 +303,9 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		t = nil
 	}
 	p.pos++ // {
+	if depth == 1 {
+		p.ntop = 0
+	}
 	p.ws()
 	if p.pos < len(p.data) && p.data[p.pos] == '}' {
 		p.pos++
@@ -347,21 +373,20 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		}
 		p.pos++
 		p.ws()
+		start := p.pos
 		if err := p.value(elem, join(path, key), depth); err != nil {
 			return err
 		}
-		p.ws()
-		if p.pos >= len(p.data) {
-			return p.syntax()
+		if depth == 1 {
+			if p.ntop >= 0 && p.ntop < MaxMembers {
+				p.top[p.ntop] = Member{Key: key, Value: p.data[start:p.pos]}
+				p.ntop++
+			} else {
+				p.ntop = -1
+			}
 		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			return nil
-		default:
-			return p.syntax()
+		if done, err := p.next('}'); done || err != nil {
+			return err
 		}
 	}
 }
@@ -385,20 +410,28 @@ func (p *jsonParser) array(t reflect.Type, path string, depth int) error {
 		if err := p.value(elem, path+"["+strconv.Itoa(i)+"]", depth); err != nil {
 			return err
 		}
-		p.ws()
-		if p.pos >= len(p.data) {
-			return p.syntax()
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-		case ']':
-			p.pos++
-			return nil
-		default:
-			return p.syntax()
+		if done, err := p.next(']'); done || err != nil {
+			return err
 		}
 	}
+}
+
+// next reads what follows a member of an object or an element of an
+// array: a comma (another one comes) or end, the closing bracket.
+func (p *jsonParser) next(end byte) (done bool, err error) {
+	p.ws()
+	if p.pos >= len(p.data) {
+		return false, p.syntax()
+	}
+	switch p.data[p.pos] {
+	case ',':
+		p.pos++
+		return false, nil
+	case end:
+		p.pos++
+		return true, nil
+	}
+	return false, p.syntax()
 }
 
 var rawMessageType = reflect.TypeFor[json.RawMessage]()

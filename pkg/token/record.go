@@ -102,11 +102,6 @@ func (m *recordMAC) sum(ticket string) string {
 // from the store, but it can only be made with the private key.
 func (i *Issuer) Record(ticket string) string { return i.mac.sum(ticket) }
 
-// recordKey is what a verifier knows of a key it can check records for.
-type recordKey struct {
-	mac *recordMAC
-}
-
 // CheckUnsigned checks everything Verify checks except the signature:
 // the header segment must be, byte for byte, the one an Issuer of one of
 // the verifier's keys writes (which pins alg, typ and kid), and the claims
@@ -137,7 +132,7 @@ func (v *Verifier) CheckUnsigned(s string) (claims *Claims, record string, err e
 	if !ok {
 		return nil, "", fmt.Errorf("%w: malformed", ErrInvalid)
 	}
-	rk, ok := v.records[head]
+	mac, ok := v.records[head]
 	if !ok {
 		return nil, "", ErrNoRecord
 	}
@@ -168,5 +163,5 @@ func (v *Verifier) CheckUnsigned(s string) (claims *Claims, record string, err e
 	if err := checkClaims(c); err != nil {
 		return nil, "", err
 	}
-	return c, rk.mac.sum(s), nil
+	return c, mac.sum(s), nil
 }

@@ -345,7 +345,7 @@ type Verifier struct {
 	validator *jwt.Validator
 	// records maps the header segment of each key with a private part to
 	// its record key, for CheckUnsigned.
-	records map[string]recordKey
+	records map[string]*recordMAC
 }
 
 // NewVerifier returns a Verifier for tickets with the given iss claim, signed
@@ -360,7 +360,7 @@ func NewVerifier(issuer string, keys []*Key, now func() time.Time, leeway time.D
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{keys: make(map[string]*Key, len(keys)), records: make(map[string]recordKey)}
+	v := &Verifier{keys: make(map[string]*Key, len(keys)), records: make(map[string]*recordMAC)}
 	for _, k := range keys {
 		v.keys[k.kid] = k.Public()
 		mac, err := newRecordMAC(k)
@@ -374,7 +374,7 @@ func NewVerifier(issuer string, keys []*Key, now func() time.Time, leeway time.D
 		if err != nil {
 			return nil, err
 		}
-		v.records[h] = recordKey{mac: mac}
+		v.records[h] = mac
 	}
 	claimOpts := []jwt.ParserOption{
 		// By default golang-jwt treats exp as optional; a ticket without

@@ -81,32 +81,25 @@ func (s *Store) sweep() {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, n := range s.nonces {
-		if !now.Before(n.expires) {
-			delete(s.nonces, k)
-		}
-	}
-	for k, exp := range s.proofs {
-		if !now.Before(exp) {
-			delete(s.proofs, k)
-		}
-	}
-	for k, o := range s.rooms {
-		if !now.Before(o.expires) {
-			delete(s.rooms, k)
-		}
-	}
-	for k, exp := range s.events {
-		if !now.Before(exp) {
-			delete(s.events, k)
-		}
-	}
-	for k, tat := range s.tats {
-		if !now.Before(tat) {
-			delete(s.tats, k)
+	expire(s.nonces, now, func(n nonce) time.Time { return n.expires })
+	expire(s.proofs, now, at)
+	expire(s.rooms, now, func(o owner) time.Time { return o.expires })
+	expire(s.events, now, at)
+	expire(s.tats, now, at)
+}
+
+// expire deletes the entries of m whose expiry, exp of the value, is not
+// after now.
+func expire[V any](m map[string]V, now time.Time, exp func(V) time.Time) {
+	for k, v := range m {
+		if !now.Before(exp(v)) {
+			delete(m, k)
 		}
 	}
 }
+
+// at is the expiry of a value that is one.
+func at(t time.Time) time.Time { return t }
 
 // limited counts an event against n's gate, if any, then against n's
 // budget (n.LimitKey) when limit is set; call with s.mu held.

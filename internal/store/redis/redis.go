@@ -86,7 +86,7 @@ func rateKey(key string) string { return "rate:" + ratePrefix + key }
 // gated}; done is 1 when the nonce was stored or consumed, 0 when it
 // existed or was absent, 2 when it is kept with another record; gated is 1 when the gate refused (the numbers are
 // then the gate's).
-var limitedNonce = redis.NewScript(`
+var limitedNonce = redis.NewScript(consumeRecordLua + `
 local t = redis.call('TIME')
 local now = (t[1] - 1483228800) + (t[2] / 1000000)
 local function step(key, burst, rate, period)
@@ -117,33 +117,36 @@ if ARGV[4] == 'put' then
 elseif ARGV[6] == '' then
   if redis.call('GETDEL', KEYS[2]) then done = 1 end
 else
-  -- A plain comparison, not a constant-time one, and that is safe: both
-  -- sides are MACs of the presented ticket (the kept one of the ticket
-  -- minted), under a key only the broker has, so how long the comparison
-  -- takes tells a client nothing it can steer towards a match.
-  local kept = redis.call('GET', KEYS[2])
-  if kept == ARGV[6] then
-    redis.call('DEL', KEYS[2])
-    done = 1
-  elseif kept then
-    done = 2
-  end
+  done = consume_record(KEYS[2], ARGV[6])
 end
 return {1, remaining, retry, reset, done, 0}
 `)
 
-// consumeRecord is an unlimited ConsumeNonce with a record: it deletes
-// KEYS[1] only if it holds ARGV[1] (compared as in limitedNonce). Returns
-// 1 when it did, 0 when the nonce is absent, 2 when it holds another value.
-var consumeRecord = redis.NewScript(`
-local kept = redis.call('GET', KEYS[1])
-if kept == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-elseif kept then
-  return 2
+// consumeRecordLua defines consume_record(key, rec), the consumption of a
+// nonce kept with a record, for the scripts that consume one: it deletes
+// key only if it holds rec, and returns 1 when it did, 0 when key is
+// absent, 2 when it holds another value.
+const consumeRecordLua = `
+local function consume_record(key, rec)
+  -- A plain comparison, not a constant-time one, and that is safe: both
+  -- sides are MACs of the presented ticket (the kept one of the ticket
+  -- minted), under a key only the broker has, so how long the comparison
+  -- takes tells a client nothing it can steer towards a match.
+  local kept = redis.call('GET', key)
+  if kept == rec then
+    redis.call('DEL', key)
+    return 1
+  elseif kept then
+    return 2
+  end
+  return 0
 end
-return 0
+`
+
+// consumeRecord is an unlimited ConsumeNonce with a record: consume_record
+// on KEYS[1] with ARGV[1].
+var consumeRecord = redis.NewScript(consumeRecordLua + `
+return consume_record(KEYS[1], ARGV[1])
 `)
 
 // consumeWithProof is ConsumeNonceWithProof on KEYS[1] (the nonce) and
@@ -400,12 +403,7 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 	if limit != nil {
 		return s.limited(ctx, n, limit, "put", ttl, store.ErrExists)
 	}
-	// SET NX PX rather than SETNX: one command whose reply tells stored from present.
-	args := []any{"set", nonceKey(n), record(n), "nx"}
-	if ttl > 0 {
-		args = append(args, "px", max(1, ttl.Milliseconds()))
-	}
-	err := s.do(ctx, redis.NewStatusCmd(ctx, args...))
+	err := s.setNX(ctx, nonceKey(n), record(n), ttl)
 	switch {
 	case err == nil:
 		return store.Result{Allowed: true}, nil
@@ -413,6 +411,17 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 		return store.Result{Allowed: true}, store.ErrExists
 	}
 	return store.Result{}, unavailable("SET", err)
+}
+
+// setNX sets key to value for ttl (for ever when ttl <= 0) unless key
+// exists: redis.Nil when it does. SET NX PX rather than SETNX: one command
+// whose reply tells stored from present.
+func (s *Store) setNX(ctx context.Context, key, value string, ttl time.Duration) error {
+	args := []any{"set", key, value, "nx"}
+	if ttl > 0 {
+		args = append(args, "px", max(1, ttl.Milliseconds()))
+	}
+	return s.do(ctx, redis.NewStatusCmd(ctx, args...))
 }
 
 // ConsumeNonce implements store.Nonces in one round trip: GETDEL, which
@@ -614,7 +623,7 @@ func (s *Store) RecordWebhookEvent(ctx context.Context, id string, ttl time.Dura
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	err := s.rdb.SetArgs(ctx, eventPrefix+id, "1", redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	err := s.setNX(ctx, eventPrefix+id, "1", ttl)
 	switch {
 	case err == nil:
 		return nil
@@ -631,7 +640,7 @@ func (s *Store) ForgetWebhookEvent(ctx context.Context, id string) error {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := s.rdb.Del(ctx, eventPrefix+id).Err(); err != nil {
+	if err := s.do(ctx, redis.NewIntCmd(ctx, "del", eventPrefix+id)); err != nil {
 		return unavailable("DEL", err)
 	}
 	return nil
