@@ -48,7 +48,9 @@ func (s *Server) publicToken(c echo.Context) error {
 	// a demo page can show why it was refused; the key's own agent decides
 	// below. Two Origin headers name none, and are refused below.
 	origin, single := originHeader(r)
-	if o, err := origins.ParseOrigin(origin); single && err == nil && s.tenants(c).AllowsOrigin(o) {
+	o, err := origins.ParseOrigin(origin) // once: publicTicket matches the same o
+	parsed := single && err == nil
+	if parsed && s.tenants(c).AllowsOrigin(o) {
 		setCORS(c, o)
 	}
 	// The per-IP limit comes before everything else. A request that gets
@@ -56,7 +58,7 @@ func (s *Server) publicToken(c echo.Context) error {
 	// round trip), as its gate; any other is counted here, on the way out.
 	g := &gate{Gate: store.Gate{Key: ipKey("public", ip), Limit: store.PerMinute(s.PublicRate)}}
 	c.Set(ctxGate, g)
-	err := s.publicTicket(c, ip)
+	err = s.publicTicket(c, ip, o, parsed)
 	if g.counted || errors.Is(err, store.ErrUnavailable) {
 		return err
 	}
@@ -85,11 +87,10 @@ func gateOf(c echo.Context) *gate {
 }
 
 // publicTicket is /public/token after CORS, up to the mint; the per-IP
-// limit is publicToken's.
-func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
-	r := c.Request()
-	origin, single := originHeader(r)
-	cred, err := credential(r)
+// limit is publicToken's. o is the request's one Origin header, parsed
+// when parsed is true; anything else is refused as origin_not_allowed.
+func (s *Server) publicTicket(c echo.Context, ip netip.Addr, o origins.Origin, parsed bool) error {
+	cred, err := credential(c.Request())
 	if err != nil {
 		s.authFailed(c, ip, auth.Reason(classify(err).Code), nil)
 		return err
@@ -102,8 +103,7 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 	// From here the request counts against the agent's public budget,
 	// never the org's: in the mint's store step, or when refused.
 	setBudget(c, &budget{org: agent.Org().ID, agent: agent.ID, limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
-	allowed, ok := agent.Origins().Allow(origin)
-	if !single || !ok {
+	if !parsed || !agent.Origins().MatchOrigin(o) {
 		s.authFailed(c, ip, reasonOriginNotAllowed, nil)
 		return apiError(CodeOriginNotAllowed, "")
 	}
@@ -132,7 +132,7 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr) error {
 		return err
 	}
 	return s.issue(c, agent, token.Ticket{
-		Org: agent.Org().ID, Agent: agent.ID, Channel: string(req.Channel), Identity: identity, Origin: allowed.String(), JKT: jkt,
+		Org: agent.Org().ID, Agent: agent.ID, Channel: string(req.Channel), Identity: identity, Origin: o.String(), JKT: jkt,
 	}, &auth.Principal{Org: agent.Org().ID, Method: auth.MethodPublishableKey, KeyID: agent.ID}, mintPublic)
 }
 
