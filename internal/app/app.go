@@ -438,7 +438,7 @@ func (a *App) Listen() error {
 			l.Close()
 			return fmt.Errorf("BROKER_METRICS_ADDR %s: %w", a.Env.MetricsAddr, err)
 		}
-		a.metricsListener = ml
+		a.metricsListener = jsonErrorListener{ml}
 		a.metricsServer = a.newServer(metricsOnly(a.Metrics.Handler()))
 	}
 	if a.adminHandler != nil {
@@ -451,10 +451,10 @@ func (a *App) Listen() error {
 			}
 			return fmt.Errorf("BROKER_ADMIN_ADDR %s: %w", a.Env.Admin.Addr, err)
 		}
-		a.adminListener = al
+		a.adminListener = jsonErrorListener{al}
 		a.adminServer = a.newServer(a.adminHandler)
 	}
-	a.listener = l
+	a.listener = jsonErrorListener{l}
 	a.server = a.newServer(a.handler)
 	return nil
 }

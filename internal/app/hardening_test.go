@@ -435,7 +435,9 @@ func rawHTTP(t *testing.T, addr, req string) (*http.Response, string) {
 // TestRequestHeadersOver16KiB: the real server answers 431 in the
 // contract's shape as soon as the header fields (each "Name: value\r\n",
 // Host included) pass 16 KiB, whether in one header or many, and never
-// serves such a request; net/http alone let about 20 KiB through.
+// serves such a request; net/http alone let about 20 KiB through. Past
+// that, net/http answers before any handler, and its plain-text 431 is
+// rewritten (jsonErrorConn).
 func TestRequestHeadersOver16KiB(t *testing.T) {
 	k := newKeys(t)
 	b := startBroker(t, k, nil)
@@ -457,24 +459,26 @@ func TestRequestHeadersOver16KiB(t *testing.T) {
 		name   string
 		req    string
 		status int
-		json   bool
 	}{
-		{"exactly 16 KiB", padded(16 << 10), 200, true},
-		{"16 KiB and one byte", padded(16<<10 + 1), 431, true},
-		{"17 KiB", padded(17 << 10), 431, true},
-		{"19.5 KiB", padded(19<<10 + 512), 431, true},
-		{"many headers, 18 KiB", many(180, 92), 431, true},
-		{"far over: net/http's own 431", padded(64 << 10), 431, false},
+		{"exactly 16 KiB", padded(16 << 10), 200},
+		{"16 KiB and one byte", padded(16<<10 + 1), 431},
+		{"17 KiB", padded(17 << 10), 431},
+		{"19.5 KiB", padded(19<<10 + 512), 431},
+		{"many headers, 18 KiB", many(180, 92), 431},
+		{"far over: net/http's own 431", padded(64 << 10), 431},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := rawHTTP(t, addr, tc.req)
 			if resp.StatusCode != tc.status {
 				t.Fatalf("%d %s, want %d", resp.StatusCode, body, tc.status)
 			}
-			if tc.status == 431 && tc.json {
+			if tc.status == 431 {
 				var e map[string]string
 				if json.Unmarshal([]byte(body), &e) != nil || e["error"] != "payload_too_large" || e["message"] == "" || len(e) != 2 {
 					t.Fatalf("431 body %q", body)
+				}
+				if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+					t.Fatalf("431 Content-Type %q", ct)
 				}
 			}
 		})
@@ -484,6 +488,50 @@ func TestRequestHeadersOver16KiB(t *testing.T) {
 	}
 	if strings.Contains(b.Logs.String(), k.acme) {
 		t.Fatal("the key reached the log")
+	}
+}
+
+// TestUnreadableRequestsGetJSON: requests net/http refuses before any
+// handler runs (a bad request line, Host, header name or value, version or
+// transfer coding) get their status in the contract's error shape, with no
+// byte of the request echoed, on the API listener and on /metrics' own.
+func TestUnreadableRequestsGetJSON(t *testing.T) {
+	k := newKeys(t)
+	b := startBroker(t, k, map[string]string{"BROKER_METRICS_ADDR": "127.0.0.1:0"})
+	for _, tc := range []struct {
+		name, req string
+		status    int
+		message   string
+	}{
+		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, "missing required Host header"},
+		{"bad Host", "GET /healthz HTTP/1.1\r\nHost: a<script>b\r\n\r\n", 400, "malformed Host header"},
+		{"bad header name", "GET /healthz HTTP/1.1\r\nHost: b\r\nX<script>: 1\r\n\r\n", 400, ""},
+		{"NUL in a value", "GET /healthz HTTP/1.1\r\nHost: b\r\nX-A: <script>\x00\r\n\r\n", 400, ""},
+		{"garbage line", "<script>alert(1)</script>\r\n\r\n", 400, ""},
+		{"HTTP/2.0 over HTTP/1", "GET /healthz HTTP/2.0\r\nHost: b\r\n\r\n", 505, ""},
+		{"unknown transfer coding", "POST /token HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: <script>\r\n\r\n", 501, ""},
+	} {
+		for _, addr := range []string{b.app.Addr(), b.app.MetricsAddr()} {
+			resp, body := rawHTTP(t, addr, tc.req)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%s at %s: %d %q, want %d", tc.name, addr, resp.StatusCode, body, tc.status)
+			}
+			var e map[string]string
+			if err := json.Unmarshal([]byte(body), &e); err != nil || e["error"] != "invalid_request" || len(e) != 2 {
+				t.Fatalf("%s: body %q (%v)", tc.name, body, err)
+			}
+			if !strings.Contains(e["message"], tc.message) {
+				t.Fatalf("%s: message %q, want it to name %q", tc.name, e["message"], tc.message)
+			}
+			if strings.Contains(body, "script") {
+				t.Fatalf("%s: the request's bytes were echoed: %q", tc.name, body)
+			}
+			for h, want := range map[string]string{"Content-Type": "application/json", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"} {
+				if got := resp.Header.Get(h); got != want {
+					t.Fatalf("%s: %s %q, want %q", tc.name, h, got, want)
+				}
+			}
+		}
 	}
 }
 
