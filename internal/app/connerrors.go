@@ -73,8 +73,14 @@ func rewriteNetHTTPError(p []byte) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	statusLine, body, ok := bytes.Cut(rest, []byte(netHTTPErrorHeaders))
-	if !ok || bytes.IndexByte(statusLine, '\n') >= 0 || len(statusLine) < 4 || statusLine[3] != ' ' {
+	// The status line ends at the first CR, where net/http's fields must
+	// begin: every other answer is passed over after a few bytes.
+	end := bytes.IndexByte(rest, '\r')
+	if end < 4 || rest[3] != ' ' || !bytes.HasPrefix(rest[end:], []byte(netHTTPErrorHeaders)) {
+		return nil, false
+	}
+	statusLine, body := rest[:end], rest[end+len(netHTTPErrorHeaders):]
+	if bytes.IndexByte(statusLine, '\n') >= 0 {
 		return nil, false
 	}
 	status, err := strconv.Atoi(string(statusLine[:3]))
