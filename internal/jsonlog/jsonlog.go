@@ -163,11 +163,12 @@ func appendAttrs(b []byte, attrs []slog.Attr) []byte {
 func appendEscaped(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= ' ' && c != '"' && c != '\\' {
-				i++
-				continue
-			}
+		c := s[i]
+		if asIs[c] {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':
@@ -204,3 +205,13 @@ func appendEscaped(b []byte, s string) []byte {
 }
 
 const hex = "0123456789abcdef"
+
+// asIs holds the bytes written as they are, whatever surrounds them:
+// printable ASCII and DEL, but " and \. One lookup a byte for the common
+// case, in place of four comparisons.
+var asIs = func() (t [256]bool) {
+	for c := ' '; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
