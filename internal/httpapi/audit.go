@@ -12,8 +12,10 @@ import (
 //
 // With the broker's own logger (jsonlog.New) the line is appended into a
 // pooled buffer and written in one Write, byte for byte what slog writes:
-// about 0.45 µs of CPU in place of slog's 1.45 µs, and no request logger
-// (a With) made for it. With any other logger it goes through slog.
+// 0.41 µs of CPU in place of slog's 1.45 µs (jsonlog's benchmarks), and no
+// request logger (a With) made for it: a redemption makes 71 allocations
+// in place of 80 (BenchmarkHandlerRedeem). With any other logger it goes
+// through slog.
 func (s *Server) auditInfo(c echo.Context, msg string, attrs ...slog.Attr) {
 	if s.fastLog == nil {
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, msg, attrs...)

@@ -3,9 +3,11 @@
 // per-request audit lines (time, level, message, then string attributes)
 // straight from a pooled buffer, byte for byte as the handler would.
 //
-// Through slog a line of ten string attributes costs about 2.6 µs of a
-// 61 µs POST /token (the Record, the caller's PC, the handler's state and
-// its attribute walk); appended here it costs a few hundred nanoseconds.
+// Through slog the token.mint line (ten string attributes) costs 1.45 µs
+// of CPU and an allocation in BenchmarkSlogInfo, and took 2.6 µs of a
+// 61 µs POST /token in a profile under load (the Record and its attribute
+// copies, the caller's PC, the handler's state, its per-attribute walk);
+// appended here it costs 0.41 µs and no allocation (BenchmarkWriterInfo).
 package jsonlog
 
 import (
