@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +28,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/app"
+	"github.com/voicebroker/voicebroker/internal/jsonlog"
 	"github.com/voicebroker/voicebroker/pkg/origins"
 )
 
@@ -128,7 +128,9 @@ func serve(stdout, stderr io.Writer, getenv func(string) string) int {
 	setGC(getenv, cgroupMemoryMax)
 	logs := newLogWriter(stderr)
 	defer logs.Close()
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// slog's JSONHandler at Info, whose hot audit lines httpapi appends
+	// without slog's machinery (jsonlog.Fast).
+	log := jsonlog.New(logs)
 	env, err := config.LoadEnv(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "broker:", err)

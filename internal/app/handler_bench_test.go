@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/app"
+	"github.com/voicebroker/voicebroker/internal/jsonlog"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
@@ -25,7 +25,8 @@ import (
 // (bench/) measures the whole system over loopback.
 
 // inProcess builds an App on the memory store whose log lines are
-// discarded (the broker buffers its own), and returns its handler and keys.
+// discarded (the broker buffers its own) after being formatted by the
+// broker's own logger (jsonlog), and returns its handler and keys.
 func inProcess(b *testing.B, vars map[string]string) (http.Handler, keys) {
 	b.Helper()
 	k := newKeys(b)
@@ -50,7 +51,7 @@ func inProcess(b *testing.B, vars map[string]string) (http.Handler, keys) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a, err := app.New(e, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	a, err := app.New(e, jsonlog.New(io.Discard))
 	if err != nil {
 		b.Fatal(err)
 	}

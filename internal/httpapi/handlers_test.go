@@ -29,6 +29,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
+	"github.com/voicebroker/voicebroker/internal/jsonlog"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/store"
@@ -387,6 +388,13 @@ func newUnit(t *testing.T, withLiveKit bool) *unit {
 // test's clock).
 func newUnitWithStore(t *testing.T, withLiveKit bool, mem store.Store) *unit {
 	t.Helper()
+	return newUnitWithLog(t, withLiveKit, mem, jsonlog.New)
+}
+
+// newUnitWithLog is newUnitWithStore with the logger newLog makes over the
+// unit's log buffer (newUnit's is the broker's own, jsonlog.New).
+func newUnitWithLog(t *testing.T, withLiveKit bool, mem store.Store, newLog func(io.Writer) *slog.Logger) *unit {
+	t.Helper()
 	pk, err := apikey.New(apikey.Publishable, apikey.Live)
 	if err != nil {
 		t.Fatal(err)
@@ -420,7 +428,7 @@ func newUnitWithStore(t *testing.T, withLiveKit bool, mem store.Store) *unit {
 	u.mets = metrics.New("test")
 	d := Deps{
 		Tenants: config.StaticHolder(ten), Auth: u.auth, Store: u.store, Issuer: u.iss, Verifier: u.ver,
-		JWKS: token.NewJWKS(key), Log: slog.New(slog.NewJSONHandler(u.logs, nil)), Metrics: u.mets,
+		JWKS: token.NewJWKS(key), Log: newLog(u.logs), Metrics: u.mets,
 		PublicURL: "http://broker.test", Leeway: token.DefaultLeeway, ConnectRate: 1000, PublicRate: 1000,
 		AuthRequired: true,
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
+	"github.com/voicebroker/voicebroker/internal/jsonlog"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/store"
@@ -92,6 +93,7 @@ type Deps struct {
 type Server struct {
 	Deps
 	log      *slog.Logger
+	fastLog  *jsonlog.Writer // see auditInfo; nil unless Log is jsonlog's
 	jwksBody []byte
 	// routes are the registered route patterns: the only route label values
 	// besides "unmatched".
@@ -109,7 +111,7 @@ func New(d Deps) *echo.Echo {
 	if c, ok := d.LiveKit.(*livekit.Client); ok && c == nil {
 		d.LiveKit = nil // an unset client in an interface is still no LiveKit
 	}
-	s := &Server{Deps: d, log: d.Log}
+	s := &Server{Deps: d, log: d.Log, fastLog: jsonlog.Fast(d.Log)}
 	s.jwksBody, _ = json.Marshal(d.JWKS)
 
 	e := s.newEcho()
@@ -582,7 +584,7 @@ func (s *Server) authenticate(c echo.Context, scope config.Scope, mode authMode)
 		}
 	}
 	if mode&handlerAudits == 0 {
-		s.logger(c).LogAttrs(r.Context(), slog.LevelInfo, "authenticated",
+		s.auditInfo(c, "authenticated",
 			slog.String("event", "auth.success"), slog.String("method", string(p.Method)),
 			slog.String("org", p.Org), slog.String("key_id", p.KeyID), slog.String("client_ip", ip.String()),
 			slog.String("route", s.routeLabel(c)))

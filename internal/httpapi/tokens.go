@@ -169,9 +169,7 @@ func (s *Server) issue(c echo.Context, agent *config.Agent, t token.Ticket, p *a
 		return err
 	}
 	s.Metrics.Minted(t.Org, string(mode))
-	// The server's logger with request_id as the first attribute writes
-	// what s.logger(c) would, without a logger made for this one line.
-	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "token minted", slog.String("request_id", requestID(c)),
+	s.auditInfo(c, "token minted",
 		slog.String("event", "token.mint"), slog.String("mode", string(mode)),
 		slog.String("org", t.Org), slog.String("agent", t.Agent), slog.String("channel", t.Channel),
 		slog.String("auth_method", string(p.Method)), slog.String("key_id", p.KeyID), slog.String("jti_hash", nonceTag(claims.ID)),
@@ -443,7 +441,7 @@ func (s *Server) redeemed(c echo.Context, claims *token.Claims, via redeemVia) {
 	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
 		method, keyID = p.Method, p.KeyID
 	}
-	s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, "token redeemed",
+	s.auditInfo(c, "token redeemed",
 		slog.String("event", "token.redeem"), slog.String("via", string(via)),
 		slog.String("auth_method", string(method)), slog.String("key_id", keyID),
 		slog.String("org", claims.Org), slog.String("agent", claims.Agent), slog.String("channel", claims.Channel),
