@@ -5,6 +5,7 @@ package token
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -254,6 +255,142 @@ func FuzzValidate(f *testing.F) {
 		if (got == nil) != (want == nil) || got != nil && got.Error() != want.Error() ||
 			errors.Is(got, jwt.ErrTokenExpired) != errors.Is(want, jwt.ErrTokenExpired) {
 			t.Fatalf("%+v at %v: validate %v, validator %v", c, clock, got, want)
+		}
+	})
+}
+
+// TestVerifyCanonicalTakesMintedTickets: Verify's shortcut answers for
+// what an Issuer mints, with either algorithm, and leaves to the parser a
+// ticket whose claims are not in the Issuer's shape or whose header is
+// not one of the verifier's keys'.
+func TestVerifyCanonicalTakesMintedTickets(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	for _, alg := range []Algorithm{EdDSA, ES256} {
+		t.Run(string(alg), func(t *testing.T) {
+			k, err := GenerateKey(alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			is, err := NewIssuer(k, "https://broker.example", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := NewVerifier("https://broker.example", []*Key{k.Public()}, func() time.Time { return t0 }, DefaultLeeway)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, want, err := is.WithClock(func() time.Time { return t0 }).Mint(Ticket{Org: "acme", Agent: "florencia",
+				Channel: "webrtc", Identity: "user-1", Metadata: json.RawMessage(`{"plan":"gold"}`), JKT: canonicalJKT})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, done, err := v.verifyCanonical(s)
+			if !done || err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("verifyCanonical = %+v, %v, %v; want %+v", got, done, err, want)
+			}
+			parts := strings.Split(s, ".")
+			other := encodeSigned(t, k, parts[0], `{"aud":"voice-session"}`)
+			if _, done, _ := v.verifyCanonical(other); done {
+				t.Fatal("answered for claims not in the Issuer's shape")
+			}
+			if _, done, _ := v.verifyCanonical("e30." + parts[1] + "." + parts[2]); done {
+				t.Fatal("answered for a header not of the verifier's keys")
+			}
+		})
+	}
+}
+
+// encodeSigned returns the compact JWS of header (a segment) and claims
+// (JSON), signed with k.
+func encodeSigned(t testing.TB, k *Key, header, claims string) string {
+	t.Helper()
+	in := header + "." + base64.RawURLEncoding.EncodeToString([]byte(claims))
+	sig, err := signingMethod(k.alg).Sign(in, k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// FuzzVerifyCanonical is the differential test of Verify and
+// CheckUnsigned, which read canonical claims with parseCanonical and
+// validate with validate's shortcut, against verifyParsed (the jwt parser,
+// json.Unmarshal and the validator). Claims are signed with each key, the
+// signature then kept, altered or cut; the clock moves. Properties: Verify
+// answers as verifyParsed does, with equal claims or the same error text;
+// CheckUnsigned accepts a signed ticket with the same claims exactly when
+// verifyParsed does, and refuses an expired one as expired.
+func FuzzVerifyCanonical(f *testing.F) {
+	// Seeds: the Issuer's claims in each shape and their broken variants
+	// (FuzzParseCanonical's), at mint and off the ticket's window.
+	for _, c := range canonicalClaims() {
+		data, _ := appendClaims(nil, c)
+		for _, m := range []uint8{0, 1, 2} {
+			f.Add(data, m, int64(0))
+		}
+		f.Add(data, uint8(0), int64(65))
+		f.Add(data, uint8(0), int64(-6))
+	}
+	g, _ := appendClaims(nil, canonicalClaims()[4])
+	for _, r := range [][2]string{
+		{`"acme"`, `"\u0061cme"`},
+		{`"acme"`, `""`},
+		{`"iss"`, `"ISS"`},
+		{`"aud":"voice-session"`, `"aud":"voice-sessions"`},
+		{`"exp":1800000060`, `"exp":0`},
+		{`"metadata":{}`, `"metadata":[]`},
+		{`"jkt":"0`, `"jkt":"`},
+	} {
+		f.Add([]byte(strings.Replace(string(g), r[0], r[1], 1)), uint8(0), int64(0))
+	}
+	ed, err := GenerateKey(EdDSA)
+	if err != nil {
+		f.Fatal(err)
+	}
+	es, err := GenerateKey(ES256)
+	if err != nil {
+		f.Fatal(err)
+	}
+	stranger, err := GenerateKey(EdDSA)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var clock time.Time // set by each run, which runs alone
+	v, err := NewVerifier("https://broker.example", []*Key{ed, es}, func() time.Time { return clock }, DefaultLeeway)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, claims []byte, mode uint8, offset int64) {
+		clock = time.Unix(1_800_000_000+offset%1000, 0)
+		for _, k := range []*Key{ed, es, stranger} {
+			h, err := headerOf(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := encodeSigned(t, k, h, string(claims))
+			switch mode % 4 {
+			case 1: // another signature of the same length
+				s = encodeSigned(t, k, h, string(claims)+" ")
+				s = h + "." + base64.RawURLEncoding.EncodeToString(claims) + s[strings.LastIndexByte(s, '.'):]
+			case 2: // a short signature
+				s = s[:len(s)-4]
+			case 3: // no signature
+				s = s[:strings.LastIndexByte(s, '.')+1]
+			}
+			got, gotErr := v.Verify(s)
+			want, wantErr := v.verifyParsed(s)
+			if !reflect.DeepEqual(got, want) || (gotErr == nil) != (wantErr == nil) ||
+				gotErr != nil && (gotErr.Error() != wantErr.Error() || errors.Is(gotErr, ErrExpired) != errors.Is(wantErr, ErrExpired)) {
+				t.Fatalf("%s: Verify = %+v, %v; the parser's %+v, %v", s, got, gotErr, want, wantErr)
+			}
+			if mode%4 != 0 || k == stranger {
+				continue
+			}
+			cu, _, cuErr := v.CheckUnsigned(s)
+			if (cuErr == nil) != (wantErr == nil) || !reflect.DeepEqual(cu, want) ||
+				errors.Is(cuErr, ErrExpired) != errors.Is(wantErr, ErrExpired) {
+				t.Fatalf("%s: CheckUnsigned = %+v, %v; the parser's %+v, %v", s, cu, cuErr, want, wantErr)
+			}
 		}
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -350,6 +351,9 @@ type Verifier struct {
 	// records maps the header segment of each key with a private part to
 	// its record key, for CheckUnsigned.
 	records map[string]*recordMAC
+	// headers maps the header segment an Issuer of each key writes to the
+	// key, public part only, for verifyCanonical.
+	headers map[string]*Key
 }
 
 // NewVerifier returns a Verifier for tickets with the given iss claim, signed
@@ -365,21 +369,21 @@ func NewVerifier(issuer string, keys []*Key, now func() time.Time, leeway time.D
 		now = time.Now
 	}
 	v := &Verifier{keys: make(map[string]*Key, len(keys)), records: make(map[string]*recordMAC),
-		iss: issuer, now: now, leeway: leeway}
+		headers: make(map[string]*Key, len(keys)), iss: issuer, now: now, leeway: leeway}
 	for _, k := range keys {
 		v.keys[k.kid] = k.Public()
-		mac, err := newRecordMAC(k)
-		if err != nil {
-			return nil, err
-		}
-		if mac == nil {
-			continue
-		}
 		h, err := headerOf(k)
 		if err != nil {
 			return nil, err
 		}
-		v.records[h] = mac
+		v.headers[h] = v.keys[k.kid]
+		mac, err := newRecordMAC(k)
+		if err != nil {
+			return nil, err
+		}
+		if mac != nil {
+			v.records[h] = mac
+		}
 	}
 	claimOpts := []jwt.ParserOption{
 		// By default golang-jwt treats exp as optional; a ticket without
@@ -421,8 +425,23 @@ func (v *Verifier) Verify(s string) (*Claims, error) {
 	if !compactChars(s) {
 		return nil, fmt.Errorf("%w: a character outside base64url", ErrInvalid)
 	}
+	if c, done, err := v.verifyCanonical(s); done {
+		return c, err
+	}
+	return v.verifyParsed(s)
+}
+
+// verifyParsed verifies s with the jwt parser, which decodes the header
+// and the claims with json.Unmarshal.
+func (v *Verifier) verifyParsed(s string) (*Claims, error) {
 	c := new(Claims)
 	_, err := v.parser.ParseWithClaims(s, c, v.keyFor)
+	return result(c, err)
+}
+
+// result returns Verify's answer for the claims c the parser read and the
+// parser's error.
+func result(c *Claims, err error) (*Claims, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -434,6 +453,54 @@ func (v *Verifier) Verify(s string) (*Claims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// verifyCanonical verifies a ticket as the parser would, with its answer,
+// when its header segment is, byte for byte, one a verifier's key writes
+// and its claims are in the Issuer's shape (parseCanonical); it reports
+// false, having checked no signature, for anything else, which the caller
+// gives to the parser. The parser checks what a known header segment
+// stands for (alg among the valid methods, typ, kid, the key's alg),
+// then the signature with the key, then the claims, and so does this,
+// with the same signing method and validator and the parser's error
+// wrapping, so that each refusal has the parser's text (FuzzVerifyCanonical
+// compares them). It saves the parser's decoding of the header into a map
+// and of the claims by reflection: about 5 µs and 40 allocations a ticket.
+func (v *Verifier) verifyCanonical(s string) (c *Claims, done bool, err error) {
+	head, rest, _ := strings.Cut(s, ".")
+	k, ok := v.headers[head]
+	if !ok {
+		return nil, false, nil
+	}
+	payload, sig, ok := strings.Cut(rest, ".")
+	if !ok || strings.IndexByte(sig, '.') >= 0 {
+		return nil, false, nil
+	}
+	var buf [1024]byte
+	raw, derr := decodeSegment(buf[:], payload)
+	if derr != nil {
+		return nil, false, nil
+	}
+	c, ok = parseCanonical(raw)
+	if !ok {
+		return nil, false, nil
+	}
+	// The claims are copied out of buf: it can take the signature.
+	sigBytes, derr := decodeSegment(buf[:], sig)
+	if derr != nil {
+		return nil, false, nil
+	}
+	// The parser's errors, as its newError wraps them.
+	if serr := signingMethod(k.alg).Verify(s[:len(head)+1+len(payload)], sigBytes, k.pub); serr != nil {
+		_, err = result(nil, fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, serr))
+		return nil, true, err
+	}
+	if verr := v.validate(c); verr != nil {
+		_, err = result(nil, fmt.Errorf("%w: %w", jwt.ErrTokenInvalidClaims, verr))
+		return nil, true, err
+	}
+	c, err = result(c, nil)
+	return c, true, err
 }
 
 // validate validates c as v.validator does and returns its error. A claim
