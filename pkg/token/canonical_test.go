@@ -394,3 +394,15 @@ func FuzzVerifyCanonical(f *testing.F) {
 		}
 	})
 }
+
+// TestCompactChar: the table holds exactly the base64url alphabet and the
+// dot.
+func TestCompactChar(t *testing.T) {
+	const want = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+	for c := range 256 {
+		in := strings.IndexByte(want, byte(c)) >= 0
+		if compactChar[c] != in || compactChars(string([]byte{byte(c)})) != in {
+			t.Errorf("byte %#x: %v", c, compactChar[c])
+		}
+	}
+}
