@@ -19,9 +19,11 @@ import (
 // (FuzzParseCanonical checks it).
 //
 // It is there for the cost: json.Unmarshal into Claims, by reflection,
-// took about 6.5 µs of the 64 µs of broker CPU a redemption costs; this
-// takes a fraction of a microsecond and three allocations (the claims,
-// one string holding every string claim, the metadata).
+// took about 6.5 µs of the 64 µs of broker CPU a redemption costs under
+// load; this takes about 0.5 µs and three allocations (the claims, one
+// string holding every string claim, the metadata). With it, the stack
+// buffer and the validator shortcut, CheckUnsigned costs 1.6 µs of CPU
+// in place of 5.5, and 4 allocations in place of 22.
 func parseCanonical(data []byte) (*Claims, bool) {
 	if len(data) < 2 || data[0] != '{' {
 		return nil, false

@@ -342,7 +342,8 @@ func signingMethod(alg Algorithm) jwt.SigningMethod {
 type Verifier struct {
 	keys   map[string]*Key
 	parser *jwt.Parser
-	// validator validates claims as parser does, for CheckUnsigned.
+	// validator validates claims as parser does, for CheckUnsigned and
+	// verifyCanonical (through validate).
 	validator *jwt.Validator
 	// The validator's settings, for validate's shortcut.
 	iss    string
@@ -465,7 +466,8 @@ func result(c *Claims, err error) (*Claims, error) {
 // with the same signing method and validator and the parser's error
 // wrapping, so that each refusal has the parser's text (FuzzVerifyCanonical
 // compares them). It saves the parser's decoding of the header into a map
-// and of the claims by reflection: about 5 µs and 40 allocations a ticket.
+// and of the claims by reflection: Verify of an Ed25519 ticket took about
+// 62 µs of CPU and 45 allocations, 57 µs and 5 with this.
 func (v *Verifier) verifyCanonical(s string) (c *Claims, done bool, err error) {
 	head, rest, _ := strings.Cut(s, ".")
 	k, ok := v.headers[head]
@@ -506,8 +508,9 @@ func (v *Verifier) verifyCanonical(s string) (c *Claims, done bool, err error) {
 // validate validates c as v.validator does and returns its error. A claim
 // set that plainly passes every rule (the validator's comparisons, made
 // on the same values) is taken without the validator, whose calls to the
-// jwt.Claims getters allocate five times (0.3 µs at /token/redeem);
-// anything else, which fails, goes to the validator for its error.
+// jwt.Claims getters and error list allocate five times a ticket;
+// anything else, which fails, goes to the validator for its error
+// (FuzzValidate compares the two).
 func (v *Verifier) validate(c *Claims) error {
 	if v.plainlyValid(c) {
 		return nil
@@ -553,9 +556,9 @@ func compactChars(s string) bool {
 	return true
 }
 
-// compactChar marks the characters of a compact JWS. A lookup costs a
-// third of the comparisons of isB64URL over a 560-byte ticket (0.3 µs,
-// a fifth of CheckUnsigned).
+// compactChar marks the characters of a compact JWS. Over a 560-byte
+// ticket, isB64URL's comparisons took 0.4 µs, a fifth of CheckUnsigned;
+// a lookup a byte takes 0.15 µs.
 var compactChar = func() (t [256]bool) {
 	for c := range len(t) {
 		t[c] = c == '.' || isB64URL(byte(c))
