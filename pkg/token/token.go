@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -341,11 +342,19 @@ func signingMethod(alg Algorithm) jwt.SigningMethod {
 type Verifier struct {
 	keys   map[string]*Key
 	parser *jwt.Parser
-	// validator validates claims as parser does, for CheckUnsigned.
+	// validator validates claims as parser does, for CheckUnsigned and
+	// verifyCanonical (through validate).
 	validator *jwt.Validator
+	// The validator's settings, for validate's shortcut.
+	iss    string
+	now    func() time.Time
+	leeway time.Duration
 	// records maps the header segment of each key with a private part to
 	// its record key, for CheckUnsigned.
 	records map[string]*recordMAC
+	// headers maps the header segment an Issuer of each key writes to the
+	// key, public part only, for verifyCanonical.
+	headers map[string]*Key
 }
 
 // NewVerifier returns a Verifier for tickets with the given iss claim, signed
@@ -360,21 +369,22 @@ func NewVerifier(issuer string, keys []*Key, now func() time.Time, leeway time.D
 	if now == nil {
 		now = time.Now
 	}
-	v := &Verifier{keys: make(map[string]*Key, len(keys)), records: make(map[string]*recordMAC)}
+	v := &Verifier{keys: make(map[string]*Key, len(keys)), records: make(map[string]*recordMAC),
+		headers: make(map[string]*Key, len(keys)), iss: issuer, now: now, leeway: leeway}
 	for _, k := range keys {
 		v.keys[k.kid] = k.Public()
-		mac, err := newRecordMAC(k)
-		if err != nil {
-			return nil, err
-		}
-		if mac == nil {
-			continue
-		}
 		h, err := headerOf(k)
 		if err != nil {
 			return nil, err
 		}
-		v.records[h] = mac
+		v.headers[h] = v.keys[k.kid]
+		mac, err := newRecordMAC(k)
+		if err != nil {
+			return nil, err
+		}
+		if mac != nil {
+			v.records[h] = mac
+		}
 	}
 	claimOpts := []jwt.ParserOption{
 		// By default golang-jwt treats exp as optional; a ticket without
@@ -416,8 +426,23 @@ func (v *Verifier) Verify(s string) (*Claims, error) {
 	if !compactChars(s) {
 		return nil, fmt.Errorf("%w: a character outside base64url", ErrInvalid)
 	}
+	if c, done, err := v.verifyCanonical(s); done {
+		return c, err
+	}
+	return v.verifyParsed(s)
+}
+
+// verifyParsed verifies s with the jwt parser, which decodes the header
+// and the claims with json.Unmarshal.
+func (v *Verifier) verifyParsed(s string) (*Claims, error) {
 	c := new(Claims)
 	_, err := v.parser.ParseWithClaims(s, c, v.keyFor)
+	return result(c, err)
+}
+
+// result returns Verify's answer for the claims c the parser read and the
+// parser's error.
+func result(c *Claims, err error) (*Claims, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -431,6 +456,92 @@ func (v *Verifier) Verify(s string) (*Claims, error) {
 	return c, nil
 }
 
+// verifyCanonical verifies a ticket as the parser would, with its answer,
+// when its header segment is, byte for byte, one a verifier's key writes
+// and its claims are in the Issuer's shape (parseCanonical); it reports
+// false, having checked no signature, for anything else, which the caller
+// gives to the parser. The parser checks what a known header segment
+// stands for (alg among the valid methods, typ, kid, the key's alg),
+// then the signature with the key, then the claims, and so does this,
+// with the same signing method and validator and the parser's error
+// wrapping, so that each refusal has the parser's text (FuzzVerifyCanonical
+// compares them). It saves the parser's decoding of the header into a map
+// and of the claims by reflection: Verify of an Ed25519 ticket took about
+// 62 µs of CPU and 45 allocations, 57 µs and 5 with this.
+func (v *Verifier) verifyCanonical(s string) (c *Claims, done bool, err error) {
+	head, rest, _ := strings.Cut(s, ".")
+	k, ok := v.headers[head]
+	if !ok {
+		return nil, false, nil
+	}
+	payload, sig, ok := strings.Cut(rest, ".")
+	if !ok || strings.IndexByte(sig, '.') >= 0 {
+		return nil, false, nil
+	}
+	var buf [1024]byte
+	raw, derr := decodeSegment(buf[:], payload)
+	if derr != nil {
+		return nil, false, nil
+	}
+	c, ok = parseCanonical(raw)
+	if !ok {
+		return nil, false, nil
+	}
+	// The claims are copied out of buf: it can take the signature.
+	sigBytes, derr := decodeSegment(buf[:], sig)
+	if derr != nil {
+		return nil, false, nil
+	}
+	// The parser's errors, as its newError wraps them.
+	if serr := signingMethod(k.alg).Verify(s[:len(head)+1+len(payload)], sigBytes, k.pub); serr != nil {
+		_, err = result(nil, fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, serr))
+		return nil, true, err
+	}
+	if verr := v.validate(c); verr != nil {
+		_, err = result(nil, fmt.Errorf("%w: %w", jwt.ErrTokenInvalidClaims, verr))
+		return nil, true, err
+	}
+	c, err = result(c, nil)
+	return c, true, err
+}
+
+// validate validates c as v.validator does and returns its error. A claim
+// set that plainly passes every rule (the validator's comparisons, made
+// on the same values) is taken without the validator, whose calls to the
+// jwt.Claims getters and error list allocate five times a ticket;
+// anything else, which fails, goes to the validator for its error
+// (FuzzValidate compares the two).
+func (v *Verifier) validate(c *Claims) error {
+	if v.plainlyValid(c) {
+		return nil
+	}
+	return v.validator.Validate(c)
+}
+
+// plainlyValid reports whether c passes the rules NewVerifier gives the
+// validator: exp required and not past, nbf and iat (if set) not in the
+// future, all with the leeway, aud and iss the expected values. Each test
+// is the validator's own (jwt's verifyExpiresAt, verifyNotBefore,
+// verifyIssuedAt, verifyAudience, verifyIssuer) on the times numeric
+// makes, so it never passes what the validator refuses.
+func (v *Verifier) plainlyValid(c *Claims) bool {
+	if _, custom := any(c).(jwt.ClaimsValidator); custom {
+		return false // the validator would call its Validate too
+	}
+	if c.ExpiresAt == 0 || c.Audience != Audience || c.Issuer != v.iss {
+		return false
+	}
+	at := func(sec int64) time.Time { return time.Unix(sec, 0).Truncate(jwt.TimePrecision) }
+	now := v.now()
+	if !now.Before(at(c.ExpiresAt).Add(+v.leeway)) {
+		return false
+	}
+	if c.NotBefore != 0 && now.Before(at(c.NotBefore).Add(-v.leeway)) {
+		return false
+	}
+	return c.IssuedAt == 0 || !now.Before(at(c.IssuedAt).Add(-v.leeway))
+}
+
 // compactChars reports whether s is made only of the characters of a
 // compact JWS: the base64url alphabet and the dots between segments. The
 // base64 decoder (even in strict mode) skips CR and LF, so without this a
@@ -438,12 +549,22 @@ func (v *Verifier) Verify(s string) (*Claims, error) {
 // spelling of itself.
 func compactChars(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c != '.' && !isB64URL(c) {
+		if !compactChar[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// compactChar marks the characters of a compact JWS. Over a 560-byte
+// ticket, isB64URL's comparisons took 0.4 µs, a fifth of CheckUnsigned;
+// a lookup a byte takes 0.15 µs.
+var compactChar = func() (t [256]bool) {
+	for c := range len(t) {
+		t[c] = c == '.' || isB64URL(byte(c))
+	}
+	return t
+}()
 
 // checkClaims checks what the parser's validator does not: the claims
 // every ticket has, and their form.
