@@ -117,6 +117,7 @@ func Run(t *testing.T, newReg Factory, opt Options) {
 	t.Run("LiveKit", func(t *testing.T) { testLiveKit(t, newReg(t, Seed(t))) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, newReg(t, Seed(t))) })
 	t.Run("ConcurrentCreates", func(t *testing.T) { testConcurrentCreates(t, newReg(t, Seed(t))) })
+	t.Run("KeyLimit", func(t *testing.T) { testKeyLimit(t, newReg(t, Seed(t))) })
 	t.Run("Import", func(t *testing.T) { testImport(t, newReg, newReg(t, Seed(t))) })
 }
 
@@ -1037,6 +1038,44 @@ func testConcurrentCreates(t *testing.T, r registry.Registry) {
 	_, errG := r.GetLiveKit(context.Background(), "globex")
 	if (errA == nil) == (errG == nil) {
 		t.Fatalf("the API key went to both orgs or neither: %v, %v", errA, errG)
+	}
+}
+
+// testKeyLimit: an org key with keys:write creates keys; the org's count,
+// revoked keys included, is bounded (every replica holds them all).
+func testKeyLimit(t *testing.T, r registry.Registry) {
+	ctx := ctxAs("org:bulk/key:k0", "req-limit")
+	var b strings.Builder
+	b.WriteString("orgs:\n  - id: bulk\n    tier: free\n    keys:\n")
+	for i := range registry.MaxKeys - 2 {
+		fmt.Fprintf(&b, "      - {id: k%d, hash: \"%s\", scopes: [tokens:create], revoked: %v}\n", i, apikey.Hash(fmt.Sprintf("bulk-key-%d", i)), i%2 == 1)
+	}
+	f, err := registry.ParseFile([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Import(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"last-but-one", "last"} {
+		if _, _, err := r.CreateKey(ctx, "bulk", registry.KeySpec{ID: id, Scopes: []string{"tokens:create"}}); err != nil {
+			t.Fatalf("key %s, within the limit: %v", id, err)
+		}
+	}
+	_, _, err = r.CreateKey(ctx, "bulk", registry.KeySpec{ID: "one-too-many", Scopes: []string{"tokens:create"}})
+	wantInvalid(t, err, "a key past the limit", "keys")
+	// Revoking does not make room: revoked keys are kept.
+	if err := r.RevokeKey(ctx, "bulk", "last"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = r.CreateKey(ctx, "bulk", registry.KeySpec{ID: "one-too-many", Scopes: []string{"tokens:create"}})
+	wantInvalid(t, err, "a key past the limit after a revocation", "keys")
+	if keys := must(r.ListKeys(ctx, "bulk"))(t); len(keys) != registry.MaxKeys {
+		t.Fatalf("bulk has %d keys, want %d", len(keys), registry.MaxKeys)
+	}
+	// Another org is not held back by bulk's count.
+	if _, _, err := r.CreateKey(ctx, "globex", registry.KeySpec{ID: "more", Scopes: []string{"rooms:read"}}); err != nil {
+		t.Fatal(err)
 	}
 }
 
