@@ -33,6 +33,7 @@ func (t *Tenants) Replace(parts map[string]*Tenants) (*Tenants, error) {
 		keys:        maps.Clone(t.keys),
 		publishable: maps.Clone(t.publishable),
 		issuers:     maps.Clone(t.issuers),
+		pairs:       maps.Clone(t.pairs),
 		order:       slices.Clone(t.order),
 	}
 	if n.orgs == nil {
@@ -40,6 +41,9 @@ func (t *Tenants) Replace(parts map[string]*Tenants) (*Tenants, error) {
 		n.keys = make(map[string]*Key)
 		n.publishable = make(map[string]*Agent)
 		n.issuers = make(map[string][]*IssuerRef)
+	}
+	if n.pairs == nil {
+		n.pairs = make(map[issuerPair]*Org)
 	}
 	ids := slices.Sorted(maps.Keys(parts))
 	// Take every replaced org out first, so that a key hash moving from one
@@ -143,6 +147,9 @@ func (n *Tenants) remove(id string) {
 		} else {
 			n.issuers[iss] = refs
 		}
+		if p := (issuerPair{canonicalIdentifier(iss), canonicalIdentifier(o.JWTIssuers[i].Audience)}); n.pairs[p] == o {
+			delete(n.pairs, p)
+		}
 	}
 }
 
@@ -184,21 +191,13 @@ func (n *Tenants) conflicts(part *Tenants, names map[string][]*Agent) []string {
 			}
 		}
 	}
-	if len(o.JWTIssuers) > 0 {
-		// The pair is compared as Build compares it: every spelling of one
-		// URL is one issuer.
-		pairs := make(map[issuerPair]string)
-		for _, refs := range n.issuers {
-			for _, r := range refs {
-				pairs[issuerPair{canonicalIdentifier(r.Issuer), canonicalIdentifier(r.Audience)}] = r.Org.ID
-			}
-		}
-		for i := range o.JWTIssuers {
-			is := &o.JWTIssuers[i]
-			if other, ok := pairs[issuerPair{canonicalIdentifier(is.Issuer), canonicalIdentifier(is.Audience)}]; ok {
-				problems = append(problems, fmt.Sprintf("jwt_issuers[%d]: issuer %q with audience %q is already trusted by org %q",
-					i, truncate(is.Issuer), truncate(is.Audience), other))
-			}
+	// The pair is compared as Build compares it: every spelling of one URL
+	// is one issuer.
+	for i := range o.JWTIssuers {
+		is := &o.JWTIssuers[i]
+		if other := n.pairs[issuerPair{canonicalIdentifier(is.Issuer), canonicalIdentifier(is.Audience)}]; other != nil {
+			problems = append(problems, fmt.Sprintf("jwt_issuers[%d]: issuer %q with audience %q is already trusted by org %q",
+				i, truncate(is.Issuer), truncate(is.Audience), other.ID))
 		}
 	}
 	if o.LiveKit != nil {
@@ -242,6 +241,9 @@ func (n *Tenants) add(part *Tenants) {
 	}
 	for iss, refs := range part.issuers {
 		n.issuers[iss] = append(slices.Clone(n.issuers[iss]), refs...)
+	}
+	for p, o := range part.pairs {
+		n.pairs[p] = o
 	}
 }
 

@@ -234,3 +234,65 @@ orgs:
 		})
 	}
 }
+
+// A change to one org costs the same whatever the number of other orgs'
+// JWT issuers: the (issuer, audience) rule spanning orgs looks the changed
+// org's pairs up in an index, where it canonicalised every issuer of the
+// registry again at each change (a registry of many orgs with issuers then
+// took minutes to load, as each org added was checked against all before
+// it). Measured in allocations, which do not depend on the machine's load.
+func TestReplaceCostDoesNotGrowWithIssuers(t *testing.T) {
+	// Orgs with issuers only: what else a change costs (the LiveKit agent
+	// names are gathered once per change) is not measured here.
+	withIssuers := func(n int) *config.File {
+		f := &config.File{}
+		for i := range n {
+			id := fmt.Sprintf("org-%04d", i)
+			f.Orgs = append(f.Orgs, config.Org{ID: id, Tier: config.TierPro, JWTIssuers: []config.JWTIssuer{{
+				Issuer: fmt.Sprintf("https://auth%d.example", i), Audience: "voicebroker",
+				JWKSURL: "https://auth.example/jwks.json", Scopes: []config.Scope{config.ScopeTokensCreate}}}})
+		}
+		return f
+	}
+	cost := func(n int) float64 {
+		base, err := config.Compose(parts(t, withIssuers(n))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := parts(t, withIssuers(n))[n/2]
+		return testing.AllocsPerRun(20, func() {
+			if _, err := base.Replace(map[string]*config.Tenants{changed.Orgs()[0]: changed}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	small, large := cost(100), cost(2000)
+	// Copying the indexes' maps costs a few allocations per thousand
+	// entries; canonicalising 1,900 more issuers costs thousands.
+	if large-small > 300 {
+		t.Fatalf("a one-org change costs %.0f allocations among 100 orgs, %.0f among 2,000", small, large)
+	}
+	// The rule still holds: another org's pair, spelled otherwise, is refused.
+	base, err := config.Compose(parts(t, manyOrgs(3))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	thief := config.Org{ID: "thief", Tier: config.TierFree, JWTIssuers: []config.JWTIssuer{{Issuer: "HTTPS://AUTH.EXAMPLE:443", Audience: "org-001",
+		JWKSURL: "https://evil.example/jwks.json", Scopes: []config.Scope{config.ScopeTokensCreate}}}}
+	part, err := config.Build(&config.File{Orgs: []config.Org{thief}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := base.Replace(map[string]*config.Tenants{"thief": part})
+	if err == nil || next.Org("thief") != nil || !strings.Contains(err.Error(), `already trusted by org "org-001"`) {
+		t.Fatalf("thief's pair: %v", err)
+	}
+	// Once org-001 is gone (or trusts the pair no more), the pair is free.
+	next, err = base.Replace(map[string]*config.Tenants{"org-001": nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next, err = next.Replace(map[string]*config.Tenants{"thief": part}); err != nil || next.Org("thief") == nil {
+		t.Fatalf("a freed pair: %v", err)
+	}
+}

@@ -226,7 +226,11 @@ type Tenants struct {
 	keys        map[string]*Key   // by hash
 	publishable map[string]*Agent // by key hash
 	issuers     map[string][]*IssuerRef
-	order       []string
+	// pairs: the canonical (issuer, audience) pairs and the org each
+	// belongs to, for the rule spanning orgs (Replace looks a changed
+	// org's pairs up here rather than canonicalising every issuer again).
+	pairs map[issuerPair]*Org
+	order []string
 
 	// origins indexes every public agent's allowed origins for
 	// AllowsOrigin, built at its first use (a snapshot that never sees a
@@ -347,6 +351,7 @@ func Build(f *File) (*Tenants, error) {
 			keys:        make(map[string]*Key),
 			publishable: make(map[string]*Agent),
 			issuers:     make(map[string][]*IssuerRef),
+			pairs:       make(map[issuerPair]*Org),
 		},
 		keyIDs:      make(map[string]string),
 		issuers:     make(map[issuerPair]issuerSeen),
@@ -505,6 +510,7 @@ func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {
 			truncate(is.Issuer), truncate(is.Audience), first.org, first.at))
 	} else if !seen {
 		b.issuers[pair] = issuerSeen{org: o.ID, at: at}
+		b.t.pairs[pair] = o
 	}
 }
 

@@ -82,6 +82,15 @@ func CanAddPublishableKey(a *AgentData) error {
 	return nil
 }
 
+// CanAddKey is nil when an org holding n secret keys may get one more.
+func CanAddKey(n int) error {
+	if n >= MaxKeys {
+		return &ValidationError{Problems: []string{fmt.Sprintf(
+			"keys: at most %d per org, revoked ones included; an operator can drop revoked keys with broker tenants export and import", MaxKeys)}}
+	}
+	return nil
+}
+
 // NewKeyData is a new secret key with its hash, made at now.
 func NewKeyData(k KeySpec, hash string, now time.Time) KeyData {
 	var exp *time.Time

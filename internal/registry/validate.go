@@ -15,6 +15,11 @@ const (
 	MaxAllowedOrigins = 100
 	MaxIssuers        = 20
 	MaxPublicKeys     = 10 // publishable keys per agent
+	// MaxKeys bounds an org's secret keys, revoked ones included (they
+	// are kept for the audit trail, and every replica holds them all): an
+	// org key with keys:write may create keys, and nothing else bounds
+	// how many.
+	MaxKeys = 1000
 )
 
 // placeholder is a valid hash for checking an object whose hash the

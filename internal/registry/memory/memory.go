@@ -378,6 +378,9 @@ func (r *Registry) CreateKey(ctx context.Context, org string, k registry.KeySpec
 	if cur.Key(k.ID) != nil {
 		return registry.Key{}, "", fmt.Errorf("%w: key %q", registry.ErrConflict, k.ID)
 	}
+	if err := registry.CanAddKey(len(cur.Keys)); err != nil {
+		return registry.Key{}, "", err
+	}
 	key, err := apikey.New(apikey.Secret, env)
 	if err != nil {
 		return registry.Key{}, "", err

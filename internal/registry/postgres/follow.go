@@ -14,14 +14,24 @@ import (
 
 // A notification's payload is "<version>" followed by the orgs the write
 // changed ("<version> acme globex"), or by "*" when it changed too many to
-// name (a full refresh).
-const maxNamed = 200
+// name (a full refresh): more than maxNamed, or more than maxPayload bytes
+// of them (PostgreSQL refuses a payload of 8000 bytes or more, and with it
+// the whole write).
+const (
+	maxNamed   = 200
+	maxPayload = 4000
+)
 
 func payload(version int64, orgs []string) string {
+	v := strconv.FormatInt(version, 10)
 	if len(orgs) > maxNamed {
-		return strconv.FormatInt(version, 10) + " *"
+		return v + " *"
 	}
-	return strconv.FormatInt(version, 10) + " " + strings.Join(orgs, " ")
+	p := v + " " + strings.Join(orgs, " ")
+	if len(p) > maxPayload {
+		return v + " *"
+	}
+	return p
 }
 
 // parsePayload reads a payload; all is set for "*" or anything unreadable

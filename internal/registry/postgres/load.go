@@ -381,6 +381,16 @@ func (r *Registry) apply(changed map[string]*rawOrg, version int64, why string) 
 	if err != nil {
 		r.log.Error("orgs left out of the registry snapshot", "event", "registry.org_left_out", "reason", err.Error())
 	}
+	// An org left out (it did not decode or check, or it broke a rule
+	// spanning orgs) keeps no digest, so the next refresh tries it again:
+	// what kept it out (an issuer key file not readable yet, another org's
+	// conflicting row since fixed) may have gone while its own rows stay
+	// the same.
+	for id, o := range changed {
+		if o != nil && s.Tenants.Org(id) == nil {
+			delete(r.digests, id)
+		}
+	}
 	r.Publish(s)
 	r.confirm()
 	r.log.Debug("registry snapshot updated", "event", "registry.update", "why", why, "orgs_changed", len(changed),

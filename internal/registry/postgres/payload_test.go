@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -19,7 +20,13 @@ func FuzzParsePayload(f *testing.F) {
 			return
 		}
 		back := payload(v, orgs)
+		if len(back) >= 8000 {
+			t.Fatalf("a payload of %d bytes: PostgreSQL refuses 8000 or more", len(back))
+		}
 		v2, orgs2, all2 := parsePayload(back)
+		if all2 && v2 == v && (len(orgs) > maxNamed || len(strconv.FormatInt(v, 10)+" "+strings.Join(orgs, " ")) > maxPayload) {
+			return // too many to name: a full refresh
+		}
 		if all2 || v2 != v || strings.Join(orgs2, " ") != strings.Join(orgs, " ") {
 			t.Fatalf("%q -> %q", p, back)
 		}
@@ -36,6 +43,16 @@ func TestPayload(t *testing.T) {
 	}
 	if _, _, all := parsePayload(payload(7, many)); !all {
 		t.Fatal("a payload naming too many orgs must ask for a full refresh")
+	}
+	// 63-character ids: fewer than maxNamed, but too many bytes to name.
+	long := make([]string, 150)
+	for i := range long {
+		long[i] = strings.Repeat("x", 63)
+	}
+	if p := payload(7, long); len(p) > maxPayload {
+		t.Fatalf("a payload of %d bytes", len(p))
+	} else if _, _, all := parsePayload(p); !all {
+		t.Fatal("a payload too long to name its orgs must ask for a full refresh")
 	}
 	for _, p := range []string{"", "nope acme", "5 " + strings.Repeat("x", 64)} {
 		if _, _, all := parsePayload(p); !all {

@@ -486,6 +486,15 @@ func (r *Registry) CreateKey(ctx context.Context, org string, k registry.KeySpec
 		if err := orgExists(ctx, tx, org); err != nil {
 			return err
 		}
+		// Writers are serialised (write's version row), so the count
+		// cannot move before the insert.
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM voicebroker.secret_keys WHERE org_id = $1", org).Scan(&n); err != nil {
+			return err
+		}
+		if err := registry.CanAddKey(n); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `INSERT INTO voicebroker.secret_keys (org_id, id, hash, scopes, allowed_ips, expires_at, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id, id) DO NOTHING`,
 			org, kd.ID, kd.Hash, kd.Scopes, kd.AllowedIPs, kd.ExpiresAt, kd.CreatedAt)

@@ -117,6 +117,7 @@ func Run(t *testing.T, newReg Factory, opt Options) {
 	t.Run("LiveKit", func(t *testing.T) { testLiveKit(t, newReg(t, Seed(t))) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, newReg(t, Seed(t))) })
 	t.Run("ConcurrentCreates", func(t *testing.T) { testConcurrentCreates(t, newReg(t, Seed(t))) })
+	t.Run("KeyLimit", func(t *testing.T) { testKeyLimit(t, newReg(t, Seed(t))) })
 	t.Run("Import", func(t *testing.T) { testImport(t, newReg, newReg(t, Seed(t))) })
 }
 
@@ -566,6 +567,13 @@ func testKeys(t *testing.T, r registry.Registry) {
 	_, _, err = r.CreateKey(ctx, "acme", registry.KeySpec{ID: "x", Scopes: []string{"tokens:create"}, AllowedIPs: many})
 	wantInvalid(t, err, "too many ips", "allowed_ips")
 
+	// Another org's key of the same id is another key.
+	_, globexCI, err := r.CreateKey(ctx, "globex", registry.KeySpec{ID: "ci", Scopes: []string{"rooms:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, r, "globex's key ci in force", func(t *config.Tenants) bool { return t.KeyByHash(apikey.Hash(globexCI)) != nil })
+
 	// Revocation is in force at once and kept in the list.
 	if err := r.RevokeKey(ctx, "acme", "ci"); err != nil {
 		t.Fatal(err)
@@ -577,6 +585,12 @@ func testKeys(t *testing.T, r registry.Registry) {
 	keys = must(r.ListKeys(ctx, "acme"))(t)
 	if keys[2].RevokedAt == nil {
 		t.Fatalf("revoked key listed as %+v", keys[2])
+	}
+	if k := r.Current().KeyByHash(apikey.Hash(globexCI)); k == nil || k.Revoked || k.Org().ID != "globex" {
+		t.Fatal("revoking acme's key ci touched globex's key ci")
+	}
+	if gk := must(r.ListKeys(ctx, "globex"))(t); len(gk) != 2 || gk[1].ID != "ci" || gk[1].RevokedAt != nil {
+		t.Fatalf("globex's keys after acme's ci was revoked: %+v", gk)
 	}
 	revokedAt := *keys[2].RevokedAt
 	if err := r.RevokeKey(ctx, "acme", "ci"); err != nil {
@@ -668,6 +682,13 @@ func testAgents(t *testing.T, r registry.Registry) {
 	WaitFor(t, r, "deleted agent gone", func(t *config.Tenants) bool {
 		return agentOf(t, "acme", "florencia") == nil && t.PublishableByHash(apikey.Hash(PubSingle)) == nil
 	})
+	// globex's agent of the same id stays.
+	if agentOf(r.Current(), "globex", "florencia") == nil {
+		t.Fatal("deleting acme/florencia deleted globex/florencia")
+	}
+	if got, err := r.GetAgent(ctx, "globex", "florencia"); err != nil || got.Spec.LiveKitName() != "globex-florencia" {
+		t.Fatalf("globex/florencia after acme's was deleted: %+v %v", got, err)
+	}
 	wantErr(t, r.DeleteAgent(ctx, "acme", "florencia"), registry.ErrNotFound, "DeleteAgent twice")
 	wantErr(t, r.DeleteAgent(ctx, "globex", "bot"), registry.ErrNotFound, "DeleteAgent of another org's agent")
 	if agentOf(r.Current(), "acme", "bot") == nil {
@@ -684,8 +705,42 @@ func must3(t testing.TB) func(registry.Agent, bool, error) {
 	}
 }
 
+// PubGlobexA is the publishable key "a" of globex's agent "web" that
+// testPublishableKeys imports: the same agent and key ids as acme's.
+var PubGlobexA = "pk_live_" + strings.Repeat("G7", 22)
+
 func testPublishableKeys(t *testing.T, r registry.Registry) {
 	ctx := ctxAs("admin:test", "req-pk")
+	// globex gets an agent "web" with a key "a", as acme has: a change to
+	// one org's must never reach the other's.
+	f, err := registry.ParseFile([]byte(`
+orgs:
+  - id: globex
+    tier: enterprise
+    rate_per_minute: 5000
+    keys:
+      - id: ops
+        hash: "` + apikey.Hash(KeyGlobex) + `"
+        scopes: [rooms:read]
+    agents:
+      - id: web
+        channels: [webrtc]
+        livekit_agent_name: globex-web
+        public:
+          keys:
+            - {id: a, hash: "` + apikey.Hash(PubGlobexA) + `"}
+          allowed_origins: ["https://globex.example"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Import(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, r, "globex's web/a in force", func(t *config.Tenants) bool {
+		a := t.PublishableByHash(apikey.Hash(PubGlobexA))
+		return a != nil && a.ID == "web"
+	})
 	pk, key, err := r.CreatePublishableKey(ctx, "acme", "web", "")
 	if err != nil {
 		t.Fatal(err)
@@ -716,6 +771,12 @@ func testPublishableKeys(t *testing.T, r registry.Registry) {
 		return t.PublishableByHash(apikey.Hash(PubA)) == nil && t.PublishableByHash(apikey.Hash(PubB)) != nil && t.PublishableByHash(apikey.Hash(key)) != nil
 	})
 	wantErr(t, r.DeletePublishableKey(ctx, "acme", "web", "a"), registry.ErrNotFound, "delete twice")
+	if r.Current().PublishableByHash(apikey.Hash(PubGlobexA)) == nil {
+		t.Fatal("deleting acme's web/a deleted globex's web/a")
+	}
+	if a := must(r.GetAgent(ctx, "globex", "web"))(t); len(a.PublishableKeys) != 1 || a.PublishableKeys[0].ID != "a" {
+		t.Fatalf("globex's web after acme's web/a was deleted: %+v", a.PublishableKeys)
+	}
 	wantErr(t, r.DeletePublishableKey(ctx, "acme", "florencia", "b"), registry.ErrNotFound, "another agent's key")
 	wantErr(t, r.DeletePublishableKey(ctx, "globex", "web", "b"), registry.ErrNotFound, "another org's agent")
 	_, _, err = r.CreatePublishableKey(ctx, "acme", "bot", "")
@@ -731,6 +792,24 @@ func testPublishableKeys(t *testing.T, r registry.Registry) {
 	}
 	_, _, err = r.CreatePublishableKey(ctx, "acme", "web", "")
 	wantInvalid(t, err, "too many publishable keys", "publishable keys")
+
+	// Taking acme's web out of public mode, then deleting it, leaves
+	// globex's web and its key.
+	must3(t)(r.PutAgent(ctx, "acme", config.Agent{ID: "web", Channels: []config.Channel{"webrtc"}}))
+	WaitFor(t, r, "acme's web without public mode", func(t *config.Tenants) bool {
+		a := agentOf(t, "acme", "web")
+		return a != nil && a.Public == nil
+	})
+	if err := r.DeleteAgent(ctx, "acme", "web"); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, r, "acme's web gone", func(t *config.Tenants) bool { return agentOf(t, "acme", "web") == nil })
+	if a := r.Current().PublishableByHash(apikey.Hash(PubGlobexA)); a == nil || agentOf(r.Current(), "globex", "web") == nil {
+		t.Fatal("replacing or deleting acme's web touched globex's web")
+	}
+	if a := must(r.GetAgent(ctx, "globex", "web"))(t); len(a.PublishableKeys) != 1 {
+		t.Fatalf("globex's web keys = %+v", a.PublishableKeys)
+	}
 }
 
 func testIssuers(t *testing.T, r registry.Registry) {
@@ -959,6 +1038,44 @@ func testConcurrentCreates(t *testing.T, r registry.Registry) {
 	_, errG := r.GetLiveKit(context.Background(), "globex")
 	if (errA == nil) == (errG == nil) {
 		t.Fatalf("the API key went to both orgs or neither: %v, %v", errA, errG)
+	}
+}
+
+// testKeyLimit: an org key with keys:write creates keys; the org's count,
+// revoked keys included, is bounded (every replica holds them all).
+func testKeyLimit(t *testing.T, r registry.Registry) {
+	ctx := ctxAs("org:bulk/key:k0", "req-limit")
+	var b strings.Builder
+	b.WriteString("orgs:\n  - id: bulk\n    tier: free\n    keys:\n")
+	for i := range registry.MaxKeys - 2 {
+		fmt.Fprintf(&b, "      - {id: k%d, hash: \"%s\", scopes: [tokens:create], revoked: %v}\n", i, apikey.Hash(fmt.Sprintf("bulk-key-%d", i)), i%2 == 1)
+	}
+	f, err := registry.ParseFile([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Import(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"last-but-one", "last"} {
+		if _, _, err := r.CreateKey(ctx, "bulk", registry.KeySpec{ID: id, Scopes: []string{"tokens:create"}}); err != nil {
+			t.Fatalf("key %s, within the limit: %v", id, err)
+		}
+	}
+	_, _, err = r.CreateKey(ctx, "bulk", registry.KeySpec{ID: "one-too-many", Scopes: []string{"tokens:create"}})
+	wantInvalid(t, err, "a key past the limit", "keys")
+	// Revoking does not make room: revoked keys are kept.
+	if err := r.RevokeKey(ctx, "bulk", "last"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = r.CreateKey(ctx, "bulk", registry.KeySpec{ID: "one-too-many", Scopes: []string{"tokens:create"}})
+	wantInvalid(t, err, "a key past the limit after a revocation", "keys")
+	if keys := must(r.ListKeys(ctx, "bulk"))(t); len(keys) != registry.MaxKeys {
+		t.Fatalf("bulk has %d keys, want %d", len(keys), registry.MaxKeys)
+	}
+	// Another org is not held back by bulk's count.
+	if _, _, err := r.CreateKey(ctx, "globex", registry.KeySpec{ID: "more", Scopes: []string{"rooms:read"}}); err != nil {
+		t.Fatal(err)
 	}
 }
 
