@@ -86,7 +86,7 @@ func CanAddPublishableKey(a *AgentData) error {
 func CanAddKey(n int) error {
 	if n >= MaxKeys {
 		return &ValidationError{Problems: []string{fmt.Sprintf(
-			"keys: at most %d per org, revoked ones included; an operator can drop revoked keys with broker tenants export and import", MaxKeys)}}
+			"keys: at most %d per org, revoked ones included; an operator drops revoked keys by deleting them from a broker tenants export and importing it", MaxKeys)}}
 	}
 	return nil
 }

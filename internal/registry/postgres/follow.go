@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/voicebroker/voicebroker/internal/registry"
 )
 
 // A notification's payload is "<version>" followed by the orgs the write
@@ -187,6 +191,22 @@ func (r *Registry) flushLoop(ctx context.Context) {
 	}
 }
 
+// usageColumns returns the uses as the UPDATE's three arrays, ordered by
+// org and key id: in one order on every replica, so that two replicas'
+// batches lock the rows they share in the same order and never deadlock
+// each other (PostgreSQL would abort one, and its uses would wait for the
+// next batch).
+func usageColumns(used map[registry.KeyRef]time.Time) (orgs, ids []string, ats []time.Time) {
+	keys := slices.SortedFunc(maps.Keys(used), func(a, b registry.KeyRef) int {
+		return cmp.Or(strings.Compare(a.Org, b.Org), strings.Compare(a.ID, b.ID))
+	})
+	orgs, ids, ats = make([]string, 0, len(keys)), make([]string, 0, len(keys)), make([]time.Time, 0, len(keys))
+	for _, k := range keys {
+		orgs, ids, ats = append(orgs, k.Org), append(ids, k.ID), append(ats, used[k].UTC().Truncate(time.Microsecond))
+	}
+	return orgs, ids, ats
+}
+
 // FlushUsage writes the uses recorded since the last flush in one
 // statement; a key another replica stamped less than UsageEvery ago is
 // left alone. On failure the uses are kept for the next flush.
@@ -195,12 +215,7 @@ func (r *Registry) FlushUsage(ctx context.Context) error {
 	if len(used) == 0 {
 		return nil
 	}
-	orgs := make([]string, 0, len(used))
-	ids := make([]string, 0, len(used))
-	ats := make([]time.Time, 0, len(used))
-	for k, at := range used {
-		orgs, ids, ats = append(orgs, k.Org), append(ids, k.ID), append(ats, at.UTC().Truncate(time.Microsecond))
-	}
+	orgs, ids, ats := usageColumns(used)
 	ctx, cancel := r.timeout(ctx)
 	defer cancel()
 	_, err := r.pool.Exec(ctx, `UPDATE voicebroker.secret_keys k SET last_used_at = u.at

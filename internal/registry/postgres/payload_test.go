@@ -4,6 +4,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/voicebroker/voicebroker/internal/registry"
 )
 
 // FuzzParsePayload: any payload parses without panic; a payload made by
@@ -57,6 +60,29 @@ func TestPayload(t *testing.T) {
 	for _, p := range []string{"", "nope acme", "5 " + strings.Repeat("x", 64)} {
 		if _, _, all := parsePayload(p); !all {
 			t.Fatalf("%q must ask for a full refresh", p)
+		}
+	}
+}
+
+// TestUsageColumnsOrdered: a batch of uses goes out ordered by org and key
+// id, whatever the map's order, with each use beside its own key.
+func TestUsageColumnsOrdered(t *testing.T) {
+	base := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	used := map[registry.KeyRef]time.Time{}
+	for i, k := range []registry.KeyRef{{Org: "globex", ID: "b"}, {Org: "acme", ID: "z"}, {Org: "globex", ID: "a"}, {Org: "acme", ID: "a"}, {Org: "ab", ID: "q"}} {
+		used[k] = base.Add(time.Duration(i) * time.Second)
+	}
+	for range 20 { // map order changes from one range to the next
+		orgs, ids, ats := usageColumns(used)
+		got := make([]string, len(orgs))
+		for i := range orgs {
+			got[i] = orgs[i] + "/" + ids[i]
+			if !ats[i].Equal(used[registry.KeyRef{Org: orgs[i], ID: ids[i]}]) {
+				t.Fatalf("%s has the time %v, not its own", got[i], ats[i])
+			}
+		}
+		if want := "ab/q acme/a acme/z globex/a globex/b"; strings.Join(got, " ") != want {
+			t.Fatalf("order %v, want %s", got, want)
 		}
 	}
 }
