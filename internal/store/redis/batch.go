@@ -132,10 +132,10 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 }
 
 // timers holds stopped timers for process's waits: a timer of its own
-// cost each waiting caller three allocations (BenchmarkLimitedPut). Since
-// Go 1.23 (this module's go line is later) nothing is received from a
-// timer's channel after Stop returns, so a pooled timer cannot fire into
-// its next user's wait.
+// cost each waiting caller three allocations (BenchmarkLimitedPut). For a
+// module whose go line is 1.23 or later (go.mod's is), nothing is received
+// from a timer's channel after Stop returns, so a pooled timer cannot fire
+// into its next user's wait.
 var timers sync.Pool
 
 func getTimer(d time.Duration) *time.Timer {
