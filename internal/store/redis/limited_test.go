@@ -2,9 +2,13 @@ package redis
 
 import (
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/voicebroker/voicebroker/internal/store"
 )
 
 // readLimited is parseLimited written plainly: split on spaces, six
@@ -55,4 +59,60 @@ func FuzzParseLimited(f *testing.F) {
 			t.Fatalf("parseLimited(%q) = %+v, want %+v", s, got, want)
 		}
 	})
+}
+
+// TestLimitedCallArgs: the command newLimitedCall builds, its pointers
+// read, is the EVALSHA redis.Script.Run sent before it: the keys of
+// rateKey and nonceKey, then the arguments, as the values themselves.
+func TestLimitedCallArgs(t *testing.T) {
+	limit := store.Limit{Rate: 600, Burst: 1200, Period: 90 * time.Second}
+	gate := store.Gate{Key: store.OrgKey("acme"), Limit: store.PerMinute(300)}
+	for _, tc := range []struct {
+		n   store.Nonce
+		op  string
+		ttl time.Duration
+	}{
+		{store.Nonce{Org: "acme", ID: "n1"}, "put", time.Minute},
+		{store.Nonce{Org: "acme", ID: "n2", Record: "rec"}, "put", 90 * time.Second},
+		{store.Nonce{Org: "acme", ID: "n3", Record: "rec"}, "consume", 0},
+		{store.Nonce{Org: "acme", ID: "n4"}, "consume", 0},
+		{store.Nonce{Org: "acme", ID: "n5", PublicAgent: "web", Gate: gate}, "put", time.Minute},
+		{store.Nonce{Org: "{odd}", ID: "", PublicAgent: "a b"}, "put", time.Millisecond},
+	} {
+		keys := []string{rateKey(tc.n.LimitKey()), nonceKey(tc.n)}
+		rec := tc.n.Record
+		if tc.op == "put" {
+			rec = record(tc.n)
+		}
+		args := []any{limit.Burst, limit.Rate, limit.Period.Seconds(), tc.op, tc.ttl.Milliseconds(), rec}
+		if g := tc.n.Gate; g.Key != "" {
+			keys = append(keys, rateKey(g.Key))
+			args = append(args, g.Limit.Burst, g.Limit.Rate, g.Limit.Period.Seconds())
+		}
+		want := []any{"evalsha", limitedNonce.Hash(), len(keys)}
+		for _, k := range keys {
+			want = append(want, k)
+		}
+		want = append(want, args...)
+
+		c := newLimitedCall(tc.n, &limit, tc.op, tc.ttl)
+		var got []any
+		for _, a := range c.args[:c.nargs] {
+			switch v := a.(type) {
+			case *string:
+				got = append(got, *v)
+			case *int:
+				got = append(got, *v)
+			case *int64:
+				got = append(got, *v)
+			case *float64:
+				got = append(got, *v)
+			default:
+				got = append(got, v)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%+v %s: args\n%#v\nwant\n%#v", tc.n, tc.op, got, want)
+		}
+	}
 }
