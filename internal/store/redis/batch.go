@@ -49,6 +49,11 @@ type pipeliner struct {
 	wake   chan struct{} // capacity 1: the sender has something to look at
 	stop   chan struct{} // closed by close
 	done   chan struct{} // closed when the sender has returned
+	spare  batch         // emptied slices of an answered batch, for the next
+
+	// The sender's own, reused from batch to batch.
+	live []redis.Cmder
+	pipe redis.Pipeliner
 }
 
 // batch is the commands sent together.
@@ -61,7 +66,7 @@ type batch struct {
 
 func newPipeliner(rdb redis.UniversalClient, maxQueued int) *pipeliner {
 	p := &pipeliner{rdb: rdb, maxQueued: maxQueued, wake: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), pipe: rdb.Pipeline()}
 	go p.send()
 	return p
 }
@@ -103,7 +108,10 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 	}
 	b := p.queue
 	if b == nil {
-		b = &batch{done: make(chan struct{})}
+		// The slices of the last batch answered, not the batch itself:
+		// its callers may not have read its done yet.
+		b = &batch{cmds: p.spare.cmds, ctxs: p.spare.ctxs, deadlines: p.spare.deadlines, done: make(chan struct{})}
+		p.spare = batch{}
 		p.queue = b
 	}
 	b.cmds = append(b.cmds, cmd)
@@ -111,8 +119,8 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 	b.deadlines = append(b.deadlines, deadline)
 	p.queued++
 	p.mu.Unlock()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	t := getTimer(timeout)
+	defer putTimer(t)
 	select {
 	case <-b.done:
 		return cmd.Err()
@@ -121,6 +129,26 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 	case <-t.C:
 		return context.DeadlineExceeded
 	}
+}
+
+// timers holds stopped timers for process's waits: a timer of its own
+// cost each waiting caller three allocations (BenchmarkLimitedPut). For a
+// module whose go line is 1.23 or later (go.mod's is), nothing is received
+// from a timer's channel after Stop returns, so a pooled timer cannot fire
+// into its next user's wait.
+var timers sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // signal wakes the sender; it is called with busy set for the sender.
@@ -166,7 +194,7 @@ func (p *pipeliner) send() {
 // callers.
 func (p *pipeliner) run(b *batch) {
 	now := time.Now()
-	live := make([]redis.Cmder, 0, len(b.cmds))
+	live := p.live[:0]
 	var last time.Time
 	for i, cmd := range b.cmds {
 		switch {
@@ -190,12 +218,11 @@ func (p *pipeliner) run(b *batch) {
 	case 1:
 		_ = p.rdb.Process(ctx, live[0])
 	default:
-		pipe := p.rdb.Pipeline()
-		for _, cmd := range live {
-			_ = pipe.Process(ctx, cmd)
-		}
-		_, _ = pipe.Exec(ctx) // each command holds its own result or error
+		_ = p.pipe.BatchProcess(ctx, live...)
+		_, _ = p.pipe.Exec(ctx) // each command holds its own result or error
 	}
+	clear(live)
+	p.live = live
 	p.finish(b, nil)
 }
 
@@ -207,8 +234,16 @@ func (p *pipeliner) finish(b *batch, err error) {
 			cmd.SetErr(err)
 		}
 	}
+	n := len(b.cmds)
+	// The callers read b.done and their own commands, never b's slices:
+	// those go, emptied, to the next batch.
+	clear(b.cmds)
+	clear(b.ctxs)
+	spare := batch{cmds: b.cmds[:0], ctxs: b.ctxs[:0], deadlines: b.deadlines[:0]}
+	b.cmds, b.ctxs, b.deadlines = nil, nil, nil
 	p.mu.Lock()
-	p.queued -= len(b.cmds)
+	p.queued -= n
+	p.spare = spare
 	p.mu.Unlock()
 	close(b.done)
 }

@@ -140,3 +140,37 @@ func TestRoomRecordsOfEarlierBrokers(t *testing.T) {
 		t.Fatalf("RoomOwner after release = %v", err)
 	}
 }
+
+// TestLimitedAfterScriptFlush: a node that lost its script cache (a
+// restart, a failover, SCRIPT FLUSH) still counts and stores: the limited
+// calls send the script's source when EVALSHA finds none, batched or not.
+func TestLimitedAfterScriptFlush(t *testing.T) {
+	addr := testenv.RedisAddr(t)
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer rdb.Close()
+	ctx := context.Background()
+	for _, unbatched := range []bool{false, true} {
+		s, err := vbredis.NewURL("redis://"+addr+"/0", &vbredis.Options{Timeout: time.Second, Unbatched: unbatched})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		org := "flush-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+		limit := store.PerMinute(10)
+		for i, id := range []string{"a", "b"} {
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.PutNonce(ctx, store.Nonce{Org: org, ID: id}, time.Minute, &limit)
+			if err != nil || !res.Allowed || res.Remaining != 9-i {
+				t.Fatalf("unbatched %v: PutNonce %s after SCRIPT FLUSH = %+v, %v", unbatched, id, res, err)
+			}
+		}
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := s.ConsumeNonce(ctx, store.Nonce{Org: org, ID: "a"}, &limit); err != nil || !res.Allowed {
+			t.Fatalf("unbatched %v: ConsumeNonce after SCRIPT FLUSH = %+v, %v", unbatched, res, err)
+		}
+	}
+}
