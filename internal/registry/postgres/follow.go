@@ -109,11 +109,16 @@ func (r *Registry) listen(ctx context.Context) (healthy bool, err error) {
 		defer cancel()
 		return fn(cctx)
 	}
+	refreshAll := func() error {
+		cctx, cancel := context.WithTimeout(ctx, r.opt.fullLoad())
+		defer cancel()
+		return r.refreshAll(cctx, conn)
+	}
 	if err := call(func(c context.Context) error { _, err := conn.Exec(c, "LISTEN "+channel); return err }); err != nil {
 		return false, err
 	}
 	// Changes made while this replica was away are in no notification.
-	if err := call(func(c context.Context) error { return r.refreshAll(c, conn) }); err != nil {
+	if err := refreshAll(); err != nil {
 		return false, err
 	}
 	r.log.Info("registry following the database", "event", "registry.connected", "version", r.version,
@@ -129,7 +134,7 @@ func (r *Registry) listen(ctx context.Context) (healthy bool, err error) {
 		case err != nil && errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
 			// The full refresh: the fallback for a notification lost.
 			next = time.Now().Add(r.opt.Refresh)
-			if err := call(func(c context.Context) error { return r.refreshAll(c, conn) }); err != nil {
+			if err := refreshAll(); err != nil {
 				return true, err
 			}
 			continue
@@ -157,13 +162,12 @@ func (r *Registry) listen(ctx context.Context) (healthy bool, err error) {
 			}
 			all = true // a change that names no org: look at everything
 		}
-		err = call(func(c context.Context) error {
-			if all {
-				return r.refreshAll(c, conn)
-			}
+		if all {
+			err = refreshAll()
+		} else {
 			slices.Sort(orgs)
-			return r.refreshOrgs(c, conn, slices.Compact(orgs))
-		})
+			err = call(func(c context.Context) error { return r.refreshOrgs(c, conn, slices.Compact(orgs)) })
+		}
 		if err != nil {
 			return true, err
 		}

@@ -76,6 +76,12 @@ type Options struct {
 }
 
 // Registry is the tenant registry in PostgreSQL.
+// fullLoad bounds a read of the whole registry: Open's, and a replica's
+// on reconnect and at each full refresh. It is the same for all three, so
+// that a registry Open could load is never too big to reload: a replica
+// that could not would fail closed beside a healthy database.
+func (o Options) fullLoad() time.Duration { return 4 * o.Timeout }
+
 type Registry struct {
 	registry.Holder
 
@@ -142,7 +148,7 @@ func Open(ctx context.Context, opt Options) (*Registry, error) {
 	r := &Registry{opt: opt, log: opt.Log, digests: map[string][32]byte{}}
 	r.usage.Every, r.usage.Now = opt.UsageEvery, opt.Now
 
-	ctx, cancel := context.WithTimeout(ctx, 4*opt.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, opt.fullLoad())
 	defer cancel()
 	if r.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("BROKER_DATABASE_URL: %w", dbError(err))
