@@ -135,7 +135,9 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 // cost each waiting caller three allocations (BenchmarkLimitedPut). For a
 // module whose go line is 1.23 or later (go.mod's is), nothing is received
 // from a timer's channel after Stop returns, so a pooled timer cannot fire
-// into its next user's wait.
+// into its next user's wait; putTimer drains the channel all the same, for
+// a broker run with GODEBUG=asynctimerchan=1, where a fired timer's value
+// stays in the channel.
 var timers sync.Pool
 
 func getTimer(d time.Duration) *time.Timer {
@@ -147,7 +149,12 @@ func getTimer(d time.Duration) *time.Timer {
 }
 
 func putTimer(t *time.Timer) {
-	t.Stop()
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
 	timers.Put(t)
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"runtime"
 	"testing"
 	"time"
 
@@ -314,4 +315,27 @@ func TestConcurrentCallersGetTheirOwnAnswers(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestPooledTimerHoldsNoStaleFire: a timer that fired and was never read
+// goes back to the pool drained, so its next user does not time out at
+// once, even with GODEBUG=asynctimerchan=1, where a fired timer's value
+// waits in its channel (cap 1, so len shows it).
+func TestPooledTimerHoldsNoStaleFire(t *testing.T) {
+	t.Setenv("GODEBUG", "asynctimerchan=1")
+	tm := vbredis.GetTimer(time.Nanosecond)
+	for deadline := time.Now().Add(10 * time.Second); len(tm.C) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the timer never fired into its channel (is asynctimerchan=1 in force?)")
+		}
+		runtime.Gosched()
+	}
+	vbredis.PutTimer(tm)
+	next := vbredis.GetTimer(time.Hour)
+	defer vbredis.PutTimer(next)
+	select {
+	case <-next.C:
+		t.Fatal("a pooled timer delivered its previous user's fire")
+	default:
+	}
 }

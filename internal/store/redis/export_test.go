@@ -11,3 +11,6 @@ func (s *Store) Queued() int {
 	defer s.pipe.mu.Unlock()
 	return s.pipe.queued
 }
+
+// GetTimer and PutTimer are the pipeliner's timer pool.
+var GetTimer, PutTimer = getTimer, putTimer
