@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"runtime"
 	"testing"
 	"time"
 
