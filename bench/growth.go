@@ -43,7 +43,7 @@ type dimension struct {
 }
 
 const (
-	epMint   = "POST /token (Redis)"
+	epMint   = mintRedis
 	epPublic = "POST /public/token (Redis)"
 )
 
