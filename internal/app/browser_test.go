@@ -385,8 +385,12 @@ func startBackend(t *testing.T, brokerURL, key, agent, users string) string {
 func startVoiceBroker(t *testing.T, k keys, vars map[string]string) (*broker, *testenv.LiveKit) {
 	t.Helper()
 	testenv.Needs(t, "livekit-server")
+	// The webhooks go through a forwarder bound before LiveKit starts, and
+	// the broker's port (its public URL) is picked only once LiveKit is up,
+	// which could otherwise take it in between.
+	hook := testenv.NewForwarder(t)
+	lk := testenv.StartLiveKit(t, hook.URL+"/livekit/webhook")
 	port := testenv.FreePort(t)
-	lk := testenv.StartLiveKit(t, fmt.Sprintf("http://127.0.0.1:%d/livekit/webhook", port))
 	env := map[string]string{
 		"BROKER_ADDR":                   fmt.Sprintf("127.0.0.1:%d", port),
 		"BROKER_PUBLIC_URL":             fmt.Sprintf("http://127.0.0.1:%d", port),
@@ -398,7 +402,9 @@ func startVoiceBroker(t *testing.T, k keys, vars map[string]string) (*broker, *t
 	for name, v := range vars {
 		env[name] = v
 	}
-	return startBroker(t, k, env), lk
+	b := startBroker(t, k, env)
+	hook.To(t, b.URL)
+	return b, lk
 }
 
 // allowOrigins rewrites the tenants so florencia's public mode accepts

@@ -47,18 +47,17 @@ func acmeOwnLiveKit(url string) func(string) string {
 }
 
 // twoProjects starts the default project's livekit-server and acme's own,
-// with different keys and ports, both sending their webhooks to the broker
-// that will listen on port.
-func twoProjects(t *testing.T) (port int, def, acme *testenv.LiveKit) {
+// with different keys and ports, both sending their webhooks through hook,
+// which the caller points at its broker once it is up.
+func twoProjects(t *testing.T) (hook *testenv.Forwarder, def, acme *testenv.LiveKit) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs livekit-server")
 	}
-	port = testenv.FreePort(t)
-	hook := fmt.Sprintf("http://127.0.0.1:%d/livekit/webhook", port)
-	def = testenv.StartLiveKit(t, hook)
-	acme = testenv.StartLiveKitWithKey(t, hook, acmeLKKey, acmeLKSecret)
-	return port, def, acme
+	hook = testenv.NewForwarder(t)
+	def = testenv.StartLiveKit(t, hook.URL+"/livekit/webhook")
+	acme = testenv.StartLiveKitWithKey(t, hook.URL+"/livekit/webhook", acmeLKKey, acmeLKSecret)
+	return hook, def, acme
 }
 
 // issuedFor checks that a /connect or /livekit/token answer is a token of
@@ -114,13 +113,13 @@ func has(list []string, s string) bool {
 // releases acme's room; one signed with acme's key about globex's room
 // changes nothing; the secrets never reach the log.
 func TestOrgLiveKitProject(t *testing.T) {
-	port, def, acmeLK := twoProjects(t)
+	hook, def, acmeLK := twoProjects(t)
 	t.Setenv(acmeLKEnv, acmeLKSecret)
 	k := newKeys(t)
 	b := startBroker(t, k, map[string]string{
-		"BROKER_ADDR": fmt.Sprintf("127.0.0.1:%d", port),
 		"LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret,
 	})
+	hook.To(t, b.URL)
 	// The project comes in by a reload, as an operator would add it.
 	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(acmeLK.URL)), "ok")
 	globex := k.globex

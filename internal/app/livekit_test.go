@@ -23,16 +23,17 @@ import (
 )
 
 // startWithLiveKit starts a real livekit-server whose webhooks reach a
-// broker, then that broker, on a port reserved for it.
+// broker, then that broker. The webhooks go through a forwarder bound
+// before LiveKit starts: a port reserved for the broker could be taken
+// while LiveKit started (it was, once, in CI).
 func startWithLiveKit(t *testing.T, k keys, vars map[string]string) (*broker, *testenv.LiveKit) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs livekit-server")
 	}
-	port := testenv.FreePort(t)
-	lk := testenv.StartLiveKit(t, fmt.Sprintf("http://127.0.0.1:%d/livekit/webhook", port))
+	hook := testenv.NewForwarder(t)
+	lk := testenv.StartLiveKit(t, hook.URL+"/livekit/webhook")
 	env := map[string]string{
-		"BROKER_ADDR":        fmt.Sprintf("127.0.0.1:%d", port),
 		"LIVEKIT_URL":        lk.URL,
 		"LIVEKIT_API_KEY":    lk.APIKey,
 		"LIVEKIT_API_SECRET": lk.APISecret,
@@ -40,7 +41,9 @@ func startWithLiveKit(t *testing.T, k keys, vars map[string]string) (*broker, *t
 	for name, v := range vars {
 		env[name] = v
 	}
-	return startBroker(t, k, env), lk
+	b := startBroker(t, k, env)
+	hook.To(t, b.URL)
+	return b, lk
 }
 
 // join connects a real participant with a LiveKit token from the broker.
