@@ -4,6 +4,8 @@ import (
 	"log/slog"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/voicebroker/voicebroker/internal/jsonlog"
 )
 
 // auditInfo writes an Info line of the request, request_id first, as
@@ -17,9 +19,10 @@ import (
 // in place of 80 (BenchmarkHandlerRedeem). With any other logger it goes
 // through slog.
 func (s *Server) auditInfo(c echo.Context, msg string, attrs ...slog.Attr) {
-	if s.fastLog == nil {
+	fast := jsonlog.Fast(s.log)
+	if fast == nil {
 		s.logger(c).LogAttrs(c.Request().Context(), slog.LevelInfo, msg, attrs...)
 		return
 	}
-	s.fastLog.Info(msg, []slog.Attr{slog.String("request_id", requestID(c))}, attrs...)
+	fast.Info(msg, []slog.Attr{slog.String("request_id", requestID(c))}, attrs...)
 }

@@ -26,7 +26,6 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
 	"github.com/voicebroker/voicebroker/internal/auth"
-	"github.com/voicebroker/voicebroker/internal/jsonlog"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/metrics"
 	"github.com/voicebroker/voicebroker/internal/store"
@@ -93,7 +92,6 @@ type Deps struct {
 type Server struct {
 	Deps
 	log      *slog.Logger
-	fastLog  *jsonlog.Writer // see auditInfo; nil unless Log is jsonlog's
 	jwksBody []byte
 	// routes are the registered route patterns: the only route label values
 	// besides "unmatched".
@@ -111,7 +109,7 @@ func New(d Deps) *echo.Echo {
 	if c, ok := d.LiveKit.(*livekit.Client); ok && c == nil {
 		d.LiveKit = nil // an unset client in an interface is still no LiveKit
 	}
-	s := &Server{Deps: d, log: d.Log, fastLog: jsonlog.Fast(d.Log)}
+	s := &Server{Deps: d, log: d.Log}
 	s.jwksBody, _ = json.Marshal(d.JWKS)
 
 	e := s.newEcho()
