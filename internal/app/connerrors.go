@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+
+	"github.com/voicebroker/voicebroker/internal/httpapi"
 )
 
 // net/http answers a request it cannot read (headers past
@@ -92,10 +94,10 @@ func rewriteNetHTTPError(p []byte) ([]byte, bool) {
 	if !bytes.Equal(body, statusLine) && !(status == 501 && string(body) == "Unsupported transfer encoding") {
 		return nil, false
 	}
-	code, message := "invalid_request", "the request is not valid HTTP/1.1"
+	code, message := httpapi.CodeInvalidRequest, "the request is not valid HTTP/1.1"
 	switch status {
 	case 431:
-		code, message = "payload_too_large", "request headers over 16 KiB"
+		code, message = httpapi.HeadersTooLarge()
 	case 501:
 		message = "unsupported transfer encoding"
 	case 505:
@@ -107,7 +109,7 @@ func rewriteNetHTTPError(p []byte) ([]byte, bool) {
 			message += ": " + string(detail)
 		}
 	}
-	jsonBody := `{"error":` + strconv.Quote(code) + `,"message":` + strconv.Quote(message) + "}\n"
+	jsonBody := `{"error":` + strconv.Quote(string(code)) + `,"message":` + strconv.Quote(message) + "}\n"
 	out := make([]byte, 0, 256)
 	out = append(out, "HTTP/1.1 "...)
 	out = strconv.AppendInt(out, int64(status), 10)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/voicebroker/voicebroker/internal/httpapi"
 )
 
 // FuzzRewriteNetHTTPError: whatever bytes a write carries, a rewrite is a
@@ -29,7 +31,8 @@ func FuzzRewriteNetHTTPError(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	messages := map[string]bool{"request headers over 16 KiB": true, "the request is not valid HTTP/1.1": true,
+	_, tooLarge := httpapi.HeadersTooLarge()
+	messages := map[string]bool{tooLarge: true, "the request is not valid HTTP/1.1": true,
 		"unsupported transfer encoding": true, "unsupported HTTP version": true}
 	for d := range knownNetHTTPDetails {
 		messages["the request is not valid HTTP/1.1: "+d] = true

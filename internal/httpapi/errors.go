@@ -235,6 +235,14 @@ func row(code Code) *errorRow {
 	return rows[CodeInternal]
 }
 
+// HeadersTooLarge is the answer to request headers over MaxHeaderBytes, as
+// the contract's code and its message: for the 431 net/http writes itself,
+// past what it reads, which internal/app answers in the same words.
+func HeadersTooLarge() (Code, string) {
+	r := row(codeHeadersTooLarge)
+	return r.wireCode(), r.message
+}
+
 // wireCode is the contract's code the row's code goes out as.
 func (r *errorRow) wireCode() Code {
 	if r.wire.as != "" {
