@@ -13,6 +13,6 @@ test-short:
 	go test -short ./...
 
 # The load harness (its own module, bench/): broker vs the floor and a
-# Node.js peer, medians of 3 runs. Extra flags: make bench BENCHFLAGS='-runs 1'.
+# Node.js peer, medians of 5 rounds. Extra flags: make bench BENCHFLAGS='-runs 1'.
 bench:
 	go -C bench run . $(BENCHFLAGS)

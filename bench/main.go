@@ -37,6 +37,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -57,8 +58,9 @@ func main() {
 		floor(os.Args[2:])
 		return
 	}
-	runs := flag.Int("runs", 3, "rounds (medians are reported)")
-	duration := flag.Duration("duration", 5*time.Second, "length of each run")
+	runs := flag.Int("runs", 5, "rounds (medians are reported)")
+	duration := flag.Duration("duration", 5*time.Second, "length of each run's measured part")
+	warmup := flag.Duration("warmup", time.Second, "length of each run's unmeasured start")
 	workers := flag.Uint64("workers", 32, "concurrent connections in closed loop")
 	out := flag.String("out", "", "JSON report path (default bench.json at the repository root)")
 	growth := flag.Bool("growth", true, "measure how the cost grows with orgs, keys, origins and metadata")
@@ -74,7 +76,7 @@ func main() {
 	if *out == "" {
 		*out = filepath.Join(root, "bench.json")
 	}
-	h := &harness{root: root, runs: *runs, duration: *duration, workers: *workers, profileDir: *profile, only: *only, before: *before}
+	h := &harness{root: root, runs: *runs, duration: *duration, warmup: *warmup, workers: *workers, profileDir: *profile, only: *only, before: *before}
 	err = h.run(*out, *growth)
 	h.stopAll()
 	if err != nil {
@@ -87,6 +89,7 @@ type harness struct {
 	root       string // the broker's module: the repository root
 	runs       int
 	duration   time.Duration
+	warmup     time.Duration
 	workers    uint64
 	profileDir string
 	only       string
@@ -579,7 +582,7 @@ func (h *harness) run(outPath string, growth bool) error {
 	up, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nLoad average at the end (1, 5, 15 min): %s\n", strings.Join(strings.Fields(string(up))[:3], ", "))
 	data, _ := json.MarshalIndent(map[string]any{"generated": time.Now().UTC().Format(time.RFC3339), "runs": h.runs,
-		"duration": h.duration.String(), "workers": h.workers, "results": results, "growth": grown,
+		"duration": h.duration.String(), "warmup": h.warmup.String(), "workers": h.workers, "results": results, "growth": grown,
 		"loadavg": strings.TrimSpace(string(up))}, "", "  ")
 	return os.WriteFile(outPath, data, 0o644)
 }
@@ -615,7 +618,7 @@ func cycle(ts []vegeta.Target) func(float64) (vegeta.Targeter, error) {
 // then stops the attack.
 func (h *harness) premint(srv *server, path string, asBody bool) func(float64) (vegeta.Targeter, error) {
 	return func(rps float64) (vegeta.Targeter, error) {
-		n := max(5000, int(rps*h.duration.Seconds()*1.5))
+		n := max(5000, int(rps*(h.warmup+h.duration).Seconds()*1.5))
 		toks, err := mintMany(srv.url, h.sk, n)
 		if err != nil {
 			return nil, err
@@ -685,20 +688,19 @@ func mintMany(base, sk string, n int) ([]string, error) {
 	return toks, firstErr
 }
 
-// attack runs one scenario: closed loop (rate 0) or open loop at rate.
-// With profile set and a profile directory given, it records a CPU profile
-// of the server during the run.
+// attack runs one scenario: closed loop (rate 0) or open loop at rate,
+// for h.warmup and then h.duration. Only the second part is measured: the
+// requests sent in it (latency, throughput), and the CPU, allocations and
+// Redis counters between its two ends. The warm-up is what any first
+// second pays (connections opened, goroutines and buffers grown) and, on
+// a shared machine, what it happens to hit; errors count in both parts.
+// With profile set and a profile directory given, it records CPU profiles
+// of the server and of the generator during the measured part.
 func (h *harness) attack(sc scenario, rate int, profile bool, lastRPS float64) (result, error) {
 	tr, err := sc.prepare(lastRPS)
 	if err != nil {
 		return result{}, err
 	}
-	var before, readsBefore, storeBefore int64
-	if sc.srv.redis {
-		before, readsBefore, storeBefore = h.redisCalls(), h.redisReads(), storeCalls(sc.srv.url)
-	}
-	mallocs, bytesAlloc := serverAllocs(sc.srv)
-	cpu0, rcpu0, gen0 := cpuTime(sc.srv.cmd), cpuTime(h.redisCmd), selfCPU()
 	var pacer vegeta.Pacer = vegeta.Rate{Freq: rate, Per: time.Second}
 	opts := []func(*vegeta.Attacker){vegeta.KeepAlive(true), vegeta.Connections(int(h.workers)), vegeta.Timeout(10 * time.Second)}
 	if rate == 0 {
@@ -708,25 +710,38 @@ func (h *harness) attack(sc scenario, rate int, profile bool, lastRPS float64) (
 		// wait counts in their latency) rather than opening thousands.
 		opts = append(opts, vegeta.MaxConnections(8*int(h.workers)))
 	}
-	var prof chan error
-	if profile && h.profileDir != "" && sc.srv.pprof != "" {
-		prof = make(chan error, 1)
-		mode := "closed"
-		if rate > 0 {
-			mode = "open"
+	mode := "closed"
+	if rate > 0 {
+		mode = "open"
+	}
+	var (
+		base     counters
+		measured = make(chan struct{})
+		prof     chan error
+	)
+	a := vegeta.NewAttacker(opts...)
+	began := time.Now()
+	results := a.Attack(tr, pacer, h.warmup+h.duration, sc.name)
+	from := began.Add(h.warmup)
+	stopGen := func() {}
+	time.AfterFunc(h.warmup, func() {
+		defer close(measured)
+		base = h.counters(sc.srv)
+		if !profile || h.profileDir == "" || sc.srv.pprof == "" {
+			return
 		}
+		prof = make(chan error, 1)
 		file := filepath.Join(h.profileDir, slug(sc.name)+"-"+mode+".pprof")
 		go func() { prof <- fetchProfile(sc.srv.pprof, file, h.duration-time.Second) }()
-	}
-	a := vegeta.NewAttacker(opts...)
+		stopGen = startSelfProfile(filepath.Join(h.profileDir, "generator-"+slug(sc.name)+"-"+mode+".pprof"))
+	})
 	var m vegeta.Metrics
 	errs := 0
 	codes := map[string]int{}
-	for res := range a.Attack(tr, pacer, h.duration, sc.name) {
+	for res := range results {
 		if res.Error == vegeta.ErrNoTargets.Error() {
 			continue // the pre-minted tickets ran out: the end of the run, not a request
 		}
-		m.Add(res)
 		if int(res.Code) != sc.wantCode {
 			errs++
 			key := strconv.Itoa(int(res.Code))
@@ -737,7 +752,13 @@ func (h *harness) attack(sc scenario, rate int, profile bool, lastRPS float64) (
 			}
 			codes[key]++
 		}
+		if !res.Timestamp.Before(from) {
+			m.Add(res)
+		}
 	}
+	<-measured
+	stopGen()
+	end := h.counters(sc.srv)
 	if len(codes) > 0 {
 		fmt.Fprintf(os.Stderr, "  %s: unexpected answers %v\n", sc.name, codes)
 	}
@@ -751,26 +772,60 @@ func (h *harness) attack(sc scenario, rate int, profile bool, lastRPS float64) (
 		Scenario: sc.name, Runs: 1, RPS: m.Throughput, Requests: int(m.Requests), Errors: errs,
 		P50ms: ms(m.Latencies.P50), P90ms: ms(m.Latencies.P90), P99ms: ms(m.Latencies.P99), P999ms: ms(m.Latencies.Quantile(0.999)),
 	}
-	if m.Requests > 0 {
+	if n := float64(m.Requests); n > 0 {
 		if sc.srv.redis {
-			r.RedisCmds = float64(h.redisCalls()-before) / float64(m.Requests)
-			r.RedisReads = float64(h.redisReads()-readsBefore) / float64(m.Requests)
-			r.StoreRTTs = float64(storeCalls(sc.srv.url)-storeBefore) / float64(m.Requests)
+			r.RedisCmds = float64(end.redisCalls-base.redisCalls) / n
+			r.RedisReads = float64(end.redisReads-base.redisReads) / n
+			r.StoreRTTs = float64(end.storeCalls-base.storeCalls) / n
+			if base.redisCPU >= 0 {
+				r.RedisCPUus = float64(end.redisCPU-base.redisCPU) / float64(time.Microsecond) / n
+			}
 		}
-		if cpu0 >= 0 {
-			r.CPUus = float64(cpuTime(sc.srv.cmd)-cpu0) / float64(time.Microsecond) / float64(m.Requests)
+		if base.cpu >= 0 {
+			r.CPUus = float64(end.cpu-base.cpu) / float64(time.Microsecond) / n
 		}
-		r.GenCPUus = float64(selfCPU()-gen0) / float64(time.Microsecond) / float64(m.Requests)
-		if sc.srv.redis && rcpu0 >= 0 {
-			r.RedisCPUus = float64(cpuTime(h.redisCmd)-rcpu0) / float64(time.Microsecond) / float64(m.Requests)
-		}
-		if mallocs >= 0 {
-			m2, b2 := serverAllocs(sc.srv)
-			r.AllocsPerReq = float64(m2-mallocs) / float64(m.Requests)
-			r.BytesPerReq = float64(b2-bytesAlloc) / float64(m.Requests)
+		r.GenCPUus = float64(end.gen-base.gen) / float64(time.Microsecond) / n
+		if base.mallocs >= 0 {
+			r.AllocsPerReq = float64(end.mallocs-base.mallocs) / n
+			r.BytesPerReq = float64(end.bytes-base.bytes) / n
 		}
 	}
 	return r, nil
+}
+
+// counters are what attack reads at each end of its measured part.
+type counters struct {
+	redisCalls, redisReads, storeCalls int64
+	mallocs, bytes                     int64
+	cpu, redisCPU, gen                 time.Duration
+}
+
+func (h *harness) counters(srv *server) counters {
+	var c counters
+	if srv.redis {
+		c.redisCalls, c.redisReads, c.storeCalls = h.redisCalls(), h.redisReads(), storeCalls(srv.url)
+	}
+	c.mallocs, c.bytes = serverAllocs(srv)
+	c.cpu, c.redisCPU, c.gen = cpuTime(srv.cmd), cpuTime(h.redisCmd), selfCPU()
+	return c
+}
+
+// startSelfProfile records a CPU profile of the generator (this process)
+// in file until the function it returns is called: what a scenario costs
+// the client is part of every ratio on a shared machine.
+func startSelfProfile(file string) (stop func()) {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return func() {}
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func slug(s string) string {
