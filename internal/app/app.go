@@ -328,6 +328,19 @@ func (c *deadlineCtx) Deadline() (time.Time, bool) {
 
 func (c *deadlineCtx) Done() <-chan struct{} { return c.real(true).Done() }
 
+// CancelSignal returns a channel closed when the parent ends (the client
+// went away; net/http also ends it just after the handler returns), not at
+// the request's own deadline, and without making the timer that Done makes:
+// a waiter that selects on it stops at Deadline on a timer of its own, as
+// the Redis store's batcher does with a pooled one. Once the handler has
+// returned, or the real context is made, it is that context's Done.
+func (c *deadlineCtx) CancelSignal() <-chan struct{} {
+	if r := c.real(false); r != nil {
+		return r.Done()
+	}
+	return c.Context.Done()
+}
+
 func (c *deadlineCtx) Err() error {
 	if r := c.real(false); r != nil {
 		return r.Err()

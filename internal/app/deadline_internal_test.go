@@ -221,6 +221,34 @@ func TestDeadlineContext(t *testing.T) {
 			t.Fatalf("context.Cause after the request %v, want Canceled", cause)
 		}
 	})
+	t.Run("CancelSignal is the parent's cancellation, and makes no timer", func(t *testing.T) {
+		p, cancel := context.WithCancel(parent)
+		c := &deadlineCtx{Context: p, deadline: time.Now().Add(-time.Millisecond)}
+		sig := c.CancelSignal()
+		if c.ctx != nil {
+			t.Fatal("CancelSignal made the real context (and its timer)")
+		}
+		select {
+		case <-sig:
+			t.Fatal("CancelSignal closed for the deadline: a waiter's own timer is for that")
+		default:
+		}
+		cancel()
+		wait(t, sig)
+		if err := c.Err(); err != context.Canceled {
+			t.Fatalf("Err %v, want Canceled", err)
+		}
+	})
+	t.Run("CancelSignal after release, or after Done, is the real one's", func(t *testing.T) {
+		c := &deadlineCtx{Context: parent, deadline: time.Now().Add(time.Hour)}
+		c.release()
+		wait(t, c.CancelSignal())
+		c = &deadlineCtx{Context: parent, deadline: time.Now().Add(5 * time.Millisecond)}
+		if c.Done() != c.CancelSignal() {
+			t.Fatal("CancelSignal with a real context is not its Done")
+		}
+		wait(t, c.CancelSignal())
+	})
 	t.Run("expired before release stays DeadlineExceeded", func(t *testing.T) {
 		c := &deadlineCtx{Context: parent, deadline: time.Now().Add(-time.Millisecond)}
 		c.release()

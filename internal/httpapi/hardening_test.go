@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -266,5 +267,41 @@ func TestRecoverAnswersInContractShape(t *testing.T) {
 	}
 	if status, _ := post(t, ts.URL+"/token", "", `{}`); status != 401 {
 		t.Fatalf("after the panics: %d", status)
+	}
+}
+
+// TestReadBodyLengths: a body is read whole whether its length is declared
+// or not (chunked, or a request built in process, where http.NewRequest
+// gives a reader of unknown length a ContentLength of 0), and a body
+// shorter than its declared length is refused, not cut or padded.
+func TestReadBodyLengths(t *testing.T) {
+	const body = `{"agent":"bot"}`
+	read := func(r *http.Request) ([]byte, error) {
+		r.Header.Set("Content-Type", "application/json")
+		return readBody(echo.New().NewContext(r, httptest.NewRecorder()))
+	}
+	declared := httptest.NewRequest("POST", "/token", strings.NewReader(body))
+	unknown, _ := http.NewRequest("POST", "/token", struct{ io.Reader }{strings.NewReader(body)})
+	chunked := httptest.NewRequest("POST", "/token", strings.NewReader(body))
+	chunked.ContentLength = -1
+	for name, r := range map[string]*http.Request{"declared": declared, "unknown": unknown, "chunked": chunked} {
+		if got, err := read(r); err != nil || string(got) != body {
+			t.Errorf("%s length (ContentLength %d): %q, %v", name, r.ContentLength, got, err)
+		}
+	}
+	empty := httptest.NewRequest("POST", "/token", nil)
+	if got, err := read(empty); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("empty body: %q (nil %v), %v", got, got == nil, err)
+	}
+	short := httptest.NewRequest("POST", "/token", io.LimitReader(strings.NewReader(body), 5))
+	short.ContentLength = int64(len(body))
+	if got, err := read(short); err == nil {
+		t.Errorf("a body shorter than its Content-Length was read: %q", got)
+	} else if e, ok := err.(*Error); !ok || e.Code != CodeInvalidRequest {
+		t.Errorf("short body: %v, want %s", err, CodeInvalidRequest)
+	}
+	long := httptest.NewRequest("POST", "/token", strings.NewReader(strings.Repeat(" ", MaxBodyBytes+1)))
+	if _, err := read(long); err == nil {
+		t.Error("a body over MaxBodyBytes was read")
 	}
 }

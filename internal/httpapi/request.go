@@ -39,7 +39,18 @@ func readBody(c echo.Context) ([]byte, error) {
 	if r.ContentLength > MaxBodyBytes {
 		return nil, apiError(CodePayloadTooLarge, "")
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes))
+	var data []byte
+	var err error
+	if r.ContentLength > 0 {
+		// Its length is declared and within bounds, and net/http's server
+		// reads no more of it than declared (a shorter one is an error):
+		// read exactly that, into one buffer of its size. A length of 0 is
+		// also what http.NewRequest gives a body of unknown length.
+		data = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, data)
+	} else {
+		data, err = io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes))
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

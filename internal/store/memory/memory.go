@@ -126,15 +126,15 @@ func (s *Store) PutNonce(ctx context.Context, n store.Nonce, ttl time.Duration, 
 	if err := ctx.Err(); err != nil {
 		return store.Result{}, store.ErrUnavailable
 	}
-	now := s.now()
+	now, key := s.now(), nonceKey(n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if res := s.limited(now, n, limit); !res.Allowed {
 		return res, nil
-	} else if kept, ok := s.nonces[nonceKey(n)]; ok && now.Before(kept.expires) {
+	} else if kept, ok := s.nonces[key]; ok && now.Before(kept.expires) {
 		return res, store.ErrExists
 	} else {
-		s.nonces[nonceKey(n)] = nonce{record: n.Record, expires: now.Add(ttl)}
+		s.nonces[key] = nonce{record: n.Record, expires: now.Add(ttl)}
 		return res, nil
 	}
 }
@@ -147,26 +147,26 @@ func (s *Store) ConsumeNonce(ctx context.Context, n store.Nonce, limit *store.Li
 	if err := ctx.Err(); err != nil {
 		return store.Result{}, store.ErrUnavailable
 	}
-	now := s.now()
+	now, key := s.now(), nonceKey(n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := s.limited(now, n, limit)
 	if !res.Allowed {
 		return res, nil
 	}
-	kept, ok := s.nonces[nonceKey(n)]
+	kept, ok := s.nonces[key]
 	if !ok {
 		return res, store.ErrNotFound
 	}
 	if !now.Before(kept.expires) {
-		delete(s.nonces, nonceKey(n))
+		delete(s.nonces, key)
 		return res, store.ErrNotFound
 	}
 	// The records are MACs: compared in constant time.
 	if n.Record != "" && subtle.ConstantTimeCompare([]byte(kept.record), []byte(n.Record)) != 1 {
 		return res, store.ErrMismatch
 	}
-	delete(s.nonces, nonceKey(n))
+	delete(s.nonces, key)
 	return res, nil
 }
 
@@ -180,19 +180,19 @@ func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p stor
 	if err := ctx.Err(); err != nil {
 		return store.ErrUnavailable
 	}
-	now := s.now()
+	now, key := s.now(), nonceKey(n)
 	pk := n.Org + "/" + p.Key
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if exp, ok := s.proofs[pk]; ok && now.Before(exp) {
 		return store.ErrReplayed
 	}
-	kept, ok := s.nonces[nonceKey(n)]
+	kept, ok := s.nonces[key]
 	if !ok || !now.Before(kept.expires) {
-		delete(s.nonces, nonceKey(n))
+		delete(s.nonces, key)
 		return store.ErrNotFound
 	}
-	delete(s.nonces, nonceKey(n))
+	delete(s.nonces, key)
 	s.proofs[pk] = now.Add(p.TTL)
 	return nil
 }

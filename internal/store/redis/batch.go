@@ -26,17 +26,20 @@ var (
 // commands to arrive: batches grow with the load, and a command waits at
 // most for the exchange before its own.
 //
-// What a caller sees is what it would see without batching. Replies are
-// matched to commands by their position on the connection, so each
-// command gets its own reply or its own error; a connection that fails
-// fails every command it carried that had no reply yet (go-redis retries
-// nothing: the store sets MaxRetries -1), and each of their callers
-// reports the store unavailable, as for a lone command on that
-// connection. A caller waits no longer than its context and the store
-// timeout: then it returns an error and never reads its command, which
-// the sender may still run (exactly as a lone command whose reply is lost
-// may have run). A command whose caller has given up before its batch is
-// sent is not sent at all, so no work is done for a reply nobody reads.
+// Batching changes no answer. Replies are matched to commands by their
+// position on the connection, so each command gets its own reply or its
+// own error; a connection that fails fails every command it carried that
+// had no reply yet (go-redis retries nothing: the store sets MaxRetries
+// -1), and each of their callers reports the store unavailable, as for a
+// lone command on that connection. A caller waits no longer than its
+// deadline, the earlier of its context's and the store timeout, and a
+// queued caller also stops when its context is cancelled; then it returns
+// an error and never reads its command, which the sender may still run
+// (exactly as a lone command whose reply is lost may have run). A command
+// whose caller has given up before its batch is sent is not sent at all,
+// so no work is done for a reply nobody reads. A caller that sends its
+// own command (nothing else under way) sends it at once and waits for its
+// reply until the deadline, whatever becomes of its context meanwhile.
 type pipeliner struct {
 	rdb       redis.UniversalClient
 	maxQueued int
@@ -72,14 +75,19 @@ func newPipeliner(rdb redis.UniversalClient, maxQueued int) *pipeliner {
 }
 
 // process sends cmd, itself or through the sender, and waits until it has
-// run, ctx ends or timeout passes. It returns the command's error, or context.DeadlineExceeded
-// (the timeout), ctx's error, errQueueFull or errClosed; on any of those
-// the caller must not read cmd, whose result the sender may still write.
+// run or its deadline (the earlier of ctx's and timeout from now) passes,
+// or, queued, ctx is cancelled. It returns the command's error, or
+// context.DeadlineExceeded (the deadline), ctx's error (or
+// context.Canceled), errQueueFull or errClosed; on any of those the
+// caller must not read cmd, whose result the sender may still write.
 func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redis.Cmder) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
 	p.mu.Lock()
 	switch {
 	case p.closed:
@@ -93,8 +101,13 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 		p.busy = true
 		p.queued++
 		p.mu.Unlock()
-		ctx, cancel := context.WithDeadline(ctx, deadline)
-		err := p.rdb.Process(ctx, cmd)
+		// The exchange ends at the deadline, the earlier of ctx's and the
+		// timeout; ctx's cancellation (the client gone) no longer stops a
+		// command on its way. Not deriving the exchange's context from ctx
+		// spares the broker's request context the timer it makes when a
+		// context derived from it waits on its Done (app.deadlineCtx).
+		dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		err := p.rdb.Process(dctx, cmd)
 		cancel()
 		p.mu.Lock()
 		p.queued--
@@ -119,16 +132,36 @@ func (p *pipeliner) process(ctx context.Context, timeout time.Duration, cmd redi
 	b.deadlines = append(b.deadlines, deadline)
 	p.queued++
 	p.mu.Unlock()
-	t := getTimer(timeout)
+	t := getTimer(time.Until(deadline))
 	defer putTimer(t)
 	select {
 	case <-b.done:
 		return cmd.Err()
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-cancelled(ctx):
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return context.Canceled
 	case <-t.C:
 		return context.DeadlineExceeded
 	}
+}
+
+// canceller is a context that can signal its cancellation apart from its
+// deadline (app's request context): waiting on CancelSignal and on a timer
+// for the deadline costs it no timer of its own, where Done makes one.
+type canceller interface {
+	CancelSignal() <-chan struct{}
+}
+
+// cancelled returns what a queued caller waits on besides its batch and its
+// timer, which is set to its deadline: ctx's cancellation apart from that
+// deadline where ctx can give it, else ctx.Done().
+func cancelled(ctx context.Context) <-chan struct{} {
+	if c, ok := ctx.(canceller); ok {
+		return c.CancelSignal()
+	}
+	return ctx.Done()
 }
 
 // timers holds stopped timers for process's waits: a timer of its own

@@ -220,6 +220,93 @@ func TestCallersThatLeftAreNotSent(t *testing.T) {
 	}
 }
 
+// signalCtx is a request context as app's: it gives its cancellation apart
+// from its deadline (CancelSignal), and counts the calls of Done, which in
+// app's context make a timer the store's waits should not need.
+type signalCtx struct {
+	context.Context // the parent, with the request's deadline
+	sig             chan struct{}
+	cancelled       atomic.Bool
+	dones           atomic.Int32
+}
+
+func newSignalCtx(d time.Duration) (*signalCtx, context.CancelFunc) {
+	parent, cancel := context.WithTimeout(context.Background(), d)
+	return &signalCtx{Context: parent, sig: make(chan struct{})}, cancel
+}
+
+func (c *signalCtx) CancelSignal() <-chan struct{} { return c.sig }
+
+func (c *signalCtx) Done() <-chan struct{} {
+	c.dones.Add(1)
+	return c.Context.Done()
+}
+
+func (c *signalCtx) Err() error {
+	if c.cancelled.Load() {
+		return context.Canceled
+	}
+	return c.Context.Err()
+}
+
+func (c *signalCtx) cancel() {
+	c.cancelled.Store(true)
+	close(c.sig)
+}
+
+// TestRequestContextWaitsWithoutDone: a call made with a request context
+// that gives its cancellation apart from its deadline, sent at once or
+// queued behind an exchange, never asks its Done; a queued one still stops
+// when it is cancelled and at its deadline (earlier than the store's
+// timeout), and a lone one is answered.
+func TestRequestContextWaitsWithoutDone(t *testing.T) {
+	s, g := gatedStore(t, testenv.RedisAddr(t))
+
+	lone, stop := newSignalCtx(time.Minute)
+	defer stop()
+	if _, err := s.PutNonce(lone, nonce(t), time.Minute, nil); err != nil {
+		t.Fatalf("lone put: %v", err)
+	}
+	if n := lone.dones.Load(); n != 0 {
+		t.Fatalf("a lone put asked Done %d times", n)
+	}
+
+	held, release := g.holdNext()
+	first := make(chan error, 1)
+	go func() { _, err := s.PutNonce(context.Background(), nonce(t), time.Minute, nil); first <- err }()
+	<-held
+	gone, stop := newSignalCtx(time.Minute)
+	defer stop()
+	late, stop2 := newSignalCtx(2 * time.Second) // before the store's 10 s timeout
+	defer stop2()
+	start := time.Now()
+	errs := make(chan error, 2)
+	for _, ctx := range []context.Context{gone, late} {
+		go func() { _, err := s.PutNonce(ctx, nonce(t), time.Minute, nil); errs <- err }()
+	}
+	waitQueued(t, s, 3)
+	gone.cancel()
+	for range 2 {
+		// Both return while the first exchange is still held: one cancelled,
+		// one past its own deadline.
+		if err := <-errs; !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("queued put: %v, want ErrUnavailable", err)
+		}
+	}
+	if time.Since(start) >= 10*time.Second {
+		t.Error("a queued put waited for the store's timeout, not its context's earlier deadline")
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*signalCtx{gone, late} {
+		if n := c.dones.Load(); n != 0 {
+			t.Errorf("a queued put asked Done %d times", n)
+		}
+	}
+}
+
 // TestFailedExchangeFailsOnlyItsCommands: Redis dies while a batch is
 // held; every command of that batch fails with ErrUnavailable (none is
 // reported stored), and after a restart the store answers again.
