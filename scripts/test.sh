@@ -185,22 +185,25 @@ REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_NOTIFICATIONS=true \
 log "go test -race"
 go test -race -count=1 ${GO_TEST_FLAGS:-} ./...
 
-# fuzz_one PKG TARGET fuzzes one target for FUZZTIME. Go's fuzzer reports
-# "context deadline exceeded", with no failing input, when FUZZTIME ends
-# while a slow input is still running: that found nothing, so the target
-# runs once more. A real finding always writes its input, and fails.
+# fuzz_one PKG TARGET fuzzes one target for FUZZTIME. Go 1.26's fuzzer can
+# report "context deadline exceeded", with no failing input, as FUZZTIME
+# ends: a race in its coordinator (go.dev/issue/75804, fixed in Go 1.27),
+# seen here in about one target in twenty on a busy machine. Such a run
+# found nothing, so the target runs again, up to three runs in all. A real
+# finding always writes its input, and fails at once.
 fuzz_one() {
-  local out
-  if out=$(go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 1x 2>&1); then
+  local out try
+  for try in 1 2 3; do
+    if out=$(go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 1x 2>&1); then
+      echo "$out" | grep -v '^fuzz: elapsed'
+      return 0
+    fi
     echo "$out" | grep -v '^fuzz: elapsed'
-    return 0
-  fi
-  echo "$out" | grep -v '^fuzz: elapsed'
-  if echo "$out" | grep -q 'context deadline exceeded' && ! echo "$out" | grep -q 'Failing input written'; then
-    echo "(the fuzzer's time ran out in the middle of an input; $2 once more)"
-    go test "$1" -run '^$' -fuzz "^$2\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 1x 2>&1 | grep -v '^fuzz: elapsed'
-    return
-  fi
+    if ! grep -q 'context deadline exceeded' <<<"$out" || grep -q 'Failing input written' <<<"$out"; then
+      return 1
+    fi
+    echo "(Go's fuzz coordinator reported its own deadline, with no failing input: go.dev/issue/75804; run $try of 3)"
+  done
   return 1
 }
 
