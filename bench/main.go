@@ -399,7 +399,6 @@ func waitTCP(url string) error {
 	return fmt.Errorf("%s did not answer", url)
 }
 
-// scenario is one load shape against one server.
 // The scenarios the ratios are taken against, found by name.
 const (
 	floorName = "floor: sign only (Echo, no auth, no store)"
@@ -407,6 +406,7 @@ const (
 	mintRedis = "POST /token (Redis)"
 )
 
+// scenario is one load shape against one server.
 type scenario struct {
 	name     string
 	srv      *server
