@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -10,7 +12,10 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/voicebroker/voicebroker/internal/store"
+	redisstore "github.com/voicebroker/voicebroker/internal/store/redis"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
@@ -23,6 +28,8 @@ func floor(args []string) {
 	keyFile := fs.String("key", "", "PEM signing key")
 	iss := fs.String("iss", "http://localhost:8080", "the tickets' iss (the broker's BROKER_PUBLIC_URL)")
 	headers := fs.Bool("headers", false, "answer with the broker's response headers too (what they cost, apart from the broker's work)")
+	redisURL := fs.String("redis", "", "Redis URL: make one Redis round trip per ticket (see -step)")
+	step := fs.String("step", "set", "with -redis: set (one SET NX PX of the ticket's nonce, a plain go-redis client, no batching) or store (the broker's own store step: the org's GCRA bucket and the nonce with its record, in one script, batched)")
 	fs.Parse(args)
 	data, err := os.ReadFile(*keyFile)
 	if err != nil {
@@ -35,6 +42,11 @@ func floor(args []string) {
 		os.Exit(1)
 	}
 	issuer, _ := token.NewIssuer(key, *iss, time.Minute)
+	put, err := storeStep(*redisURL, *step, issuer)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if *pprofAddr != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -55,9 +67,14 @@ func floor(args []string) {
 		if err := c.Bind(&req); err != nil {
 			return err
 		}
-		s, _, err := issuer.Mint(token.Ticket{Org: "bench", Agent: req.Agent, Channel: req.Channel, Identity: "user"})
+		s, claims, err := issuer.Mint(token.Ticket{Org: "bench", Agent: req.Agent, Channel: req.Channel, Identity: "user"})
 		if err != nil {
 			return err
+		}
+		if put != nil {
+			if err := put(c.Request().Context(), s, claims.ID); err != nil {
+				return echo.NewHTTPError(http.StatusServiceUnavailable, err.Error())
+			}
 		}
 		if *headers {
 			// The headers of the broker's 201, with values of the same length.
@@ -73,4 +90,41 @@ func floor(args []string) {
 	})
 	srv := &http.Server{Addr: *addr, Handler: e, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintln(os.Stderr, srv.ListenAndServe())
+}
+
+// storeStep returns what the floor does with Redis for each ticket, or nil
+// without a URL. "set" is the least a single-use ticket needs: one command,
+// one round trip, on a plain go-redis client. "store" is exactly the
+// broker's step (the store's PutNonce with the org's limit: redis_rate's
+// GCRA bucket and the nonce with its record, one script on the store's
+// batching client), with nothing else of the broker around it.
+func storeStep(url, step string, issuer *token.Issuer) (func(ctx context.Context, ticket, nonce string) error, error) {
+	if url == "" {
+		return nil, nil
+	}
+	switch step {
+	case "set":
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, err
+		}
+		rdb := redis.NewClient(opt)
+		return func(ctx context.Context, _, nonce string) error {
+			return rdb.SetNX(ctx, "floor:n:"+nonce, "1", time.Minute).Err()
+		}, nil
+	case "store":
+		st, err := redisstore.NewURL(url, nil)
+		if err != nil {
+			return nil, err
+		}
+		limit := store.PerMinute(1_000_000)
+		return func(ctx context.Context, ticket, nonce string) error {
+			res, err := st.PutNonce(ctx, store.Nonce{Org: "floor", ID: nonce, Record: issuer.Record(ticket)}, time.Minute, &limit)
+			if err == nil && !res.Allowed {
+				err = errors.New("limited")
+			}
+			return err
+		}, nil
+	}
+	return nil, fmt.Errorf("floor: -step is set or store, not %q", step)
 }
