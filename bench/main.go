@@ -64,7 +64,7 @@ func main() {
 	workers := flag.Uint64("workers", 32, "concurrent connections in closed loop")
 	out := flag.String("out", "", "JSON report path (default bench.json at the repository root)")
 	growth := flag.Bool("growth", true, "measure how the cost grows with orgs, keys, origins and metadata")
-	only := flag.String("only", "", "run only the scenarios whose name contains this (a quick look)")
+	only := flag.String("only", "", "run only the scenarios whose name contains this (a quick look), besides the floor, the two Redis floors, the peer and the Redis mint, which the ratios and bounds need")
 	before := flag.String("before", "", "a git revision whose broker runs beside this one (memory and Redis), for a before/after in one run")
 	profile := flag.String("profile", "", "directory for CPU profiles of the broker (and the floor) in the first round of each scenario")
 	flag.Parse()
