@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/voicebroker/voicebroker/internal/store"
 	redisstore "github.com/voicebroker/voicebroker/internal/store/redis"
@@ -29,7 +28,7 @@ func floor(args []string) {
 	iss := fs.String("iss", "http://localhost:8080", "the tickets' iss (the broker's BROKER_PUBLIC_URL)")
 	headers := fs.Bool("headers", false, "answer with the broker's response headers too (what they cost, apart from the broker's work)")
 	redisURL := fs.String("redis", "", "Redis URL: make one Redis round trip per ticket (see -step)")
-	step := fs.String("step", "set", "with -redis: set (one SET NX PX of the ticket's nonce, a plain go-redis client, no batching) or store (the broker's own store step: the org's GCRA bucket and the nonce with its record, in one script, batched)")
+	step := fs.String("step", "set", "with -redis, through the broker's store client: set (one SET NX PX of the ticket's nonce) or store (exactly the broker's store step: the org's GCRA bucket and the nonce with its record, in one script)")
 	fs.Parse(args)
 	data, err := os.ReadFile(*keyFile)
 	if err != nil {
@@ -93,38 +92,37 @@ func floor(args []string) {
 }
 
 // storeStep returns what the floor does with Redis for each ticket, or nil
-// without a URL. "set" is the least a single-use ticket needs: one command,
-// one round trip, on a plain go-redis client. "store" is exactly the
-// broker's step (the store's PutNonce with the org's limit: redis_rate's
-// GCRA bucket and the nonce with its record, one script on the store's
-// batching client), with nothing else of the broker around it.
+// without a URL. Both steps go through the broker's own store client (one
+// command per ticket, batched with the commands of concurrent tickets, as
+// the broker's are), with the nonce's lifetime the broker gives it: "set"
+// is the least a single-use ticket needs, a SET NX PX of its nonce (the
+// store's PutNonce without a limit); "store" is exactly the broker's step,
+// PutNonce with the org's limit (redis_rate's GCRA bucket and the nonce
+// with its record, in one script). Nothing else of the broker is done.
 func storeStep(url, step string, issuer *token.Issuer) (func(ctx context.Context, ticket, nonce string) error, error) {
 	if url == "" {
 		return nil, nil
 	}
-	switch step {
-	case "set":
-		opt, err := redis.ParseURL(url)
-		if err != nil {
-			return nil, err
-		}
-		rdb := redis.NewClient(opt)
+	if step != "set" && step != "store" {
+		return nil, fmt.Errorf("floor: -step is set or store, not %q", step)
+	}
+	st, err := redisstore.NewURL(url, nil)
+	if err != nil {
+		return nil, err
+	}
+	ttl := issuer.TTL() + token.DefaultLeeway // as the broker keeps its nonces
+	if step == "set" {
 		return func(ctx context.Context, _, nonce string) error {
-			return rdb.SetNX(ctx, "floor:n:"+nonce, "1", time.Minute).Err()
-		}, nil
-	case "store":
-		st, err := redisstore.NewURL(url, nil)
-		if err != nil {
-			return nil, err
-		}
-		limit := store.PerMinute(1_000_000)
-		return func(ctx context.Context, ticket, nonce string) error {
-			res, err := st.PutNonce(ctx, store.Nonce{Org: "floor", ID: nonce, Record: issuer.Record(ticket)}, time.Minute, &limit)
-			if err == nil && !res.Allowed {
-				err = errors.New("limited")
-			}
+			_, err := st.PutNonce(ctx, store.Nonce{Org: "floor", ID: nonce}, ttl, nil)
 			return err
 		}, nil
 	}
-	return nil, fmt.Errorf("floor: -step is set or store, not %q", step)
+	limit := store.PerMinute(1_000_000)
+	return func(ctx context.Context, ticket, nonce string) error {
+		res, err := st.PutNonce(ctx, store.Nonce{Org: "floor", ID: nonce, Record: issuer.Record(ticket)}, ttl, &limit)
+		if err == nil && !res.Allowed {
+			err = errors.New("limited")
+		}
+		return err
+	}, nil
 }

@@ -358,10 +358,10 @@ func (h *harness) setup() (map[string]*server, error) {
 		return nil, err
 	}
 	servers["floor-headers"] = &server{name: "floor", url: fmt.Sprintf("http://127.0.0.1:%d", fhp), cmd: floorHCmd}
-	// The floor with one Redis round trip a ticket: the least any Redis
-	// store costs (a plain SET), and exactly the broker's store step. What
-	// they add to the floor bounds, in the same run, what a Redis-backed
-	// mint can reach here whatever the rest of the broker costs.
+	// The floor with one Redis round trip a ticket, on the broker's own
+	// store client: the least a single-use ticket needs (a SET NX of its
+	// nonce), and exactly the broker's store step. What they cost the floor
+	// is what Redis costs apart from the rest of the broker's work.
 	for _, step := range []string{"set", "store"} {
 		port, pport := freePort(), freePort()
 		cmd, err := h.start("floor-"+step, nil, self, "floor", "-headers", "-redis", "redis://"+h.redis, "-step", step,
@@ -417,7 +417,7 @@ const (
 	floorName  = "floor: sign only (Echo, no auth, no store)"
 	peerName   = "peer: Node.js livekit-server-sdk token endpoint"
 	mintRedis  = "POST /token (Redis)"
-	floorSet   = "floor with the headers and one Redis SET (plain go-redis client)"
+	floorSet   = "floor with the headers and one Redis SET (the store's client)"
 	floorStore = "floor with the headers and the broker's store step (Redis)"
 )
 
