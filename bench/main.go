@@ -412,6 +412,15 @@ func waitTCP(url string) error {
 	return fmt.Errorf("%s did not answer", url)
 }
 
+// rotated returns 0..n-1 starting at r mod n: the order of round r.
+func rotated(n, r int) []int {
+	order := make([]int, n)
+	for k := range order {
+		order[k] = (k + r) % n
+	}
+	return order
+}
+
 // The scenarios the ratios are taken against, found by name.
 const (
 	floorName  = "floor: sign only (Echo, no auth, no store)"
@@ -507,10 +516,16 @@ func (h *harness) run(outPath string, growth bool) error {
 		scenarios = keep
 	}
 
-	// Closed loop, interleaved: round r runs every scenario once.
+	// Closed loop, interleaved: round r runs every scenario once, starting
+	// r places further down the list, so that no scenario always runs in
+	// the same place (after the same neighbour, at the same point of a
+	// round). The first round keeps the list's order: the Redis mint runs
+	// before the scenarios that pre-mint tickets at its rate.
 	perRound := make([][]result, h.runs) // [round][scenario]
 	for r := range h.runs {
-		for _, sc := range scenarios {
+		perRound[r] = make([]result, len(scenarios))
+		for _, i := range rotated(len(scenarios), r) {
+			sc := scenarios[i]
 			res, err := h.attack(sc, 0, r == 0, lastMintRPS)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sc.name, err)
@@ -519,7 +534,7 @@ func (h *harness) run(outPath string, growth bool) error {
 				lastMintRPS = res.RPS
 			}
 			fmt.Fprintf(os.Stderr, "round %d  %-48s %8.0f req/s  p99 %7.2f ms  errors %d\n", r+1, sc.name, res.RPS, res.P99ms, res.Errors)
-			perRound[r] = append(perRound[r], res)
+			perRound[r][i] = res
 		}
 	}
 	floorAt := slices.IndexFunc(scenarios, func(sc scenario) bool { return sc.name == floorName })
@@ -549,7 +564,7 @@ func (h *harness) run(outPath string, growth bool) error {
 		}
 	}
 	rate := int(peak / 2)
-	// The floor first: every other p99 is taken over its p99 in the same round.
+	// The floor at index 0: every other p99 is taken over its p99 in the same round.
 	var open []scenario
 	for _, name := range []string{floorName, floorSet, floorStore, mintRedis, "before: " + mintRedis} {
 		for _, sc := range scenarios {
@@ -558,18 +573,26 @@ func (h *harness) run(outPath string, growth bool) error {
 			}
 		}
 	}
-	openRuns := make([][]result, len(open))
-	p99Ratio := make([][]float64, len(open))
+	openRuns := make([][]result, len(open)) // [scenario][round]
+	for i := range open {
+		openRuns[i] = make([]result, h.runs)
+	}
 	for r := range h.runs {
-		for i, sc := range open {
+		for _, i := range rotated(len(open), r) {
+			sc := open[i]
 			res, err := h.attack(sc, rate, r == 0 && sc.name == mintRedis, lastMintRPS)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "round %d  open %d req/s: %-40s p99 %7.2f ms (errors %d)\n", r+1, rate, sc.name, res.P99ms, res.Errors)
-			openRuns[i] = append(openRuns[i], res)
-			if f := openRuns[0][r].P99ms; i > 0 && f > 0 {
-				p99Ratio[i] = append(p99Ratio[i], res.P99ms/f)
+			openRuns[i][r] = res
+		}
+	}
+	p99Ratio := make([][]float64, len(open))
+	for i := 1; i < len(open); i++ {
+		for r := range h.runs {
+			if f := openRuns[0][r].P99ms; f > 0 {
+				p99Ratio[i] = append(p99Ratio[i], openRuns[i][r].P99ms/f)
 			}
 		}
 	}
