@@ -100,15 +100,15 @@ func floor(args []string) {
 // PutNonce with the org's limit (redis_rate's GCRA bucket and the nonce
 // with its record, in one script). Nothing else of the broker is done.
 func storeStep(url, step string, issuer *token.Issuer) (func(ctx context.Context, ticket, nonce string) error, error) {
-	if url == "" {
-		return nil, nil
-	}
 	if step != "set" && step != "store" {
 		return nil, fmt.Errorf("floor: -step is set or store, not %q", step)
 	}
+	if url == "" {
+		return nil, nil
+	}
 	st, err := redisstore.NewURL(url, nil)
 	if err != nil {
-		return nil, err
+		return nil, errors.New("floor: -redis does not parse as a Redis URL") // it may hold a password: not echoed
 	}
 	ttl := issuer.TTL() + token.DefaultLeeway // as the broker keeps its nonces
 	if step == "set" {
