@@ -7,6 +7,7 @@
 package strictjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -69,7 +70,8 @@ func CheckMembers(data []byte, t reflect.Type, strict bool) (members [MaxMembers
 	}
 	p := &jsonParser{data: data, strict: strict, ntop: -1}
 	p.ws()
-	if err := p.value(t, "", 0); err != nil {
+	var steps [8]step // the path's, for all but deep documents (which grow it)
+	if err := p.value(t, steps[:0], 0); err != nil {
 		return members, -1, err
 	}
 	p.ws()
@@ -104,7 +106,9 @@ func (p *jsonParser) ws() {
 	}
 }
 
-func (p *jsonParser) value(t reflect.Type, path string, depth int) error {
+// value reads the value at p.pos, at path (a step for each object or array
+// it is in, for an error's message).
+func (p *jsonParser) value(t reflect.Type, path []step, depth int) error {
 	if p.pos >= len(p.data) {
 		return p.syntax()
 	}
@@ -187,41 +191,44 @@ func (p *jsonParser) numberSyntax() error {
 	return nil
 }
 
-// str reads a string at p.pos and returns it decoded. The raw bytes are
-// valid UTF-8 already (checked once for the whole body).
-func (p *jsonParser) str() (string, error) { return p.scanStr(true) }
+// key reads a string at p.pos and returns it decoded: a key. The raw bytes
+// are valid UTF-8 already (checked once for the whole body). A key without
+// escapes is a slice of the document, with them a buffer of its own; either
+// way the caller may keep it only as long as the document.
+func (p *jsonParser) key() ([]byte, error) { return p.scanStr(true) }
 
-// scanStr is str; with keep false it checks the string the same way but
-// builds nothing and returns "".
-func (p *jsonParser) scanStr(keep bool) (string, error) {
-	p.pos++ // the opening quote
-	var b strings.Builder
+// scanStr is key; with keep false it checks the string the same way but
+// builds nothing and returns nil.
+func (p *jsonParser) scanStr(keep bool) ([]byte, error) {
+	p.pos++      // the opening quote
+	var b []byte // the decoded string, when it has an escape
+	escaped := false
 	start := p.pos
 	for p.pos < len(p.data) {
 		c := p.data[p.pos]
 		switch {
 		case c == '"':
-			s := ""
-			if keep && b.Len() == 0 {
-				s = string(p.data[start:p.pos]) // no escape: one allocation
+			var s []byte
+			if keep && !escaped {
+				s = p.data[start:p.pos:p.pos] // no escape: the document's own bytes
 			} else if keep {
-				b.Write(p.data[start:p.pos])
-				s = b.String()
+				s = append(b, p.data[start:p.pos]...)
 			}
 			p.pos++
 			return s, nil
 		case c < 0x20:
-			return "", &jsonError{fmt.Sprintf("malformed JSON at byte %d: control character in a string", p.pos)}
+			return nil, &jsonError{fmt.Sprintf("malformed JSON at byte %d: control character in a string", p.pos)}
 		case c != '\\':
 			p.pos++
 			continue
 		}
 		if keep {
-			b.Write(p.data[start:p.pos])
+			b = append(b, p.data[start:p.pos]...)
 		}
+		escaped = true
 		p.pos++
 		if p.pos >= len(p.data) {
-			return "", p.syntax()
+			return nil, p.syntax()
 		}
 		var r rune
 		switch e := p.data[p.pos]; e {
@@ -241,7 +248,7 @@ func (p *jsonParser) scanStr(keep bool) (string, error) {
 			var ok bool
 			r, ok = p.hex4(p.pos + 1)
 			if !ok {
-				return "", p.syntax()
+				return nil, p.syntax()
 			}
 			p.pos += 4
 			if utf16.IsSurrogate(r) {
@@ -252,21 +259,21 @@ func (p *jsonParser) scanStr(keep bool) (string, error) {
 				}
 				dec := utf16.DecodeRune(r, lo)
 				if !ok || dec == unicode.ReplacementChar {
-					return "", &jsonError{fmt.Sprintf("malformed JSON at byte %d: a \\u escape is a lone surrogate, not a character", p.pos)}
+					return nil, &jsonError{fmt.Sprintf("malformed JSON at byte %d: a \\u escape is a lone surrogate, not a character", p.pos)}
 				}
 				p.pos += 6
 				r = dec
 			}
 		default:
-			return "", p.syntax()
+			return nil, p.syntax()
 		}
 		if keep {
-			b.WriteRune(r)
+			b = utf8.AppendRune(b, r)
 		}
 		p.pos++
 		start = p.pos
 	}
-	return "", p.syntax()
+	return nil, p.syntax()
 }
 
 func (p *jsonParser) hex4(at int) (rune, bool) {
@@ -284,7 +291,7 @@ func (p *jsonParser) hex4(at int) (rune, bool) {
 // object indexes them by Fold.
 const smallObject = 8
 
-func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
+func (p *jsonParser) object(t reflect.Type, path []step, depth int) error {
 	if depth > MaxDepth {
 		return &jsonError{fmt.Sprintf("the JSON nests deeper than %d levels", MaxDepth)}
 	}
@@ -312,57 +319,61 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		return nil
 	}
 	// The keys so far: the first smallObject in a list, each compared
-	// under strings.EqualFold (equal exactly when their Folds are), the
-	// rest by Fold in a map; a small object, every request body, costs no
-	// Fold and no map.
-	var few [smallObject]string
+	// under bytes.EqualFold (equal exactly when their Folds are), the rest
+	// by Fold in a map; a small object, every request body, costs no Fold
+	// and no map. A key is the document's own bytes unless it has an
+	// escape, so it costs nothing to keep.
+	var few [smallObject][]byte
 	n := 0
-	var seen map[string]string // folded key -> key as sent
+	var seen map[string][]byte // folded key -> key as sent
 	for {
 		p.ws()
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return p.syntax()
 		}
-		key, err := p.str()
+		key, err := p.key()
 		if err != nil {
 			return err
 		}
-		prev, dup := "", false
+		var prev []byte
+		dup := false
 		for _, k := range few[:min(n, smallObject)] {
-			if strings.EqualFold(k, key) {
+			if bytes.EqualFold(k, key) {
 				prev, dup = k, true
 				break
 			}
 		}
+		var fk string // key's Fold, once there is a map
 		if !dup && n >= smallObject {
 			if seen == nil {
-				seen = make(map[string]string)
+				seen = make(map[string][]byte)
 			}
-			prev, dup = seen[Fold(key)]
+			fk = fold(key)
+			prev, dup = seen[fk]
 		}
 		if dup {
-			if prev == key {
-				return &jsonError{fmt.Sprintf("duplicate key %s%s", KeyName(key), in(path))}
+			if bytes.Equal(prev, key) {
+				return &jsonError{fmt.Sprintf("duplicate key %s%s", KeyName(string(key)), in(path))}
 			}
-			return &jsonError{fmt.Sprintf("keys %s and %s differ only in case%s", KeyName(prev), KeyName(key), in(path))}
+			return &jsonError{fmt.Sprintf("keys %s and %s differ only in case%s", KeyName(string(prev)), KeyName(string(key)), in(path))}
 		}
 		if n < smallObject {
 			few[n] = key
 		} else {
-			seen[Fold(key)] = key
+			seen[fk] = key
 		}
 		n++
 		var elem reflect.Type
 		switch {
 		case fields != nil:
-			ft, ok := fields[key]
+			ft, ok := fields[string(key)]
 			switch {
 			case ok:
 				elem = ft
-			case folded[Fold(key)] != "":
-				return &jsonError{fmt.Sprintf("unknown field %s%s: field names are case-sensitive (did you mean %q?)", KeyName(key), in(path), folded[Fold(key)])}
+			case folded[fold(key)] != "":
+				return &jsonError{fmt.Sprintf("unknown field %s%s: field names are case-sensitive (did you mean %q?)", KeyName(string(key)), in(path), folded[fold(key)])}
 			case p.strict:
-				return &jsonError{fmt.Sprintf("unknown field %s%s", KeyName(key), in(path))}
+				return &jsonError{fmt.Sprintf("unknown field %s%s", KeyName(string(key)), in(path))}
 			}
 		case t != nil && t.Kind() == reflect.Map:
 			elem = t.Elem()
@@ -374,12 +385,12 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 		p.pos++
 		p.ws()
 		start := p.pos
-		if err := p.value(elem, join(path, key), depth); err != nil {
+		if err := p.value(elem, append(path, step{key: key, index: -1}), depth); err != nil {
 			return err
 		}
 		if depth == 1 {
 			if p.ntop >= 0 && p.ntop < MaxMembers {
-				p.top[p.ntop] = Member{Key: key, Value: p.data[start:p.pos]}
+				p.top[p.ntop] = Member{Key: string(key), Value: p.data[start:p.pos]}
 				p.ntop++
 			} else {
 				p.ntop = -1
@@ -391,7 +402,7 @@ func (p *jsonParser) object(t reflect.Type, path string, depth int) error {
 	}
 }
 
-func (p *jsonParser) array(t reflect.Type, path string, depth int) error {
+func (p *jsonParser) array(t reflect.Type, path []step, depth int) error {
 	if depth > MaxDepth {
 		return &jsonError{fmt.Sprintf("the JSON nests deeper than %d levels", MaxDepth)}
 	}
@@ -407,7 +418,7 @@ func (p *jsonParser) array(t reflect.Type, path string, depth int) error {
 	}
 	for i := 0; ; i++ {
 		p.ws()
-		if err := p.value(elem, path+"["+strconv.Itoa(i)+"]", depth); err != nil {
+		if err := p.value(elem, append(path, step{index: i}), depth); err != nil {
 			return err
 		}
 		if done, err := p.next(']'); done || err != nil {
@@ -496,10 +507,13 @@ func structFields(t reflect.Type) (map[string]reflect.Type, map[string]string) {
 // exactly when strings.EqualFold(a, b): every rune becomes the smallest
 // rune of its simple case-folding orbit (so K, k and the Kelvin sign K
 // meet, as they do in encoding/json's field matching).
-func Fold(s string) string {
+func Fold(s string) string { return fold(s) }
+
+// fold is Fold of a key's text, read in place.
+func fold[T string | []byte](s T) string {
 	var b strings.Builder
 	b.Grow(len(s))
-	for _, r := range s {
+	for _, r := range string(s) {
 		m := r
 		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
 			m = min(m, f)
@@ -533,18 +547,36 @@ func plainKey(k string) bool {
 	return true
 }
 
-func join(path, key string) string {
-	name := key
-	if !plainKey(key) {
-		name = "?"
-	}
-	if path == "" {
-		return name
-	}
-	return path + "." + name
+// step is one step of the path to a value: a member of an object (index
+// -1, its key) or an element of an array (its index).
+type step struct {
+	key   []byte
+	index int
 }
 
-func in(path string) string {
+// in names path in a message: " in " and the path quoted, keys joined by
+// dots ("?" for a key KeyName would not show), an element's index in
+// brackets; "" at the top. It is spelled out only for an error.
+func in(path []step) string {
+	var b strings.Builder
+	for _, s := range path {
+		if s.index >= 0 {
+			b.WriteString("[" + strconv.Itoa(s.index) + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		if name := string(s.key); plainKey(name) {
+			b.WriteString(name)
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	return quoted(b.String())
+}
+
+func quoted(path string) string {
 	if path == "" {
 		return ""
 	}
