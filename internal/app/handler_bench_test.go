@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -82,6 +83,26 @@ func BenchmarkHandlerMint(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		serve(b, h, "/token", k.globex, hankBody, 201)
+	}
+}
+
+// BenchmarkHandlerMintMetadata is BenchmarkHandlerMint with 16 string
+// members of metadata, of about 500 B and 2 KiB (the harness's metadata
+// dimension).
+func BenchmarkHandlerMintMetadata(b *testing.B) {
+	h, k := inProcess(b, nil)
+	for _, size := range []int{500, 2000} {
+		var md []string
+		for i := range 16 {
+			md = append(md, fmt.Sprintf(`"k%02d":"%s"`, i, strings.Repeat("x", size/16-8)))
+		}
+		body := []byte(`{"agent":"hank","channel":"webrtc","metadata":{` + strings.Join(md, ",") + `}}`)
+		b.Run(fmt.Sprintf("%d B", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				serve(b, h, "/token", k.globex, body, 201)
+			}
+		})
 	}
 }
 

@@ -1,12 +1,13 @@
 package httpapi
 
 import (
-	"encoding/json"
+	"bytes"
 	"net/http"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/voicebroker/voicebroker/internal/compactjson"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
@@ -47,9 +48,10 @@ var jsonContentTypeValue = []string{echo.MIMEApplicationJSON}
 
 // writeRedeemed answers 200 with redeem's body, byte for byte what
 // c.JSON(http.StatusOK, r) writes, without reflection. Metadata goes out
-// as it is when it is compact printable ASCII with nothing encoding/json
-// would escape (the mint compacts it, so it always is for a ticket this
-// broker made); anything else, a query string, or an Echo in debug mode
+// as it is when it is exactly what encoding/json writes for it (a ticket's
+// claims carry it compacted and escaped as json.Marshal writes it, so it
+// always is for a ticket this broker made); anything else, a query
+// string, or an Echo in debug mode
 // goes through c.JSON (which answers null for no metadata, and refuses
 // metadata that is empty but not nil).
 func writeRedeemed(c echo.Context, r redeemResponse) error {
@@ -84,25 +86,12 @@ func writeRedeemed(c echo.Context, r redeemResponse) error {
 	return writeJSONBytes(c, http.StatusOK, b)
 }
 
-// plainCompactJSON reports whether raw, if it is valid JSON, is what
-// encoding/json writes for it as a json.RawMessage: no whitespace outside
-// strings, and only printable ASCII other than <, > and & (which it would
-// escape). The caller falls back to encoding/json on false, and on an
-// invalid raw too: the scan stops at the first byte it cannot vouch for.
+// plainCompactJSON reports whether raw is valid JSON and what encoding/json
+// writes for it as a json.RawMessage (compacted, HTML characters
+// escaped), so that it can go out as it is. The caller falls back to
+// encoding/json on false.
 func plainCompactJSON(raw []byte) bool {
-	inString := false
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&':
-			return false
-		case inString && c == '\\':
-			i++ // an escape: the next byte is the escaped one, never the string's end
-		case c == '"':
-			inString = !inString
-		case !inString && c == ' ':
-			return false
-		}
-	}
-	return !inString && json.Valid(raw)
+	var scratch [MaxMetadataBytes]byte // a ticket's metadata fits
+	out, err := compactjson.Append(scratch[:0], raw, true)
+	return err == nil && bytes.Equal(out, raw)
 }

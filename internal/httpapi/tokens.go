@@ -18,8 +18,8 @@ import (
 
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/auth"
+	"github.com/voicebroker/voicebroker/internal/compactjson"
 	"github.com/voicebroker/voicebroker/internal/store"
-	"github.com/voicebroker/voicebroker/internal/strictjson"
 	"github.com/voicebroker/voicebroker/pkg/token"
 )
 
@@ -236,9 +236,12 @@ func plainText(s string) bool {
 	return true
 }
 
-// metadataOf checks that metadata is a JSON object with unique keys (and
-// no keys differing only in case) at every depth, valid UTF-8, of at most
-// 2 KiB compacted, and returns it compacted; absent or null is {}.
+// metadataOf checks that metadata is a JSON object of at most 2 KiB
+// compacted, and returns it compacted; absent or null is {}. raw is a
+// member of a request body that decodeFlatJSON accepted, so it has passed
+// strictjson's rules already, at its depth in the body (unique keys, also
+// under case folding, at every depth, valid UTF-8, numbers a double holds,
+// bounded nesting): they are not checked twice.
 func metadataOf(raw json.RawMessage) (json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -247,17 +250,14 @@ func metadataOf(raw json.RawMessage) (json.RawMessage, error) {
 	if raw[0] != '{' {
 		return nil, apiError(CodeInvalidRequest, `field "metadata" must be a JSON object`)
 	}
-	if err := strictjson.Check(raw, nil, false); err != nil {
-		return nil, newError(CodeInvalidRequest, `field "metadata": `+err.Error(), err)
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
+	md, err := compactjson.Append(make([]byte, 0, len(raw)), raw, false)
+	if err != nil {
 		return nil, apiError(CodeInvalidRequest, `field "metadata" must be a JSON object`)
 	}
-	if buf.Len() > MaxMetadataBytes {
+	if len(md) > MaxMetadataBytes {
 		return nil, apiError(CodeInvalidRequest, `field "metadata" is over 2 KiB`)
 	}
-	return buf.Bytes(), nil
+	return md, nil
 }
 
 type redeemRequest struct {

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/voicebroker/voicebroker/internal/compactjson"
 )
 
 // Fixed values of every ticket.
@@ -287,12 +289,12 @@ func appendClaims(b []byte, c *Claims) ([]byte, error) {
 	case string(md) == "{}":
 		b = append(b, md...)
 	default:
-		// A RawMessage is validated, compacted and HTML-escaped.
-		m, err := json.Marshal(md)
-		if err != nil {
-			return nil, err
+		// Validated, compacted and HTML-escaped, as json.Marshal writes a
+		// RawMessage.
+		var err error
+		if b, err = compactjson.Append(b, md, true); err != nil {
+			return nil, fmt.Errorf("token: metadata: %w", err)
 		}
-		b = append(b, m...)
 	}
 	if c.Origin != "" {
 		b = append(b, `,"origin":`...)
