@@ -27,6 +27,9 @@ var errEnd = errors.New("compactjson: unexpected end of JSON input")
 // accept (both checked on every input by FuzzAppend). On an error dst is
 // returned as it was given.
 func Append(dst, src []byte, escapeHTML bool) ([]byte, error) {
+	if src == nil && escapeHTML {
+		return append(dst, "null"...), nil // as json.Marshal writes a nil RawMessage
+	}
 	c := compactor{src: src, escape: escapeHTML}
 	out, err := c.document(dst)
 	if err != nil {

@@ -27,7 +27,7 @@ var seeds = []string{
 	`{"esc":"\" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE00 \u003c"}`, "{\"raw\":\"\xff\xfe\"}",
 	`{"a":01}`, `{"a":1,}`, `[1,]`, `{"a" 1}`, `{"a":}`, `{a:1}`, `[1 2]`, `-`, `1.`, `1e`, `1e+`, `.5`, `+1`,
 	`tru`, `nul`, `nullx`, `"abc`, "\"a\tb\"", `"\x"`, `"\u12"`, `"\u12g4"`, ``, ` `, `{"a":1}}`, `[[]`,
-	"\"\xe2\x80\"", "\"\xe2\x80\xa8", strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	"\"\xe2\x80\"", "\"\xe2\x80\xa8", "\"\xe2\x80", "\"\xe2", "\"\\v\"", "\"\x1f\"", "\"\x7f\"", strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
 	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
 }
 
@@ -39,6 +39,10 @@ func TestAppendMatchesEncodingJSON(t *testing.T) {
 			check(t, []byte(s), escape)
 		}
 	}
+	// nil, which the fuzzer never passes: an error for json.Compact, null
+	// for json.Marshal of a RawMessage.
+	check(t, nil, false)
+	check(t, nil, true)
 }
 
 func check(t *testing.T, src []byte, escape bool) {
