@@ -8,6 +8,8 @@ package compactjson
 import (
 	"errors"
 	"fmt"
+
+	"github.com/voicebroker/voicebroker/internal/jsonscan"
 )
 
 // maxDepth is encoding/json's bound on nesting: a document whose objects
@@ -51,17 +53,8 @@ func (c *compactor) unexpected(where string) error {
 	return fmt.Errorf("compactjson: invalid character %q %s at byte %d", c.src[c.i], where, c.i)
 }
 
-// ws skips whitespace: the four bytes JSON allows between tokens.
-func (c *compactor) ws() {
-	for c.i < len(c.src) {
-		switch c.src[c.i] {
-		case ' ', '\t', '\n', '\r':
-			c.i++
-		default:
-			return
-		}
-	}
-}
+// ws skips whitespace.
+func (c *compactor) ws() { c.i = jsonscan.Space(c.src, c.i) }
 
 // document reads src, one value with only whitespace around it, and
 // appends it to dst without the whitespace. It reads in a loop, with a
@@ -256,45 +249,16 @@ func hex(b byte) bool {
 	return '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F'
 }
 
-// number reads RFC 8259's -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?,
-// the grammar encoding/json reads, and copies it.
+// number reads a number (jsonscan.Number's grammar, encoding/json's) and
+// copies it.
 func (c *compactor) number(dst []byte) ([]byte, error) {
 	start := c.i
-	if c.src[c.i] == '-' {
-		c.i++
-	}
-	switch {
-	case c.i < len(c.src) && c.src[c.i] == '0':
-		c.i++
-	case c.digits() == 0:
+	end, ok := jsonscan.Number(c.src, c.i)
+	c.i = end
+	if !ok {
 		return dst, c.unexpected("in numeric literal")
 	}
-	if c.i < len(c.src) && c.src[c.i] == '.' {
-		c.i++
-		if c.digits() == 0 {
-			return dst, c.unexpected("after decimal point in numeric literal")
-		}
-	}
-	if c.i < len(c.src) && (c.src[c.i] == 'e' || c.src[c.i] == 'E') {
-		c.i++
-		if c.i < len(c.src) && (c.src[c.i] == '+' || c.src[c.i] == '-') {
-			c.i++
-		}
-		if c.digits() == 0 {
-			return dst, c.unexpected("in exponent of numeric literal")
-		}
-	}
-	dst = append(dst, c.src[start:c.i]...)
-	return dst, nil
-}
-
-func (c *compactor) digits() int {
-	n := 0
-	for c.i < len(c.src) && '0' <= c.src[c.i] && c.src[c.i] <= '9' {
-		c.i++
-		n++
-	}
-	return n
+	return append(dst, c.src[start:end]...), nil
 }
 
 func (c *compactor) literal(dst []byte, lit string) ([]byte, error) {

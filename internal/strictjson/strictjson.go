@@ -17,6 +17,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/voicebroker/voicebroker/internal/jsonscan"
 )
 
 // MaxDepth bounds the nesting of objects and arrays.
@@ -95,16 +97,7 @@ func (p *jsonParser) syntax() error {
 	return &jsonError{fmt.Sprintf("malformed JSON at byte %d", p.pos)}
 }
 
-func (p *jsonParser) ws() {
-	for p.pos < len(p.data) {
-		switch p.data[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
-		default:
-			return
-		}
-	}
-}
+func (p *jsonParser) ws() { p.pos = jsonscan.Space(p.data, p.pos) }
 
 // value reads the value at p.pos, at path (a step for each object or array
 // it is in, for an error's message).
@@ -140,53 +133,18 @@ func (p *jsonParser) literal(lit string) error {
 	return nil
 }
 
-func (p *jsonParser) digits() int {
-	n := 0
-	for p.pos < len(p.data) && '0' <= p.data[p.pos] && p.data[p.pos] <= '9' {
-		p.pos++
-		n++
-	}
-	return n
-}
-
 // number accepts RFC 8259's grammar, -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?,
 // within the range of an IEEE 754 double (as I-JSON, RFC 7493, requires):
 // 1e999 is Infinity to JavaScript and an error to encoding/json.
 func (p *jsonParser) number() error {
 	start := p.pos
-	if err := p.numberSyntax(); err != nil {
-		return err
+	end, ok := jsonscan.Number(p.data, p.pos)
+	p.pos = end
+	if !ok {
+		return p.syntax()
 	}
 	if _, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64); err != nil {
 		return &jsonError{fmt.Sprintf("a number at byte %d is out of range", start)}
-	}
-	return nil
-}
-
-func (p *jsonParser) numberSyntax() error {
-	if p.data[p.pos] == '-' {
-		p.pos++
-	}
-	switch {
-	case p.pos < len(p.data) && p.data[p.pos] == '0':
-		p.pos++
-	case p.digits() == 0:
-		return p.syntax()
-	}
-	if p.pos < len(p.data) && p.data[p.pos] == '.' {
-		p.pos++
-		if p.digits() == 0 {
-			return p.syntax()
-		}
-	}
-	if p.pos < len(p.data) && (p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
-		p.pos++
-		if p.pos < len(p.data) && (p.data[p.pos] == '+' || p.data[p.pos] == '-') {
-			p.pos++
-		}
-		if p.digits() == 0 {
-			return p.syntax()
-		}
 	}
 	return nil
 }
