@@ -285,8 +285,7 @@ func (a *adminAPI) adminKey(c echo.Context, ip netip.Addr, cred string) (*adminC
 	k := a.keys[match]
 	// The store key carries the name's hash prefix in braces: one Redis
 	// Cluster slot per admin key.
-	b := &budget{key: "admin:{" + k.name[len("admin:"):] + "}", limit: store.PerMinute(AdminRatePerMinute), scope: limitAdmin}
-	setBudget(c, b)
+	b := setBudget(c, budget{key: "admin:{" + k.name[len("admin:"):] + "}", limit: store.PerMinute(AdminRatePerMinute), scope: limitAdmin})
 	counted(c)
 	if err := a.s.limit(c, b.key, b.limit, b.scope); err != nil {
 		return nil, err
@@ -313,7 +312,7 @@ func (a *adminAPI) orgKey(c echo.Context, ip netip.Addr, cred string) (*adminCal
 		return nil, wrapError(CodeConfigError, errUnknownOrg)
 	}
 	limit := store.PerMinute(org.RateLimit())
-	setBudget(c, &budget{key: store.OrgKey(org.ID), limit: limit, scope: limitOrg})
+	setBudget(c, budget{key: store.OrgKey(org.ID), limit: limit, scope: limitOrg})
 	if u, ok := a.s.Tenants.(interface{ Used(org, keyID string) }); ok {
 		u.Used(p.Org, p.KeyID)
 	}

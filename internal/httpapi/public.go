@@ -56,8 +56,10 @@ func (s *Server) publicToken(c echo.Context) error {
 	// The per-IP limit comes before everything else. A request that gets
 	// as far as the mint has it counted in the mint's store step (one
 	// round trip), as its gate; any other is counted here, on the way out.
-	g := &gate{Gate: store.Gate{Key: ipKey("public", ip), Limit: store.PerMinute(s.PublicRate)}}
-	c.Set(ctxGate, g)
+	st := stateOf(c)
+	st.gate = gate{Gate: store.Gate{Key: ipKey("public", ip), Limit: store.PerMinute(s.PublicRate)}}
+	st.hasGate = true
+	g := &st.gate
 	err = s.publicTicket(c, ip, o, parsed)
 	if g.counted || errors.Is(err, store.ErrUnavailable) {
 		return err
@@ -78,12 +80,12 @@ type gate struct {
 	counted bool
 }
 
-const ctxGate = "vb.gate"
-
 // gateOf returns the request's per-IP gate, or nil.
 func gateOf(c echo.Context) *gate {
-	g, _ := c.Get(ctxGate).(*gate)
-	return g
+	if st := stateOf(c); st.hasGate {
+		return &st.gate
+	}
+	return nil
 }
 
 // publicTicket is /public/token after CORS, up to the mint; the per-IP
@@ -102,7 +104,7 @@ func (s *Server) publicTicket(c echo.Context, ip netip.Addr, o origins.Origin, p
 	}
 	// From here the request counts against the agent's public budget,
 	// never the org's: in the mint's store step, or when refused.
-	setBudget(c, &budget{org: agent.Org().ID, agent: agent.ID, limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
+	setBudget(c, budget{org: agent.Org().ID, agent: agent.ID, limit: store.PerMinute(publicRate(agent)), scope: limitPublic})
 	if !parsed || !agent.Origins().MatchOrigin(o) {
 		s.authFailed(c, ip, reasonOriginNotAllowed, nil)
 		return apiError(CodeOriginNotAllowed, "")

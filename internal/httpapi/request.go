@@ -23,8 +23,6 @@ const MaxBodyBytes = 16 << 10
 // MaxCredentialLength bounds a credential from the header or the query.
 const MaxCredentialLength = 8 << 10
 
-const ctxBody = "vb.body"
-
 // readBody reads the whole body, at most MaxBodyBytes, once: the delegated
 // auth service signs the same bytes the handler then decodes. A body that
 // is not empty must be declared JSON (see jsonContentType), or it is 400
@@ -32,8 +30,9 @@ const ctxBody = "vb.body"
 // text/plain, form or multipart POST without a CORS preflight, and
 // application/json needs one.
 func readBody(c echo.Context) ([]byte, error) {
-	if data, ok := c.Get(ctxBody).([]byte); ok {
-		return data, nil
+	st := stateOf(c)
+	if st.body != nil {
+		return st.body, nil
 	}
 	r := c.Request()
 	if r.ContentLength > MaxBodyBytes {
@@ -64,7 +63,7 @@ func readBody(c echo.Context) ([]byte, error) {
 	if len(data) > 0 && !jsonContentType(r) {
 		return nil, apiError(CodeInvalidRequest, "send the body with 'Content-Type: application/json'")
 	}
-	c.Set(ctxBody, data)
+	st.body = data
 	return data, nil
 }
 

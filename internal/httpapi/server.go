@@ -217,41 +217,56 @@ func (g routeGroup) add(method, path string, h echo.HandlerFunc, m ...echo.Middl
 	g.e.Add(method, path, h, append(slices.Clip(m), g.middleware...)...)
 }
 
-const (
-	ctxRequestID = "vb.request_id"
-	ctxLogger    = "vb.logger"
-	ctxPrincipal = "vb.principal"
-	ctxTenants   = "vb.tenants"
-	ctxBudget    = "vb.budget"
-)
+// reqState is what a request carries from one step of its handling to the
+// next: one value under one key of the Echo context, made by the
+// middleware, instead of a key for each with its value boxed.
+type reqState struct {
+	id        string // the request id (requestID)
+	logger    *slog.Logger
+	tenants   *config.Tenants
+	principal *auth.Principal
+	body      []byte // the body, once readBody read it (never nil then)
+	budget    budget // the bucket counted (setBudget), when hasBudget
+	hasBudget bool
+	gate      gate // /public/token's per-IP gate, when hasGate
+	hasGate   bool
+}
+
+const ctxState = "vb.state"
+
+// stateOf returns the request's state, made on first use (the middleware
+// makes it; a request Echo answers without a route has none until then).
+func stateOf(c echo.Context) *reqState {
+	if st, ok := c.Get(ctxState).(*reqState); ok {
+		return st
+	}
+	st := new(reqState)
+	c.Set(ctxState, st)
+	return st
+}
 
 // tenants returns the tenants snapshot of this request: read once, on first
 // use, and the same for every later use, so a reload in the middle of a
 // request cannot give it two different files.
 func (s *Server) tenants(c echo.Context) *config.Tenants {
-	if t, ok := c.Get(ctxTenants).(*config.Tenants); ok {
-		return t
+	st := stateOf(c)
+	if st.tenants == nil {
+		st.tenants = s.Tenants.Current()
 	}
-	t := s.Tenants.Current()
-	c.Set(ctxTenants, t)
-	return t
+	return st.tenants
 }
 
-func requestID(c echo.Context) string {
-	id, _ := c.Get(ctxRequestID).(string)
-	return id
-}
+func requestID(c echo.Context) string { return stateOf(c).id }
 
 // logger is the request's logger: the server's, with the request_id
 // attribute attached once, on first use, so that every line the request
 // writes carries it and none spells it out.
 func (s *Server) logger(c echo.Context) *slog.Logger {
-	if l, ok := c.Get(ctxLogger).(*slog.Logger); ok {
-		return l
+	st := stateOf(c)
+	if st.logger == nil {
+		st.logger = s.log.With(slog.String("request_id", st.id))
 	}
-	l := s.log.With(slog.String("request_id", requestID(c)))
-	c.Set(ctxLogger, l)
-	return l
+	return st.logger
 }
 
 // requestID takes the caller's X-Request-Id if it is short and plain, or
@@ -261,7 +276,7 @@ func (s *Server) requestID(c echo.Context) {
 	if !plainID(id) {
 		id, _ = token.NewNonce()
 	}
-	c.Set(ctxRequestID, id)
+	stateOf(c).id = id
 	c.Response().Header()[echo.HeaderXRequestID] = []string{id}
 }
 
@@ -478,13 +493,20 @@ func (b *budget) storeKey() string {
 	return store.OrgKey(b.org)
 }
 
-// setBudget records the bucket this request counts against.
-func setBudget(c echo.Context, b *budget) { c.Set(ctxBudget, b) }
+// setBudget records the bucket this request counts against, and returns
+// it.
+func setBudget(c echo.Context, b budget) *budget {
+	st := stateOf(c)
+	st.budget, st.hasBudget = b, true
+	return &st.budget
+}
 
 // budgetOf returns the request's bucket, or nil before authentication.
 func budgetOf(c echo.Context) *budget {
-	b, _ := c.Get(ctxBudget).(*budget)
-	return b
+	if st := stateOf(c); st.hasBudget {
+		return &st.budget
+	}
+	return nil
 }
 
 // counted marks the request as counted: a handler's store step (a limited
@@ -567,7 +589,7 @@ func (s *Server) authenticate(c echo.Context, scope config.Scope, mode authMode)
 		// An API secret or auth service naming an org the file lacks.
 		return nil, nil, wrapError(CodeConfigError, errUnknownOrg)
 	}
-	setBudget(c, &budget{org: org.ID, limit: store.PerMinute(org.RateLimit()), scope: limitOrg})
+	setBudget(c, budget{org: org.ID, limit: store.PerMinute(org.RateLimit()), scope: limitOrg})
 	if err := p.Require(scope); err != nil {
 		s.authFailed(c, ip, "", err)
 		return nil, nil, err
@@ -587,7 +609,7 @@ func (s *Server) authenticate(c echo.Context, scope config.Scope, mode authMode)
 			slog.String("org", p.Org), slog.String("key_id", p.KeyID), slog.String("client_ip", ip.String()),
 			slog.String("route", s.routeLabel(c)))
 	}
-	c.Set(ctxPrincipal, p)
+	stateOf(c).principal = p
 	return p, org, nil
 }
 

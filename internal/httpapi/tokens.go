@@ -438,7 +438,7 @@ func (s *Server) ticketUsed(c echo.Context, claims *token.Claims) error {
 func (s *Server) redeemed(c echo.Context, claims *token.Claims, via redeemVia) {
 	s.Metrics.Redeemed(claims.Org, string(via))
 	method, keyID := auth.MethodTicket, ""
-	if p, ok := c.Get(ctxPrincipal).(*auth.Principal); ok {
+	if p := stateOf(c).principal; p != nil {
 		method, keyID = p.Method, p.KeyID
 	}
 	s.auditInfo(c, "token redeemed",
