@@ -200,11 +200,11 @@ func (s *spyStore) ReleaseRoom(ctx context.Context, room, org string) error {
 	return s.Store.ReleaseRoom(ctx, room, org)
 }
 
-func (s *spyStore) ReleaseRoomClaimedBy(ctx context.Context, room, org string, at time.Time) (bool, error) {
+func (s *spyStore) ReleaseRoomClaimedBy(ctx context.Context, room, org string, at time.Time, keep time.Duration) (bool, error) {
 	if err := s.hit("ReleaseRoomClaimedBy"); err != nil {
 		return false, err
 	}
-	released, err := s.Store.ReleaseRoomClaimedBy(ctx, room, org, at)
+	released, err := s.Store.ReleaseRoomClaimedBy(ctx, room, org, at, keep)
 	if released {
 		s.mu.Lock()
 		s.released = append(s.released, room)

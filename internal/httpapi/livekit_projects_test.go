@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ const (
 // webhookServer is a server whose default project has key APIdefault
 // (none when withDefault is false: LIVEKIT_* unset) and whose org acme has,
 // when acmeProject, its own project with key APIacme; globex has none.
-func webhookServer(t *testing.T, withDefault bool, acmeProject bool) (http.Handler, store.Store, *bytes.Buffer) {
+func webhookServer(t *testing.T, withDefault bool, acmeProject bool) (http.Handler, store.Store, *bytes.Buffer, *testClock) {
 	t.Helper()
 	var asm registry.Assembler
 	orgs := map[string]*registry.OrgData{
@@ -53,16 +54,38 @@ func webhookServer(t *testing.T, withDefault bool, acmeProject bool) (http.Handl
 	if withDefault {
 		def = livekit.New(livekit.Options{URL: "ws://127.0.0.1:7880", APIKey: "APIdefault", APISecret: whDefaultSecret})
 	}
-	st := memory.New(time.Minute)
-	t.Cleanup(func() { st.Close() })
+	clk := &testClock{t: time.Now()}
+	st := memory.NewWithClock(clk.now)
 	logs := &bytes.Buffer{}
 	h := New(Deps{
 		Tenants: staticTenants{snap}, Store: st, Metrics: metrics.New("test"),
 		Log: slog.New(slog.NewJSONHandler(logs, nil)), LiveKit: def,
 		LiveKitProjects: livekit.NewProjects(def, cur.Load, livekit.Options{}),
 	})
-	return h, st, logs
+	return h, st, logs, clk
 }
+
+// testClock is a store's clock that a test moves.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// tokenLife is how long after a claim a released room stays its org's
+// with the default token lifetime (5 minutes) and LiveKit's leeway.
+const tokenLife = 5*time.Minute + liveKitLeeway
 
 type staticTenants struct{ s *registry.Snapshot }
 
@@ -99,7 +122,7 @@ func postWebhook(t *testing.T, h http.Handler, key, secret, room, owner string) 
 // with acme's key, a body naming globex's room (with globex's auth_id, or
 // with acme's) changes nothing. The default project speaks for every org.
 func TestWebhookProjectReleasesOnlyItsOrgsRooms(t *testing.T) {
-	h, st, logs := webhookServer(t, true, true)
+	h, st, logs, clk := webhookServer(t, true, true)
 	ctx := context.Background()
 	claim := func(room, org string) {
 		if owner, err := st.ClaimRoom(ctx, room, org, time.Hour); err != nil || owner != org {
@@ -129,9 +152,14 @@ func TestWebhookProjectReleasesOnlyItsOrgsRooms(t *testing.T) {
 	if !strings.Contains(logs.String(), `"result":"foreign_room"`) || !strings.Contains(logs.String(), `"project":"acme"`) {
 		t.Fatalf("the ignored webhook is not logged:\n%s", logs)
 	}
-	// acme's own room, from acme's project: released.
-	if w := postWebhook(t, h, "APIacme", whAcmeSecret, "demo_acme", "acme"); w.Code != 200 || owner("demo_acme") != "" {
-		t.Fatalf("acme's webhook for its room: %d %s, owner %q", w.Code, w.Body, owner("demo_acme"))
+	// acme's own room, from acme's project: released, once the tokens
+	// issued with its claim are dead.
+	if w := postWebhook(t, h, "APIacme", whAcmeSecret, "demo_acme", "acme"); w.Code != 200 || owner("demo_acme") != "acme" {
+		t.Fatalf("acme's webhook for its room: %d %s, owner %q while its tokens live", w.Code, w.Body, owner("demo_acme"))
+	}
+	clk.advance(tokenLife)
+	if o := owner("demo_acme"); o != "" {
+		t.Fatalf("acme's room not released once its tokens are dead: owner %q", o)
 	}
 	// The default project's webhook releases globex's room.
 	if w := postWebhook(t, h, "APIdefault", whDefaultSecret, "demo_globex", "globex"); w.Code != 200 || owner("demo_globex") != "" {
@@ -157,18 +185,19 @@ func TestWebhookProjectReleasesOnlyItsOrgsRooms(t *testing.T) {
 // Without LIVEKIT_*, an org project's webhooks still verify; with no
 // project at all the webhook is 501 as before.
 func TestWebhookWithoutDefaultProject(t *testing.T) {
-	h, st, _ := webhookServer(t, false, true)
+	h, st, _, clk := webhookServer(t, false, true)
 	st.ClaimRoom(context.Background(), "demo_acme", "acme", time.Hour)
 	if w := postWebhook(t, h, "APIacme", whAcmeSecret, "demo_acme", "acme"); w.Code != 200 {
 		t.Fatalf("acme's webhook without a default project: %d %s", w.Code, w.Body)
 	}
+	clk.advance(tokenLife)
 	if _, err := st.RoomOwner(context.Background(), "demo_acme"); err == nil {
 		t.Fatal("not released")
 	}
 	if w := postWebhook(t, h, "APIdefault", whDefaultSecret, "demo_acme", "acme"); w.Code != 401 {
 		t.Fatalf("a default-key webhook without a default project: %d %s", w.Code, w.Body)
 	}
-	h, _, _ = webhookServer(t, false, false)
+	h, _, _, _ = webhookServer(t, false, false)
 	if w := postWebhook(t, h, "APIacme", whAcmeSecret, "demo_acme", "acme"); w.Code != 501 || !strings.Contains(w.Body.String(), "livekit_not_configured") {
 		t.Fatalf("no project at all: %d %s", w.Code, w.Body)
 	}

@@ -61,6 +61,15 @@ const maxEventID = 128
 // finished; the id check above stops a replay whatever the clocks say,
 // and keeping LiveKit and Redis on NTP keeps d far below the time between
 // a room finishing and its name being claimed again.
+//
+// A finished room's name does not pass to another org at once: every
+// LiveKit token issued for it opens it again until the token expires (a
+// client that reconnects, or rejoins with a cached token, does so), and
+// LiveKit gives a new room the configuration of whoever joins first. Were
+// the name another org's by then, a user of the first org would walk into
+// the other org's room, and be heard, seen and served by its agent. So the
+// record is kept until the last token issued with it is dead
+// (roomTokenLife after its latest claim, which every token issue renews).
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
@@ -118,7 +127,7 @@ func (s *Server) webhook(c echo.Context) error {
 	s.logger(c).LogAttrs(ctx, slog.LevelInfo, "webhook received", append(attrs, slog.String("result", "ok"))...)
 	if ev.Event == webhook.EventRoomFinished && room.GetName() != "" && owner != "" {
 		finished := time.Unix(ev.CreatedAt, 0)
-		released, err := s.Store.ReleaseRoomClaimedBy(ctx, room.GetName(), owner, finished)
+		released, err := s.Store.ReleaseRoomClaimedBy(ctx, room.GetName(), owner, finished, s.roomTokenLife(owner))
 		if err != nil {
 			// Not handled: LiveKit's retry must be, so the id goes. If that
 			// fails too, the retry is taken for a duplicate and the record
@@ -135,4 +144,23 @@ func (s *Server) webhook(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// liveKitLeeway is how long past a room token's exp it still opens a room:
+// livekit-server accepts a token up to go-jose's default leeway (one
+// minute) past its exp; a second minute covers the clocks of the broker
+// that signed it, the store that timed its claim and LiveKit.
+const liveKitLeeway = 2 * time.Minute
+
+// roomTokenLife is how long after its latest claim a room of org may still
+// be opened with a token issued with that claim: the lifetime of org's
+// tokens and liveKitLeeway. With no project for org now (its own was
+// removed, or LiveKit is unset), what was issued before cannot be told:
+// RoomOwnerTTL, the record's own life.
+func (s *Server) roomTokenLife(org string) time.Duration {
+	lk, err := s.liveKitFor(org)
+	if err != nil {
+		return RoomOwnerTTL
+	}
+	return lk.TokenTTL() + liveKitLeeway
 }

@@ -49,6 +49,24 @@ func (cu *clockUnit) claim(t *testing.T, room, org string) {
 	}
 }
 
+// ended checks that a room_finished ended org's record of room claimed at
+// claimed: the name stays org's, and no other org's, while the tokens
+// issued with the claim live, and is free once they are dead.
+func (cu *clockUnit) ended(t *testing.T, room, org string, claimed time.Time) {
+	t.Helper()
+	cu.advance(claimed.Add(tokenLife - time.Millisecond).Sub(cu.advance(0)))
+	if o := cu.owner(t, room); o != org {
+		t.Fatalf("owner %q while tokens issued with the claim live, want %q", o, org)
+	}
+	if o, err := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL); err != nil || o != org {
+		t.Fatalf("another org's claim while tokens live: owner %q, %v", o, err)
+	}
+	cu.advance(time.Millisecond)
+	if o := cu.owner(t, room); o != "" {
+		t.Fatalf("owner %q once the tokens are dead, want none", o)
+	}
+}
+
 func (cu *clockUnit) owner(t *testing.T, room string) string {
 	t.Helper()
 	o, err := cu.store.RoomOwner(context.Background(), room)
@@ -93,13 +111,12 @@ func TestWebhookReplayUnit(t *testing.T) {
 	const room = "demo_sales"
 	t.Run("a replay after a re-claim releases nothing", func(t *testing.T) {
 		cu := newClockUnit(t)
+		claimed := cu.advance(0)
 		cu.claim(t, room, "acme")
 		end := cu.advance(time.Minute)
 		ev := finished("EV_first", room, "acme", end)
 		cu.deliver(t, ev).expect(t, 200, "")
-		if o := cu.owner(t, room); o != "" {
-			t.Fatalf("room_finished did not release: owner %q", o)
-		}
+		cu.ended(t, room, "acme", claimed)
 		cu.advance(30 * time.Second)
 		cu.claim(t, room, "acme") // the next session of that name
 		cu.deliver(t, ev).expect(t, 200, "")
@@ -180,6 +197,7 @@ func TestWebhookReplayUnit(t *testing.T) {
 	}
 	t.Run("the store down while recording: 503, nothing released, the retry handled", func(t *testing.T) {
 		cu := newClockUnit(t)
+		claimed := cu.advance(0)
 		cu.claim(t, room, "acme")
 		ev := finished("EV_down", room, "acme", cu.advance(time.Minute))
 		cu.store.failOn("RecordWebhookEvent", storeDown)
@@ -189,9 +207,7 @@ func TestWebhookReplayUnit(t *testing.T) {
 		}
 		cu.store.failOn("RecordWebhookEvent", nil)
 		cu.deliver(t, ev).expect(t, 200, "")
-		if o := cu.owner(t, room); o != "" {
-			t.Fatalf("the retry did not release: owner %q", o)
-		}
+		cu.ended(t, room, "acme", claimed)
 	})
 	t.Run("release and forget both fail: the retry is a duplicate and the record stays (fail closed)", func(t *testing.T) {
 		cu := newClockUnit(t)

@@ -282,9 +282,9 @@ func (t *timedStore) ReleaseRoom(ctx context.Context, room, org string) error {
 	return err
 }
 
-func (t *timedStore) ReleaseRoomClaimedBy(ctx context.Context, room, org string, at time.Time) (bool, error) {
+func (t *timedStore) ReleaseRoomClaimedBy(ctx context.Context, room, org string, at time.Time, keep time.Duration) (bool, error) {
 	start := time.Now()
-	released, err := t.Store.ReleaseRoomClaimedBy(ctx, room, org, at)
+	released, err := t.Store.ReleaseRoomClaimedBy(ctx, room, org, at, keep)
 	t.observe("release_room_claimed_by", start, err)
 	return released, err
 }

@@ -160,13 +160,18 @@ type Rooms interface {
 	// ReleaseRoom removes the owner record of room if org owns it; releasing
 	// a room not owned by org is a no-op.
 	ReleaseRoom(ctx context.Context, room, org string) error
-	// ReleaseRoomClaimedBy removes the owner record of room if org owns it
+	// ReleaseRoomClaimedBy ends the owner record of room if org owns it
 	// and its latest claim was made at or before t, and reports whether it
 	// did: a release for something that happened at t (a room that
-	// finished) never removes a claim made after it. A record whose claim
+	// finished) never ends a claim made after it. The record is ended keep
+	// after its latest claim, by the store's clock: removed at once if that
+	// time has passed, else left to expire then (never later than it would
+	// have). keep is how long what was issued with the claim still opens
+	// the room (a LiveKit token's lifetime and LiveKit's leeway): until
+	// then the name must not pass to another org. A record whose claim
 	// time is unknown (one written before claim times were recorded) is not
-	// removed; it expires with its ttl.
-	ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time) (released bool, err error)
+	// ended; it expires with its ttl.
+	ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time, keep time.Duration) (released bool, err error)
 }
 
 // Webhooks makes LiveKit's webhook events single-use: each event id is

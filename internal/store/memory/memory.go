@@ -264,18 +264,25 @@ func (s *Store) ReleaseRoom(ctx context.Context, room, org string) error {
 }
 
 // ReleaseRoomClaimedBy implements store.Rooms.
-func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time) (bool, error) {
+func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time, keep time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, store.ErrUnavailable
 	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if o, ok := s.rooms[room]; ok && now.Before(o.expires) && o.org == org && !o.claimed.After(t) {
-		delete(s.rooms, room)
-		return true, nil
+	o, ok := s.rooms[room]
+	if !ok || !now.Before(o.expires) || o.org != org || o.claimed.After(t) {
+		return false, nil
 	}
-	return false, nil
+	switch end := o.claimed.Add(keep); {
+	case !now.Before(end):
+		delete(s.rooms, room)
+	case end.Before(o.expires):
+		o.expires = end
+		s.rooms[room] = o
+	}
+	return true, nil
 }
 
 // RecordWebhookEvent implements store.Webhooks.

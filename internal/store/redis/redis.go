@@ -197,14 +197,26 @@ end
 return 0
 `)
 
-// releaseRoomClaimedBy deletes the owner record and its claim time if
+// releaseRoomClaimedBy ends the owner record and its claim time if
 // ARGV[1] owns the room and the claim time is known and at most ARGV[2]
-// (ms). Returns 1 when it deleted them.
+// (ms): both are deleted when the claim is ARGV[3] ms old or more by
+// Redis's clock (the claim time's), else set to expire then, unless they
+// expire sooner already. Returns 1 when it ended them.
 var releaseRoomClaimedBy = redis.NewScript(`
 if not KEYS[2] or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local at = tonumber(redis.call('GET', KEYS[2]))
 if at == nil or at > tonumber(ARGV[2]) then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
+local t = redis.call('TIME')
+local left = at + tonumber(ARGV[3]) - (t[1] * 1000 + math.floor(t[2] / 1000))
+if left <= 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or left < ttl then
+  redis.call('PEXPIRE', KEYS[1], left)
+  redis.call('PEXPIRE', KEYS[2], left)
+end
 return 1
 `)
 
@@ -691,11 +703,13 @@ func (s *Store) ReleaseRoom(ctx context.Context, room, org string) error {
 
 // ReleaseRoomClaimedBy implements store.Rooms with one script on the
 // room's slot. t is compared in whole milliseconds, rounded down: a claim
-// in the same millisecond as t counts as made at t.
-func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time) (bool, error) {
+// in the same millisecond as t counts as made at t. keep is rounded up to
+// a whole millisecond.
+func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time, keep time.Duration) (bool, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := releaseRoomClaimedBy.Run(ctx, s.scripts, roomKeys(room), org, t.UnixMilli()).Int()
+	keepMS := (max(keep, 0) + time.Millisecond - 1) / time.Millisecond
+	n, err := releaseRoomClaimedBy.Run(ctx, s.scripts, roomKeys(room), org, t.UnixMilli(), int64(keepMS)).Int()
 	if err != nil {
 		return false, unavailable("release room claimed by", err)
 	}

@@ -118,7 +118,7 @@ func TestRoomRecordsOfEarlierBrokers(t *testing.T) {
 	if err := rdb.Set(ctx, "vb:room:"+room, "acme", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if released, err := s.ReleaseRoomClaimedBy(ctx, room, "acme", time.Now().Add(time.Hour)); err != nil || released {
+	if released, err := s.ReleaseRoomClaimedBy(ctx, room, "acme", time.Now().Add(time.Hour), 0); err != nil || released {
 		t.Fatalf("a record without a claim time was released: %v, %v", released, err)
 	}
 	if o, err := s.RoomOwner(ctx, room); err != nil || o != "acme" {
@@ -130,7 +130,7 @@ func TestRoomRecordsOfEarlierBrokers(t *testing.T) {
 	if o, err := s.ClaimRoom(ctx, braced, "acme", time.Minute); err != nil || o != "acme" {
 		t.Fatalf("claim %q, %v", o, err)
 	}
-	if released, err := s.ReleaseRoomClaimedBy(ctx, braced, "acme", time.Now().Add(time.Hour)); err != nil || released {
+	if released, err := s.ReleaseRoomClaimedBy(ctx, braced, "acme", time.Now().Add(time.Hour), 0); err != nil || released {
 		t.Fatalf("released %v, %v", released, err)
 	}
 	if err := s.ReleaseRoom(ctx, braced, "acme"); err != nil {

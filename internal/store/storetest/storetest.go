@@ -801,6 +801,18 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 		return o
 	}
+	// waitOwner polls until room's owner is want: expiry is the store's,
+	// by its own clock.
+	waitOwner := func(t *testing.T, s store.Store, room, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for o := owner(t, s, room); o != want; o = owner(t, s, room) {
+			if time.Now().After(deadline) {
+				t.Fatalf("owner of %s still %q, want %q", room, o, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	// The store's clock (Redis's TIME) may differ a little from this
 	// process's: an hour either way is before or after any claim.
 	t.Run("RoomReleaseClaimedBy", func(t *testing.T) {
@@ -817,20 +829,20 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"an event before the claim", "acme", time.Now().Add(-time.Hour)},
 			{"another org", "globex", time.Now().Add(time.Hour)},
 		} {
-			if released, err := s.ReleaseRoomClaimedBy(ctx, r, tc.org, tc.at); err != nil || released {
+			if released, err := s.ReleaseRoomClaimedBy(ctx, r, tc.org, tc.at, 0); err != nil || released {
 				t.Fatalf("%s: released %v, %v", tc.name, released, err)
 			}
 			if o := owner(t, s, r); o != "acme" {
 				t.Fatalf("%s: owner %q after a refused release", tc.name, o)
 			}
 		}
-		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || !released {
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour), 0); err != nil || !released {
 			t.Fatalf("an event after the claim: released %v, %v", released, err)
 		}
 		if o := owner(t, s, r); o != "" {
 			t.Fatalf("owner %q after the release", o)
 		}
-		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || released {
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour), 0); err != nil || released {
 			t.Fatalf("released a room nobody owns: %v, %v", released, err)
 		}
 		// Released: another org may claim it.
@@ -853,7 +865,7 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil || o != "acme" {
 			t.Fatalf("re-claim = %q, %v", o, err)
 		}
-		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", finished); err != nil || released {
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", finished, 0); err != nil || released {
 			t.Fatalf("an event between the claims released the second: %v, %v", released, err)
 		}
 		if o := owner(t, s, r); o != "acme" {
@@ -866,7 +878,7 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if o := owner(t, s, r); o != "" {
 			t.Fatalf("owner %q after ReleaseRoom", o)
 		}
-		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour)); err != nil || released {
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour), 0); err != nil || released {
 			t.Fatalf("released after ReleaseRoom: %v, %v", released, err)
 		}
 	})
@@ -883,7 +895,7 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 			finished := time.Now().Add(-time.Hour)
 			var wg sync.WaitGroup
 			wg.Add(2)
-			go func() { defer wg.Done(); s.ReleaseRoomClaimedBy(ctx, r, "acme", finished) }()
+			go func() { defer wg.Done(); s.ReleaseRoomClaimedBy(ctx, r, "acme", finished, 0) }()
 			go func() { defer wg.Done(); s.ClaimRoom(ctx, r, "acme", time.Minute) }()
 			wg.Wait()
 			if o := owner(t, s, r); o != "acme" {
@@ -891,11 +903,55 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 			}
 		}
 	})
+	t.Run("RoomReleaseKeepsTheNameWhileItsTokensLive", func(t *testing.T) {
+		// Released with keep, a record stays the org's until keep after
+		// its latest claim: another org cannot take the name while tokens
+		// issued with the claim still open the room.
+		s := newStore(t)
+		r := room(t)
+		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour), time.Hour); err != nil || !released {
+			t.Fatalf("release with keep: released %v, %v", released, err)
+		}
+		if o := owner(t, s, r); o != "acme" {
+			t.Fatalf("owner %q while tokens issued with the claim live, want acme", o)
+		}
+		if o, err := s.ClaimRoom(ctx, r, "globex", time.Minute); err != nil || o != "acme" {
+			t.Fatalf("another org's claim while tokens live = %q, %v; want acme", o, err)
+		}
+		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil || o != "acme" {
+			t.Fatalf("the owner's own claim = %q, %v", o, err)
+		}
+		// keep shortens the record's life: it ends keep after the claim.
+		short := room(t)
+		if _, err := s.ClaimRoom(ctx, short, "acme", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, short, "acme", time.Now().Add(time.Hour), 200*time.Millisecond); err != nil || !released {
+			t.Fatalf("release with a short keep: released %v, %v", released, err)
+		}
+		waitOwner(t, s, short, "")
+		if o, err := s.ClaimRoom(ctx, short, "globex", time.Minute); err != nil || o != "globex" {
+			t.Fatalf("claim once the tokens are dead = %q, %v", o, err)
+		}
+		// ... and never lengthens it: a record that expires before keep
+		// expires as it would have.
+		brief := room(t)
+		if _, err := s.ClaimRoom(ctx, brief, "acme", 200*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, brief, "acme", time.Now().Add(time.Hour), time.Hour); err != nil || !released {
+			t.Fatalf("release of a brief claim: released %v, %v", released, err)
+		}
+		waitOwner(t, s, brief, "")
+	})
 	t.Run("RoomReleaseClaimedByCanceledFailsClosed", func(t *testing.T) {
 		s := newStore(t)
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := s.ReleaseRoomClaimedBy(cctx, room(t), "acme", time.Now()); !errors.Is(err, store.ErrUnavailable) {
+		if _, err := s.ReleaseRoomClaimedBy(cctx, room(t), "acme", time.Now(), 0); !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("ReleaseRoomClaimedBy on canceled ctx = %v, want ErrUnavailable", err)
 		}
 	})
