@@ -143,27 +143,73 @@ func (a *Authenticator) verifyBackendJWT(ctx context.Context, cred string, ref *
 }
 
 // jwksCache fetches issuers' JWKS documents, keeps them, and refreshes one
-// on an unknown kid at most once a minute.
+// on an unknown kid at most once a minute after a successful fetch. A fetch
+// runs apart from the request that asked for it, on a context of its own
+// bounded by timeout, and is shared by every caller that needs the same URL
+// meanwhile: a caller that hangs up stops waiting, but the fetch goes on and
+// fills the cache for the others, so no caller can make a fetch fail for
+// anyone else. A fetch that fails on its own (network, timeout, status,
+// document) is tried again after a backoff that doubles from
+// jwksRetryFirst to jwksRefreshEvery; until then an issuer with no keys
+// answers ErrServiceUnavailable, and one with keys keeps them.
 type jwksCache struct {
-	client *http.Client
-	now    func() time.Time
-	mu     sync.Mutex
-	sets   map[string]*jwksEntry
+	client  *http.Client
+	timeout time.Duration
+	now     func() time.Time
+	mu      sync.Mutex
+	sets    map[string]*jwksEntry
 }
 
+// jwksEntry is one URL's keys and fetch state, all guarded by mu.
 type jwksEntry struct {
-	mu      sync.Mutex
-	keys    map[string]crypto.PublicKey
+	mu   sync.Mutex
+	keys map[string]crypto.PublicKey // nil until a fetch succeeds
+	// fetched is when the last successful fetch ended.
 	fetched time.Time
+	// failures counts the failed fetches since the last success; with
+	// failures > 0, no fetch starts before retryAt, and lastErr says why
+	// the last one failed.
+	failures int
+	retryAt  time.Time
+	lastErr  error
+	// inflight is the fetch under way, nil if none.
+	inflight *jwksFetch
 }
+
+// jwksFetch is one fetch, shared by the callers waiting for it. err is set
+// before done is closed, and is read only after.
+type jwksFetch struct {
+	done chan struct{}
+	err  error
+}
+
+// The first retry after a failed fetch comes after jwksRetryFirst, and each
+// further failure doubles the wait, up to jwksRefreshEvery.
+const jwksRetryFirst = time.Second
 
 func newJWKSCache(timeout time.Duration, now func() time.Time) *jwksCache {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	return &jwksCache{client: &http.Client{Timeout: timeout}, now: now, sets: map[string]*jwksEntry{}}
+	return &jwksCache{
+		client: &http.Client{
+			// The keys must come from the configured URL, which the config
+			// checked is https: a redirect could lead to plain http or to an
+			// internal host, so it is a failed fetch, never followed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		timeout: timeout, now: now, sets: map[string]*jwksEntry{},
+	}
 }
 
+var errUnknownKid = errors.New("unknown kid")
+
+// key returns the key kid of the JWKS at url, fetching the document if kid
+// is unknown and the last fetch allows another. It waits for the fetch at
+// most until ctx ends; the fetch itself does not depend on ctx. An error
+// wrapping ErrServiceUnavailable means the issuer's keys could not be had
+// (no keys yet and the fetch failed, or ctx ended first), so the JWT was
+// not judged; errUnknownKid means the keys at hand do not hold kid.
 func (c *jwksCache) key(ctx context.Context, url, kid string) (crypto.PublicKey, error) {
 	c.mu.Lock()
 	e := c.sets[url]
@@ -174,27 +220,93 @@ func (c *jwksCache) key(ctx context.Context, url, kid string) (crypto.PublicKey,
 	c.mu.Unlock()
 
 	e.mu.Lock()
+	if k, ok := e.lookup(kid); ok {
+		e.mu.Unlock()
+		return k, nil
+	}
+	f := e.inflight
+	if f == nil {
+		if err := e.tooSoon(c.now()); err != nil {
+			e.mu.Unlock()
+			return nil, err
+		}
+		f = c.start(ctx, url, e)
+	}
+	e.mu.Unlock()
+
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		// Only this caller gives up; the fetch goes on for the others.
+		return nil, fmt.Errorf("%w: the request ended while the JWKS was being fetched: %w", ErrServiceUnavailable, ctx.Err())
+	}
+	e.mu.Lock()
 	defer e.mu.Unlock()
 	if k, ok := e.lookup(kid); ok {
 		return k, nil
 	}
-	if !e.fetched.IsZero() && c.now().Sub(e.fetched) < jwksRefreshEvery {
-		return nil, errors.New("unknown kid")
+	if f.err != nil && e.keys == nil {
+		return nil, fmt.Errorf("%w: %w", ErrServiceUnavailable, f.err)
 	}
-	keys, err := c.fetch(ctx, url)
-	e.fetched = c.now() // a failed fetch also waits its minute
-	if err != nil {
-		if e.keys != nil {
-			// Keep serving the keys we had.
-			return nil, errors.New("unknown kid")
+	return nil, errUnknownKid
+}
+
+// tooSoon says why no fetch may start at now, or nil if one may: a failed
+// fetch waits its backoff, a successful one its minute. e.mu is held.
+func (e *jwksEntry) tooSoon(now time.Time) error {
+	switch {
+	case e.failures > 0 && now.Before(e.retryAt):
+		if e.keys == nil {
+			return fmt.Errorf("%w: the last JWKS fetch failed, next try in %v: %w",
+				ErrServiceUnavailable, e.retryAt.Sub(now), e.lastErr)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrServiceUnavailable, err)
+		// Keep serving the keys we had.
+		return errUnknownKid
+	case e.failures == 0 && !e.fetched.IsZero() && now.Sub(e.fetched) < jwksRefreshEvery:
+		return errUnknownKid
 	}
-	e.keys = keys
-	if k, ok := e.lookup(kid); ok {
-		return k, nil
+	return nil
+}
+
+// start begins a fetch of url into e and records it as e's fetch under
+// way; e.mu is held. The fetch runs on a context detached from the
+// caller's (its values kept, its cancellation and deadline not) and
+// bounded by c.timeout, so that the end of the fetch's context is a
+// failure of the JWKS, never of a caller.
+func (c *jwksCache) start(ctx context.Context, url string, e *jwksEntry) *jwksFetch {
+	f := &jwksFetch{done: make(chan struct{})}
+	e.inflight = f
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	go func() {
+		defer cancel()
+		keys, err := c.fetch(fctx, url)
+		e.mu.Lock()
+		now := c.now()
+		if err != nil {
+			e.failures++
+			e.retryAt = now.Add(jwksBackoff(e.failures))
+			e.lastErr = err
+		} else {
+			e.keys, e.fetched = keys, now
+			e.failures, e.lastErr = 0, nil
+		}
+		e.inflight = nil
+		f.err = err
+		e.mu.Unlock()
+		close(f.done)
+	}()
+	return f
+}
+
+// jwksBackoff is the wait after the nth failed fetch in a row (n >= 1):
+// jwksRetryFirst, doubled for each further failure, at most
+// jwksRefreshEvery.
+func jwksBackoff(n int) time.Duration {
+	d := jwksRetryFirst
+	for i := 1; i < n && d < jwksRefreshEvery; i++ {
+		d *= 2
 	}
-	return nil, errors.New("unknown kid")
+	return min(d, jwksRefreshEvery)
 }
 
 // lookup finds kid; a JWT without kid matches a set of exactly one key.
