@@ -344,6 +344,35 @@ func TestRefusedRequestsCount(t *testing.T) {
 	})
 }
 
+// TestMetadataOfEscapedCharactersRedeems: metadata at its 2 KiB of
+// characters that json.Marshal escapes in six bytes (<, >, &, U+2028) makes
+// a ticket that redeems; escaped in the ticket, it made one over the 8 KiB a
+// ticket may be, minted (and counted) but never redeemable.
+func TestMetadataOfEscapedCharactersRedeems(t *testing.T) {
+	b := startBroker(t, newKeys(t), nil)
+	for _, fill := range []string{"&", "<", ">", "\u2028", "<\u2029&"} {
+		// As sent (a raw body: json.Marshal would escape it on the way),
+		// exactly 2 KiB compacted.
+		n := (2048 - len(`{"q":""}`)) / len(fill)
+		value := strings.Repeat(fill, n) + strings.Repeat("&", 2048-len(`{"q":""}`)-n*len(fill))
+		md := `{"q":"` + value + `"}`
+		var want map[string]string
+		if err := json.Unmarshal([]byte(md), &want); err != nil || len(md) != 2048 {
+			t.Fatalf("%d bytes: %v", len(md), err)
+		}
+		ticket := b.mint(t, b.keys.acme, `{"agent":"florencia","channel":"chat","metadata":`+md+`}`)
+		if len(ticket) > 8<<10 {
+			t.Fatalf("%q: a ticket of %d bytes", fill, len(ticket))
+		}
+		r := do(t, "POST", b.URL+"/token/redeem", b.keys.acme, map[string]string{"token": ticket})
+		expect(t, r, 200, "")
+		var got struct{ Metadata map[string]string }
+		if err := json.Unmarshal([]byte(r.Raw), &got); err != nil || got.Metadata["q"] != want["q"] {
+			t.Fatalf("%q: metadata came back as %s (%v)", fill, r.Raw, err)
+		}
+	}
+}
+
 // TestStrictInput: the real server refuses every body some reader could
 // read two ways, and an identity or metadata that would display or log as
 // something else; what it accepts comes back from /token/redeem intact.

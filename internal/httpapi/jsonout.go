@@ -49,11 +49,10 @@ var jsonContentTypeValue = []string{echo.MIMEApplicationJSON}
 // writeRedeemed answers 200 with redeem's body, byte for byte what
 // c.JSON(http.StatusOK, r) writes, without reflection. Metadata goes out
 // as it is when it is exactly what encoding/json writes for it (a ticket's
-// claims carry it compacted and escaped as json.Marshal writes it, so it
-// always is for a ticket this broker made); anything else, a query
-// string, or an Echo in debug mode
-// goes through c.JSON (which answers null for no metadata, and refuses
-// metadata that is empty but not nil).
+// claims carry it compacted, so it is unless it holds a character
+// json.Marshal escapes: <, >, &, U+2028 or U+2029); anything else, a query
+// string, or an Echo in debug mode goes through c.JSON (which answers null
+// for no metadata, and refuses metadata that is empty but not nil).
 func writeRedeemed(c echo.Context, r redeemResponse) error {
 	if c.Request().URL.RawQuery != "" || c.Echo().Debug || r.Metadata != nil && !plainCompactJSON(r.Metadata) {
 		return c.JSON(http.StatusOK, r)

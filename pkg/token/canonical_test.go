@@ -60,7 +60,9 @@ func TestParseCanonicalTakesIssuerOutput(t *testing.T) {
 			continue
 		}
 		want := *c
-		want.Metadata, _ = json.Marshal(c.Metadata) // as the Issuer wrote it
+		var md bytes.Buffer // as the Issuer wrote it: compacted, not HTML-escaped
+		json.Compact(&md, c.Metadata)
+		want.Metadata = md.Bytes()
 		if !reflect.DeepEqual(got, &want) {
 			t.Errorf("%s: %+v, want %+v", data, got, &want)
 		}

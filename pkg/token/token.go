@@ -35,7 +35,9 @@ const (
 	// Audience is the aud claim of every ticket.
 	Audience = "voice-session"
 	// MaxLength bounds the compact serialisation accepted by Verify.
-	// Metadata is limited to 2 KiB, so a genuine ticket stays well below it.
+	// Metadata is limited to 2 KiB compacted and goes into the ticket as it
+	// is (see appendClaims), so a genuine ticket stays well below it: about
+	// 5 KiB at most, with the longest identity of characters JSON escapes.
 	MaxLength = 8 << 10
 	// DefaultLeeway is the clock skew tolerated on exp, nbf and iat.
 	DefaultLeeway = 5 * time.Second
@@ -289,10 +291,13 @@ func appendClaims(b []byte, c *Claims) ([]byte, error) {
 	case string(md) == "{}":
 		b = append(b, md...)
 	default:
-		// Validated, compacted and HTML-escaped, as json.Marshal writes a
-		// RawMessage.
+		// Validated and compacted, as json.Compact writes it, and not
+		// HTML-escaped as json.Marshal would: a ticket is no HTML page, and
+		// escaped, each <, > and & would take six bytes, so metadata within
+		// its 2 KiB could make a ticket over MaxLength, minted but never
+		// redeemable (nor sent in a 16 KiB body).
 		var err error
-		if b, err = compactjson.Append(b, md, true); err != nil {
+		if b, err = compactjson.Append(b, md, false); err != nil {
 			return nil, fmt.Errorf("token: metadata: %w", err)
 		}
 	}
