@@ -205,6 +205,25 @@ func (k *Key) AllowsIP(ip netip.Addr) bool {
 	return false
 }
 
+// AllowsPrefix reports whether every address of p may use the key: always
+// when no allowed_ips are set, otherwise when p lies wholly within one of
+// them (the same family, no wider, and its address inside). It is how a
+// key that makes another key is kept from giving it addresses it does not
+// have itself. p is taken as ParseAllowedIP returns it: IPv4-mapped IPv6
+// is unmapped here too, so that it meets the IPv4 prefixes it stands for.
+func (k *Key) AllowsPrefix(p netip.Prefix) bool {
+	if len(k.prefixes) == 0 {
+		return true
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), unmapBits(p))
+	for _, q := range k.prefixes {
+		if q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
 // Agent returns the org's agent with that id, or nil.
 func (o *Org) Agent(id string) *Agent { return o.agents[id] }
 
@@ -461,20 +480,32 @@ func (b *builder) keyHash(at, h string) bool {
 
 // prefix parses a CIDR or a single address into an unmapped prefix.
 func (b *builder) prefix(at, cidr string) (netip.Prefix, bool) {
-	p, err := netip.ParsePrefix(cidr)
+	p, err := ParseAllowedIP(cidr)
 	if err != nil {
-		a, aerr := netip.ParseAddr(cidr)
+		b.add(at, err.Error())
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// ParseAllowedIP parses one allowed_ips entry as the tenants file does: a
+// CIDR, or a single address (its zone, if any, dropped), with no host bits
+// set. An IPv4-mapped IPv6 prefix comes back as the IPv4 prefix it maps,
+// for client addresses are compared unmapped (Key.AllowsIP). The error
+// quotes s and says what is wrong with it.
+func ParseAllowedIP(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		a, aerr := netip.ParseAddr(s)
 		if aerr != nil {
-			b.add(at, fmt.Sprintf("%q is not a CIDR or IP address", truncate(cidr)))
-			return netip.Prefix{}, false
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR or IP address", truncate(s))
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
 	if p != p.Masked() {
-		b.add(at, fmt.Sprintf("%q has host bits set; did you mean %s?", cidr, p.Masked()))
-		return netip.Prefix{}, false
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, p.Masked())
 	}
-	return netip.PrefixFrom(p.Addr().Unmap(), unmapBits(p)), true
+	return netip.PrefixFrom(p.Addr().Unmap(), unmapBits(p)), nil
 }
 
 func (b *builder) issuer(at string, o *Org, is *JWTIssuer) {

@@ -419,9 +419,11 @@ func TestAdminOrgKeySelfService(t *testing.T) {
 			expect(t, r, 201, "")
 			return str(r, "key")
 		}
-		self := mk("acme", "self", "live", "keys:write")
+		// The self-service keys carry tokens:create too: a key gives no
+		// scope it lacks itself (TestAdminOrgKeyMakesNoWiderKey).
+		self := mk("acme", "self", "live", "keys:write", "tokens:create")
 		plain := mk("acme", "plain", "live", "tokens:create", "tokens:redeem", "livekit:token", "rooms:read", "rooms:write")
-		selfTest := mk("acme", "self-test", "test", "keys:write")
+		selfTest := mk("acme", "self-test", "test", "keys:write", "tokens:create")
 		globexKey := mk("globex", "main", "live", "tokens:create")
 		globexBefore := a.do(t, "GET", "/admin/orgs/globex/keys", nil).Raw
 		within(t, time.Second, "the self-service key usable", 200, func() response {

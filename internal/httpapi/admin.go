@@ -104,6 +104,9 @@ type adminCaller struct {
 	org, keyID string
 	env        apikey.Env
 	keysWrite  bool
+	// key is the org key's entry in the tenants it authenticated against:
+	// its scopes, allowed_ips and expiry bound the keys it may make.
+	key *config.Key
 	// subject names the caller in logs and audit events, without secret.
 	subject string
 }
@@ -308,7 +311,11 @@ func (a *adminAPI) orgKey(c echo.Context, ip netip.Addr, cred string) (*adminCal
 		return nil, err
 	}
 	org := ten.Org(p.Org)
-	if org == nil || p.Method != auth.MethodAPIKey {
+	// The key that authenticated, found again by its hash: the principal
+	// carries its scopes but not its allowed_ips or expiry, which bound
+	// the keys it may make (createKey).
+	key := ten.KeyByHash(apikey.Hash(cred))
+	if org == nil || p.Method != auth.MethodAPIKey || key == nil || key.Org().ID != p.Org || key.ID != p.KeyID {
 		return nil, wrapError(CodeConfigError, errUnknownOrg)
 	}
 	limit := store.PerMinute(org.RateLimit())
@@ -323,7 +330,7 @@ func (a *adminAPI) orgKey(c echo.Context, ip netip.Addr, cred string) (*adminCal
 	_, env, _ := apikey.Parse(cred)
 	a.authenticated(c, ip, string(auth.MethodAPIKey), p.Org, p.KeyID)
 	return &adminCaller{
-		org: p.Org, keyID: p.KeyID, env: env, keysWrite: slices.Contains(p.Scopes, config.ScopeKeysWrite),
+		org: p.Org, keyID: p.KeyID, env: env, keysWrite: slices.Contains(p.Scopes, config.ScopeKeysWrite), key: key,
 		subject: "org:" + p.Org + "/key:" + p.KeyID,
 	}, nil
 }

@@ -386,6 +386,17 @@ func (a *adminAPI) createKey(x *adminCall) error {
 		}
 		spec.ExpiresAt = &t
 	}
+	if !x.caller.admin {
+		// Checked first, so that the bounds below compare well-formed
+		// scopes and prefixes, and a malformed body is the registry's
+		// 400 naming its fields.
+		if err := registry.CheckKey(spec); err != nil {
+			return err
+		}
+		if err := withinCaller(x.caller.key, spec); err != nil {
+			return err
+		}
+	}
 	k, key, err := a.reg.CreateKey(x.ctx, x.c.Param("org"), spec)
 	if err != nil {
 		return err
@@ -394,6 +405,49 @@ func (a *adminAPI) createKey(x *adminCall) error {
 		ID: k.ID, Key: key, Env: env, Scopes: nonNilStrings(k.Scopes), AllowedIPs: nonNilStrings(k.AllowedIPs),
 		ExpiresAt: k.ExpiresAt, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, RevokedAt: k.RevokedAt,
 	})
+}
+
+// withinCaller refuses a key that an org key would make wider than itself:
+// a scope it lacks, addresses outside its allowed_ips (or none, which is
+// any address, when it has some), or an expiry later than its own (or
+// none, when it has one). Without it a key held to one address for an
+// hour could leave behind a key with every scope, for any address and
+// for ever. Each refusal is 403 insufficient_scope, as for the scope
+// keys:write itself: the body is well formed, but the credential lacks
+// the power to grant it. A platform admin key is not held to this.
+func withinCaller(caller *config.Key, spec registry.KeySpec) error {
+	for _, s := range spec.Scopes {
+		if !caller.HasScope(config.Scope(s)) {
+			return apiError(CodeInsufficientScope, fmt.Sprintf("scopes: this key lacks %s, so it may not give it to a new key", s))
+		}
+	}
+	if len(caller.AllowedIPs) > 0 {
+		if len(spec.AllowedIPs) == 0 {
+			return apiError(CodeInsufficientScope, "allowed_ips: this key has allowed_ips, so a key it makes must list addresses within them (none would allow any address)")
+		}
+		for n, s := range spec.AllowedIPs {
+			// The tenants file's parse, as for the caller's own list: a
+			// zone is dropped and IPv4-mapped IPv6 is unmapped, so that a
+			// prefix cannot be written wider than it reads.
+			p, err := config.ParseAllowedIP(s)
+			if err != nil {
+				return apiError(CodeInvalidRequest, fmt.Sprintf("allowed_ips[%d]: %v", n, err))
+			}
+			if !caller.AllowsPrefix(p) {
+				return apiError(CodeInsufficientScope, fmt.Sprintf("allowed_ips[%d]: %s is not within this key's allowed_ips", n, p))
+			}
+		}
+	}
+	if exp := caller.ExpiresAt; exp != nil {
+		limit := exp.UTC().Format(time.RFC3339Nano)
+		if spec.ExpiresAt == nil {
+			return apiError(CodeInsufficientScope, "expires_at: this key expires at "+limit+", so a key it makes must expire no later")
+		}
+		if spec.ExpiresAt.After(*exp) {
+			return apiError(CodeInsufficientScope, "expires_at: later than this key's own expiry, "+limit)
+		}
+	}
+	return nil
 }
 
 func (a *adminAPI) listKeys(x *adminCall) error {
@@ -408,7 +462,15 @@ func (a *adminAPI) listKeys(x *adminCall) error {
 }
 
 func (a *adminAPI) revokeKey(x *adminCall) error {
-	if err := a.reg.RevokeKey(x.ctx, x.c.Param("org"), x.c.Param("id")); err != nil {
+	id := x.c.Param("id")
+	// A test key makes test keys only, and must not stop live ones either.
+	// The registry keeps a key's hash and not its environment, so once
+	// made a test key cannot be told from a live one: a test key may
+	// revoke itself (known to be a test key) and nothing else.
+	if !x.caller.admin && x.caller.env == apikey.Test && id != x.caller.keyID {
+		return apiError(CodeInsufficientScope, "a test key may revoke only itself: the registry does not record which keys are live, so revoke other keys with a live key or an admin key")
+	}
+	if err := a.reg.RevokeKey(x.ctx, x.c.Param("org"), id); err != nil {
 		return err
 	}
 	return x.c.NoContent(http.StatusNoContent)
