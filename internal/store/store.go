@@ -116,9 +116,11 @@ type Nonces interface {
 	// if n is absent it returns ErrNotFound and records nothing; otherwise
 	// n is gone, p is remembered for p.TTL, and it returns nil. Of any
 	// number of concurrent calls with one proof, across every process
-	// sharing the store, at most one returns nil. Proofs are recorded per
-	// org (n.Org): the record shares the nonce's place (in Redis Cluster,
-	// its slot), which is what makes the step one atomic round trip.
+	// sharing the store, at most one returns nil. A proof is recorded once
+	// whatever the org of the ticket it comes with (contract §6: a proof's
+	// jti is accepted once). On a Redis Cluster its record is on another
+	// slot than the nonce, and the step takes two round trips: the proof is
+	// recorded first, and taken back if n is absent.
 	ConsumeNonceWithProof(ctx context.Context, n Nonce, p Proof) error
 }
 

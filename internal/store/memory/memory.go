@@ -23,7 +23,7 @@ type Store struct {
 
 	mu     sync.Mutex
 	nonces map[string]nonce     // org and id -> record and expiry
-	proofs map[string]time.Time // org and proof key -> expiry
+	proofs map[string]time.Time // proof key -> expiry
 	rooms  map[string]owner
 	events map[string]time.Time // webhook event id -> expiry
 	tats   map[string]time.Time // GCRA theoretical arrival times
@@ -205,7 +205,7 @@ func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p stor
 		return store.ErrUnavailable
 	}
 	now, key := s.now(), nonceKey(n)
-	pk := n.Org + "/" + p.Key
+	pk := p.Key // once, whatever the org of the ticket it came with
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if exp, ok := s.proofs[pk]; ok && now.Before(exp) {

@@ -16,6 +16,8 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -66,9 +68,11 @@ func roomKeys(room string) []string {
 
 func nonceKey(n store.Nonce) string { return "vb:n:{" + n.Org + "}:" + n.ID }
 
-// proofKey is where a DPoP proof of n's org is recorded: beside the nonce,
-// under the same {org} hash tag.
-func proofKey(n store.Nonce, p store.Proof) string { return "vb:p:{" + n.Org + "}:" + p.Key }
+// proofKey is where a DPoP proof is recorded: one key whatever the org of
+// the ticket it came with, since a proof is accepted once (contract §6).
+// Its hash tag is the proof's own, so on a cluster it is on a slot of its
+// own (see ConsumeNonceWithProof).
+func proofKey(p store.Proof) string { return "vb:p:{" + p.Key + "}" }
 
 // rateKey is the redis_rate key of a store.Limiter key, so that Allow(key)
 // and a limited nonce call on the same key share one bucket.
@@ -159,16 +163,22 @@ var consumeRecord = redis.NewScript(consumeRecordLua + `
 return consume_record(KEYS[1], ARGV[1])
 `)
 
-// consumeWithProof is ConsumeNonceWithProof on KEYS[1] (the nonce) and
-// KEYS[2] (the proof), both under the org's hash tag. Returns 2 when the
-// proof is recorded already (nothing consumed), 0 when the nonce is absent
-// (nothing recorded), 1 when the nonce was consumed and the proof recorded
-// for ARGV[1] ms.
+// consumeWithProof is ConsumeNonceWithProof on one node, on KEYS[1] (the
+// nonce) and KEYS[2] (the proof). Returns 2 when the proof is recorded
+// already (nothing consumed), 0 when the nonce is absent (nothing
+// recorded), 1 when the nonce was consumed and the proof recorded for
+// ARGV[1] ms.
 var consumeWithProof = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
 if not redis.call('GETDEL', KEYS[1]) then return 0 end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
 return 1
+`)
+
+// deleteIfHolds deletes KEYS[1] if it holds ARGV[1].
+var deleteIfHolds = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `)
 
 // claimRoom sets the owner KEYS[1] to ARGV[1] for ARGV[2] ms unless
@@ -640,15 +650,19 @@ func record(n store.Nonce) string {
 	return n.Record
 }
 
-// ConsumeNonceWithProof implements store.Nonces in one round trip: the
-// consumeWithProof script, whose two keys share the org's cluster slot.
+// ConsumeNonceWithProof implements store.Nonces: on one node in one round
+// trip, the consumeWithProof script; on a cluster, where the proof's key is
+// on another slot than the nonce's, in two (consumeWithProofOnCluster).
 func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p store.Proof) error {
 	if err := p.Check(); err != nil {
 		return err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	v, err := consumeWithProof.Run(ctx, s.scripts, []string{nonceKey(n), proofKey(n, p)}, p.TTL.Milliseconds()).Int()
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		return s.consumeWithProofOnCluster(ctx, n, p)
+	}
+	v, err := consumeWithProof.Run(ctx, s.scripts, []string{nonceKey(n), proofKey(p)}, p.TTL.Milliseconds()).Int()
 	if err != nil {
 		return unavailable("consume with proof", err)
 	}
@@ -663,6 +677,33 @@ func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p stor
 	return unavailable("consume with proof", fmt.Errorf("reply %d", v))
 }
 
+// consumeWithProofOnCluster records the proof first (SET NX PX: of
+// concurrent calls with one proof, one gets on), then consumes the nonce
+// (GETDEL). A nonce found absent takes the proof's record back (compare
+// and delete, so no other record is touched), as one node records nothing
+// then. Were the second step to fail, the proof stays recorded and the
+// nonce in place: the client sends a new proof, as after any refusal.
+func (s *Store) consumeWithProofOnCluster(ctx context.Context, n store.Nonce, p store.Proof) error {
+	var b [16]byte
+	rand.Read(b[:])                  // never fails (crypto/rand)
+	mark := hex.EncodeToString(b[:]) // this call's record, which only it deletes
+	switch err := s.setNX(ctx, proofKey(p), mark, p.TTL); {
+	case errors.Is(err, redis.Nil):
+		return store.ErrReplayed
+	case err != nil:
+		return unavailable("SET", err)
+	}
+	switch err := s.do(ctx, redis.NewStringCmd(ctx, "getdel", nonceKey(n))); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, redis.Nil):
+		return unavailable("GETDEL", err)
+	}
+	if err := deleteIfHolds.Run(ctx, s.scripts, []string{proofKey(p)}, mark).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return unavailable("consume with proof", err)
+	}
+	return store.ErrNotFound
+}
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
 // ClaimRoom implements store.Rooms with one script on the room's slot.

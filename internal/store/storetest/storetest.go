@@ -676,6 +676,28 @@ func runProofs(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("ProofAcceptedOnceAcrossOrgs", func(t *testing.T) {
+		// A proof is accepted once, whatever org's ticket it comes with: a
+		// proof captured at acme's /connect does not open a ticket of
+		// globex's bound to the same client key.
+		s := newStore(t)
+		p := proof(time.Minute)
+		if err := s.ConsumeNonceWithProof(ctx, fresh(t, s), p); err != nil {
+			t.Fatal(err)
+		}
+		other := fresh(t, s)
+		other.Org = "globex"
+		if _, err := s.PutNonce(ctx, other, time.Minute, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ConsumeNonceWithProof(ctx, other, p); !errors.Is(err, store.ErrReplayed) {
+			t.Fatalf("acme's proof replayed with globex's ticket = %v, want ErrReplayed", err)
+		}
+		if !present(t, s, other) {
+			t.Fatal("the replay consumed globex's nonce")
+		}
+	})
+
 	t.Run("ProofNotRecordedForAMissingNonce", func(t *testing.T) {
 		s := newStore(t)
 		missing, _ := token.NewNonce()
