@@ -576,6 +576,11 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.Log.Info("broker listening", "event", "start", "addr", a.Addr(), "env", a.Env.Environment,
 		"version", Version, "store", storeKind(a.Env), "tenants", tenantsSource(a.Env))
+	if a.metricsServer == nil && a.Env.Production() {
+		// The contract allows it; an operator should choose it knowingly.
+		a.Log.Warn("/metrics is served on the main listener, to anyone who can reach it: its labels name every org and its traffic; set BROKER_METRICS_ADDR to give it a listener of its own",
+			"event", "metrics.public")
+	}
 
 	var serveErr error
 	select {

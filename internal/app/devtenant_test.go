@@ -3,6 +3,7 @@ package app_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/voicebroker/voicebroker/internal/testenv"
 )
@@ -41,4 +42,33 @@ func TestEmbeddedDemoTenant(t *testing.T) {
 func TestNoDemoPageInProduction(t *testing.T) {
 	b := startBroker(t, newKeys(t), map[string]string{"BROKER_ENV": "production", "BROKER_REDIS_URL": nextRedisURL(t)})
 	expect(t, do(t, "GET", b.URL+"/demo/", "", nil), 404, "not_found")
+}
+
+// TestProductionWarnsOfPublicMetrics: a production broker that serves
+// /metrics on its main listener (the contract's default) says at start
+// that its labels name every org to anyone who can reach it; one with
+// BROKER_METRICS_ADDR, or in development, says nothing of it.
+func TestProductionWarnsOfPublicMetrics(t *testing.T) {
+	started := func(t *testing.T, b *broker) string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(b.Logs.String(), `"event":"start"`) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no start line:\n%s", b.Logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return b.Logs.String()
+	}
+	prod := map[string]string{"BROKER_ENV": "production", "BROKER_REDIS_URL": nextRedisURL(t)}
+	if logs := started(t, startBroker(t, newKeys(t), prod)); !strings.Contains(logs, `"event":"metrics.public"`) {
+		t.Fatalf("no metrics.public warning in production:\n%s", logs)
+	}
+	prod["BROKER_METRICS_ADDR"] = "127.0.0.1:0"
+	if logs := started(t, startBroker(t, newKeys(t), prod)); strings.Contains(logs, "metrics.public") {
+		t.Fatalf("a warning with BROKER_METRICS_ADDR set:\n%s", logs)
+	}
+	if logs := started(t, startBroker(t, newKeys(t), nil)); strings.Contains(logs, "metrics.public") {
+		t.Fatalf("a warning in development:\n%s", logs)
+	}
 }
