@@ -397,6 +397,27 @@ func tryDo(method, url, cred string, body any, hdr ...string) (response, error) 
 
 // eventually polls cond until it holds, failing the test with what after
 // 20 seconds: the tests wait for conditions, never for a fixed time.
+// roomFinishedEnded waits until b has handled LiveKit's room_finished for
+// room, and checks that it ended the owner record (which then stays its
+// org's while the tokens issued with it live: see TestWebhookReleasesOwnership)
+// rather than keeping it for a later claim.
+func roomFinishedEnded(t testing.TB, b *broker, room string) {
+	t.Helper()
+	handled := func(result string) bool {
+		for _, line := range strings.Split(b.Logs.String(), "\n") {
+			if strings.Contains(line, `"event":"livekit.webhook"`) && strings.Contains(line, `"type":"room_finished"`) &&
+				strings.Contains(line, `"room":"`+room+`"`) && strings.Contains(line, `"result":"`+result+`"`) {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, "room_finished for "+room+" handled", func() bool { return handled("released") || handled("kept") })
+	if !handled("released") {
+		t.Fatalf("room_finished for %s ended nothing\n%s", room, b.Logs.String())
+	}
+}
+
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,7 +25,6 @@ import (
 	"github.com/voicebroker/voicebroker/internal/registry"
 	"github.com/voicebroker/voicebroker/internal/registry/postgres"
 	"github.com/voicebroker/voicebroker/internal/registry/secretbox"
-	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/internal/testenv"
 )
 
@@ -207,10 +205,7 @@ func TestOrgLiveKitProject(t *testing.T) {
 	if _, err := acmeRooms.DeleteRoom(ctx, &lkproto.DeleteRoomRequest{Room: acmeRoom}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "room_finished from acme's server releases acme's room", func() bool {
-		_, err := b.app.Store.RoomOwner(ctx, acmeRoom)
-		return errors.Is(err, store.ErrNotFound)
-	})
+	roomFinishedEnded(t, b, acmeRoom)
 	if !strings.Contains(b.Logs.String(), `"project":"acme"`) {
 		t.Fatal("the webhook's project is not logged")
 	}

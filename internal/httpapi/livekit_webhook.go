@@ -126,8 +126,8 @@ func (s *Server) webhook(c echo.Context) error {
 	}
 	s.logger(c).LogAttrs(ctx, slog.LevelInfo, "webhook received", append(attrs, slog.String("result", "ok"))...)
 	if ev.Event == webhook.EventRoomFinished && room.GetName() != "" && owner != "" {
-		finished := time.Unix(ev.CreatedAt, 0)
-		released, err := s.Store.ReleaseRoomClaimedBy(ctx, room.GetName(), owner, finished, s.roomTokenLife(owner))
+		finished, life := time.Unix(ev.CreatedAt, 0), s.roomTokenLife(owner)
+		released, err := s.Store.ReleaseRoomClaimedBy(ctx, room.GetName(), owner, finished, life)
 		if err != nil {
 			// Not handled: LiveKit's retry must be, so the id goes. If that
 			// fails too, the retry is taken for a duplicate and the record
@@ -138,7 +138,10 @@ func (s *Server) webhook(c echo.Context) error {
 			}
 			return err // 503: LiveKit retries
 		}
-		if !released {
+		if released {
+			s.logger(c).LogAttrs(ctx, slog.LevelInfo, "room_finished released the owner record: the name is free once the tokens issued with its last claim are dead",
+				append(attrs, slog.String("result", "released"), slog.Float64("token_life_seconds", life.Seconds()))...)
+		} else {
 			s.logger(c).LogAttrs(ctx, slog.LevelInfo, "room_finished released nothing: no owner record of that org claimed before the room finished",
 				append(attrs, slog.String("result", "kept"), slog.Int64("finished_at", ev.CreatedAt))...)
 		}
