@@ -165,7 +165,7 @@ func serve(stdout, stderr io.Writer, getenv func(string) string) int {
 func printDevBanner(w io.Writer, a *app.App) {
 	base := "http://" + strings.Replace(a.Addr(), "[::]", "localhost", 1)
 	fmt.Fprintf(w, `
-voicebroker %s (development, embedded demo tenant, in-memory store)
+voicebroker %s (development, embedded demo tenant, %s)
 
   org %q, agent %q; these keys live only until this process exits:
   secret key       %s
@@ -176,7 +176,7 @@ voicebroker %s (development, embedded demo tenant, in-memory store)
 
   demo widget: %s/demo/ (joins a room when LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are set)
 
-`, app.Version, config.DemoOrg, config.DemoAgent, a.DevKeys.Secret, a.DevKeys.Publishable,
+`, app.Version, a.StoreDescription(), config.DemoOrg, config.DemoAgent, a.DevKeys.Secret, a.DevKeys.Publishable,
 		a.DevKeys.Secret, base, config.DemoAgent, base)
 }
 

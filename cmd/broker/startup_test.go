@@ -405,3 +405,39 @@ func TestStartupUnreachableRedis(t *testing.T) {
 		}
 	}
 }
+
+// TestDevBannerNamesStore: the development banner names the store the
+// broker actually uses, so a developer who set BROKER_REDIS_URL is not told
+// that tickets live in this process alone; it never shows the URL's
+// password.
+func TestDevBannerNamesStore(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := l.Addr().String()
+	l.Close()
+	cases := []struct {
+		name      string
+		vars      map[string]string
+		want, not string
+	}{
+		{"memory", nil, "embedded demo tenant, in-memory store)", "Redis"},
+		{"redis", map[string]string{"BROKER_REDIS_URL": "redis://:s3cr3t-pw@" + closed + "/0", "BROKER_STORE_TIMEOUT": "200ms"},
+			"embedded demo tenant, Redis store at " + closed + ")", "in-memory"},
+		{"cluster", map[string]string{"BROKER_REDIS_CLUSTER_ADDRS": closed, "BROKER_STORE_TIMEOUT": "200ms"},
+			"embedded demo tenant, Redis Cluster store at " + closed + ")", "in-memory"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, out := startBinary(t, tc.vars)
+			banner := out()
+			if !strings.Contains(banner, tc.want) {
+				t.Errorf("the banner does not say %q:\n%s", tc.want, banner)
+			}
+			if strings.Contains(banner, tc.not) {
+				t.Errorf("the banner says %q:\n%s", tc.not, banner)
+			}
+			if strings.Contains(banner, "s3cr3t-pw") {
+				t.Error("the banner echoes the Redis password")
+			}
+		})
+	}
+}

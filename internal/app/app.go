@@ -668,6 +668,20 @@ func storeKind(env *config.Env) string {
 	return "memory"
 }
 
+// StoreDescription names the store this broker uses, as the development
+// banner says it: a developer who set BROKER_REDIS_URL must not be told
+// that tickets live only in this process. It never holds the URL's
+// password.
+func (a *App) StoreDescription() string {
+	switch storeKind(a.Env) {
+	case "redis":
+		return "Redis store at " + storeTarget(a.Env)
+	case "redis-cluster":
+		return "Redis Cluster store at " + storeTarget(a.Env)
+	}
+	return "in-memory store"
+}
+
 // storeTarget names the Redis server(s) without the URL's password.
 func storeTarget(env *config.Env) string {
 	if env.RedisURL != "" {
