@@ -89,14 +89,47 @@ const gcPercent = 400
 // memory limit of 90 % of it, so the collector works harder near the
 // limit rather than the kernel ending the process. limit reports that
 // cgroup limit, if any.
-func setGC(getenv func(string) string, limit func() (int64, bool)) {
+//
+// A GOGC the runtime cannot read is an error: the runtime would silently
+// run at its own default of 100 and the operator's setting, and the
+// broker's 400, would both be lost. (A malformed GOMEMLIMIT never gets
+// here: the runtime refuses it before main runs.)
+func setGC(getenv func(string) string, limit func() (int64, bool)) error {
+	if v := getenv("GOGC"); v != "" && !validGOGC(v) {
+		return fmt.Errorf("GOGC: %q is not a percentage such as 400 (a whole number) or off; unset it to run at the broker's default of %d", truncateArg(v), gcPercent)
+	}
 	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
-		return
+		return nil
 	}
 	debug.SetGCPercent(gcPercent)
 	if max, ok := limit(); ok {
 		debug.SetMemoryLimit(max / 10 * 9)
 	}
+	return nil
+}
+
+// validGOGC reports whether the runtime reads v as a GOGC setting: off, or
+// a decimal int32 with an optional minus sign (negative turns the
+// collector off, as off does). Anything else the runtime replaces with 100
+// without a word.
+func validGOGC(v string) bool {
+	if v == "off" {
+		return true
+	}
+	digits := strings.TrimPrefix(v, "-")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return false
+	}
+	_, err := strconv.ParseInt(v, 10, 32)
+	return err == nil
+}
+
+// truncateArg shortens a value quoted back in an error message.
+func truncateArg(v string) string {
+	if len(v) > 40 {
+		return v[:40] + "..."
+	}
+	return v
 }
 
 // cgroupMemoryMax is the memory.max of the cgroup v2 this process is in,
@@ -125,7 +158,10 @@ func cgroupMemoryMaxAt(root string) (int64, bool) {
 }
 
 func serve(stdout, stderr io.Writer, getenv func(string) string) int {
-	setGC(getenv, cgroupMemoryMax)
+	if err := setGC(getenv, cgroupMemoryMax); err != nil {
+		fmt.Fprintln(stderr, "broker:", err)
+		return 1
+	}
 	logs := newLogWriter(stderr)
 	defer logs.Close()
 	// slog's JSONHandler at Info, whose hot audit lines httpapi appends

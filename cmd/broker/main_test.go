@@ -203,17 +203,42 @@ func TestSetGC(t *testing.T) {
 		{"neither set, in a cgroup with a memory limit", nil, true, gcPercent, cgroup / 10 * 9},
 		{"GOGC set", map[string]string{"GOGC": "100"}, true, 100, math.MaxInt64},
 		{"GOGC off", map[string]string{"GOGC": "off"}, true, 100, math.MaxInt64},
+		{"GOGC negative (off, as the runtime reads it)", map[string]string{"GOGC": "-1"}, true, 100, math.MaxInt64},
 		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "512MiB"}, true, 100, math.MaxInt64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100) // what the runtime would have applied
 			debug.SetMemoryLimit(math.MaxInt64)
-			setGC(func(name string) string { return tc.env[name] }, func() (int64, bool) { return cgroup, tc.inCgroup })
+			if err := setGC(func(name string) string { return tc.env[name] }, func() (int64, bool) { return cgroup, tc.inCgroup }); err != nil {
+				t.Fatal(err)
+			}
 			if got := debug.SetGCPercent(100); got != tc.want {
 				t.Fatalf("GC percent %d, want %d", got, tc.want)
 			}
 			if got := debug.SetMemoryLimit(-1); got != tc.wantLimit {
 				t.Fatalf("memory limit %d, want %d", got, tc.wantLimit)
+			}
+		})
+	}
+}
+
+// TestServeRefusesBadGOGC: a GOGC the runtime cannot read (which it would
+// replace with 100 without a word) stops broker serve before anything
+// else, with a message naming GOGC and what it accepts.
+func TestServeRefusesBadGOGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	for _, v := range []string{"abc", "400%", "+400", " 400", "1.5", "99999999999", "-", "OFF"} {
+		t.Run(v, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			env := map[string]string{"GOGC": v, "BROKER_ADDR": "127.0.0.1:0"}
+			code := run([]string{"serve"}, &out, &errb, func(k string) string { return env[k] })
+			msg := errb.String()
+			if code != 1 || !strings.HasPrefix(msg, "broker: GOGC: ") || !strings.Contains(msg, "or off") || strings.Count(msg, "\n") != 1 {
+				t.Fatalf("exit %d, stderr %q", code, msg)
+			}
+			if out.Len() != 0 {
+				t.Fatalf("stdout %q: the broker started", out.String())
 			}
 		})
 	}

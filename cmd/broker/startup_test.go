@@ -192,6 +192,7 @@ func TestStartupMistakes(t *testing.T) {
 		{"token TTL overflowing", map[string]string{"BROKER_TOKEN_TTL": "99999999999999"}, []string{"BROKER_TOKEN_TTL"}},
 		{"address without port", map[string]string{"BROKER_ADDR": "localhost"}, []string{"BROKER_ADDR"}},
 		{"rate zero", map[string]string{"BROKER_PUBLIC_RATE_PER_MINUTE": "0"}, []string{"BROKER_PUBLIC_RATE_PER_MINUTE"}},
+		{"GOGC junk", map[string]string{"GOGC": "abc"}, []string{`GOGC: "abc" is not a percentage`, "or off"}},
 		{"AUTH_REQUIRED junk", map[string]string{"AUTH_REQUIRED": "maybe"}, []string{"AUTH_REQUIRED"}},
 		{"auth timeout past the response", map[string]string{"AUTH_TIMEOUT_SECONDS": "60"}, []string{"AUTH_TIMEOUT_SECONDS", "outlast the response"}},
 		{"store timeout chain too long", map[string]string{"BROKER_STORE_TIMEOUT": "9s"}, []string{"BROKER_STORE_TIMEOUT"}},
