@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -143,24 +145,33 @@ func (r *envReader) dur(name string, def, lo, hi time.Duration) time.Duration {
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	d, err := parseDuration(v)
 	if err != nil {
-		n, nerr := strconv.ParseInt(v, 10, 64)
-		if nerr != nil {
-			r.bad(name, fmt.Sprintf("%q is not a duration such as 60s", truncate(v)))
-			return def
-		}
-		if n < 0 || n > int64(hi/time.Second) {
-			r.bad(name, fmt.Sprintf("%d seconds is outside %s to %s", n, lo, hi))
-			return def
-		}
-		d = time.Duration(n) * time.Second
+		r.bad(name, err.Error())
+		return def
 	}
 	if d < lo || d > hi {
 		r.bad(name, fmt.Sprintf("%s is outside %s to %s", d, lo, hi))
 		return def
 	}
 	return d
+}
+
+// parseDuration reads every duration variable the same way: a Go duration
+// with its unit (5s, 1500ms, 2m30s), or a bare whole number of seconds (5),
+// since a variable named AUTH_TIMEOUT_SECONDS invites one. Its error says
+// both forms, so that 1.5 (a fraction without a unit) is answered with
+// what to write instead.
+func parseDuration(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		return d, nil
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 && n <= int64(math.MaxInt64/time.Second) {
+		return time.Duration(n) * time.Second, nil
+	} else if err == nil || errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%q seconds is negative or far too long", truncate(v))
+	}
+	return 0, fmt.Errorf("%q is not a duration: give whole seconds such as 5, or a duration with its unit such as 5s or 1500ms", truncate(v))
 }
 
 func (r *envReader) num(name string, def, lo, hi int) int {

@@ -58,9 +58,9 @@ func loadRegistryEnv(getenv func(string) string, configFile string, bad func(nam
 		if v == "" {
 			return def
 		}
-		d, err := time.ParseDuration(v)
+		d, err := parseDuration(v)
 		if err != nil {
-			bad(name, fmt.Sprintf("%q is not a duration such as 30s", truncate(v)))
+			bad(name, err.Error())
 			return def
 		}
 		if (d != 0 || !zero) && (d < lo || d > hi) {

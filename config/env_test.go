@@ -185,3 +185,42 @@ func TestPublicURLFollowsTheListenPort(t *testing.T) {
 		t.Fatalf("an explicit BROKER_PUBLIC_URL is not kept: %q, %v", e.PublicURL, err)
 	}
 }
+
+// TestDurationForms: every duration variable takes a Go duration with its
+// unit or a bare whole number of seconds, and a value that is neither (a
+// fraction without a unit) is refused with both forms spelled out.
+func TestDurationForms(t *testing.T) {
+	const db = "postgres://broker@127.0.0.1:1/vb"
+	for _, tc := range []struct {
+		vars map[string]string
+		got  func(*config.Env) time.Duration
+		want time.Duration
+	}{
+		{map[string]string{"AUTH_TIMEOUT_SECONDS": "7"}, func(e *config.Env) time.Duration { return e.AuthTimeout }, 7 * time.Second},
+		{map[string]string{"AUTH_TIMEOUT_SECONDS": "1500ms"}, func(e *config.Env) time.Duration { return e.AuthTimeout }, 1500 * time.Millisecond},
+		{map[string]string{"BROKER_TOKEN_TTL": "90"}, func(e *config.Env) time.Duration { return e.TokenTTL }, 90 * time.Second},
+		{map[string]string{"BROKER_TOKEN_TTL": "2m"}, func(e *config.Env) time.Duration { return e.TokenTTL }, 2 * time.Minute},
+		{map[string]string{"BROKER_DATABASE_URL": db, "BROKER_REGISTRY_REFRESH": "45"}, func(e *config.Env) time.Duration { return e.Registry.Refresh }, 45 * time.Second},
+		{map[string]string{"BROKER_DATABASE_URL": db, "BROKER_REGISTRY_MAX_STALENESS": "0"}, func(e *config.Env) time.Duration { return e.Registry.MaxStaleness }, 0},
+	} {
+		e, err := config.LoadEnv(env(tc.vars))
+		if err != nil {
+			t.Errorf("%v: %v", tc.vars, err)
+			continue
+		}
+		if got := tc.got(e); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.vars, got, tc.want)
+		}
+	}
+	for _, name := range []string{"AUTH_TIMEOUT_SECONDS", "BROKER_TOKEN_TTL", "BROKER_STORE_TIMEOUT", "BROKER_REGISTRY_REFRESH"} {
+		vars := map[string]string{name: "1.5"}
+		if name == "BROKER_REGISTRY_REFRESH" {
+			vars["BROKER_DATABASE_URL"] = db
+		}
+		_, err := config.LoadEnv(env(vars))
+		want := name + `: "1.5" is not a duration: give whole seconds such as 5, or a duration with its unit such as 5s or 1500ms`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s=1.5: err = %v, want %q", name, err, want)
+		}
+	}
+}
