@@ -71,8 +71,34 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
+	fmt.Fprintln(stderr, "broker:", misuse(args))
 	fmt.Fprint(stderr, usage)
 	return 2
+}
+
+// misuse says what is wrong with a command line run did not take, in one
+// line before the usage: a typo such as "servee" or "config chek" would
+// otherwise look like a request for help.
+func misuse(args []string) string {
+	switch args[0] {
+	case "serve", "migrate":
+		return fmt.Sprintf("%s takes no arguments, got %q", args[0], strings.Join(args[1:], " "))
+	case "version":
+		return "version takes no arguments"
+	case "tenants":
+		return "tenants needs a subcommand: tenants import FILE, or tenants export"
+	case "config", "keys":
+		sub := map[string]string{"config": "check", "keys": "new"}[args[0]]
+		if len(args) < 2 || args[1] != sub {
+			if len(args) < 2 {
+				return fmt.Sprintf("%s needs a subcommand: %s %s", args[0], args[0], sub)
+			}
+			return fmt.Sprintf("unknown command %q", args[0]+" "+args[1])
+		}
+		// Only "config check" with the wrong number of files is left.
+		return fmt.Sprintf("config check takes one FILE, got %d arguments", len(args)-2)
+	}
+	return fmt.Sprintf("unknown command %q", args[0])
 }
 
 // gcPercent is the broker's garbage collector target when neither GOGC

@@ -86,9 +86,34 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
+// TestUsage: a command line the broker does not take is exit 2 with one
+// line saying what is wrong, then the usage; help is the usage alone.
 func TestUsage(t *testing.T) {
-	if code, _, errOut := runCmd("frobnicate"); code != 2 || !strings.Contains(errOut, "usage") {
-		t.Fatalf("unknown command: %d", code)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `broker: unknown command "frobnicate"`},
+		{[]string{"servee"}, `broker: unknown command "servee"`},
+		{[]string{"config", "chek", "x"}, `broker: unknown command "config chek"`},
+		{[]string{"keys", "old"}, `broker: unknown command "keys old"`},
+		{[]string{"config"}, "broker: config needs a subcommand: config check"},
+		{[]string{"config", "check"}, "broker: config check takes one FILE, got 0 arguments"},
+		{[]string{"config", "check", "a", "b"}, "broker: config check takes one FILE, got 2 arguments"},
+		{[]string{"serve", "now"}, `broker: serve takes no arguments, got "now"`},
+		{[]string{"migrate", "up"}, `broker: migrate takes no arguments, got "up"`},
+		{[]string{"tenants", "imprt", "x"}, `broker: unknown command "tenants imprt"`},
+		{[]string{"tenants"}, "broker: tenants needs a subcommand: tenants import FILE, or tenants export"},
+		{[]string{"tenants", "import"}, "broker: tenants import takes one FILE, got 0 arguments"},
+	} {
+		code, out, errOut := runCmd(tc.args...)
+		first, rest, _ := strings.Cut(errOut, "\n")
+		if code != 2 || first != tc.want || !strings.HasPrefix(rest, "usage:") || out != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %q then the usage", tc.args, code, out, errOut, tc.want)
+		}
+	}
+	if code, out, errOut := runCmd("help"); code != 0 || !strings.HasPrefix(out, "usage:") || errOut != "" {
+		t.Fatalf("help: exit %d, %q, %q", code, out, errOut)
 	}
 	if code, out, _ := runCmd("version"); code != 0 || strings.TrimSpace(out) == "" {
 		t.Fatal("version")

@@ -42,6 +42,14 @@ func tenantsCmd(args []string, stdout, stderr io.Writer, getenv func(string) str
 		fmt.Fprint(stdout, tenantsUsage)
 		return 0
 	}
+	switch args[0] {
+	case "import":
+		fmt.Fprintf(stderr, "broker: tenants import takes one FILE, got %d arguments\n", len(args)-1)
+	case "export":
+		fmt.Fprintf(stderr, "broker: tenants export takes no arguments, got %q\n", strings.Join(args[1:], " "))
+	default:
+		fmt.Fprintf(stderr, "broker: unknown command %q\n", "tenants "+args[0])
+	}
 	fmt.Fprint(stderr, tenantsUsage)
 	return 2
 }
