@@ -442,3 +442,25 @@ func TestDevBannerNamesStore(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvironmentErrorsNamedAsSuch: with a tenants file, a variable that
+// disagrees with it (an API secret for an org the file lacks) is reported
+// as the environment's mistake, not filed under BROKER_CONFIG; a mistake in
+// the file itself still names the file first.
+func TestEnvironmentErrorsNamedAsSuch(t *testing.T) {
+	bin := brokerBinary(t)
+	f := newFixture(t)
+	addr := holdPort(t)
+	vars := map[string]string{"BROKER_ADDR": addr, "BROKER_CONFIG": f.tenants, "BROKER_SIGNING_KEY_FILE": f.signing,
+		"AUTH_API_SECRET": strings.Repeat("q", 40)}
+	code, out := runBroker(t, bin, vars, t.TempDir())
+	if code == 0 || !strings.HasPrefix(out, "broker: invalid environment:\n  AUTH_API_SECRET: stands for org \"default\"") ||
+		!strings.Contains(out, "(the tenants come from BROKER_CONFIG "+f.tenants+")") || strings.Contains(out, "broker: BROKER_CONFIG") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	vars["AUTH_API_SECRET"] = ""
+	vars["BROKER_CONFIG"] = f.empty
+	if code, out := runBroker(t, bin, vars, t.TempDir()); code == 0 || !strings.HasPrefix(out, "broker: BROKER_CONFIG "+f.empty+": ") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}

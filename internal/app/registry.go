@@ -51,6 +51,12 @@ func openRegistry(ctx context.Context, env *config.Env, log *slog.Logger, m *met
 	case env.ConfigFile != "":
 		r, err := file.Open(env.ConfigFile, file.Options{Log: log, OnReload: m.ReloadHook, Interval: env.ReloadInterval,
 			Checks: []func(*config.Tenants) error{env.CheckTenants}})
+		var ee *config.EnvError
+		if errors.As(err, &ee) {
+			// The file is fine; a variable disagrees with it. Naming the
+			// file first would send the reader to the wrong place.
+			return nil, nil, fmt.Errorf("%w\n  (the tenants come from BROKER_CONFIG %s)", err, env.ConfigFile)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("BROKER_CONFIG %s: %w", env.ConfigFile, err)
 		}
