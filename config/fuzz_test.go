@@ -32,6 +32,10 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("orgs:\n\t- id: a\n"))
 	f.Add([]byte("orgs: [{id: a, tier: free, jwt_issuers: [{issuer: 'https://i', audience: v, jwks_url: 'https://i/j', scopes: [tokens:create]}]}, {id: b, tier: free, jwt_issuers: [{issuer: 'HTTPS://I/', audience: v, jwks_url: 'https://i/j', scopes: [tokens:create]}]}]"))
 	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, expires_at: soon}]}]"))
+	// Dates the decoder cannot read are blanked in place so that the rest
+	// is checked: quoted, escaped, multi-byte and multi-line ones.
+	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, expires_at: 'it''s', revoked: yes}, {id: j, expires_at: \"x\\\"y\"}]}]"))
+	f.Add([]byte("orgs:\n  - {id: é, keys: [{expires_at: ü-soon, colour: 1}]}\n  - id: b\n    keys:\n      - expires_at: \"two\n          lines\"\n"))
 	f.Add([]byte("orgs: [{id: a, tier: enterprise, rate_per_minute: 1.5}]"))
 	f.Add([]byte("orgs: [{id: a, tier: enterprise, rate_per_minute: 0x10}]"))
 	f.Add([]byte("orgs: [{id: a, tier: free, allow_demo_rooms: yes}]"))

@@ -313,14 +313,29 @@ func (e *ValidationError) Error() string {
 
 // Parse reads, checks and indexes a tenants file. Unknown fields, duplicate
 // ids and hashes, bad patterns, CIDRs and scopes are all errors; a
-// *ValidationError names each one.
-func Parse(data []byte) (*Tenants, error) {
+// *ValidationError names each one. Relative file paths in it are read from
+// the working directory: a file read from disk goes through ParseIn.
+func Parse(data []byte) (*Tenants, error) { return ParseIn(data, "") }
+
+// ParseIn is Parse for a tenants file in directory dir, against which the
+// relative paths it names (public_key_file, api_secret_file) are resolved.
+//
+// One call reports every problem it can find, in the order of the file's
+// lines: what the YAML decoder refuses (unknown fields, values of the
+// wrong shape, keys set twice), values read too loosely (yes, 1.5, a date
+// without a zone), and what validation finds in everything else (bad ids,
+// hashes, scopes, duplicates, unreadable key files). Validation of a value
+// the decoder refused is left out, since it would repeat that refusal.
+// Only a YAML syntax error, or a file of more than one document, stops the
+// reading there: nothing after it has a shape to check.
+func ParseIn(data []byte, dir string) (*Tenants, error) {
 	if len(data) > MaxFileSize {
 		return nil, &ValidationError{Problems: []string{fmt.Sprintf("(top level): the file is over the %d-byte limit", MaxFileSize)}}
 	}
 	var f File
-	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec := yaml.NewDecoder(bytes.NewReader(blankUnreadableTimes(data)))
 	dec.KnownFields(true)
+	var problems []string
 	if err := dec.Decode(&f); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &ValidationError{Problems: []string{"orgs: the file is empty"}}
@@ -328,21 +343,48 @@ func Parse(data []byte) (*Tenants, error) {
 		ve := yamlProblems(data, err)
 		var te *yaml.TypeError
 		var pe *time.ParseError
-		if errors.As(err, &te) || errors.As(err, &pe) {
-			// The file parsed as YAML: list the values read too loosely
-			// along with what the decoder refused.
-			ve.Problems = mergeProblems(strictValues(data), ve.Problems)
+		if !errors.As(err, &te) && !errors.As(err, &pe) {
+			return nil, ve // a syntax error: there is no document to check
 		}
-		return nil, ve
+		// The file parsed as YAML: list the values read too loosely
+		// along with what the decoder refused.
+		problems = mergeProblems(strictValues(data), ve.Problems)
+		if te == nil {
+			// The decoder gave up part-way (a time it could not read
+			// and blankUnreadableTimes could not blank): f is partial.
+			inLineOrder(data, problems)
+			return nil, &ValidationError{Problems: problems}
+		}
+		// Otherwise the decoder went on past each refusal, and f holds
+		// every value it could read: validate those too.
+	} else {
+		var extra yaml.Node
+		if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+			return nil, &ValidationError{Problems: []string{"(top level): more than one YAML document; keep one"}}
+		}
+		problems = strictValues(data)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, &ValidationError{Problems: []string{"(top level): more than one YAML document; keep one"}}
+	f.ResolvePaths(dir)
+	t, err := Build(&f)
+	if err == nil && len(problems) == 0 {
+		return t, nil
 	}
-	if problems := strictValues(data); len(problems) > 0 {
-		return nil, &ValidationError{Problems: problems}
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		reported := make(map[string]bool, len(problems))
+		for _, p := range problems {
+			reported[problemPath(p)] = true
+		}
+		for _, p := range ve.Problems {
+			if !under(problemPath(p), reported) {
+				problems = append(problems, p)
+			}
+		}
+	} else if err != nil {
+		return nil, err
 	}
-	return Build(&f)
+	inLineOrder(data, problems)
+	return nil, &ValidationError{Problems: problems}
 }
 
 // mergeProblems returns first, then each of more whose field path none of

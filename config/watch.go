@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,7 @@ func ReadFile(path string) (*Tenants, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := Parse(data)
+	t, err := ParseIn(data, filepath.Dir(path))
 	return t, data, err
 }
 

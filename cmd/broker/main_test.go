@@ -81,6 +81,23 @@ func TestConfigCheck(t *testing.T) {
 		!strings.Contains(errOut, "orgs[0].keys[0].hash") || !strings.Contains(errOut, "orgs[0].keys[0].scopes[0]") {
 		t.Fatalf("bad file: %d %s", code, errOut)
 	}
+	// Mistakes of every kind at once: one run lists them all, in the
+	// order of the file's lines.
+	many := filepath.Join(dir, "many.yaml")
+	os.WriteFile(many, []byte("orgs:\n  - id: acme\n    tier: gold\n    colour: red\n    keys:\n      - id: k\n        hash: nope\n        scopes: [x]\n        revoked: yes\n        expires_at: soon\n    agents:\n      - {id: bot, channels: webrtc}\n"), 0o600)
+	code, _, errOut = runCmd("config", "check", many)
+	want := []string{"orgs[0].tier", "orgs[0].colour", "orgs[0].keys[0].hash", "orgs[0].keys[0].scopes[0]", "orgs[0].keys[0].revoked", "orgs[0].keys[0].expires_at", "orgs[0].agents[0].channels"}
+	at := 0
+	for _, w := range want {
+		i := strings.Index(errOut[at:], "\n  "+w+": ")
+		if i < 0 {
+			t.Fatalf("many mistakes: %q missing or out of line order:\n%s", w, errOut)
+		}
+		at += i + 1
+	}
+	if code != 1 || !strings.Contains(errOut, "7 problem(s)") {
+		t.Fatalf("many mistakes: exit %d:\n%s", code, errOut)
+	}
 	if code, _, _ := runCmd("config", "check", filepath.Join(dir, "missing.yaml")); code == 0 {
 		t.Fatal("missing file passed")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -90,7 +91,7 @@ func tenantsImport(path string, stdout, stderr io.Writer, getenv func(string) st
 		fmt.Fprintf(stderr, "broker tenants import: %v\n", err)
 		return 1
 	}
-	f, err := registry.ParseFile(data)
+	f, err := registry.ParseFileIn(data, filepath.Dir(path))
 	if err != nil {
 		printProblems(stderr, "broker tenants import: "+path, err)
 		return 1

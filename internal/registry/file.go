@@ -14,9 +14,16 @@ import (
 
 // ParseFile reads and checks a tenants file for import: config.Parse's
 // checks and messages (field paths such as orgs[0].keys[1].hash), and the
-// file as written.
-func ParseFile(data []byte) (*config.File, error) {
-	if _, err := config.Parse(data); err != nil {
+// file as written. Relative paths in it are read from the working
+// directory; a file read from disk goes through ParseFileIn.
+func ParseFile(data []byte) (*config.File, error) { return ParseFileIn(data, "") }
+
+// ParseFileIn is ParseFile for a tenants file in directory dir: the
+// relative paths it names (api_secret_file, public_key_file) are resolved
+// against dir, as config.ParseIn resolves them for the broker, so that an
+// import reads the same files as serving the file would.
+func ParseFileIn(data []byte, dir string) (*config.File, error) {
+	if _, err := config.ParseIn(data, dir); err != nil {
 		return nil, err
 	}
 	var f config.File
@@ -25,6 +32,7 @@ func ParseFile(data []byte) (*config.File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("tenants file: %w", err)
 	}
+	f.ResolvePaths(dir)
 	return &f, nil
 }
 
