@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -46,10 +47,16 @@ func TestManifestsParse(t *testing.T) {
 			kinds[kind] = doc
 		}
 	}
-	for _, k := range []string{"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap", "Secret"} {
+	for _, k := range []string{"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ConfigMap"} {
 		if kinds[k] == nil {
 			t.Errorf("no %s", k)
 		}
+	}
+	// The Secret is made by the operator (kubectl create secret): one
+	// among the manifests would replace the real keys with its
+	// placeholders at every `kubectl apply -f deploy/kubernetes/`.
+	if kinds["Secret"] != nil {
+		t.Error("a Secret among the manifests kubectl apply reads: its placeholders would overwrite the real one")
 	}
 	dep, _ := yaml.Marshal(kinds["Deployment"])
 	for _, want := range []string{"path: /healthz", "path: /readyz", "BROKER_ENV", "production", "runAsNonRoot: true"} {
@@ -60,5 +67,53 @@ func TestManifestsParse(t *testing.T) {
 	tenants := kinds["ConfigMap"]["data"].(map[string]any)["tenants.yaml"].(string)
 	if _, err := config.Parse([]byte(tenants)); err != nil {
 		t.Errorf("ConfigMap tenants file: %v", err)
+	}
+}
+
+// TestSecretExample: the example Secret is where `kubectl apply -f
+// deploy/kubernetes/` does not look (kubectl reads only .json, .yaml and
+// .yml files of a directory), and it names the Secret the Deployment reads
+// with every key the Deployment takes from it, so that it stays a true
+// example of what to create.
+func TestSecretExample(t *testing.T) {
+	const example = "kubernetes/secret.yaml.example"
+	for _, ext := range []string{".json", ".yaml", ".yml"} {
+		if strings.HasSuffix(example, ext) {
+			t.Fatalf("%s would be applied by kubectl apply -f kubernetes/", example)
+		}
+	}
+	data, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var secret struct {
+		Kind     string
+		Metadata struct{ Name string }
+		Data     map[string]string `yaml:"stringData"`
+	}
+	if err := yaml.Unmarshal(data, &secret); err != nil {
+		t.Fatal(err)
+	}
+	if secret.Kind != "Secret" {
+		t.Fatalf("%s: kind %q", example, secret.Kind)
+	}
+	dep, err := os.ReadFile("kubernetes/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every secretKeyRef and the keys volume's items name this Secret and
+	// one of its keys.
+	refs := regexp.MustCompile(`secretKeyRef: \{name: ([^,\s]+), key: ([^}\s]+)\}|secretName: (\S+)|\{key: ([^,\s]+), path: `).FindAllStringSubmatch(string(dep), -1)
+	if len(refs) < 3 {
+		t.Fatalf("found %d references to the Secret in deployment.yaml", len(refs))
+	}
+	for _, m := range refs {
+		name, key := m[1]+m[3], m[2]+m[4]
+		if name != "" && name != secret.Metadata.Name {
+			t.Errorf("deployment.yaml reads Secret %q; the example is %q", name, secret.Metadata.Name)
+		}
+		if _, ok := secret.Data[key]; key != "" && !ok {
+			t.Errorf("deployment.yaml reads key %q, which the example Secret lacks", key)
+		}
 	}
 }
