@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"path/filepath"
@@ -21,20 +22,20 @@ import (
 // document has no shape past it to check.
 
 // blankUnreadableTimes returns data with every expires_at value that is
-// not an RFC 3339 time replaced by ~ of the same width, so that the
-// decoder, which gives up on the whole file at the first time it cannot
-// read, goes on to the rest of it. The strict check reads the original
-// data and reports each such value; lines and columns do not move, so
-// the decoder's other messages keep their line numbers. A value this
-// cannot blank safely (spread over lines, or not found where the parser
-// put it) is left alone: the decoder then stops there, as before.
+// not an RFC 3339 time replaced by ~ and spaces of the same extent, so that
+// the decoder, which gives up on the whole file at the first time it
+// cannot read, goes on to the rest of it. The strict check reads the
+// original data and reports each such value; no line moves, so the
+// decoder's other messages keep their line numbers. A value this cannot
+// blank safely (a plain or block scalar over several lines, or one not
+// found where the parser put it) is left alone: the decoder then stops
+// there, as before.
 func blankUnreadableTimes(data []byte) []byte {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil {
 		return data
 	}
-	lines := strings.SplitAfter(string(data), "\n")
-	changed := false
+	out := []byte(nil)
 	var walk func(n *yaml.Node, depth int)
 	walk = func(n *yaml.Node, depth int) {
 		if depth > 64 {
@@ -43,8 +44,11 @@ func blankUnreadableTimes(data []byte) []byte {
 		for i, c := range n.Content {
 			if n.Kind == yaml.MappingNode && i%2 == 1 && n.Content[i-1].Value == "expires_at" &&
 				c.Kind == yaml.ScalarNode && c.Tag != "!!null" {
-				if _, err := time.Parse(time.RFC3339Nano, c.Value); err != nil && blankScalar(lines, c) {
-					changed = true
+				if _, err := time.Parse(time.RFC3339Nano, c.Value); err != nil {
+					if out == nil {
+						out = slices.Clone(data)
+					}
+					blankScalar(out, c)
 				}
 				continue
 			}
@@ -54,42 +58,48 @@ func blankUnreadableTimes(data []byte) []byte {
 		}
 	}
 	walk(&doc, 0)
-	if !changed {
+	if out == nil {
 		return data
 	}
-	return []byte(strings.Join(lines, ""))
+	return out
 }
 
-// blankScalar overwrites the one-line scalar n in lines with ~ and spaces,
-// and reports whether it did.
-func blankScalar(lines []string, n *yaml.Node) bool {
-	if n.Line < 1 || n.Line > len(lines) || n.Column < 1 || strings.Contains(n.Value, "\n") {
-		return false
-	}
-	line := lines[n.Line-1]
-	// yaml.v3 counts columns in characters.
+// blankScalar overwrites the scalar n in data with ~ and spaces, keeping
+// its line breaks, and reports whether it did.
+func blankScalar(data []byte, n *yaml.Node) bool {
 	start := 0
-	for col := 1; col < n.Column; col++ {
-		if start >= len(line) {
+	for line := 1; line < n.Line; line++ {
+		i := bytes.IndexByte(data[start:], '\n')
+		if i < 0 {
 			return false
 		}
-		_, size := utf8.DecodeRuneInString(line[start:])
+		start += i + 1
+	}
+	// yaml.v3 counts columns in characters.
+	for col := 1; col < n.Column; col++ {
+		if start >= len(data) || data[start] == '\n' {
+			return false
+		}
+		_, size := utf8.DecodeRune(data[start:])
 		start += size
 	}
-	rest := line[start:]
+	rest := data[start:]
 	var width int
 	switch n.Style {
-	case 0, yaml.TaggedStyle:
-		if n.Style == yaml.TaggedStyle || !strings.HasPrefix(rest, n.Value) {
+	case 0:
+		if strings.Contains(n.Value, "\n") || !bytes.HasPrefix(rest, []byte(n.Value)) {
 			return false
 		}
 		width = len(n.Value)
 	case yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
-		quote := rest[:min(1, len(rest))]
-		if (n.Style == yaml.SingleQuotedStyle) != (quote == "'") || (n.Style == yaml.DoubleQuotedStyle) != (quote == `"`) {
+		q := byte('\'')
+		if n.Style == yaml.DoubleQuotedStyle {
+			q = '"'
+		}
+		if len(rest) == 0 || rest[0] != q {
 			return false
 		}
-		end := closingQuote(rest, quote[0])
+		end := closingQuote(rest, q)
 		if end < 0 {
 			return false
 		}
@@ -97,13 +107,18 @@ func blankScalar(lines []string, n *yaml.Node) bool {
 	default:
 		return false
 	}
-	lines[n.Line-1] = line[:start] + "~" + strings.Repeat(" ", width-1) + rest[width:]
+	rest[0] = '~'
+	for i := 1; i < width; i++ {
+		if rest[i] != '\n' {
+			rest[i] = ' '
+		}
+	}
 	return true
 }
 
 // closingQuote is the index of the quote that ends the quoted scalar at
-// the start of s, or -1 if it does not end on this line.
-func closingQuote(s string, q byte) int {
+// the start of s, or -1.
+func closingQuote(s []byte, q byte) int {
 	for i := 1; i < len(s); i++ {
 		switch {
 		case q == '"' && s[i] == '\\':

@@ -151,3 +151,26 @@ func TestRelativePathsFollowTheFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestParseGoesPastUnreadableDates: a date the YAML decoder cannot read,
+// quoted or not, on one line or over several, does not hide the problems
+// after it (the decoder alone stops at the first).
+func TestParseGoesPastUnreadableDates(t *testing.T) {
+	for name, date := range map[string]string{
+		"plain":                 "soon",
+		"single-quoted":         "'it''s soon'",
+		"double-quoted":         `"soon \" enough"`,
+		"multi-byte before":     "'bientôt' # é",
+		"quoted over two lines": "\"two\n          lines\"",
+	} {
+		t.Run(name, func(t *testing.T) {
+			data := "orgs:\n  - id: a\n    tier: free\n    keys:\n      - id: k\n        scopes: [tokens:create]\n        hash: \"sha256:" + strings.Repeat("a", 64) + "\"\n        expires_at: " + date + "\n        colour: red\n    agents:\n      - {id: b, channels: [fax]}\n"
+			_, err := config.Parse([]byte(data))
+			for _, want := range []string{"orgs[0].keys[0].expires_at: must be a date and time", "orgs[0].keys[0].colour: unknown field", "orgs[0].agents[0].channels[0]"} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("no %q in:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
