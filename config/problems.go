@@ -18,8 +18,8 @@ import (
 // This file makes one reading of a tenants file report every problem it
 // can, in the order of the file's lines: what the YAML decoder refuses,
 // what the strict check refuses, and what validation finds in the rest.
-// Only a YAML syntax error stops the reading at that point, since the
-// document has no shape past it to check.
+// A YAML syntax error, a second document or an oversized file still stops
+// the reading (ParseIn), since there is then no one document to check.
 
 // blankUnreadableTimes returns data with every expires_at value that is
 // not an RFC 3339 time replaced by ~ and spaces of the same extent, so that
@@ -188,13 +188,22 @@ func inLineOrder(data []byte, problems []string) {
 		}
 		return 0
 	}
-	slices.SortStableFunc(problems, func(a, b string) int { return cmp.Compare(lineOf(a), lineOf(b)) })
-	// A problem found by validation names its field; where the file has
-	// that field, say its line too, as the decoder's problems do.
+	type placed struct {
+		line    int
+		problem string
+	}
+	all := make([]placed, len(problems))
 	for i, p := range problems {
+		all[i] = placed{lineOf(p), p}
+		// A problem found by validation names its field; where the file
+		// has that field, say its line too, as the decoder's problems do.
 		if l, ok := first[problemPath(p)]; ok && l > 0 && !reProblemLine.MatchString(p) {
-			problems[i] = fmt.Sprintf("%s (line %d)", p, l)
+			all[i].problem = fmt.Sprintf("%s (line %d)", p, l)
 		}
+	}
+	slices.SortStableFunc(all, func(a, b placed) int { return cmp.Compare(a.line, b.line) })
+	for i := range all {
+		problems[i] = all[i].problem
 	}
 }
 
