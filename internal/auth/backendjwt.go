@@ -85,18 +85,14 @@ func (a *Authenticator) backendJWT(ctx context.Context, cred string, aud []strin
 	if len(named) > 1 {
 		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTAmbiguous, KeyID: named[0].Issuer}
 	}
-	var lastErr error = fail(ErrUnauthorized, ReasonBackendJWTInvalid)
-	for _, ref := range refs {
-		p, err := a.verifyBackendJWT(ctx, cred, ref)
-		if err == nil {
-			return p, nil
-		}
-		if errors.Is(err, ErrServiceUnavailable) {
-			return nil, err
-		}
-		lastErr = err
+	if len(named) == 0 {
+		// No entry of this issuer takes the JWT's audience. Refused without
+		// fetching any entry's keys: one org's JWKS (failing, slow, or
+		// watching when another org's users log in) has no part in another
+		// org's JWTs.
+		return nil, &Error{Kind: ErrUnauthorized, Reason: ReasonBackendJWTInvalid, KeyID: refs[0].Issuer}
 	}
-	return nil, lastErr
+	return a.verifyBackendJWT(ctx, cred, named[0])
 }
 
 func (a *Authenticator) verifyBackendJWT(ctx context.Context, cred string, ref *config.IssuerRef) (*Principal, error) {

@@ -353,3 +353,64 @@ func TestJWKSFetchTimesOut(t *testing.T) {
 		t.Fatalf("err = %v, want 503 issuer_jwks_unreachable", err)
 	}
 }
+
+// TestSharedIssuerOtherOrgsJWKSHasNoPart: two orgs trust one identity
+// provider with different audiences (the pair is what must be unique). A
+// JWT for the second org's audience is verified against the second org's
+// entry only: the first org's JWKS, failing, is never asked (no 503 for
+// the second org's users, and no signal to the first org of when they log
+// in), and a JWT naming no registered audience fetches nothing at all.
+func TestSharedIssuerOtherOrgsJWKSHasNoPart(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	var badHits, goodHits atomic.Int32
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		badHits.Add(1)
+		http.Error(w, "down", http.StatusInternalServerError)
+	}))
+	defer bad.Close()
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		goodHits.Add(1)
+		w.Write(jwksDocument(priv))
+	}))
+	defer good.Close()
+	ten, err := config.Parse([]byte(`orgs:
+  - id: aaa-first
+    tier: free
+    jwt_issuers: [{issuer: https://idp.example, audience: first-aud, jwks_url: '` + bad.URL + `', scopes: [tokens:create]}]
+  - id: victim
+    tier: free
+    jwt_issuers: [{issuer: https://idp.example, audience: vb, jwks_url: '` + good.URL + `', scopes: [tokens:create]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newTestClock()
+	a := auth.New(config.StaticHolder(ten), auth.Options{Now: clock.now, JWKSTimeout: 5 * time.Second})
+	jwtFor := func(aud string) string {
+		now := clock.now()
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+			"iss": "https://idp.example", "aud": aud, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()})
+		tok.Header["kid"] = "k1"
+		s, err := tok.SignedString(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for i := range 3 {
+		p, err := a.Authenticate(context.Background(), &auth.Request{Credential: jwtFor("vb")})
+		if err != nil || p.Org != "victim" {
+			t.Fatalf("the second org's valid JWT, try %d: %v, %v", i, p, err)
+		}
+		clock.advance(2 * time.Minute)
+	}
+	if _, err := a.Authenticate(context.Background(), &auth.Request{Credential: jwtFor("nobody")}); !errors.Is(err, auth.ErrUnauthorized) {
+		t.Fatalf("a JWT for no registered audience: %v, want unauthorized", err)
+	}
+	if n := badHits.Load(); n != 0 {
+		t.Fatalf("the first org's JWKS was asked %d times for JWTs that were not for it", n)
+	}
+	if n := goodHits.Load(); n != 1 {
+		t.Fatalf("the second org's JWKS was asked %d times, want 1", n)
+	}
+}
