@@ -83,9 +83,10 @@ func (c *testClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// tokenLife is how long after a claim a released room stays its org's
-// with the default token lifetime (5 minutes) and LiveKit's leeway.
-const tokenLife = 5*time.Minute + liveKitLeeway
+// tokenLife is how long after the later of its claim and its end a
+// released room stays its org's with the default token lifetime (5
+// minutes): an agent's job token's hour, and LiveKit's leeway.
+const tokenLife = liveKitAgentLife + liveKitLeeway
 
 type staticTenants struct{ s *registry.Snapshot }
 
@@ -157,7 +158,7 @@ func TestWebhookProjectReleasesOnlyItsOrgsRooms(t *testing.T) {
 	if w := postWebhook(t, h, "APIacme", whAcmeSecret, "demo_acme", "acme"); w.Code != 200 || owner("demo_acme") != "acme" {
 		t.Fatalf("acme's webhook for its room: %d %s, owner %q while its tokens live", w.Code, w.Body, owner("demo_acme"))
 	}
-	clk.advance(tokenLife)
+	clk.advance(time.Minute + tokenLife) // postWebhook dates its event a minute ahead
 	if o := owner("demo_acme"); o != "" {
 		t.Fatalf("acme's room not released once its tokens are dead: owner %q", o)
 	}
@@ -190,7 +191,7 @@ func TestWebhookWithoutDefaultProject(t *testing.T) {
 	if w := postWebhook(t, h, "APIacme", whAcmeSecret, "demo_acme", "acme"); w.Code != 200 {
 		t.Fatalf("acme's webhook without a default project: %d %s", w.Code, w.Body)
 	}
-	clk.advance(tokenLife)
+	clk.advance(time.Minute + tokenLife)
 	if _, err := st.RoomOwner(context.Background(), "demo_acme"); err == nil {
 		t.Fatal("not released")
 	}

@@ -64,12 +64,14 @@ const maxEventID = 128
 //
 // A finished room's name does not pass to another org at once: every
 // LiveKit token issued for it opens it again until the token expires (a
-// client that reconnects, or rejoins with a cached token, does so), and
-// LiveKit gives a new room the configuration of whoever joins first. Were
-// the name another org's by then, a user of the first org would walk into
-// the other org's room, and be heard, seen and served by its agent. So the
-// record is kept until the last token issued with it is dead
-// (roomTokenLife after its latest claim, which every token issue renews).
+// client that reconnects, or rejoins with a cached token, does so; LiveKit
+// itself re-signs a joined participant's token, and gives agents tokens of
+// an hour), and LiveKit gives a new room the configuration of whoever
+// joins first. Were the name another org's by then, a user of the first
+// org would walk into the other org's room, and be heard, seen and served
+// by its agent. So the record is kept until every such token is dead
+// (roomTokenLife after the later of its latest claim and the room's end),
+// and room_started renews the claim of a room reopened meanwhile.
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxBodyBytes)
@@ -125,21 +127,39 @@ func (s *Server) webhook(c echo.Context) error {
 		return err // 503: LiveKit retries
 	}
 	s.logger(c).LogAttrs(ctx, slog.LevelInfo, "webhook received", append(attrs, slog.String("result", "ok"))...)
+	// notHandled answers a store failure: LiveKit's retry must be handled,
+	// so the id goes. If that fails too, the retry is taken for a duplicate
+	// and the record stays with its owner until RoomOwnerTTL (fail closed).
+	notHandled := func(err error) error {
+		if ferr := s.Store.ForgetWebhookEvent(context.WithoutCancel(ctx), eventID); ferr != nil {
+			s.logger(c).LogAttrs(ctx, slog.LevelWarn, "could not forget a webhook event that was not handled; its room's owner record expires on its own",
+				append(attrs, slog.String("result", "forget_failed"), slog.String("cause", ferr.Error()))...)
+		}
+		return err // 503: LiveKit retries
+	}
+	if ev.Event == webhook.EventRoomStarted && room.GetName() != "" && owner != "" {
+		// A room started: with a token the broker issued, which claimed the
+		// name, or with one LiveKit re-signed (a user back in a finished
+		// room with the token it held), which claimed nothing. Either way
+		// the name is the owner's for the room's life, so it cannot pass to
+		// another org while the room runs: the claim is renewed.
+		got, err := s.Store.ClaimRoom(ctx, room.GetName(), owner, RoomOwnerTTL)
+		if err != nil {
+			return notHandled(err)
+		}
+		if got != owner {
+			s.logger(c).LogAttrs(ctx, slog.LevelWarn, "room started under a name another org owns",
+				append(attrs, slog.String("result", "foreign_owner"), slog.String("owner", got))...)
+		}
+	}
 	if ev.Event == webhook.EventRoomFinished && room.GetName() != "" && owner != "" {
 		finished, life := time.Unix(ev.CreatedAt, 0), s.roomTokenLife(owner)
 		released, err := s.Store.ReleaseRoomClaimedBy(ctx, room.GetName(), owner, finished, life)
 		if err != nil {
-			// Not handled: LiveKit's retry must be, so the id goes. If that
-			// fails too, the retry is taken for a duplicate and the record
-			// stays with its owner until RoomOwnerTTL (fail closed).
-			if ferr := s.Store.ForgetWebhookEvent(context.WithoutCancel(ctx), eventID); ferr != nil {
-				s.logger(c).LogAttrs(ctx, slog.LevelWarn, "could not forget a webhook event that was not handled; its room's owner record expires on its own",
-					append(attrs, slog.String("result", "forget_failed"), slog.String("cause", ferr.Error()))...)
-			}
-			return err // 503: LiveKit retries
+			return notHandled(err)
 		}
 		if released {
-			s.logger(c).LogAttrs(ctx, slog.LevelInfo, "room_finished released the owner record: the name is free once the tokens issued with its last claim are dead",
+			s.logger(c).LogAttrs(ctx, slog.LevelInfo, "room_finished released the owner record: the name is free once every token that opens the room is dead",
 				append(attrs, slog.String("result", "released"), slog.Float64("token_life_seconds", life.Seconds()))...)
 		} else {
 			s.logger(c).LogAttrs(ctx, slog.LevelInfo, "room_finished released nothing: no owner record of that org claimed before the room finished",
@@ -149,21 +169,35 @@ func (s *Server) webhook(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// How long tokens that LiveKit issues itself open a room (livekit-server
+// 1.13.5): a participant's token is re-signed when it joins and every five
+// minutes after, each valid for liveKitRefreshLife or what was left of the
+// old one, whichever is longer, with the room's configuration (the SDK
+// keeps it to reconnect); an agent's job token is valid for
+// liveKitAgentLife from its dispatch, and is re-signed alike.
+const (
+	liveKitRefreshLife = 10 * time.Minute
+	liveKitAgentLife   = time.Hour
+)
+
 // liveKitLeeway is how long past a room token's exp it still opens a room:
 // livekit-server accepts a token up to go-jose's default leeway (one
 // minute) past its exp; a second minute covers the clocks of the broker
 // that signed it, the store that timed its claim and LiveKit.
 const liveKitLeeway = 2 * time.Minute
 
-// roomTokenLife is how long after its latest claim a room of org may still
-// be opened with a token issued with that claim: the lifetime of org's
-// tokens and liveKitLeeway. With no project for org now (its own was
-// removed, or LiveKit is unset), what was issued before cannot be told:
-// RoomOwnerTTL, the record's own life.
+// roomTokenLife is how long after the later of its latest claim and the
+// room's end a room of org may still be opened with a token issued for
+// it: by the broker (org's token lifetime, counted from the claim, which
+// every issue renews), or by LiveKit (a refreshed participant's or an
+// agent's token, counted from the end: whoever held one was in the room
+// until then), and liveKitLeeway. With no project for org now (its own
+// was removed, or LiveKit is unset), what was issued before cannot be
+// told: RoomOwnerTTL, the record's own life.
 func (s *Server) roomTokenLife(org string) time.Duration {
 	lk, err := s.liveKitFor(org)
 	if err != nil {
 		return RoomOwnerTTL
 	}
-	return lk.TokenTTL() + liveKitLeeway
+	return max(lk.TokenTTL(), liveKitRefreshLife, liveKitAgentLife) + liveKitLeeway
 }

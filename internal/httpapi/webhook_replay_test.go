@@ -49,12 +49,13 @@ func (cu *clockUnit) claim(t *testing.T, room, org string) {
 	}
 }
 
-// ended checks that a room_finished ended org's record of room claimed at
-// claimed: the name stays org's, and no other org's, while the tokens
-// issued with the claim live, and is free once they are dead.
-func (cu *clockUnit) ended(t *testing.T, room, org string, claimed time.Time) {
+// ended checks that a room_finished at end ended org's record of room: the
+// name stays org's, and no other org's, while tokens issued for the room
+// live, and is free once they are dead (tokenLife after end, which is
+// after the claim).
+func (cu *clockUnit) ended(t *testing.T, room, org string, end time.Time) {
 	t.Helper()
-	cu.advance(claimed.Add(tokenLife - time.Millisecond).Sub(cu.advance(0)))
+	cu.advance(end.Add(tokenLife - time.Millisecond).Sub(cu.advance(0)))
 	if o := cu.owner(t, room); o != org {
 		t.Fatalf("owner %q while tokens issued with the claim live, want %q", o, org)
 	}
@@ -111,12 +112,11 @@ func TestWebhookReplayUnit(t *testing.T) {
 	const room = "demo_sales"
 	t.Run("a replay after a re-claim releases nothing", func(t *testing.T) {
 		cu := newClockUnit(t)
-		claimed := cu.advance(0)
 		cu.claim(t, room, "acme")
 		end := cu.advance(time.Minute)
 		ev := finished("EV_first", room, "acme", end)
 		cu.deliver(t, ev).expect(t, 200, "")
-		cu.ended(t, room, "acme", claimed)
+		cu.ended(t, room, "acme", end)
 		cu.advance(30 * time.Second)
 		cu.claim(t, room, "acme") // the next session of that name
 		cu.deliver(t, ev).expect(t, 200, "")
@@ -197,9 +197,9 @@ func TestWebhookReplayUnit(t *testing.T) {
 	}
 	t.Run("the store down while recording: 503, nothing released, the retry handled", func(t *testing.T) {
 		cu := newClockUnit(t)
-		claimed := cu.advance(0)
 		cu.claim(t, room, "acme")
-		ev := finished("EV_down", room, "acme", cu.advance(time.Minute))
+		end := cu.advance(time.Minute)
+		ev := finished("EV_down", room, "acme", end)
 		cu.store.failOn("RecordWebhookEvent", storeDown)
 		cu.deliver(t, ev).expect(t, 503, "store_unavailable")
 		if o := cu.owner(t, room); o != "acme" || cu.store.count("ReleaseRoomClaimedBy") != 0 {
@@ -207,7 +207,7 @@ func TestWebhookReplayUnit(t *testing.T) {
 		}
 		cu.store.failOn("RecordWebhookEvent", nil)
 		cu.deliver(t, ev).expect(t, 200, "")
-		cu.ended(t, room, "acme", claimed)
+		cu.ended(t, room, "acme", end)
 	})
 	t.Run("release and forget both fail: the retry is a duplicate and the record stays (fail closed)", func(t *testing.T) {
 		cu := newClockUnit(t)
@@ -249,4 +249,59 @@ func TestWebhookReplayUnit(t *testing.T) {
 			t.Fatalf("ReleaseRoomClaimedBy called %d times, want 1", n)
 		}
 	})
+}
+
+// TestWebhookRoomStartedRenewsTheClaim: a room that starts again after it
+// finished (a user back with the token it held, which LiveKit re-signs
+// while it stays) claims its name for its owner for the room's life, so
+// that the name does not pass to another org while it runs; a room started
+// under a name another org holds changes nothing and is logged.
+func TestWebhookRoomStartedRenewsTheClaim(t *testing.T) {
+	const room = "demo_sales"
+	started := func(id, room, org string, at time.Time) *lkproto.WebhookEvent {
+		return &lkproto.WebhookEvent{Event: "room_started", Id: id, CreatedAt: at.Unix(), Room: ownedRoom(room, org)}
+	}
+	cu := newClockUnit(t)
+	cu.claim(t, room, "acme")
+	end := cu.advance(time.Minute)
+	cu.deliver(t, finished("EV_end", room, "acme", end)).expect(t, 200, "")
+	// Back in the room before its tokens are dead: the room runs past
+	// the record's kept life, and the name stays acme's.
+	cu.deliver(t, started("EV_again", room, "acme", cu.advance(time.Minute))).expect(t, 200, "")
+	cu.advance(2 * tokenLife)
+	if o := cu.owner(t, room); o != "acme" {
+		t.Fatalf("owner %q of a room that started again, want acme", o)
+	}
+	if o, _ := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL); o != "acme" {
+		t.Fatalf("another org claimed a running room's name: %q", o)
+	}
+	// A room with no record (lost, or never claimed here): claimed.
+	cu.deliver(t, started("EV_fresh", "demo_fresh", "acme", cu.advance(time.Second))).expect(t, 200, "")
+	if o := cu.owner(t, "demo_fresh"); o != "acme" {
+		t.Fatalf("owner %q of a started room with no record, want acme", o)
+	}
+	// Another org's name: unchanged, and said.
+	cu.claim(t, "demo_other", "globex")
+	cu.deliver(t, started("EV_foreign", "demo_other", "acme", cu.advance(time.Second))).expect(t, 200, "")
+	if o := cu.owner(t, "demo_other"); o != "globex" {
+		t.Fatalf("a room_started took globex's name: owner %q", o)
+	}
+	var said bool
+	for _, line := range logLines(t, cu.logs) {
+		if line["result"] == "foreign_owner" && line["owner"] == "globex" && line["room"] == "demo_other" {
+			said = true
+		}
+	}
+	if !said {
+		t.Fatal("no foreign_owner line for a room started under another org's name")
+	}
+	// The store down: 503, and the retry is handled.
+	cu.store.failOn("ClaimRoom", storeDown)
+	ev := started("EV_down", "demo_down", "acme", cu.advance(time.Second))
+	cu.deliver(t, ev).expect(t, 503, "store_unavailable")
+	cu.store.failOn("ClaimRoom", nil)
+	cu.deliver(t, ev).expect(t, 200, "")
+	if o := cu.owner(t, "demo_down"); o != "acme" {
+		t.Fatalf("the retry did not claim: owner %q", o)
+	}
 }

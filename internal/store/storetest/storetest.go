@@ -858,7 +858,7 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 				t.Fatalf("%s: owner %q after a refused release", tc.name, o)
 			}
 		}
-		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour), 0); err != nil || !released {
+		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now(), 0); err != nil || !released {
 			t.Fatalf("an event after the claim: released %v, %v", released, err)
 		}
 		if o := owner(t, s, r); o != "" {
@@ -927,8 +927,8 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 	t.Run("RoomReleaseKeepsTheNameWhileItsTokensLive", func(t *testing.T) {
 		// Released with keep, a record stays the org's until keep after
-		// its latest claim: another org cannot take the name while tokens
-		// issued with the claim still open the room.
+		// the later of its latest claim and the event: another org cannot
+		// take the name while tokens issued for the room still open it.
 		s := newStore(t)
 		r := room(t)
 		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
@@ -946,15 +946,26 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil || o != "acme" {
 			t.Fatalf("the owner's own claim = %q, %v", o, err)
 		}
-		// keep shortens the record's life: it ends keep after the claim.
-		short := room(t)
-		if _, err := s.ClaimRoom(ctx, short, "acme", time.Hour); err != nil {
-			t.Fatal(err)
+		// keep shortens the record's life: it ends keep after the later of
+		// the claim and the event. Of two records claimed alike and
+		// released with the same short keep, the one whose event is an
+		// hour ahead outlives the other, which ends keep after now.
+		short, ahead := room(t), room(t)
+		for _, r := range []string{short, ahead} {
+			if _, err := s.ClaimRoom(ctx, r, "acme", time.Hour); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if released, err := s.ReleaseRoomClaimedBy(ctx, short, "acme", time.Now().Add(time.Hour), 200*time.Millisecond); err != nil || !released {
+		if released, err := s.ReleaseRoomClaimedBy(ctx, ahead, "acme", time.Now().Add(time.Hour), 200*time.Millisecond); err != nil || !released {
+			t.Fatalf("release for an event ahead: released %v, %v", released, err)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, short, "acme", time.Now(), 200*time.Millisecond); err != nil || !released {
 			t.Fatalf("release with a short keep: released %v, %v", released, err)
 		}
 		waitOwner(t, s, short, "")
+		if o := owner(t, s, ahead); o != "acme" {
+			t.Fatalf("owner %q of a record whose event is ahead, want acme: keep counts from the later of claim and event", o)
+		}
 		if o, err := s.ClaimRoom(ctx, short, "globex", time.Minute); err != nil || o != "globex" {
 			t.Fatalf("claim once the tokens are dead = %q, %v", o, err)
 		}
