@@ -39,8 +39,10 @@ type liveKitTokens interface {
 var _ liveKit = (*livekit.Client)(nil)
 
 // RoomOwnerTTL is how long an ownership record lives without a
-// room_finished webhook to release it.
-const RoomOwnerTTL = 24 * time.Hour
+// room_finished webhook to release it: a day, the longest a room token may
+// live (BROKER_LIVEKIT_TOKEN_TTL), and liveKitLeeway, past which LiveKit
+// still takes one.
+const RoomOwnerTTL = 24*time.Hour + liveKitLeeway
 
 // connectResponse is LiveKit's standard token-endpoint response plus the
 // room and identity.

@@ -141,9 +141,18 @@ func (s *Server) webhook(c echo.Context) error {
 		// A room started: with a token the broker issued, which claimed the
 		// name, or with one LiveKit re-signed (a user back in a finished
 		// room with the token it held), which claimed nothing. Either way
-		// the name is the owner's for the room's life, so it cannot pass to
-		// another org while the room runs: the claim is renewed.
-		got, err := s.Store.ClaimRoom(ctx, room.GetName(), owner, RoomOwnerTTL)
+		// the name stays the owner's for the room's life, so it cannot pass
+		// to another org while the room runs: the owner's claim is renewed.
+		// Renewed, never made: a name with no record is left free, so that
+		// an org's own project, which can sign any event, cannot take names
+		// past /livekit/token and its limits.
+		got, err := s.Store.RoomOwner(ctx, room.GetName())
+		if err == nil && got == owner {
+			got, err = s.Store.ClaimRoom(ctx, room.GetName(), owner, RoomOwnerTTL)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			got, err = owner, nil
+		}
 		if err != nil {
 			return notHandled(err)
 		}

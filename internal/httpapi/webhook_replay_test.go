@@ -275,10 +275,11 @@ func TestWebhookRoomStartedRenewsTheClaim(t *testing.T) {
 	if o, _ := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL); o != "acme" {
 		t.Fatalf("another org claimed a running room's name: %q", o)
 	}
-	// A room with no record (lost, or never claimed here): claimed.
+	// A name with no record is left free: room_started renews a claim,
+	// never makes one (an org's own project can sign any event).
 	cu.deliver(t, started("EV_fresh", "demo_fresh", "acme", cu.advance(time.Second))).expect(t, 200, "")
-	if o := cu.owner(t, "demo_fresh"); o != "acme" {
-		t.Fatalf("owner %q of a started room with no record, want acme", o)
+	if o := cu.owner(t, "demo_fresh"); o != "" {
+		t.Fatalf("owner %q of a name room_started found free, want none", o)
 	}
 	// Another org's name: unchanged, and said.
 	cu.claim(t, "demo_other", "globex")
@@ -296,6 +297,7 @@ func TestWebhookRoomStartedRenewsTheClaim(t *testing.T) {
 		t.Fatal("no foreign_owner line for a room started under another org's name")
 	}
 	// The store down: 503, and the retry is handled.
+	cu.claim(t, "demo_down", "acme")
 	cu.store.failOn("ClaimRoom", storeDown)
 	ev := started("EV_down", "demo_down", "acme", cu.advance(time.Second))
 	cu.deliver(t, ev).expect(t, 503, "store_unavailable")
