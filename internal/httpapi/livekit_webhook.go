@@ -70,7 +70,7 @@ const maxEventID = 128
 // joins first. Were the name another org's by then, a user of the first
 // org would walk into the other org's room, and be heard, seen and served
 // by its agent. So the record is kept until every such token is dead
-// (roomTokenLife after the later of its latest claim and the room's end),
+// (roomTokenLife after the room's end, which comes after its latest claim),
 // and room_started renews the claim of a room reopened meanwhile.
 func (s *Server) webhook(c echo.Context) error {
 	r := c.Request()
@@ -195,12 +195,12 @@ const (
 // that signed it, the store that timed its claim and LiveKit.
 const liveKitLeeway = 2 * time.Minute
 
-// roomTokenLife is how long after the later of its latest claim and the
-// room's end a room of org may still be opened with a token issued for
-// it: by the broker (org's token lifetime, counted from the claim, which
-// every issue renews), or by LiveKit (a refreshed participant's or an
-// agent's token, counted from the end: whoever held one was in the room
-// until then), and liveKitLeeway. With no project for org now (its own
+// roomTokenLife is how long after the room's end (which is after its
+// latest claim) a room of org may still be opened with a token issued for
+// it: by the broker (org's token lifetime from the claim, which every
+// issue renews), or by LiveKit (a refreshed participant's or an agent's
+// token: whoever held one was in the room until the end), and
+// liveKitLeeway. With no project for org now (its own
 // was removed, or LiveKit is unset), what was issued before cannot be
 // told: RoomOwnerTTL, the record's own life.
 func (s *Server) roomTokenLife(org string) time.Duration {

@@ -166,12 +166,11 @@ type Rooms interface {
 	// and its latest claim was made at or before t, and reports whether it
 	// did: a release for something that happened at t (a room that
 	// finished) never ends a claim made after it. The record is ended keep
-	// after the later of its latest claim and t (by the store's clock, and
-	// t's): removed at once if that time has passed, else left to expire
-	// then (never later than it would have). keep is how long a token
-	// issued for the room, by the broker or by LiveKit itself, may still
-	// open it after the claim or the event: until then the name must not
-	// pass to another org. A record whose claim
+	// after t (by the store's clock), so after its claim too: removed at
+	// once if that time has passed, else left to expire then (never later
+	// than it would have). keep is how long a token issued for the room,
+	// by the broker or by LiveKit itself, may still open it after the
+	// event: until then the name must not pass to another org. A record whose claim
 	// time is unknown (one written before claim times were recorded) is not
 	// ended; it expires with its ttl.
 	ReleaseRoomClaimedBy(ctx context.Context, room, org string, t time.Time, keep time.Duration) (released bool, err error)

@@ -275,7 +275,7 @@ func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t ti
 	if !ok || !now.Before(o.expires) || o.org != org || o.claimed.After(t) {
 		return false, nil
 	}
-	switch end := later(o.claimed, t).Add(keep); {
+	switch end := t.Add(keep); { // t is at or after the claim
 	case !now.Before(end):
 		delete(s.rooms, room)
 	case end.Before(o.expires):
@@ -283,14 +283,6 @@ func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t ti
 		s.rooms[room] = o
 	}
 	return true, nil
-}
-
-// later returns the later of a and b.
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // RecordWebhookEvent implements store.Webhooks.

@@ -209,15 +209,15 @@ return 0
 
 // releaseRoomClaimedBy ends the owner record and its claim time if
 // ARGV[1] owns the room and the claim time is known and at most ARGV[2]
-// (ms): both are deleted when the later of the claim and ARGV[2] is ARGV[3]
-// ms old or more by Redis's clock (the claim time's), else set to expire
+// (ms): both are deleted when ARGV[2] (so the claim too) is ARGV[3] ms
+// old or more by Redis's clock (the claim time's), else set to expire
 // then, unless they expire sooner already. Returns 1 when it ended them.
 var releaseRoomClaimedBy = redis.NewScript(`
 if not KEYS[2] or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local at = tonumber(redis.call('GET', KEYS[2]))
 if at == nil or at > tonumber(ARGV[2]) then return 0 end
 local t = redis.call('TIME')
-local left = math.max(at, tonumber(ARGV[2])) + tonumber(ARGV[3]) - (t[1] * 1000 + math.floor(t[2] / 1000))
+local left = tonumber(ARGV[2]) + tonumber(ARGV[3]) - (t[1] * 1000 + math.floor(t[2] / 1000))
 if left <= 0 then
   redis.call('DEL', KEYS[1], KEYS[2])
   return 1
