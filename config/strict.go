@@ -24,7 +24,8 @@ import (
 //     would be dropped (allowed_ips: [~] would allow every address);
 //   - dates that are not RFC 3339 with a zone (a bare 2027-06-01 or a time
 //     without a zone would be read as UTC midnight or UTC);
-//   - explicit YAML tags (!!binary would decode base64 into an id).
+//   - explicit YAML tags, on values and on keys (!!binary would decode
+//     base64 into an id, or into a field's name).
 //
 // Shapes the decoder itself refuses (a list where a string goes, unknown
 // fields) are left to it. Each problem names the field path and its line.
@@ -140,6 +141,13 @@ func (w *strictWalker) mapping(n *yaml.Node, t reflect.Type, at string) {
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if k.Style&yaml.TaggedStyle != 0 {
+			// A tag on a key changes which field it names (!!binary
+			// decodes base64 into a field name) and what a plain YAML
+			// reading of the file sees.
+			w.add(at, k, fmt.Sprintf("YAML tags such as %s are not accepted on keys; write the field name plainly", truncate(k.Tag)))
+			continue
+		}
 		if k.Kind == yaml.ScalarNode && k.Value == "<<" && k.Style == 0 {
 			w.merge(v, t, at)
 			continue

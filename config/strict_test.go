@@ -87,6 +87,11 @@ func TestStrictValueTypes(t *testing.T) {
 		{"int tag", r("rate_per_minute: 5000", "rate_per_minute: !!int 5000"), "orgs[1].rate_per_minute: YAML tags"},
 		{"bool tag", r("revoked: false", `revoked: !!bool "false"`), "orgs[0].keys[0].revoked: YAML tags"},
 		{"custom tag", r("tier: pro", "tier: !gold pro"), "orgs[0].tier: YAML tags"},
+		// Tags on keys: !!binary would read base64 as a field's name, and a
+		// plain YAML reading would not see that field at all.
+		{"binary key", r("channels: [chat]", "!!binary Y2hhbm5lbHM=: [chat]"), "orgs[1].agents[0]: YAML tags such as !!binary are not accepted on keys"},
+		{"str key", r("tier: pro", "!!str tier: pro"), "orgs[0]: YAML tags such as !!str are not accepted on keys"},
+		{"tagged merge key", "base: &b {tier: free}\norgs: [{id: a, !!merge <<: *b}]\n", "orgs[0]: YAML tags such as !!merge are not accepted on keys"},
 		// Through a merge key and an alias.
 		{"merged yes", "base: &b {tier: free, allow_demo_rooms: yes}\norgs: [{id: a, <<: *b}]\n", "orgs[0].allow_demo_rooms: must be true or false"},
 		{"aliased fraction", "x: &r 1.5\norgs: [{id: a, tier: enterprise, rate_per_minute: *r}]\n", `orgs[0].rate_per_minute: must be a whole number, not "1.5"`},
