@@ -25,7 +25,8 @@ import (
 //   - dates that are not RFC 3339 with a zone (a bare 2027-06-01 or a time
 //     without a zone would be read as UTC midnight or UTC);
 //   - explicit YAML tags, on values and on keys (!!binary would decode
-//     base64 into an id, or into a field's name).
+//     base64 into an id, or into a field's name);
+//   - empty keys, which the decoder drops with their values.
 //
 // Shapes the decoder itself refuses (a list where a string goes, unknown
 // fields) are left to it. Each problem names the field path and its line.
@@ -146,6 +147,12 @@ func (w *strictWalker) mapping(n *yaml.Node, t reflect.Type, at string) {
 			// decodes base64 into a field name) and what a plain YAML
 			// reading of the file sees.
 			w.add(at, k, fmt.Sprintf("YAML tags such as %s are not accepted on keys; write the field name plainly", truncate(k.Tag)))
+			continue
+		}
+		if key := k; key.Kind == yaml.ScalarNode && key.ShortTag() == "!!null" ||
+			key.Kind == yaml.AliasNode && key.Alias != nil && key.Alias.Kind == yaml.ScalarNode && key.Alias.ShortTag() == "!!null" {
+			// The decoder drops an empty key and its value without a word.
+			w.add(at, k, "an empty key (~, null or nothing before the colon); write a field name, or remove the line")
 			continue
 		}
 		if k.Kind == yaml.ScalarNode && k.Value == "<<" && k.Style == 0 {

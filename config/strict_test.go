@@ -91,6 +91,10 @@ func TestStrictValueTypes(t *testing.T) {
 		// plain YAML reading would not see that field at all.
 		{"binary key", r("channels: [chat]", "!!binary Y2hhbm5lbHM=: [chat]"), "orgs[1].agents[0]: YAML tags such as !!binary are not accepted on keys"},
 		{"str key", r("tier: pro", "!!str tier: pro"), "orgs[0]: YAML tags such as !!str are not accepted on keys"},
+		// Empty keys, which the decoder drops with their values.
+		{"null key", r("tier: pro", "tier: pro\n    ~: enterprise"), "orgs[0]: an empty key"},
+		{"anchored empty key", r("channels: [chat]", "channels: [chat]\n        &k : #"), "orgs[1].agents[0]: an empty key"},
+		{"aliased null key", "n: &n null\norgs: [{id: a, tier: free, *n : x}]\n", "orgs[0]: an empty key"},
 		{"tagged merge key", "base: &b {tier: free}\norgs: [{id: a, !!merge <<: *b}]\n", "orgs[0]: YAML tags such as !!merge are not accepted on keys"},
 		// Through a merge key and an alias.
 		{"merged yes", "base: &b {tier: free, allow_demo_rooms: yes}\norgs: [{id: a, <<: *b}]\n", "orgs[0].allow_demo_rooms: must be true or false"},
