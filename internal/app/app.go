@@ -57,6 +57,10 @@ type App struct {
 	Metrics *metrics.Metrics
 	Issuer  *token.Issuer
 	DevKeys *DevKeys // nil unless the embedded tenant is in use
+	// Rooms renews the owner records of rooms live in LiveKit while Run
+	// runs (every RoomRenewInterval; httpapi.RoomRenewInterval when 0).
+	Rooms             *httpapi.RoomKeeper
+	RoomRenewInterval time.Duration
 
 	handler  http.Handler // api behind the registry gate and the request deadline
 	api      http.Handler // the routes alone
@@ -189,6 +193,7 @@ func (a *App) build() error {
 		Admin:            &httpapi.Admin{Registry: a.Tenants, KeyHashes: env.Admin.KeyHashes, Separate: env.Admin.Addr != ""},
 	}
 	a.api = httpapi.New(deps)
+	a.Rooms = httpapi.NewRoomKeeper(deps)
 	a.handler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, a.api))
 	if env.Admin.Addr != "" {
 		a.adminHandler = registryGate(a.Tenants, withDeadline(env.RequestTimeout, httpapi.NewAdmin(deps)))
@@ -551,7 +556,9 @@ func (a *App) Run(ctx context.Context) error {
 	checked := make(chan struct{})
 	go func() { a.Tenants.Run(watchCtx); close(followed) }()
 	go func() { a.watchTenantChecks(watchCtx); close(checked) }()
-	defer func() { stopWatch(); <-followed; <-checked }()
+	kept := make(chan struct{})
+	go func() { a.Rooms.Run(watchCtx, a.RoomRenewInterval); close(kept) }()
+	defer func() { stopWatch(); <-followed; <-checked; <-kept }()
 
 	if a.Env.PprofAddr != "" {
 		stop, err := a.servePprof()

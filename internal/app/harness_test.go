@@ -155,6 +155,11 @@ func nextRedisURL(t testing.TB) string {
 	return fmt.Sprintf("redis://%s/%d", testenv.RedisAddr(t), n)
 }
 
+// roomRenewInterval is how often the brokers of the tests sweep live
+// rooms: in effect never (a sweep in the middle of a test would renew
+// records it checks), unless a test sets it.
+var roomRenewInterval = 1000 * time.Hour
+
 // startBroker runs an App with the test tenants; vars override the
 // environment. The signing key is written to a file so tests can forge
 // with it or share it across processes.
@@ -194,6 +199,7 @@ func startBroker(t testing.TB, k keys, vars map[string]string) *broker {
 	if err := a.Listen(); err != nil {
 		t.Fatal(err)
 	}
+	a.RoomRenewInterval = roomRenewInterval
 	b.app = a
 	b.URL = "http://" + a.Addr()
 	ctx, cancel := context.WithCancel(context.Background())

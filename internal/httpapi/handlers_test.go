@@ -17,8 +17,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -307,6 +309,15 @@ func (f *fakeLiveKit) Rooms(_ context.Context, org string) ([]*lkproto.Room, err
 	return out, nil
 }
 
+func (f *fakeLiveKit) AllRooms(context.Context) ([]*lkproto.Room, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.roomsErr != nil {
+		return nil, f.roomsErr
+	}
+	return slices.Collect(maps.Values(f.rooms)), nil
+}
+
 func (f *fakeLiveKit) Room(_ context.Context, room, org string) (*lkproto.Room, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -373,6 +384,7 @@ type unit struct {
 	logs  lockedWriter
 	pk    string // acme's bot's publishable key
 	mets  *metrics.Metrics
+	deps  Deps
 }
 
 const publicOrigin = "https://demo.acme.example"
@@ -436,6 +448,7 @@ func newUnitWithLog(t *testing.T, withLiveKit bool, mem store.Store, newLog func
 		u.lk = &fakeLiveKit{rooms: map[string]*lkproto.Room{}}
 		d.LiveKit = u.lk
 	}
+	u.deps = d
 	srv := httptest.NewServer(New(d))
 	t.Cleanup(srv.Close)
 	u.URL = srv.URL

@@ -137,6 +137,13 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
+// String is what was written so far.
+func (w lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
 // newTestServer runs the real handler stack (New) with a memory store on
 // loopback. tenants is the only seam.
 func newTestServer(t *testing.T, tenants auth.Tenants) testServer {

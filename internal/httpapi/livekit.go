@@ -41,7 +41,8 @@ var _ liveKit = (*livekit.Client)(nil)
 // RoomOwnerTTL is how long an ownership record lives without a
 // room_finished webhook to release it: a day, the longest a room token may
 // live (BROKER_LIVEKIT_TOKEN_TTL), and liveKitLeeway, past which LiveKit
-// still takes one.
+// still takes one. Every claim starts it again, and so does RoomKeeper's
+// hourly renewal of the records of live rooms.
 const RoomOwnerTTL = 24*time.Hour + liveKitLeeway
 
 // connectResponse is LiveKit's standard token-endpoint response plus the

@@ -16,6 +16,8 @@ type liveKitProjects interface {
 	// Own returns the Client of org's own project; nil when org uses the
 	// default one.
 	Own(org string) *livekit.Client
+	// Orgs lists the orgs that have a project of their own.
+	Orgs() []string
 	// ReceiveWebhook verifies a webhook with the secret of the project
 	// whose API key signed it, and names the org whose own project that
 	// is ("" for the default project). Any error means it did not verify.

@@ -26,6 +26,8 @@ type roomService interface {
 	SetRoomOwner(ctx context.Context, room, org, agent string) error
 	// Rooms lists org's rooms.
 	Rooms(ctx context.Context, org string) ([]*lkproto.Room, error)
+	// AllRooms lists every room the project sees, whoever owns it.
+	AllRooms(ctx context.Context) ([]*lkproto.Room, error)
 	// Room returns room if org owns it.
 	Room(ctx context.Context, room, org string) (*lkproto.Room, error)
 	Participants(ctx context.Context, room string) ([]*lkproto.ParticipantInfo, error)

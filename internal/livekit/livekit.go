@@ -251,6 +251,23 @@ func (c *Client) SetRoomOwner(ctx context.Context, room, org, agent string) erro
 
 // Rooms lists the rooms whose metadata says org owns them.
 func (c *Client) Rooms(ctx context.Context, org string) ([]*lkproto.Room, error) {
+	all, err := c.AllRooms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*lkproto.Room
+	for _, r := range all {
+		if OwnerOf(r) == org {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// AllRooms lists every room the project's API key sees, whoever owns it:
+// on a self-hosted server, that is every room of the server, whichever of
+// its keys made it.
+func (c *Client) AllRooms(ctx context.Context) ([]*lkproto.Room, error) {
 	var res *lkproto.ListRoomsResponse
 	if err := c.call(ctx, "list_rooms", func(ctx context.Context) (err error) {
 		res, err = c.rooms.ListRooms(ctx, &lkproto.ListRoomsRequest{})
@@ -258,13 +275,7 @@ func (c *Client) Rooms(ctx context.Context, org string) ([]*lkproto.Room, error)
 	}); err != nil {
 		return nil, err
 	}
-	var out []*lkproto.Room
-	for _, r := range res.Rooms {
-		if OwnerOf(r) == org {
-			out = append(out, r)
-		}
-	}
-	return out, nil
+	return res.Rooms, nil
 }
 
 // Room returns room if org owns it; another org's room is ErrNotFound,

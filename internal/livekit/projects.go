@@ -81,6 +81,10 @@ func (p *Projects) Own(org string) *Client {
 	return oc.client
 }
 
+// Orgs lists the orgs that have a project of their own in the snapshot in
+// force, sorted.
+func (p *Projects) Orgs() []string { return p.snapshot().LiveKitOrgs() }
+
 // For returns the Client of org's project: its own, else the default;
 // nil when there is neither.
 func (p *Projects) For(org string) *Client {

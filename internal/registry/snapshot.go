@@ -36,6 +36,9 @@ func (s *Snapshot) LiveKitByAPIKey(key string) *LiveKitProject { return s.liveKi
 // LiveKitProjects is how many orgs have their own LiveKit project.
 func (s *Snapshot) LiveKitProjects() int { return len(s.liveKit) }
 
+// LiveKitOrgs lists the orgs that have their own LiveKit project, sorted.
+func (s *Snapshot) LiveKitOrgs() []string { return slices.Sorted(maps.Keys(s.liveKit)) }
+
 // FileSnapshot is the snapshot of a checked tenants file at version: its
 // tenants, and the LiveKit projects its orgs' livekit blocks name, with the
 // secrets read when the file was built (config.OrgLiveKit.Secret). The

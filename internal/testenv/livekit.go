@@ -2,10 +2,12 @@ package testenv
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,6 +64,15 @@ func StartLiveKit(t testing.TB, webhookURL string) *LiveKit {
 // least 32 characters), for tests that run several LiveKit projects.
 func StartLiveKitWithKey(t testing.TB, webhookURL, apiKey, apiSecret string) *LiveKit {
 	t.Helper()
+	return StartLiveKitWithKeys(t, webhookURL, apiKey, apiSecret, nil)
+}
+
+// StartLiveKitWithKeys is StartLiveKitWithKey with more API keys (key to
+// secret) on the same server, as a self-hosted deployment serving several
+// projects has: every key sees and makes rooms in one namespace. The
+// LiveKit's APIKey signs the webhooks.
+func StartLiveKitWithKeys(t testing.TB, webhookURL, apiKey, apiSecret string, more map[string]string) *LiveKit {
+	t.Helper()
 	bin := LiveKitBinary(t)
 	port, tcp, udp := FreePort(t), FreePort(t), FreeUDPPort(t)
 	lk := &LiveKit{
@@ -75,8 +86,12 @@ func StartLiveKitWithKey(t testing.TB, webhookURL, apiKey, apiSecret string) *Li
 	if webhookURL != "" {
 		body += fmt.Sprintf("webhook: {api_key: %s, urls: ['%s']}\n", lk.APIKey, webhookURL)
 	}
+	keys := lk.APIKey + ": " + lk.APISecret
+	for _, k := range slices.Sorted(maps.Keys(more)) {
+		keys += "\n" + k + ": " + more[k]
+	}
 	lk.args = []string{bin, "--dev", "--bind", "127.0.0.1", "--node-ip", "127.0.0.1",
-		"--keys", lk.APIKey + ": " + lk.APISecret, "--config-body", body}
+		"--keys", keys, "--config-body", body}
 	lk.Start()
 	t.Cleanup(lk.Stop)
 	return lk

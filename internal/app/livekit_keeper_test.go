@@ -1,0 +1,166 @@
+package app_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	lkproto "github.com/livekit/protocol/livekit"
+	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/voicebroker/voicebroker/internal/httpapi"
+	"github.com/voicebroker/voicebroker/internal/testenv"
+)
+
+// TestLiveRoomsKeepTheirNames: with a real livekit-server that serves two
+// projects (the default one, globex's, and acme's own, with one room
+// namespace, as a self-hosted server with two keys has), and the Redis
+// store, a sweep renews the owner record of every live room for its org:
+// acme's room and globex's, the server listed once for both projects, and
+// a room without owner metadata (as an agent's job token reopens one) for
+// the org the store names. A record left to its last
+// minute (a room that has run for a day) is back to RoomOwnerTTL. The
+// sweep's log line holds counts, never a credential.
+func TestLiveRoomsKeepTheirNames(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs livekit-server and redis-server")
+	}
+	hook := testenv.NewForwarder(t)
+	lk := testenv.StartLiveKitWithKeys(t, hook.URL+"/livekit/webhook", "testkey", "vb-test-secret-0123456789abcdef0123456789",
+		map[string]string{acmeLKKey: acmeLKSecret})
+	t.Setenv(acmeLKEnv, acmeLKSecret)
+	k := newKeys(t)
+	redisURL := nextRedisURL(t)
+	b := startBroker(t, k, map[string]string{
+		"LIVEKIT_URL": lk.URL, "LIVEKIT_API_KEY": lk.APIKey, "LIVEKIT_API_SECRET": lk.APISecret,
+		"BROKER_REDIS_URL": redisURL,
+	})
+	hook.To(t, b.URL)
+	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(lk.URL)), "ok")
+
+	const acmeRoom, globexRoom, bareRoom = "agent_florencia_1700000000_KeepAcme1", "agent_florencia_1700000000_KeepGlobex1", "agent_florencia_1700000000_KeepBare1"
+	for _, c := range []struct{ cred, room string }{{k.acme, acmeRoom}, {k.globex, globexRoom}} {
+		r := do(t, "POST", b.URL+"/livekit/token", c.cred, map[string]any{"room_name": c.room, "agent": "florencia", "participant_identity": "user"})
+		room := join(t, r)
+		t.Cleanup(room.Disconnect)
+	}
+	// A live room without owner metadata, whose name acme holds.
+	if _, err := lksdk.NewRoomServiceClient(lk.HTTPURL(), lk.APIKey, lk.APISecret).CreateRoom(context.Background(),
+		&lkproto.CreateRoomRequest{Name: bareRoom, EmptyTimeout: 600}); err != nil {
+		t.Fatal(err)
+	}
+	owners := map[string]string{acmeRoom: "acme", globexRoom: "globex", bareRoom: "acme"}
+	lastMinute(t, b, owners)
+	sweepRenews(t, b, redisURL, httpapi.RoomSweep{Servers: 1, Rooms: 3, Renewed: 3}, owners)
+	// globex, refused each live name (LiveKit's metadata and the store
+	// agree), and the bare room's (the store's record).
+	for _, room := range []string{acmeRoom, bareRoom} {
+		expect(t, do(t, "POST", b.URL+"/livekit/token", k.globex, map[string]any{"room_name": room, "agent": "florencia"}), 403, "room_forbidden")
+	}
+	for _, secret := range []string{acmeLKSecret, lk.APISecret} {
+		if strings.Contains(b.Logs.String(), secret) {
+			t.Fatal("a LiveKit secret in the log")
+		}
+	}
+}
+
+// TestLiveRoomsKeepTheirNamesOnTwoServers: with the default project and
+// acme's own on two servers (as LiveKit Cloud projects are), each server
+// is listed and each org's live room renewed; a room on acme's server
+// whose metadata names globex, which acme can make with its project's
+// secret, renews nothing of globex's.
+func TestLiveRoomsKeepTheirNamesOnTwoServers(t *testing.T) {
+	hook, def, acmeLK := twoProjects(t)
+	t.Setenv(acmeLKEnv, acmeLKSecret)
+	k := newKeys(t)
+	redisURL := nextRedisURL(t)
+	b := startBroker(t, k, map[string]string{
+		"LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret,
+		"BROKER_REDIS_URL": redisURL,
+	})
+	hook.To(t, b.URL)
+	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(acmeLK.URL)), "ok")
+
+	const acmeRoom, globexRoom, fake = "agent_florencia_1700000000_TwoAcme1", "agent_florencia_1700000000_TwoGlobex1", "agent_florencia_1700000000_TwoFake1"
+	for _, c := range []struct{ cred, room string }{{k.acme, acmeRoom}, {k.globex, globexRoom}} {
+		room := join(t, do(t, "POST", b.URL+"/livekit/token", c.cred, map[string]any{"room_name": c.room, "agent": "florencia", "participant_identity": "user"}))
+		t.Cleanup(room.Disconnect)
+	}
+	if _, err := lksdk.NewRoomServiceClient(acmeLK.HTTPURL(), acmeLK.APIKey, acmeLK.APISecret).CreateRoom(context.Background(),
+		&lkproto.CreateRoomRequest{Name: fake, EmptyTimeout: 600, Metadata: `{"auth_id":"globex"}`}); err != nil {
+		t.Fatal(err)
+	}
+	owners := map[string]string{acmeRoom: "acme", globexRoom: "globex"}
+	lastMinute(t, b, map[string]string{acmeRoom: "acme", globexRoom: "globex", fake: "globex"})
+	sweepRenews(t, b, redisURL, httpapi.RoomSweep{Servers: 2, Rooms: 2, Renewed: 2}, owners)
+	if ttl := redisClient(t, redisURL).PTTL(context.Background(), "vb:room:"+fake).Val(); ttl > time.Minute {
+		t.Fatalf("globex's record of a room made on acme's server was renewed (%v left)", ttl)
+	}
+}
+
+func redisClient(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// lastMinute leaves each room's owner record (room to org) at its last
+// minute, as after a day of its room.
+func lastMinute(t *testing.T, b *broker, owners map[string]string) {
+	t.Helper()
+	for room, org := range owners {
+		if o, err := b.app.Store.ClaimRoom(context.Background(), room, org, time.Minute); err != nil || o != org {
+			t.Fatalf("%s: owner %q, %v", room, o, err)
+		}
+	}
+}
+
+// sweepRenews runs a sweep (again, within a second, until LiveKit lists
+// every room just joined) and checks its counts, and that each room's
+// record is its org's, back to about RoomOwnerTTL.
+func sweepRenews(t *testing.T, b *broker, redisURL string, want httpapi.RoomSweep, owners map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	var sw httpapi.RoomSweep
+	var err error
+	withinSecond(t, "every live room listed", func() bool {
+		sw, err = b.app.Rooms.RenewLiveRooms(ctx)
+		return err == nil && sw.Rooms >= want.Rooms
+	})
+	if sw != want {
+		t.Fatalf("sweep %+v, want %+v", sw, want)
+	}
+	rdb := redisClient(t, redisURL)
+	for room, org := range owners {
+		if o, err := b.app.Store.RoomOwner(ctx, room); err != nil || o != org {
+			t.Fatalf("%s: owner %q, %v; want %s", room, o, err, org)
+		}
+		if ttl := rdb.PTTL(ctx, "vb:room:"+room).Val(); ttl < httpapi.RoomOwnerTTL-time.Hour {
+			t.Fatalf("%s: the record lives %v more, want about %v", room, ttl, httpapi.RoomOwnerTTL)
+		}
+	}
+}
+
+// TestBrokerSweepsLiveRooms: a running broker sweeps on its own, and logs
+// each sweep.
+func TestBrokerSweepsLiveRooms(t *testing.T) {
+	roomRenewInterval = 50 * time.Millisecond
+	b, _ := startWithLiveKit(t, newKeys(t), nil)
+	roomRenewInterval = 1000 * time.Hour
+	room := join(t, do(t, "POST", b.URL+"/livekit/token", b.keys.acme, map[string]any{"agent": "florencia", "participant_identity": "user"}))
+	t.Cleanup(room.Disconnect)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(b.Logs.String(), `"event":"rooms.renew","servers":1,"rooms":1,"renewed":1,`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no sweep renewed the live room in 15 s: %s", b.Logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
