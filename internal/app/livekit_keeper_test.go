@@ -116,7 +116,7 @@ func redisClient(t *testing.T, url string) *redis.Client {
 func lastMinute(t *testing.T, b *broker, owners map[string]string) {
 	t.Helper()
 	for room, org := range owners {
-		if o, err := b.app.Store.ClaimRoom(context.Background(), room, org, time.Minute); err != nil || o != org {
+		if o, err := b.app.Store.ClaimRoom(context.Background(), room, org, time.Minute, 0); err != nil || o != org {
 			t.Fatalf("%s: owner %q, %v", room, o, err)
 		}
 	}

@@ -185,11 +185,11 @@ func (s *spyStore) ConsumeNonce(ctx context.Context, n store.Nonce, l *store.Lim
 	return s.Store.ConsumeNonce(ctx, n, l)
 }
 
-func (s *spyStore) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
+func (s *spyStore) ClaimRoom(ctx context.Context, room, org string, ttl, tokens time.Duration) (string, error) {
 	if err := s.hit("ClaimRoom"); err != nil {
 		return "", err
 	}
-	return s.Store.ClaimRoom(ctx, room, org, ttl)
+	return s.Store.ClaimRoom(ctx, room, org, ttl, tokens)
 }
 
 func (s *spyStore) ReleaseRoom(ctx context.Context, room, org string) error {
@@ -254,6 +254,7 @@ type fakeLiveKit struct {
 	webhookErr                error
 	tokens                    []livekit.Participant
 	lookups, ownersSet, muted int
+	ttl                       time.Duration // TokenTTL; 5 minutes when 0
 }
 
 func (f *fakeLiveKit) Token(p livekit.Participant) (string, error) {
@@ -266,8 +267,15 @@ func (f *fakeLiveKit) Token(p livekit.Participant) (string, error) {
 	return "lk-token-for-" + p.Room, nil
 }
 
-func (f *fakeLiveKit) URL() string             { return "wss://livekit.test" }
-func (f *fakeLiveKit) TokenTTL() time.Duration { return 5 * time.Minute }
+func (f *fakeLiveKit) URL() string { return "wss://livekit.test" }
+func (f *fakeLiveKit) TokenTTL() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ttl == 0 {
+		return 5 * time.Minute
+	}
+	return f.ttl
+}
 
 func (f *fakeLiveKit) LookupRoom(_ context.Context, room string) (livekit.RoomState, error) {
 	f.mu.Lock()
@@ -764,7 +772,7 @@ func TestWebhookUnit(t *testing.T) {
 	})
 	t.Run("room_finished releases; a store failure is 503 so LiveKit retries, and the retry is handled", func(t *testing.T) {
 		u := newUnit(t, true)
-		if _, err := u.store.ClaimRoom(context.Background(), "demo_x", "acme", time.Minute); err != nil {
+		if _, err := u.store.ClaimRoom(context.Background(), "demo_x", "acme", time.Minute, 0); err != nil {
 			t.Fatal(err)
 		}
 		u.lk.event = &lkproto.WebhookEvent{Event: "room_finished", Id: "EV_1", CreatedAt: time.Now().Add(time.Minute).Unix(), Room: ownedRoom("demo_x", "acme")}

@@ -136,7 +136,7 @@ func (s *Server) connect(c echo.Context) error {
 		return wrapError(CodeJWTSigningError, err)
 	}
 	ctx := r.Context()
-	owner, err := s.Store.ClaimRoom(ctx, room, claims.Org, RoomOwnerTTL)
+	owner, err := s.Store.ClaimRoom(ctx, room, claims.Org, RoomOwnerTTL, lk.TokenTTL()+liveKitLeeway)
 	if err != nil {
 		return err
 	}

@@ -183,7 +183,7 @@ func (s *Server) renewRooms(ctx context.Context, url string, rooms []*lkproto.Ro
 		}
 		if recorded == owner {
 			var err error
-			if recorded, err = s.Store.ClaimRoom(ctx, name, owner, RoomOwnerTTL); err != nil {
+			if recorded, err = s.Store.ClaimRoom(ctx, name, owner, RoomOwnerTTL, 0); err != nil {
 				return err
 			}
 		}

@@ -71,7 +71,7 @@ func TestRoomKeeperRenewsLiveRooms(t *testing.T) {
 			}
 			cu.advance(RoomOwnerTTL - time.Hour)
 			for _, room := range []string{long, bare} {
-				o, err := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL)
+				o, err := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL, 0)
 				if err != nil {
 					t.Fatal(err)
 				}

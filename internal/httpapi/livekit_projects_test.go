@@ -126,7 +126,7 @@ func TestWebhookProjectReleasesOnlyItsOrgsRooms(t *testing.T) {
 	h, st, logs, clk := webhookServer(t, true, true)
 	ctx := context.Background()
 	claim := func(room, org string) {
-		if owner, err := st.ClaimRoom(ctx, room, org, time.Hour); err != nil || owner != org {
+		if owner, err := st.ClaimRoom(ctx, room, org, time.Hour, 0); err != nil || owner != org {
 			t.Fatalf("claim %s: %q %v", room, owner, err)
 		}
 	}
@@ -187,7 +187,7 @@ func TestWebhookProjectReleasesOnlyItsOrgsRooms(t *testing.T) {
 // project at all the webhook is 501 as before.
 func TestWebhookWithoutDefaultProject(t *testing.T) {
 	h, st, _, clk := webhookServer(t, false, true)
-	st.ClaimRoom(context.Background(), "demo_acme", "acme", time.Hour)
+	st.ClaimRoom(context.Background(), "demo_acme", "acme", time.Hour, 0)
 	if w := postWebhook(t, h, "APIacme", whAcmeSecret, "demo_acme", "acme"); w.Code != 200 {
 		t.Fatalf("acme's webhook without a default project: %d %s", w.Code, w.Body)
 	}

@@ -136,7 +136,7 @@ func (s *Server) livekitToken(c echo.Context) error {
 			return apiError(CodeRoomForbidden, "")
 		}
 	}
-	owner, err := s.Store.ClaimRoom(ctx, room, p.Org, RoomOwnerTTL)
+	owner, err := s.Store.ClaimRoom(ctx, room, p.Org, RoomOwnerTTL, lk.TokenTTL()+liveKitLeeway)
 	if err != nil {
 		return err
 	}

@@ -148,7 +148,7 @@ func (s *Server) webhook(c echo.Context) error {
 		// past /livekit/token and its limits.
 		got, err := s.Store.RoomOwner(ctx, room.GetName())
 		if err == nil && got == owner {
-			got, err = s.Store.ClaimRoom(ctx, room.GetName(), owner, RoomOwnerTTL)
+			got, err = s.Store.ClaimRoom(ctx, room.GetName(), owner, RoomOwnerTTL, 0)
 		}
 		if errors.Is(err, store.ErrNotFound) {
 			got, err = owner, nil
@@ -198,7 +198,8 @@ const liveKitLeeway = 2 * time.Minute
 // roomTokenLife is how long after the room's end (which is after its
 // latest claim) a room of org may still be opened with a token issued for
 // it: by the broker (org's token lifetime from the claim, which every
-// issue renews), or by LiveKit (a refreshed participant's or an agent's
+// issue renews; the store also never ends a record before the tokens of
+// its claims, with the lifetimes they had, are dead), or by LiveKit (a refreshed participant's or an agent's
 // token: whoever held one was in the room until the end), and
 // liveKitLeeway. With no project for org now (its own
 // was removed, or LiveKit is unset), what was issued before cannot be

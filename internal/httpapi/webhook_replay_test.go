@@ -44,7 +44,7 @@ func (cu *clockUnit) advance(d time.Duration) time.Time {
 
 func (cu *clockUnit) claim(t *testing.T, room, org string) {
 	t.Helper()
-	if o, err := cu.store.ClaimRoom(context.Background(), room, org, RoomOwnerTTL); err != nil || o != org {
+	if o, err := cu.store.ClaimRoom(context.Background(), room, org, RoomOwnerTTL, 0); err != nil || o != org {
 		t.Fatalf("claim by %s: owner %q, %v", org, o, err)
 	}
 }
@@ -59,7 +59,7 @@ func (cu *clockUnit) ended(t *testing.T, room, org string, end time.Time) {
 	if o := cu.owner(t, room); o != org {
 		t.Fatalf("owner %q while tokens issued with the claim live, want %q", o, org)
 	}
-	if o, err := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL); err != nil || o != org {
+	if o, err := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL, 0); err != nil || o != org {
 		t.Fatalf("another org's claim while tokens live: owner %q, %v", o, err)
 	}
 	cu.advance(time.Millisecond)
@@ -133,7 +133,7 @@ func TestWebhookReplayUnit(t *testing.T) {
 		if o := cu.owner(t, room); o != "acme" {
 			t.Fatalf("a stale room_finished released the new claim: owner %q", o)
 		}
-		if o, _ := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL); o != "acme" {
+		if o, _ := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL, 0); o != "acme" {
 			t.Fatalf("another org claimed the name: %q", o)
 		}
 	})
@@ -272,7 +272,7 @@ func TestWebhookRoomStartedRenewsTheClaim(t *testing.T) {
 	if o := cu.owner(t, room); o != "acme" {
 		t.Fatalf("owner %q of a room that started again, want acme", o)
 	}
-	if o, _ := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL); o != "acme" {
+	if o, _ := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL, 0); o != "acme" {
 		t.Fatalf("another org claimed a running room's name: %q", o)
 	}
 	// A name with no record is left free: room_started renews a claim,
@@ -305,5 +305,33 @@ func TestWebhookRoomStartedRenewsTheClaim(t *testing.T) {
 	cu.deliver(t, ev).expect(t, 200, "")
 	if o := cu.owner(t, "demo_down"); o != "acme" {
 		t.Fatalf("the retry did not claim: owner %q", o)
+	}
+}
+
+// TestReleaseOutlivesTokensOfALongerLifetime: a token issued while the
+// broker's token lifetime was 3 h keeps the room's name its org's until
+// it is dead, though the broker that handles room_finished has a lifetime
+// of 5 minutes by then (an operator lowered it): the keep it computes
+// (an agent's hour and the leeway) would free the name two hours early.
+func TestReleaseOutlivesTokensOfALongerLifetime(t *testing.T) {
+	const room = "agent_bot_1700000000_LongTTL1"
+	cu := newClockUnit(t)
+	cu.lk.mu.Lock()
+	cu.lk.ttl = 3 * time.Hour
+	cu.lk.mu.Unlock()
+	issued := cu.advance(0)
+	cu.do(t, "POST", "/livekit/token", "sk_any", `{"agent":"bot","room_name":"`+room+`"}`).expect(t, 201, "")
+	cu.lk.mu.Lock()
+	cu.lk.ttl = 5 * time.Minute
+	cu.lk.mu.Unlock()
+	end := cu.advance(10 * time.Minute)
+	cu.deliver(t, finished("EV_long", room, "acme", end)).expect(t, 200, "")
+	cu.advance(issued.Add(3*time.Hour + liveKitLeeway - time.Millisecond).Sub(cu.advance(0)))
+	if o, err := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL, 0); err != nil || o != "acme" {
+		t.Fatalf("another org's claim while a 3-hour token of acme's opens the room: owner %q, %v", o, err)
+	}
+	cu.advance(time.Millisecond)
+	if o := cu.owner(t, room); o != "" {
+		t.Fatalf("owner %q once the token is dead, want none", o)
 	}
 }

@@ -261,9 +261,9 @@ func (t *timedStore) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p
 	return err
 }
 
-func (t *timedStore) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
+func (t *timedStore) ClaimRoom(ctx context.Context, room, org string, ttl, tokens time.Duration) (string, error) {
 	start := time.Now()
-	owner, err := t.Store.ClaimRoom(ctx, room, org, ttl)
+	owner, err := t.Store.ClaimRoom(ctx, room, org, ttl, tokens)
 	t.observe("claim_room", start, err)
 	return owner, err
 }

@@ -155,8 +155,12 @@ type Rooms interface {
 	// by org has its ttl extended. Every successful claim, extensions
 	// included, records its time with the owner record, by the store's own
 	// clock (Redis's TIME: one clock for every replica), for
-	// ReleaseRoomClaimedBy.
-	ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (owner string, err error)
+	// ReleaseRoomClaimedBy. tokens is how long the room token issued with
+	// the claim may open the room (0 for a claim that issues none); the
+	// record remembers the latest moment any token issued with one of
+	// org's claims on it may, which ReleaseRoomClaimedBy never ends it
+	// before. A claim by a new owner forgets the previous owner's.
+	ClaimRoom(ctx context.Context, room, org string, ttl, tokens time.Duration) (owner string, err error)
 	// RoomOwner returns the owner of room, or ErrNotFound.
 	RoomOwner(ctx context.Context, room string) (string, error)
 	// ReleaseRoom removes the owner record of room if org owns it; releasing
@@ -166,9 +170,10 @@ type Rooms interface {
 	// and its latest claim was made at or before t, and reports whether it
 	// did: a release for something that happened at t (a room that
 	// finished) never ends a claim made after it. The record is ended keep
-	// after t (by the store's clock), so after its claim too: removed at
-	// once if that time has passed, else left to expire then (never later
-	// than it would have). keep is how long a token issued for the room,
+	// after t (by the store's clock), so after its claim too, or when the
+	// last token issued with org's claims on it is dead (ClaimRoom's
+	// tokens), whichever is later: removed at once if that time has
+	// passed, else left to expire then (never later than it would have). keep is how long a token issued for the room,
 	// by the broker or by LiveKit itself, may still open it after the
 	// event: until then the name must not pass to another org. A record whose claim
 	// time is unknown (one written before claim times were recorded) is not

@@ -44,6 +44,7 @@ type nonce struct {
 type owner struct {
 	org     string
 	claimed time.Time // the latest claim
+	tokens  time.Time // when the last token issued with a claim is dead
 	expires time.Time
 }
 
@@ -222,17 +223,23 @@ func (s *Store) ConsumeNonceWithProof(ctx context.Context, n store.Nonce, p stor
 }
 
 // ClaimRoom implements store.Rooms.
-func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
+func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl, tokens time.Duration) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", store.ErrUnavailable
 	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if o, ok := s.rooms[room]; ok && now.Before(o.expires) && o.org != org {
+	o, ok := s.rooms[room]
+	held := ok && now.Before(o.expires)
+	if held && o.org != org {
 		return o.org, nil
 	}
-	s.rooms[room] = owner{org: org, claimed: now, expires: now.Add(ttl)}
+	until := now.Add(max(tokens, 0))
+	if held && o.tokens.After(until) {
+		until = o.tokens
+	}
+	s.rooms[room] = owner{org: org, claimed: now, tokens: until, expires: now.Add(ttl)}
 	return org, nil
 }
 
@@ -275,7 +282,11 @@ func (s *Store) ReleaseRoomClaimedBy(ctx context.Context, room, org string, t ti
 	if !ok || !now.Before(o.expires) || o.org != org || o.claimed.After(t) {
 		return false, nil
 	}
-	switch end := t.Add(keep); { // t is at or after the claim
+	end := t.Add(keep) // t is at or after the claim
+	if o.tokens.After(end) {
+		end = o.tokens
+	}
+	switch {
 	case !now.Before(end):
 		delete(s.rooms, room)
 	case end.Before(o.expires):

@@ -57,11 +57,14 @@ func claimedKey(room string) (string, bool) {
 	return "{" + roomPrefix + room + "}:claimed", true
 }
 
-// roomKeys are the keys of room's scripts: the owner key, then the claim
-// time's if it has one.
+// roomKeys are the keys of room's scripts: the owner key, then, if it has
+// them, the claim time's and the tokens key (under the same tag), which
+// holds when the last token issued with a claim of the owner is dead
+// (Redis's clock, in ms). Brokers before the tokens key pass only the
+// first two; its absence means no such time is known.
 func roomKeys(room string) []string {
 	if k, ok := claimedKey(room); ok {
-		return []string{roomPrefix + room, k}
+		return []string{roomPrefix + room, k, strings.TrimSuffix(k, ":claimed") + ":tokens"}
 	}
 	return []string{roomPrefix + room}
 }
@@ -184,14 +187,23 @@ return 0
 // claimRoom sets the owner KEYS[1] to ARGV[1] for ARGV[2] ms unless
 // another org holds the room, and returns the owner after the call. A
 // successful claim also writes its time, Redis's TIME in ms, to KEYS[2]
-// (when given) with the same ttl.
+// (when given), and to KEYS[3] (when given) that time plus ARGV[3] ms, or
+// what KEYS[3] held if that is later and the owner is the same, all with
+// the same ttl.
 var claimRoom = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur == false or cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   if KEYS[2] then
     local t = redis.call('TIME')
-    redis.call('SET', KEYS[2], string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000)), 'PX', ARGV[2])
+    local now = t[1] * 1000 + math.floor(t[2] / 1000)
+    redis.call('SET', KEYS[2], string.format('%.0f', now), 'PX', ARGV[2])
+    if KEYS[3] then
+      local u = now + tonumber(ARGV[3])
+      local old = tonumber(redis.call('GET', KEYS[3]))
+      if cur ~= false and old ~= nil and old > u then u = old end
+      redis.call('SET', KEYS[3], string.format('%.0f', u), 'PX', ARGV[2])
+    end
   end
   return ARGV[1]
 end
@@ -207,25 +219,29 @@ end
 return 0
 `)
 
-// releaseRoomClaimedBy ends the owner record and its claim time if
-// ARGV[1] owns the room and the claim time is known and at most ARGV[2]
-// (ms): both are deleted when ARGV[2] (so the claim too) is ARGV[3] ms
-// old or more by Redis's clock (the claim time's), else set to expire
-// then, unless they expire sooner already. Returns 1 when it ended them.
+// releaseRoomClaimedBy ends the owner record, its claim time and its
+// tokens key if ARGV[1] owns the room and the claim time is known and at
+// most ARGV[2] (ms): all are deleted when ARGV[2] (so the claim too) is
+// ARGV[3] ms old or more by Redis's clock (the claim time's) and the time
+// in the tokens key, if any, has passed; else they are set to expire at
+// the later of the two, unless they expire sooner already. Returns 1 when
+// it ended them.
 var releaseRoomClaimedBy = redis.NewScript(`
 if not KEYS[2] or redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local at = tonumber(redis.call('GET', KEYS[2]))
 if at == nil or at > tonumber(ARGV[2]) then return 0 end
 local t = redis.call('TIME')
-local left = tonumber(ARGV[2]) + tonumber(ARGV[3]) - (t[1] * 1000 + math.floor(t[2] / 1000))
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local left = tonumber(ARGV[2]) + tonumber(ARGV[3]) - now
+local u = KEYS[3] and tonumber(redis.call('GET', KEYS[3]))
+if u and u - now > left then left = u - now end
 if left <= 0 then
-  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('DEL', unpack(KEYS))
   return 1
 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or left < ttl then
-  redis.call('PEXPIRE', KEYS[1], left)
-  redis.call('PEXPIRE', KEYS[2], left)
+  for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, left) end
 end
 return 1
 `)
@@ -707,10 +723,11 @@ func (s *Store) consumeWithProofOnCluster(ctx context.Context, n store.Nonce, p 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 
 // ClaimRoom implements store.Rooms with one script on the room's slot.
-func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl time.Duration) (string, error) {
+func (s *Store) ClaimRoom(ctx context.Context, room, org string, ttl, tokens time.Duration) (string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	owner, err := claimRoom.Run(ctx, s.scripts, roomKeys(room), org, ttl.Milliseconds()).Text()
+	tokensMS := (max(tokens, 0) + time.Millisecond - 1) / time.Millisecond
+	owner, err := claimRoom.Run(ctx, s.scripts, roomKeys(room), org, ttl.Milliseconds(), int64(tokensMS)).Text()
 	if err != nil {
 		return "", unavailable("claim room", err)
 	}

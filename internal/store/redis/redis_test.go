@@ -55,7 +55,7 @@ func TestUnreachableFailsClosed(t *testing.T) {
 	if _, err := s.Allow(ctx, "x", store.PerMinute(1)); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("Allow = %v", err)
 	}
-	if _, err := s.ClaimRoom(ctx, "x", "o", time.Minute); !errors.Is(err, store.ErrUnavailable) {
+	if _, err := s.ClaimRoom(ctx, "x", "o", time.Minute, 0); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("ClaimRoom = %v", err)
 	}
 	if err := s.Ping(ctx); !errors.Is(err, store.ErrUnavailable) {
@@ -88,7 +88,8 @@ func TestClusterConformance(t *testing.T) {
 // brokers before claim times read and write, so replicas of both versions
 // agree on owners during a rolling update; a record one of them wrote
 // (no claim time) is never released by ReleaseRoomClaimedBy and expires
-// with its ttl, and ReleaseRoom still releases it.
+// with its ttl, and ReleaseRoom still releases it. A tokens key one of
+// them left behind holds nothing for the next owner.
 func TestRoomRecordsOfEarlierBrokers(t *testing.T) {
 	addr := testenv.RedisAddr(t)
 	s, err := vbredis.NewURL("redis://"+addr+"/0", &vbredis.Options{Timeout: time.Second})
@@ -101,7 +102,7 @@ func TestRoomRecordsOfEarlierBrokers(t *testing.T) {
 	ctx := context.Background()
 	room := "demo_earlier-" + strconv.FormatInt(time.Now().UnixNano(), 10)
 
-	if _, err := s.ClaimRoom(ctx, room, "acme", time.Minute); err != nil {
+	if _, err := s.ClaimRoom(ctx, room, "acme", time.Minute, 0); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := rdb.Get(ctx, "vb:room:"+room).Result(); err != nil || v != "acme" {
@@ -110,8 +111,39 @@ func TestRoomRecordsOfEarlierBrokers(t *testing.T) {
 	if err := s.ReleaseRoom(ctx, room, "acme"); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := rdb.Exists(ctx, "vb:room:"+room, "{vb:room:"+room+"}:claimed").Result(); n != 0 {
+	if n, _ := rdb.Exists(ctx, "vb:room:"+room, "{vb:room:"+room+"}:claimed", "{vb:room:"+room+"}:tokens").Result(); n != 0 {
 		t.Fatalf("%d keys left after ReleaseRoom", n)
+	}
+
+	// A tokens key an earlier broker left behind (its release deleted the
+	// owner and the claim time only): the next owner's claim starts it
+	// afresh, so another org's tokens never hold a record.
+	if err := rdb.Set(ctx, "{vb:room:"+room+"}:tokens", time.Now().Add(time.Hour).UnixMilli(), time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := s.ClaimRoom(ctx, room, "globex", time.Minute, 0); err != nil || o != "globex" {
+		t.Fatalf("claim %q, %v", o, err)
+	}
+	if released, err := s.ReleaseRoomClaimedBy(ctx, room, "globex", time.Now(), 0); err != nil || !released {
+		t.Fatalf("release: %v, %v", released, err)
+	}
+	if _, err := s.RoomOwner(ctx, room); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the record outlived its release, held by another owner's tokens: %v", err)
+	}
+	// An earlier broker's claim of a record this broker claimed (the
+	// tokens key unchanged) and its release (owner and claim time only)
+	// leave nothing that holds the name.
+	if _, err := s.ClaimRoom(ctx, room, "acme", time.Minute, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Del(ctx, "vb:room:"+room, "{vb:room:"+room+"}:claimed").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := s.ClaimRoom(ctx, room, "globex", time.Minute, 0); err != nil || o != "globex" {
+		t.Fatalf("claim after an earlier broker's release: %q, %v", o, err)
+	}
+	if err := s.ReleaseRoom(ctx, room, "globex"); err != nil {
+		t.Fatal(err)
 	}
 
 	// An earlier broker's claim: the owner alone.
@@ -127,7 +159,7 @@ func TestRoomRecordsOfEarlierBrokers(t *testing.T) {
 	// A room name with a brace has no claim time either (its keys would
 	// be on two cluster slots); it is claimed and released all the same.
 	braced := "room{x}" + room
-	if o, err := s.ClaimRoom(ctx, braced, "acme", time.Minute); err != nil || o != "acme" {
+	if o, err := s.ClaimRoom(ctx, braced, "acme", time.Minute, 0); err != nil || o != "acme" {
 		t.Fatalf("claim %q, %v", o, err)
 	}
 	if released, err := s.ReleaseRoomClaimedBy(ctx, braced, "acme", time.Now().Add(time.Hour), 0); err != nil || released {

@@ -139,13 +139,13 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if _, err := s.RoomOwner(ctx, room); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("RoomOwner of new room = %v, want ErrNotFound", err)
 		}
-		if owner, err := s.ClaimRoom(ctx, room, "acme", time.Minute); err != nil || owner != "acme" {
+		if owner, err := s.ClaimRoom(ctx, room, "acme", time.Minute, 0); err != nil || owner != "acme" {
 			t.Fatalf("first claim = %q, %v", owner, err)
 		}
-		if owner, err := s.ClaimRoom(ctx, room, "acme", time.Minute); err != nil || owner != "acme" {
+		if owner, err := s.ClaimRoom(ctx, room, "acme", time.Minute, 0); err != nil || owner != "acme" {
 			t.Fatalf("re-claim by owner = %q, %v", owner, err)
 		}
-		if owner, err := s.ClaimRoom(ctx, room, "globex", time.Minute); err != nil || owner != "acme" {
+		if owner, err := s.ClaimRoom(ctx, room, "globex", time.Minute, 0); err != nil || owner != "acme" {
 			t.Fatalf("claim by other org = %q, %v; want acme", owner, err)
 		}
 		if err := s.ReleaseRoom(ctx, room, "globex"); err != nil {
@@ -160,7 +160,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if _, err := s.RoomOwner(ctx, room); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("RoomOwner after release = %v, want ErrNotFound", err)
 		}
-		if owner, err := s.ClaimRoom(ctx, room, "globex", time.Minute); err != nil || owner != "globex" {
+		if owner, err := s.ClaimRoom(ctx, room, "globex", time.Minute, 0); err != nil || owner != "globex" {
 			t.Fatalf("claim after release = %q, %v", owner, err)
 		}
 	})
@@ -174,7 +174,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				o, err := s.ClaimRoom(ctx, room, fmt.Sprintf("org%d", i), time.Minute)
+				o, err := s.ClaimRoom(ctx, room, fmt.Sprintf("org%d", i), time.Minute, 0)
 				if err != nil {
 					t.Error(err)
 				}
@@ -840,7 +840,7 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("RoomReleaseClaimedBy", func(t *testing.T) {
 		s := newStore(t)
 		r := room(t)
-		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute, 0); err != nil {
 			t.Fatal(err)
 		}
 		for _, tc := range []struct {
@@ -868,14 +868,14 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("released a room nobody owns: %v, %v", released, err)
 		}
 		// Released: another org may claim it.
-		if o, err := s.ClaimRoom(ctx, r, "globex", time.Minute); err != nil || o != "globex" {
+		if o, err := s.ClaimRoom(ctx, r, "globex", time.Minute, 0); err != nil || o != "globex" {
 			t.Fatalf("claim after the release = %q, %v", o, err)
 		}
 	})
 	t.Run("RoomReclaimMovesTheClaimTime", func(t *testing.T) {
 		s := newStore(t)
 		r := room(t)
-		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute, 0); err != nil {
 			t.Fatal(err)
 		}
 		// finished is a moment after the first claim and before the second
@@ -884,7 +884,7 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		for !time.Now().After(finished.Add(5 * time.Millisecond)) {
 			time.Sleep(time.Millisecond)
 		}
-		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil || o != "acme" {
+		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute, 0); err != nil || o != "acme" {
 			t.Fatalf("re-claim = %q, %v", o, err)
 		}
 		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", finished, 0); err != nil || released {
@@ -911,14 +911,14 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		s := newStore(t)
 		for range 20 {
 			r := room(t)
-			if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+			if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute, 0); err != nil {
 				t.Fatal(err)
 			}
 			finished := time.Now().Add(-time.Hour)
 			var wg sync.WaitGroup
 			wg.Add(2)
 			go func() { defer wg.Done(); s.ReleaseRoomClaimedBy(ctx, r, "acme", finished, 0) }()
-			go func() { defer wg.Done(); s.ClaimRoom(ctx, r, "acme", time.Minute) }()
+			go func() { defer wg.Done(); s.ClaimRoom(ctx, r, "acme", time.Minute, 0) }()
 			wg.Wait()
 			if o := owner(t, s, r); o != "acme" {
 				t.Fatalf("owner %q", o)
@@ -931,7 +931,7 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		// take the name while tokens issued for the room still open it.
 		s := newStore(t)
 		r := room(t)
-		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil {
+		if _, err := s.ClaimRoom(ctx, r, "acme", time.Minute, 0); err != nil {
 			t.Fatal(err)
 		}
 		if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now().Add(time.Hour), time.Hour); err != nil || !released {
@@ -940,10 +940,10 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if o := owner(t, s, r); o != "acme" {
 			t.Fatalf("owner %q while tokens issued with the claim live, want acme", o)
 		}
-		if o, err := s.ClaimRoom(ctx, r, "globex", time.Minute); err != nil || o != "acme" {
+		if o, err := s.ClaimRoom(ctx, r, "globex", time.Minute, 0); err != nil || o != "acme" {
 			t.Fatalf("another org's claim while tokens live = %q, %v; want acme", o, err)
 		}
-		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute); err != nil || o != "acme" {
+		if o, err := s.ClaimRoom(ctx, r, "acme", time.Minute, 0); err != nil || o != "acme" {
 			t.Fatalf("the owner's own claim = %q, %v", o, err)
 		}
 		// keep shortens the record's life: it ends keep after the later of
@@ -952,7 +952,7 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		// hour ahead outlives the other, which ends keep after now.
 		short, ahead := room(t), room(t)
 		for _, r := range []string{short, ahead} {
-			if _, err := s.ClaimRoom(ctx, r, "acme", time.Hour); err != nil {
+			if _, err := s.ClaimRoom(ctx, r, "acme", time.Hour, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -966,19 +966,70 @@ func runRoomClaimTimes(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if o := owner(t, s, ahead); o != "acme" {
 			t.Fatalf("owner %q of a record whose event is ahead, want acme: keep counts from the later of claim and event", o)
 		}
-		if o, err := s.ClaimRoom(ctx, short, "globex", time.Minute); err != nil || o != "globex" {
+		if o, err := s.ClaimRoom(ctx, short, "globex", time.Minute, 0); err != nil || o != "globex" {
 			t.Fatalf("claim once the tokens are dead = %q, %v", o, err)
 		}
 		// ... and never lengthens it: a record that expires before keep
 		// expires as it would have.
 		brief := room(t)
-		if _, err := s.ClaimRoom(ctx, brief, "acme", 200*time.Millisecond); err != nil {
+		if _, err := s.ClaimRoom(ctx, brief, "acme", 200*time.Millisecond, 0); err != nil {
 			t.Fatal(err)
 		}
 		if released, err := s.ReleaseRoomClaimedBy(ctx, brief, "acme", time.Now().Add(time.Hour), time.Hour); err != nil || !released {
 			t.Fatalf("release of a brief claim: released %v, %v", released, err)
 		}
 		waitOwner(t, s, brief, "")
+	})
+	t.Run("RoomReleaseKeepsTheTokensOfEveryClaim", func(t *testing.T) {
+		// A release never ends a record before the last token issued with
+		// one of its owner's claims is dead, whatever keep it is given: a
+		// broker whose token lifetime was lowered since (or a claim of a
+		// longer-lived token followed by claims of shorter ones) must not
+		// free the name while the older tokens still open the room.
+		s := newStore(t)
+		long, bare := room(t), room(t)
+		if _, err := s.ClaimRoom(ctx, long, "acme", time.Hour, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []string{long, bare} {
+			// A later claim that issues a token of a minute (or none,
+			// as a renewal) leaves the hour-long token's time as it is.
+			if _, err := s.ClaimRoom(ctx, r, "acme", time.Hour, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, r := range []string{long, bare} {
+			if released, err := s.ReleaseRoomClaimedBy(ctx, r, "acme", time.Now(), 0); err != nil || !released {
+				t.Fatalf("release: released %v, %v", released, err)
+			}
+		}
+		if o, err := s.ClaimRoom(ctx, long, "globex", time.Minute, 0); err != nil || o != "acme" {
+			t.Fatalf("another org's claim while a token of an earlier claim lives = %q, %v; want acme", o, err)
+		}
+		// The control: a record whose claims issued no token ends with
+		// keep.
+		waitOwner(t, s, bare, "")
+		// The time is the latest one, and ends: a token of 300 ms, after
+		// one of 0, leaves the record 300 ms after the release.
+		brief := room(t)
+		if _, err := s.ClaimRoom(ctx, brief, "acme", time.Hour, 300*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		if released, err := s.ReleaseRoomClaimedBy(ctx, brief, "acme", time.Now(), 0); err != nil || !released {
+			t.Fatalf("release: released %v, %v", released, err)
+		}
+		waitOwner(t, s, brief, "")
+		if o, err := s.ClaimRoom(ctx, brief, "globex", time.Minute, 0); err != nil || o != "globex" {
+			t.Fatalf("claim once the token is dead = %q, %v", o, err)
+		}
+		// A new owner starts afresh: globex's record of brief, claimed
+		// with no token, ends with its keep, whatever acme's tokens were.
+		if released, err := s.ReleaseRoomClaimedBy(ctx, brief, "globex", time.Now(), 0); err != nil || !released {
+			t.Fatalf("release by the new owner: released %v, %v", released, err)
+		}
+		if o := owner(t, s, brief); o != "" {
+			t.Fatalf("owner %q after the new owner's release, want none", o)
+		}
 	})
 	t.Run("RoomReleaseClaimedByCanceledFailsClosed", func(t *testing.T) {
 		s := newStore(t)
