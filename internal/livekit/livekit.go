@@ -17,7 +17,6 @@ import (
 	"github.com/livekit/protocol/auth"
 	lkproto "github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
-	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/twitchtv/twirp"
 )
 
@@ -68,7 +67,7 @@ type Options struct {
 // Client talks to one LiveKit deployment. It is safe for concurrent use.
 type Client struct {
 	opt   Options
-	rooms *lksdk.RoomServiceClient
+	rooms *roomService
 	keys  auth.KeyProvider
 }
 
@@ -88,7 +87,7 @@ func New(opt Options) *Client {
 	}
 	return &Client{
 		opt:   opt,
-		rooms: lksdk.NewRoomServiceClient(httpURL(opt.URL), opt.APIKey, opt.APISecret),
+		rooms: newRoomService(opt.URL, opt.APIKey, opt.APISecret),
 		keys:  auth.NewSimpleKeyProvider(opt.APIKey, opt.APISecret),
 	}
 }
@@ -212,7 +211,7 @@ func (c *Client) call(ctx context.Context, op string, f func(ctx context.Context
 	if errors.As(err, &te) && te.Code() == twirp.NotFound {
 		return fmt.Errorf("%w: %s", ErrNotFound, op)
 	}
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }
 
 // RoomState is what LookupRoom found.
