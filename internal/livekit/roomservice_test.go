@@ -119,3 +119,37 @@ func TestRoomServiceBoundsItsAnswers(t *testing.T) {
 		t.Fatalf("an answer of %d bytes: %v", len(b), err)
 	}
 }
+
+// TestRoomServiceBoundsItsEntries: an answer of more than
+// MaxResponseEntries rooms is an error before it is decoded (an empty room
+// is two bytes on the wire); one of exactly that many is read. No
+// compression is asked for, so a small answer cannot inflate.
+func TestRoomServiceBoundsItsEntries(t *testing.T) {
+	var gzipAsked atomic.Bool
+	serve := func(n int) *httptest.Server {
+		body := make([]byte, 0, 2*n)
+		for range n {
+			body = append(body, 0x0a, 0x00) // field 1 (rooms), length 0
+		}
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+				gzipAsked.Store(true)
+			}
+			w.Header().Set("Content-Type", "application/protobuf")
+			w.Write(body)
+		}))
+	}
+	over := serve(livekit.MaxResponseEntries + 1)
+	defer over.Close()
+	if _, err := client(over.URL).AllRooms(context.Background()); !errors.Is(err, livekit.ErrUnavailable) || !errors.Is(err, livekit.ErrTooLarge) {
+		t.Fatalf("%d rooms: err %v, want ErrTooLarge", livekit.MaxResponseEntries+1, err)
+	}
+	at := serve(livekit.MaxResponseEntries)
+	defer at.Close()
+	if rooms, err := client(at.URL).AllRooms(context.Background()); err != nil || len(rooms) != livekit.MaxResponseEntries {
+		t.Fatalf("%d rooms: %d read, %v", livekit.MaxResponseEntries, len(rooms), err)
+	}
+	if gzipAsked.Load() {
+		t.Fatal("the client asked for a compressed answer")
+	}
+}
