@@ -70,7 +70,10 @@ func TestLiveRoomsKeepTheirNames(t *testing.T) {
 // acme's own on two servers (as LiveKit Cloud projects are), each server
 // is listed and each org's live room renewed; a room on acme's server
 // whose metadata names globex, which acme can make with its project's
-// secret, renews nothing of globex's.
+// secret, renews nothing of globex's, and one naming acme without a
+// record gets none (only the default server's rooms, whose metadata only
+// the broker writes, get a lost record back); a room acme left on the
+// default server when it moved to its own project is still renewed.
 func TestLiveRoomsKeepTheirNamesOnTwoServers(t *testing.T) {
 	hook, def, acmeLK := twoProjects(t)
 	t.Setenv(acmeLKEnv, acmeLKSecret)
@@ -84,17 +87,26 @@ func TestLiveRoomsKeepTheirNamesOnTwoServers(t *testing.T) {
 	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(acmeLK.URL)), "ok")
 
 	const acmeRoom, globexRoom, fake = "agent_florencia_1700000000_TwoAcme1", "agent_florencia_1700000000_TwoGlobex1", "agent_florencia_1700000000_TwoFake1"
+	const unrecorded, moved = "agent_florencia_1700000000_TwoNoRec1", "agent_florencia_1700000000_TwoMoved1"
 	for _, c := range []struct{ cred, room string }{{k.acme, acmeRoom}, {k.globex, globexRoom}} {
 		room := join(t, do(t, "POST", b.URL+"/livekit/token", c.cred, map[string]any{"room_name": c.room, "agent": "florencia", "participant_identity": "user"}))
 		t.Cleanup(room.Disconnect)
 	}
-	if _, err := lksdk.NewRoomServiceClient(acmeLK.HTTPURL(), acmeLK.APIKey, acmeLK.APISecret).CreateRoom(context.Background(),
-		&lkproto.CreateRoomRequest{Name: fake, EmptyTimeout: 600, Metadata: `{"auth_id":"globex"}`}); err != nil {
-		t.Fatal(err)
+	for _, r := range []struct {
+		lk       *testenv.LiveKit
+		name, md string
+	}{{acmeLK, fake, `{"auth_id":"globex"}`}, {acmeLK, unrecorded, `{"auth_id":"acme"}`}, {def, moved, `{"auth_id":"acme"}`}} {
+		if _, err := lksdk.NewRoomServiceClient(r.lk.HTTPURL(), r.lk.APIKey, r.lk.APISecret).CreateRoom(context.Background(),
+			&lkproto.CreateRoomRequest{Name: r.name, EmptyTimeout: 600, Metadata: r.md}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	owners := map[string]string{acmeRoom: "acme", globexRoom: "globex"}
-	lastMinute(t, b, map[string]string{acmeRoom: "acme", globexRoom: "globex", fake: "globex"})
-	sweepRenews(t, b, redisURL, httpapi.RoomSweep{Servers: 2, Rooms: 2, Renewed: 2}, owners)
+	owners := map[string]string{acmeRoom: "acme", globexRoom: "globex", moved: "acme"}
+	lastMinute(t, b, map[string]string{acmeRoom: "acme", globexRoom: "globex", fake: "globex", moved: "acme"})
+	sweepRenews(t, b, redisURL, httpapi.RoomSweep{Servers: 2, Rooms: 4, Renewed: 3}, owners)
+	if o, err := b.app.Store.RoomOwner(context.Background(), unrecorded); err == nil {
+		t.Fatalf("a record was made for %q from a room on its own server", o)
+	}
 	if ttl := redisClient(t, redisURL).PTTL(context.Background(), "vb:room:"+fake).Val(); ttl > time.Minute {
 		t.Fatalf("globex's record of a room made on acme's server was renewed (%v left)", ttl)
 	}

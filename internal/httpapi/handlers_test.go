@@ -254,7 +254,8 @@ type fakeLiveKit struct {
 	webhookErr                error
 	tokens                    []livekit.Participant
 	lookups, ownersSet, muted int
-	ttl                       time.Duration // TokenTTL; 5 minutes when 0
+	ttl                       time.Duration   // TokenTTL; 5 minutes when 0
+	extra                     []*lkproto.Room // AllRooms lists these too (duplicates, odd names)
 }
 
 func (f *fakeLiveKit) Token(p livekit.Participant) (string, error) {
@@ -323,7 +324,7 @@ func (f *fakeLiveKit) AllRooms(context.Context) ([]*lkproto.Room, error) {
 	if f.roomsErr != nil {
 		return nil, f.roomsErr
 	}
-	return slices.Collect(maps.Values(f.rooms)), nil
+	return append(slices.Collect(maps.Values(f.rooms)), f.extra...), nil
 }
 
 func (f *fakeLiveKit) Room(_ context.Context, room, org string) (*lkproto.Room, error) {
@@ -697,9 +698,24 @@ func TestLiveKitTokenUnit(t *testing.T) {
 			t.Fatal("LiveKit or the store was asked")
 		}
 	})
-	t.Run("a room made outside the broker: its owner is written; failing that, 502", func(t *testing.T) {
+	t.Run("a live room without metadata: refused unless the caller holds its name; then its owner is written, failing that 502", func(t *testing.T) {
 		u := newUnit(t, true)
-		u.lk.rooms["agent_bot_1700000000_abcdefghijkl"] = &lkproto.Room{Name: "agent_bot_1700000000_abcdefghijkl"}
+		const room = "agent_bot_1700000000_abcdefghijkl"
+		u.lk.rooms[room] = &lkproto.Room{Name: room}
+		u.do(t, "POST", "/livekit/token", "sk_any", named).expect(t, 403, "room_forbidden")
+		if u.lk.ownersSet != 0 || u.store.count("ClaimRoom") != 0 {
+			t.Fatal("a live room of no known owner was claimed or given an owner")
+		}
+		if _, err := u.store.Store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL, 0); err != nil {
+			t.Fatal(err)
+		}
+		u.do(t, "POST", "/livekit/token", "sk_any", named).expect(t, 403, "room_forbidden")
+		if err := u.store.Store.ReleaseRoom(context.Background(), room, "globex"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.store.Store.ClaimRoom(context.Background(), room, "acme", RoomOwnerTTL, 0); err != nil {
+			t.Fatal(err)
+		}
 		u.lk.setOwnerErr = fmt.Errorf("%w: update_room_metadata", livekit.ErrUnavailable)
 		u.do(t, "POST", "/livekit/token", "sk_any", named).expect(t, 502, "livekit_unavailable")
 		u.lk.setOwnerErr = nil

@@ -5,18 +5,24 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"time"
+	"unicode/utf8"
 
 	lkproto "github.com/livekit/protocol/livekit"
 
 	"github.com/voicebroker/voicebroker/internal/livekit"
 	"github.com/voicebroker/voicebroker/internal/store"
+	"github.com/voicebroker/voicebroker/pkg/rooms"
 )
 
 // RoomRenewInterval is how often RoomKeeper.Run renews the owner records
-// of live rooms. RoomOwnerTTL is 24 times longer, so a live room's record
-// outlives 23 sweeps that fail in a row (LiveKit or the store down).
-const RoomRenewInterval = time.Hour
+// of live rooms: well within the shortest life room_finished leaves a
+// record (an agent's hour, see roomTokenLife), so that a room reopened
+// meanwhile is renewed in time even if its room_started is lost, and 48
+// times within RoomOwnerTTL, so a live room's record outlives 47 sweeps
+// that fail in a row (LiveKit or the store down).
+const RoomRenewInterval = 30 * time.Minute
 
 // RoomKeeper renews the owner records of live rooms (RenewLiveRooms). It
 // runs beside the server, from the same Deps.
@@ -66,7 +72,7 @@ func (k *RoomKeeper) Run(ctx context.Context, every time.Duration) {
 			// registry): nothing to say.
 		case err != nil:
 			k.s.log.LogAttrs(ctx, slog.LevelWarn, "could not renew the owner records of every live room; retried at the next sweep",
-				append(attrs, slog.String("result", "failed"), slog.Int("failed_servers", sw.Failed), slog.String("cause", err.Error()))...)
+				append(attrs, slog.String("result", "failed"), slog.Int("failed_servers", sw.Failed), slog.String("cause", truncateCause(err.Error())))...)
 		default:
 			k.s.log.LogAttrs(ctx, slog.LevelInfo, "renewed the owner records of live rooms", append(attrs, slog.String("result", "ok"))...)
 		}
@@ -76,12 +82,16 @@ func (k *RoomKeeper) Run(ctx context.Context, every time.Duration) {
 
 // RoomSweep is what one RenewLiveRooms did.
 type RoomSweep struct {
-	Servers int // LiveKit servers listed (projects with one URL are one server)
-	Failed  int // of which none of their projects could list
-	Rooms   int // live rooms of orgs whose project is on those servers
-	Renewed int // owner records renewed
+	Servers int // LiveKit servers swept (projects with one URL are one server)
+	Failed  int // of which could not be listed, or whose renewals the store failed
+	Rooms   int // live rooms of the orgs those servers speak for
+	Renewed int // owner records renewed (or, on the default server, made)
 	Foreign int // rooms live under a name another org owns in the store
 }
+
+// maxCauseBytes bounds the error text a sweep logs: a LiveKit server's
+// own words, which an org's server chooses.
+const maxCauseBytes = 256
 
 // RenewLiveRooms renews, for RoomOwnerTTL, the owner record of every room
 // live in LiveKit now, so that no name passes to another org while its
@@ -95,35 +105,46 @@ type RoomSweep struct {
 // roomTokenLife). A room that outlived its record would leave its name
 // free for another org, whose user would then share the room with the
 // first org's, or be met by its agent. /livekit/token refuses a name live
-// in LiveKit under another org's metadata, but not a name whose room has
-// just finished, nor one whose room has no owner metadata (one reopened by
-// an agent's job token, which carries no room configuration).
+// in LiveKit under another org's metadata, or without metadata, but not a
+// name whose room has just finished.
 //
 // Each LiveKit server is listed once: the projects (the default one and
 // every org's own) that share a URL share a server and its one room
-// namespace, as a self-hosted server with several API keys does; if one
-// project cannot list it, the next of that URL is tried. A room's org is
-// its metadata's auth_id, else the store's owner of its name, and the room
-// is renewed for that org only if the org's project is on the server that
-// listed it: on LiveKit Cloud, where each project has a URL of its own, a
-// room in an org's project renews nothing for another org whatever its
-// metadata says (whoever holds that project's secret can make any room,
-// as with its webhooks). A record is renewed, never made: a name with no
-// record, or another org's, is left as it is (Foreign counts the latter),
-// so that nobody can take names past /livekit/token and its limits.
+// namespace; if one project cannot list it, the next of that URL is tried.
+// A room's org is its metadata's auth_id, else the store's owner of its
+// name. A server speaks for the orgs it may: the default project's for
+// any org (only the broker writes its rooms' metadata, so a room an org
+// left there when it moved to a project of its own is still renewed), an
+// org's own server for that org alone (whoever holds that project's secret
+// can make any room with any metadata in it, as with its webhooks). A
+// record is renewed, never made, except for a room of the default server
+// with the broker's metadata, whose record a store that lost its data
+// gets back; a name another org holds is left as it is (Foreign counts
+// those, and each server's are logged once). Names outside the room
+// grammar are skipped (the broker never claims one), and each name is
+// handled once per server.
 //
 // A room that finishes between the listing and its renewal keeps its name
 // for its org for RoomOwnerTTL: the org holds its own name longer, no
 // other org gains it.
 //
-// A server that cannot be listed is skipped and the others are still
-// swept; the first such error is returned with the counts. A store
-// failure stops the sweep.
+// Servers are swept in a new random order each time. A server that cannot
+// be listed, or whose renewals the store fails, is counted in Failed and
+// the others are still swept; the first such error is returned with the
+// counts.
 func (k *RoomKeeper) RenewLiveRooms(ctx context.Context) (RoomSweep, error) {
 	s := k.s
 	var sw RoomSweep
-	var listErr error
-	for _, srv := range s.liveKitServers() {
+	var first error
+	fail := func(err error) {
+		sw.Failed++
+		if first == nil {
+			first = err
+		}
+	}
+	servers := s.liveKitServers()
+	rand.Shuffle(len(servers), func(i, j int) { servers[i], servers[j] = servers[j], servers[i] })
+	for _, srv := range servers {
 		if err := ctx.Err(); err != nil {
 			return sw, err
 		}
@@ -136,65 +157,66 @@ func (k *RoomKeeper) RenewLiveRooms(ctx context.Context) (RoomSweep, error) {
 			}
 		}
 		if err != nil {
-			sw.Failed++
-			if listErr == nil {
-				listErr = err
-			}
+			fail(err)
 			continue
 		}
-		if err := s.renewRooms(ctx, srv.url, rooms, &sw); err != nil {
-			return sw, err
+		if err := s.renewRooms(ctx, srv, rooms, &sw); err != nil {
+			fail(err)
 		}
 	}
-	return sw, listErr
+	return sw, first
 }
 
-// renewRooms renews the records of rooms, listed by the server at url,
-// whose orgs' projects are on that server.
-func (s *Server) renewRooms(ctx context.Context, url string, rooms []*lkproto.Room, sw *RoomSweep) error {
-	for _, r := range rooms {
+// renewRooms renews the records of the rooms list, listed by srv, whose orgs srv
+// speaks for.
+func (s *Server) renewRooms(ctx context.Context, srv liveKitServer, list []*lkproto.Room, sw *RoomSweep) error {
+	seen := make(map[string]bool, len(list))
+	var foreign []string
+	nForeign := 0
+	for _, r := range list {
 		name := r.GetName()
-		if name == "" {
+		if seen[name] || !rooms.Valid(name) {
 			continue
 		}
-		owner, recorded := livekit.OwnerOf(r), ""
-		if owner == "" {
-			var err error
-			switch recorded, err = s.Store.RoomOwner(ctx, name); {
-			case errors.Is(err, store.ErrNotFound):
-				continue
-			case err != nil:
-				return err
-			}
-			owner = recorded
+		seen[name] = true
+		owner := livekit.OwnerOf(r)
+		holder, err := s.Store.RoomOwner(ctx, name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			holder = ""
+		case err != nil:
+			return err
 		}
-		if lk, err := s.liveKitFor(owner); err != nil || lk.URL() != url {
-			continue // an org of another server, or of none
+		mayMake := owner != "" && srv.def
+		if owner == "" {
+			owner = holder
+		}
+		if owner == "" || !srv.def && srv.org(owner) == "" {
+			continue // no org to renew for, or one this server does not speak for
 		}
 		sw.Rooms++
-		if recorded == "" {
-			var err error
-			switch recorded, err = s.Store.RoomOwner(ctx, name); {
-			case errors.Is(err, store.ErrNotFound):
-				continue // renewed, never made
-			case err != nil:
+		if holder == "" && !mayMake {
+			continue // renewed, never made
+		}
+		if holder == owner || holder == "" {
+			if holder, err = s.Store.ClaimRoom(ctx, name, owner, RoomOwnerTTL, 0); err != nil {
 				return err
 			}
 		}
-		if recorded == owner {
-			var err error
-			if recorded, err = s.Store.ClaimRoom(ctx, name, owner, RoomOwnerTTL, 0); err != nil {
-				return err
-			}
-		}
-		if recorded != owner {
+		if holder != owner {
 			sw.Foreign++
-			s.log.LogAttrs(ctx, slog.LevelWarn, "room live under a name another org owns",
-				slog.String("event", "rooms.renew"), slog.String("result", "foreign_owner"),
-				slog.String("room", name), slog.String("org", owner), slog.String("owner", recorded))
+			nForeign++
+			if len(foreign) < 3 {
+				foreign = append(foreign, name)
+			}
 			continue
 		}
 		sw.Renewed++
+	}
+	if len(foreign) > 0 {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "rooms live under names another org owns; their records are left as they are",
+			slog.String("event", "rooms.renew"), slog.String("result", "foreign_owner"),
+			slog.String("server", srv.url), slog.Int("rooms", nForeign), slog.Any("examples", foreign))
 	}
 	return nil
 }
@@ -203,31 +225,59 @@ func (s *Server) renewRooms(ctx context.Context, url string, rooms []*lkproto.Ro
 // default project first, then orgs' own in the order of their ids.
 type liveKitServer struct {
 	url      string
+	def      bool     // the default project is on it
+	orgs     []string // the orgs whose own projects are on it
 	projects []roomService
+}
+
+// org returns org if its own project is on the server, else "".
+func (srv liveKitServer) org(org string) string {
+	if slices.Contains(srv.orgs, org) {
+		return org
+	}
+	return ""
 }
 
 // liveKitServers lists the LiveKit servers of every project, in the order
 // their first projects come.
 func (s *Server) liveKitServers() []liveKitServer {
 	var out []liveKitServer
-	add := func(url string, lk roomService) {
-		for i := range out {
-			if out[i].url == url {
-				out[i].projects = append(out[i].projects, lk)
-				return
-			}
+	add := func(url, org string, lk roomService) {
+		i := slices.IndexFunc(out, func(srv liveKitServer) bool { return srv.url == url })
+		if i < 0 {
+			out = append(out, liveKitServer{url: url})
+			i = len(out) - 1
 		}
-		out = append(out, liveKitServer{url: url, projects: []roomService{lk}})
+		srv := &out[i]
+		if org == "" {
+			srv.def = true
+		} else {
+			srv.orgs = append(srv.orgs, org)
+		}
+		srv.projects = append(srv.projects, lk)
 	}
 	if s.LiveKit != nil {
-		add(s.LiveKit.URL(), s.LiveKit)
+		add(s.LiveKit.URL(), "", s.LiveKit)
 	}
 	if s.LiveKitProjects != nil {
 		for _, org := range s.LiveKitProjects.Orgs() {
 			if c := s.LiveKitProjects.Own(org); c != nil {
-				add(c.URL(), c)
+				add(c.URL(), org, c)
 			}
 		}
 	}
 	return out
+}
+
+// truncateCause keeps the first maxCauseBytes of an error's text, cut at a
+// rune boundary.
+func truncateCause(s string) string {
+	if len(s) <= maxCauseBytes {
+		return s
+	}
+	cut := maxCauseBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -3,9 +3,11 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	lkproto "github.com/livekit/protocol/livekit"
 
@@ -26,10 +28,11 @@ func (cu *clockUnit) live(room, org string) {
 }
 
 // TestRoomKeeperRenewsLiveRooms: a room that runs longer than its owner
-// record keeps its name for its org, through a sweep; names of rooms that
-// are not live, that have no record or whose record is another org's are
-// left as they are. Without the sweep the long-running rooms' names
-// expire and globex claims them.
+// record keeps its name for its org, through a sweep; on the default
+// server a live room with the broker's metadata gets its record back if
+// the store lost it; names of rooms that are not live, without an owner,
+// or whose record is another org's are left as they are. Without the
+// sweep the long-running rooms' names expire and globex claims them.
 func TestRoomKeeperRenewsLiveRooms(t *testing.T) {
 	for _, sweep := range []bool{true, false} {
 		t.Run(map[bool]string{true: "swept", false: "unswept control"}[sweep], func(t *testing.T) {
@@ -38,7 +41,7 @@ func TestRoomKeeperRenewsLiveRooms(t *testing.T) {
 			const (
 				long     = "agent_bot_1700000000_Long01" // live, acme's metadata and record
 				bare     = "agent_bot_1700000000_Bare01" // live without metadata, acme's record
-				unowned  = "agent_bot_1700000000_Free01" // live, acme's metadata, no record
+				lost     = "agent_bot_1700000000_Free01" // live, acme's metadata, no record (the store lost it)
 				foreign  = "agent_bot_1700000000_Other1" // live, acme's metadata, globex's record
 				finished = "agent_bot_1700000000_Ended1" // acme's record, not live
 				garbage  = "agent_bot_1700000000_Weird1" // live, unreadable metadata, no record
@@ -49,7 +52,7 @@ func TestRoomKeeperRenewsLiveRooms(t *testing.T) {
 			cu.claim(t, finished, "acme")
 			cu.live(long, "acme")
 			cu.live(bare, "")
-			cu.live(unowned, "acme")
+			cu.live(lost, "acme")
 			cu.live(foreign, "acme")
 			cu.live(garbage, "")
 			cu.lk.mu.Lock()
@@ -62,7 +65,7 @@ func TestRoomKeeperRenewsLiveRooms(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := (RoomSweep{Servers: 1, Rooms: 4, Renewed: 2, Foreign: 1}); sw != want {
+				if want := (RoomSweep{Servers: 1, Rooms: 4, Renewed: 3, Foreign: 1}); sw != want {
 					t.Fatalf("sweep %+v, want %+v", sw, want)
 				}
 				if o := cu.owner(t, foreign); o != "globex" {
@@ -70,7 +73,13 @@ func TestRoomKeeperRenewsLiveRooms(t *testing.T) {
 				}
 			}
 			cu.advance(RoomOwnerTTL - time.Hour)
-			for _, room := range []string{long, bare} {
+			kept := []string{long, bare}
+			if sweep {
+				kept = append(kept, lost)
+			} else if o := cu.owner(t, lost); o != "" {
+				t.Fatalf("control: %s has owner %q", lost, o)
+			}
+			for _, room := range kept {
 				o, err := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL, 0)
 				if err != nil {
 					t.Fatal(err)
@@ -82,9 +91,9 @@ func TestRoomKeeperRenewsLiveRooms(t *testing.T) {
 					t.Fatalf("control: %s's record outlived RoomOwnerTTL without a sweep (owner %q)", room, o)
 				}
 			}
-			for _, room := range []string{unowned, finished, garbage} {
+			for _, room := range []string{finished, garbage} {
 				if o := cu.owner(t, room); o != "" {
-					t.Fatalf("%s: owner %q, want none (renewed, never made; not live)", room, o)
+					t.Fatalf("%s: owner %q, want none (not live; no owner)", room, o)
 				}
 			}
 		})
@@ -157,5 +166,95 @@ func TestRoomKeeperRuns(t *testing.T) {
 	}
 	if logs := cu.logs.String(); strings.Contains(logs, "lk-token") || strings.Contains(logs, "secret") {
 		t.Fatalf("a sweep logged a credential: %s", logs)
+	}
+}
+
+// TestRoomKeeperTakesNoBait: what a LiveKit server lists is handled once
+// per name, names outside the room grammar (which the broker never
+// claims, and which the store may refuse: a 513 MiB one reset the Redis
+// connection) reach no store call, and the rooms live under other orgs'
+// names are logged once per server, with a few examples, however many the
+// server lists.
+func TestRoomKeeperTakesNoBait(t *testing.T) {
+	cu := newClockUnit(t)
+	k := NewRoomKeeper(cu.deps)
+	const mine = "agent_bot_1700000000_Mine01"
+	cu.claim(t, mine, "acme")
+	var extra []*lkproto.Room
+	for range 1000 {
+		extra = append(extra, ownedRoom(mine, "acme"))
+	}
+	for i := range 50 {
+		name := fmt.Sprintf("agent_bot_1700000000_Glbx%02d", i)
+		cu.claim(t, name, "globex")
+		extra = append(extra, ownedRoom(name, "acme"), ownedRoom(name, "acme"))
+	}
+	for _, bad := range []string{strings.Repeat("a", 129), "agent_bot_1700000000_" + strings.Repeat("x", 200), "lobby", "demo_{x}", ""} {
+		extra = append(extra, ownedRoom(bad, "acme"))
+	}
+	cu.lk.mu.Lock()
+	cu.lk.extra = extra
+	cu.lk.mu.Unlock()
+	claims := cu.store.count("ClaimRoom")
+	sw, err := k.RenewLiveRooms(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (RoomSweep{Servers: 1, Rooms: 51, Renewed: 1, Foreign: 50}); sw != want {
+		t.Fatalf("sweep %+v, want %+v", sw, want)
+	}
+	if n := cu.store.count("ClaimRoom") - claims; n != 1 {
+		t.Fatalf("%d claims for one renewable name", n)
+	}
+	var lines int
+	for _, l := range logLines(t, cu.logs) {
+		if l["result"] == "foreign_owner" {
+			lines++
+			if ex, _ := l["examples"].([]any); len(ex) != 3 || l["rooms"] != float64(50) {
+				t.Fatalf("foreign line %v", l)
+			}
+		}
+	}
+	if lines != 1 {
+		t.Fatalf("%d foreign_owner lines, want 1", lines)
+	}
+}
+
+// TestTruncateCause: a server's error text is logged up to 256 bytes, cut
+// at a rune boundary.
+func TestTruncateCause(t *testing.T) {
+	if got := truncateCause("short"); got != "short" {
+		t.Fatal(got)
+	}
+	long := strings.Repeat("é", 1000)
+	got := truncateCause(long)
+	if len(got) > maxCauseBytes+len("…") || !utf8.ValidString(got) || !strings.HasSuffix(got, "…") {
+		t.Fatalf("%d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+}
+
+// TestRoomStartedWithoutMetadataRenewsTheHolder: an agent's job token
+// reopens a finished room with no owner metadata; room_started renews the
+// claim of the org that holds the name, so the name outlives the keep
+// room_finished left it while the room runs again.
+func TestRoomStartedWithoutMetadataRenewsTheHolder(t *testing.T) {
+	const room = "agent_bot_1700000000_Reopen1"
+	cu := newClockUnit(t)
+	cu.claim(t, room, "acme")
+	end := cu.advance(time.Minute)
+	cu.deliver(t, finished("EV_end", room, "acme", end)).expect(t, 200, "")
+	again := &lkproto.WebhookEvent{Event: "room_started", Id: "EV_again", CreatedAt: cu.advance(time.Minute).Unix(),
+		Room: &lkproto.Room{Name: room, Sid: "RM_again"}}
+	cu.deliver(t, again).expect(t, 200, "")
+	cu.advance(2 * tokenLife)
+	if o, err := cu.store.ClaimRoom(context.Background(), room, "globex", RoomOwnerTTL, 0); err != nil || o != "acme" {
+		t.Fatalf("another org's claim on a room reopened without metadata: owner %q, %v", o, err)
+	}
+	// A free name stays free.
+	free := &lkproto.WebhookEvent{Event: "room_started", Id: "EV_free", CreatedAt: cu.advance(time.Second).Unix(),
+		Room: &lkproto.Room{Name: "agent_bot_1700000000_Nobody", Sid: "RM_free"}}
+	cu.deliver(t, free).expect(t, 200, "")
+	if o := cu.owner(t, "agent_bot_1700000000_Nobody"); o != "" {
+		t.Fatalf("room_started made a record for %q", o)
 	}
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/auth"
 	"github.com/voicebroker/voicebroker/internal/livekit"
+	"github.com/voicebroker/voicebroker/internal/store"
 	"github.com/voicebroker/voicebroker/internal/strictjson"
 	"github.com/voicebroker/voicebroker/pkg/rooms"
 )
@@ -32,8 +34,9 @@ const (
 //
 // Ownership: a caller-named room is looked up in LiveKit first (read only:
 // the broker never creates a room; another org's live room is 403 even if
-// the store forgot its claim), then claimed in the store, atomically: of
-// two orgs racing for a name one gets it, the other 403. A generated room
+// the store forgot its claim, and a live room without owner metadata is
+// 403 unless the caller holds its name), then claimed in the store,
+// atomically: of two orgs racing for a name one gets it, the other 403. A generated room
 // is fresh and random and needs no LiveKit call at all.
 func (s *Server) livekitToken(c echo.Context) error {
 	p, org, err := s.authenticate(c, config.ScopeLiveKitToken, 0)
@@ -135,6 +138,21 @@ func (s *Server) livekitToken(c echo.Context) error {
 			s.roomRefused(c, p, room)
 			return apiError(CodeRoomForbidden, "")
 		}
+		if existing.Exists && existing.Owner == "" {
+			// A live room without owner metadata: one an agent's job
+			// token reopened (it carries no room configuration), whose
+			// org holds the name in the store, or one made outside the
+			// broker. It goes to the org that holds the name, never to
+			// the first that asks: that could be another org's room with
+			// its users and agent in it.
+			switch holder, err := s.Store.RoomOwner(ctx, room); {
+			case errors.Is(err, store.ErrNotFound) || err == nil && holder != p.Org:
+				s.roomRefused(c, p, room)
+				return apiError(CodeRoomForbidden, "the room is live in LiveKit with no owner, and your organisation does not hold its name")
+			case err != nil:
+				return err
+			}
+		}
 	}
 	owner, err := s.Store.ClaimRoom(ctx, room, p.Org, RoomOwnerTTL, lk.TokenTTL()+liveKitLeeway)
 	if err != nil {
@@ -145,8 +163,8 @@ func (s *Server) livekitToken(c echo.Context) error {
 		return apiError(CodeRoomForbidden, "")
 	}
 	if existing.Exists && existing.Owner == "" {
-		// A room made outside the broker: the token's room configuration
-		// will not apply to it, so its owner is written now.
+		// The token's room configuration will not apply to a live room,
+		// so its owner (the org that holds its name) is written now.
 		if err := lk.SetRoomOwner(ctx, room, p.Org, part.Agent); err != nil {
 			return err
 		}

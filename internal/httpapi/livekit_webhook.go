@@ -137,6 +137,22 @@ func (s *Server) webhook(c echo.Context) error {
 		}
 		return err // 503: LiveKit retries
 	}
+	if ev.Event == webhook.EventRoomStarted && room.GetName() != "" && owner == "" {
+		// A room started without owner metadata: one an agent's job token
+		// reopened after it finished (the token carries no room
+		// configuration). Its name is still held by the org whose room it
+		// was (room_finished keeps the record while such tokens live), and
+		// that org's claim is renewed, as below, if this project speaks
+		// for that org: the default project for any, an org's own for
+		// that org alone.
+		holder, err := s.Store.RoomOwner(ctx, room.GetName())
+		if err == nil && (project == "" || project == holder) {
+			_, err = s.Store.ClaimRoom(ctx, room.GetName(), holder, RoomOwnerTTL, 0)
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return notHandled(err)
+		}
+	}
 	if ev.Event == webhook.EventRoomStarted && room.GetName() != "" && owner != "" {
 		// A room started: with a token the broker issued, which claimed the
 		// name, or with one LiveKit re-signed (a user back in a finished
