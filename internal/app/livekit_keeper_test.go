@@ -176,3 +176,46 @@ func TestBrokerSweepsLiveRooms(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestLiveRoomWithoutMetadata: a live room without owner metadata (as an
+// agent's job token reopens one) on the default server, which every org
+// without a project of its own shares, goes to no org that does not hold
+// its name, and to the one that does (its metadata then written); on an
+// org's own server, whose rooms are all that org's, it goes to that org.
+func TestLiveRoomWithoutMetadata(t *testing.T) {
+	hook, def, acmeLK := twoProjects(t)
+	t.Setenv(acmeLKEnv, acmeLKSecret)
+	k := newKeys(t)
+	b := startBroker(t, k, map[string]string{
+		"LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret,
+	})
+	hook.To(t, b.URL)
+	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(acmeLK.URL)), "ok")
+	const onDefault, onOwn = "agent_florencia_1700000000_BareDef1", "agent_florencia_1700000000_BareOwn1"
+	for _, r := range []struct {
+		lk   *testenv.LiveKit
+		name string
+	}{{def, onDefault}, {acmeLK, onOwn}} {
+		if _, err := lksdk.NewRoomServiceClient(r.lk.HTTPURL(), r.lk.APIKey, r.lk.APISecret).CreateRoom(context.Background(),
+			&lkproto.CreateRoomRequest{Name: r.name, EmptyTimeout: 600}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := map[string]any{"room_name": onDefault, "agent": "florencia"}
+	expect(t, do(t, "POST", b.URL+"/livekit/token", k.globex, body), 403, "room_forbidden")
+	if _, err := b.app.Store.RoomOwner(context.Background(), onDefault); err == nil {
+		t.Fatal("a refused org claimed the room")
+	}
+	// globex holds the name (its agent's room, reopened): it gets it, and
+	// the room its metadata.
+	if _, err := b.app.Store.ClaimRoom(context.Background(), onDefault, "globex", time.Hour, 0); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, do(t, "POST", b.URL+"/livekit/token", k.globex, body), 201, "")
+	res, err := lksdk.NewRoomServiceClient(def.HTTPURL(), def.APIKey, def.APISecret).ListRooms(context.Background(), &lkproto.ListRoomsRequest{Names: []string{onDefault}})
+	if err != nil || len(res.Rooms) != 1 || !strings.Contains(res.Rooms[0].Metadata, `"auth_id":"globex"`) {
+		t.Fatalf("metadata after the holder's token: %v, %v", res.GetRooms(), err)
+	}
+	// On acme's own server: acme's.
+	expect(t, do(t, "POST", b.URL+"/livekit/token", k.acme, map[string]any{"room_name": onOwn, "agent": "florencia"}), 201, "")
+}

@@ -48,6 +48,12 @@ func (s *Server) liveKitFor(org string) (liveKit, error) {
 	return s.LiveKit, nil
 }
 
+// ownProject reports whether org has a LiveKit project of its own, apart
+// from the default project's server.
+func (s *Server) ownProject(org string) bool {
+	return s.LiveKitProjects != nil && s.LiveKitProjects.Own(org) != nil
+}
+
 // receiveWebhook verifies a webhook with the project whose API key signed
 // it (LiveKitProjects; without it, with the default project). project is
 // the org whose own project sent it, "" for the default project.

@@ -138,13 +138,15 @@ func (s *Server) livekitToken(c echo.Context) error {
 			s.roomRefused(c, p, room)
 			return apiError(CodeRoomForbidden, "")
 		}
-		if existing.Exists && existing.Owner == "" {
-			// A live room without owner metadata: one an agent's job
-			// token reopened (it carries no room configuration), whose
-			// org holds the name in the store, or one made outside the
-			// broker. It goes to the org that holds the name, never to
-			// the first that asks: that could be another org's room with
-			// its users and agent in it.
+		if existing.Exists && existing.Owner == "" && !s.ownProject(p.Org) {
+			// A live room without owner metadata on the default
+			// project's server, which every org without a project of its
+			// own shares: one an agent's job token reopened (it carries
+			// no room configuration), whose org holds the name in the
+			// store, or one made outside the broker. It goes to the org
+			// that holds the name, never to the first that asks: that
+			// could be another org's room with its users and agent in
+			// it. (A room on an org's own server is that org's.)
 			switch holder, err := s.Store.RoomOwner(ctx, room); {
 			case errors.Is(err, store.ErrNotFound) || err == nil && holder != p.Org:
 				s.roomRefused(c, p, room)
