@@ -89,6 +89,14 @@ type RoomSweep struct {
 	Foreign int // rooms live under a name another org owns in the store
 }
 
+// maxOrgLookups bounds the store lookups one sweep makes for an org's own
+// server, which lists what it likes (millions of names would cost every
+// replica millions of store calls each sweep). The names looked up are a
+// new random part of its list each time, so a larger org still has every
+// live room renewed within a few sweeps, far within the 47 a record
+// outlives.
+const maxOrgLookups = 10_000
+
 // maxCauseBytes bounds the error text a sweep logs: a LiveKit server's
 // own words, which an org's server chooses.
 const maxCauseBytes = 256
@@ -143,7 +151,13 @@ func (k *RoomKeeper) RenewLiveRooms(ctx context.Context) (RoomSweep, error) {
 		}
 	}
 	servers := s.liveKitServers()
-	rand.Shuffle(len(servers), func(i, j int) { servers[i], servers[j] = servers[j], servers[i] })
+	// The default server first (the orgs without a server of their own
+	// wait behind no org's server), then the others in a new order.
+	rest := servers
+	if len(servers) > 0 && servers[0].def {
+		rest = servers[1:]
+	}
+	rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
 	for _, srv := range servers {
 		if err := ctx.Err(); err != nil {
 			return sw, err
@@ -172,7 +186,13 @@ func (k *RoomKeeper) RenewLiveRooms(ctx context.Context) (RoomSweep, error) {
 func (s *Server) renewRooms(ctx context.Context, srv liveKitServer, list []*lkproto.Room, sw *RoomSweep) error {
 	seen := make(map[string]bool, len(list))
 	var foreign []string
-	nForeign := 0
+	nForeign, lookups := 0, 0
+	if !srv.def {
+		// An org's own server lists what it likes: a random part of it,
+		// up to maxOrgLookups, is looked up each sweep.
+		list = slices.Clone(list)
+		rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	}
 	for _, r := range list {
 		name := r.GetName()
 		if seen[name] || !rooms.Valid(name) {
@@ -180,6 +200,12 @@ func (s *Server) renewRooms(ctx context.Context, srv liveKitServer, list []*lkpr
 		}
 		seen[name] = true
 		owner := livekit.OwnerOf(r)
+		if !srv.def && owner != "" && srv.org(owner) == "" {
+			continue // another org's metadata on an org's own server: nothing to look up
+		}
+		if lookups++; !srv.def && lookups > maxOrgLookups {
+			break
+		}
 		holder, err := s.Store.RoomOwner(ctx, name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):

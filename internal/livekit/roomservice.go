@@ -17,23 +17,28 @@ import (
 )
 
 // Bounds on a RoomService answer, past which it is an error, not a broker
-// out of memory: its bytes (ListRooms of 10,000 rooms, each with 2 KiB of
-// metadata, is about 25 MiB; the broker's own metadata is under 100
-// bytes), read as sent (no compression is asked for, so no small answer
-// inflates), and its entries (rooms or participants: an empty room is two
-// bytes on the wire and a few hundred in memory, so the bytes alone would
-// let 16 MiB make 8 million of them).
+// out of memory: its bytes, read as sent (no compression is asked for, so
+// no small answer inflates; ListRooms of 10,000 of the broker's rooms is
+// about 3 MiB), and its messages at any depth (rooms, participants, and
+// what they hold: an empty message is two bytes on the wire and over a
+// hundred in memory, so the bytes alone would let 16 MiB make 8 million of
+// them, in one room's codecs as well as in the list of rooms).
 const (
-	MaxResponseBytes   = 32 << 20
-	MaxResponseEntries = 100_000
+	MaxResponseBytes    = 16 << 20
+	MaxResponseMessages = 200_000
 )
+
+// maxMessageDepth is how deep countMessages looks: deeper than any message
+// of LiveKit's RoomService answers nests (a participant's track's codec's
+// layers).
+const maxMessageDepth = 10
 
 // roomService calls LiveKit's RoomService (Twirp, protobuf) as server-sdk-go's
 // RoomServiceClient does, with a token of the grants each call needs, but
 // over an HTTP client of its own: it follows no redirect (an API URL that
 // answers one is misconfigured, or leads elsewhere, and the token must not
 // follow it), asks for no compression, and decodes no answer over
-// MaxResponseBytes or MaxResponseEntries. An org's own project names its
+// MaxResponseBytes or MaxResponseMessages. An org's own project names its
 // URL, and the room keeper calls every project's on its own.
 type roomService struct {
 	rpc         lkproto.RoomService
@@ -44,7 +49,7 @@ func newRoomService(url, key, secret string) *roomService {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DisableCompression = true
 	hc := &http.Client{
-		Transport: boundedTransport{next: tr, max: MaxResponseBytes, entries: MaxResponseEntries},
+		Transport: boundedTransport{next: tr, max: MaxResponseBytes, messages: MaxResponseMessages},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return errRedirect
 		},
@@ -58,8 +63,8 @@ func newRoomService(url, key, secret string) *roomService {
 var errRedirect = errors.New("livekit: the RoomService answered with a redirect, which is not followed")
 
 // ErrTooLarge: a RoomService answer was over MaxResponseBytes or
-// MaxResponseEntries.
-var ErrTooLarge = fmt.Errorf("livekit: a RoomService answer over %d bytes or %d entries", MaxResponseBytes, MaxResponseEntries)
+// MaxResponseMessages.
+var ErrTooLarge = fmt.Errorf("livekit: a RoomService answer over %d bytes or %d messages", MaxResponseBytes, MaxResponseMessages)
 
 // with returns ctx carrying a token of grant, good for a minute.
 func (s *roomService) with(ctx context.Context, grant auth.VideoGrant) (context.Context, error) {
@@ -114,13 +119,14 @@ func (s *roomService) MutePublishedTrack(ctx context.Context, req *lkproto.MuteR
 }
 
 // boundedTransport makes every response body fail with ErrTooLarge past
-// max bytes, and refuses a protobuf answer of more than entries top-level
-// fields (a response's repeated rooms or participants) before anything
-// decodes it.
+// max bytes, and refuses a successful answer of more than messages
+// protobuf messages at any depth before anything decodes it. Twirp's
+// client decodes a 200 answer as protobuf whatever its Content-Type says,
+// so every one is counted.
 type boundedTransport struct {
-	next    http.RoundTripper
-	max     int64
-	entries int
+	next     http.RoundTripper
+	max      int64
+	messages int
 }
 
 func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -129,7 +135,7 @@ func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = &boundedBody{ReadCloser: resp.Body, left: t.max}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/protobuf" {
+	if resp.StatusCode != http.StatusOK {
 		return resp, nil // an error's JSON, bounded
 	}
 	data, err := io.ReadAll(resp.Body)
@@ -137,18 +143,48 @@ func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	for n, b := 0, data; len(b) > 0; n++ {
-		if n == t.entries {
-			return nil, ErrTooLarge
-		}
-		_, _, size := protowire.ConsumeField(b)
-		if size < 0 {
-			break // not protobuf: the decoder says so
-		}
-		b = b[size:]
+	if n, _ := countMessages(data, maxMessageDepth, t.messages); n > t.messages {
+		return nil, ErrTooLarge
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(data))
 	return resp, nil
+}
+
+// countMessages counts the messages in b if b is a protobuf message:
+// every length-delimited field of it that is one too, and theirs, to
+// depth levels. A field that is not (a string, packed numbers) counts
+// nothing; ok is false when b itself is not a message. It stops once the
+// count is over limit. Without the schema it errs toward counting: a
+// string that happens to parse as a message counts as one.
+func countMessages(b []byte, depth, limit int) (n int, ok bool) {
+	for len(b) > 0 {
+		num, typ, size := protowire.ConsumeTag(b)
+		if size < 0 || num < protowire.MinValidNumber {
+			return n, false
+		}
+		b = b[size:]
+		if typ != protowire.BytesType {
+			if size = protowire.ConsumeFieldValue(num, typ, b); size < 0 {
+				return n, false
+			}
+			b = b[size:]
+			continue
+		}
+		v, size := protowire.ConsumeBytes(b)
+		if size < 0 {
+			return n, false
+		}
+		b = b[size:]
+		if depth > 0 {
+			if k, isMessage := countMessages(v, depth-1, limit-n-1); isMessage {
+				n += 1 + k
+			}
+		}
+		if n > limit {
+			return n, true
+		}
+	}
+	return n, true
 }
 
 type boundedBody struct {

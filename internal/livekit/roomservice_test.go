@@ -121,7 +121,7 @@ func TestRoomServiceBoundsItsAnswers(t *testing.T) {
 }
 
 // TestRoomServiceBoundsItsEntries: an answer of more than
-// MaxResponseEntries rooms is an error before it is decoded (an empty room
+// MaxResponseMessages rooms is an error before it is decoded (an empty room
 // is two bytes on the wire); one of exactly that many is read. No
 // compression is asked for, so a small answer cannot inflate.
 func TestRoomServiceBoundsItsEntries(t *testing.T) {
@@ -139,15 +139,15 @@ func TestRoomServiceBoundsItsEntries(t *testing.T) {
 			w.Write(body)
 		}))
 	}
-	over := serve(livekit.MaxResponseEntries + 1)
+	over := serve(livekit.MaxResponseMessages + 1)
 	defer over.Close()
 	if _, err := client(over.URL).AllRooms(context.Background()); !errors.Is(err, livekit.ErrUnavailable) || !errors.Is(err, livekit.ErrTooLarge) {
-		t.Fatalf("%d rooms: err %v, want ErrTooLarge", livekit.MaxResponseEntries+1, err)
+		t.Fatalf("%d rooms: err %v, want ErrTooLarge", livekit.MaxResponseMessages+1, err)
 	}
-	at := serve(livekit.MaxResponseEntries)
+	at := serve(livekit.MaxResponseMessages)
 	defer at.Close()
-	if rooms, err := client(at.URL).AllRooms(context.Background()); err != nil || len(rooms) != livekit.MaxResponseEntries {
-		t.Fatalf("%d rooms: %d read, %v", livekit.MaxResponseEntries, len(rooms), err)
+	if rooms, err := client(at.URL).AllRooms(context.Background()); err != nil || len(rooms) != livekit.MaxResponseMessages {
+		t.Fatalf("%d rooms: %d read, %v", livekit.MaxResponseMessages, len(rooms), err)
 	}
 	if gzipAsked.Load() {
 		t.Fatal("the client asked for a compressed answer")
