@@ -42,8 +42,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, hash: 'sha256:" + strings.Repeat("a", 64) + "', scopes: [tokens:create], allowed_ips: [~]}]}]"))
 	f.Add([]byte("orgs: [{id: a, tier: free, keys: [{id: k, hash: 'sha256:" + strings.Repeat("a", 64) + "', scopes: [tokens:create], expires_at: 2027-06-01}]}]"))
 	f.Add([]byte("orgs: [{id: a, tier: free, agents: [{id: b, channels: [chat, ~]}]}]"))
-	f.Add([]byte("orgs: [{id: a, tier: free, agents: [{id: b, !!binary Y2hhbm5lbHM=: [chat]}]}]")) // a tagged key
-	f.Add([]byte("orgs: [{id: a, tier: free, agents: [{id: b, channels: [chat], &k : }]}]"))       // an empty key
+	f.Add([]byte("orgs: [{id: a, tier: free, agents: [{id: b, !!binary Y2hhbm5lbHM=: [chat]}]}]"))                // a tagged key
+	f.Add([]byte("orgs: [{id: a, tier: free, agents: [{id: b, channels: [chat], &k : }]}]"))                      // an empty key
+	f.Add([]byte("orgs: [{id: a, tier: free, agents: [{id: b, &k channels: [chat]}, {id: c, *k : [chat, ~]}]}]")) // an alias as a key
 	// Org LiveKit projects: an inline secret, a secret from a variable, two
 	// orgs with one API key.
 	f.Add([]byte("orgs: [{id: a, tier: free, livekit: {url: 'wss://a.example', api_key: k, api_secret: '" + strings.Repeat("s", 40) + "'}}]"))

@@ -28,6 +28,9 @@ import (
 //     base64 into an id, or into a field's name);
 //   - empty keys, which the decoder drops with their values.
 //
+// An alias used as a key (*k : ...) is checked as the field it names: the
+// decoder reads it so.
+//
 // Shapes the decoder itself refuses (a list where a string goes, unknown
 // fields) are left to it. Each problem names the field path and its line.
 func strictValues(data []byte) []string {
@@ -142,15 +145,21 @@ func (w *strictWalker) mapping(n *yaml.Node, t reflect.Type, at string) {
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if k.Style&yaml.TaggedStyle != 0 {
+		// An alias as a key (*k : [chat, ~]) names the field its anchor
+		// spells, for the decoder as for a plain YAML reading: it is
+		// checked as that key, and its value as that field's.
+		key := k
+		if key.Kind == yaml.AliasNode && key.Alias != nil {
+			key = key.Alias
+		}
+		if key.Style&yaml.TaggedStyle != 0 {
 			// A tag on a key changes which field it names (!!binary
 			// decodes base64 into a field name) and what a plain YAML
 			// reading of the file sees.
-			w.add(at, k, fmt.Sprintf("YAML tags such as %s are not accepted on keys; write the field name plainly", truncate(k.Tag)))
+			w.add(at, k, fmt.Sprintf("YAML tags such as %s are not accepted on keys; write the field name plainly", truncate(key.Tag)))
 			continue
 		}
-		if key := k; key.Kind == yaml.ScalarNode && key.ShortTag() == "!!null" ||
-			key.Kind == yaml.AliasNode && key.Alias != nil && key.Alias.Kind == yaml.ScalarNode && key.Alias.ShortTag() == "!!null" {
+		if key.Kind == yaml.ScalarNode && key.ShortTag() == "!!null" {
 			// The decoder drops an empty key and its value without a word.
 			w.add(at, k, "an empty key (~, null or nothing before the colon); write a field name, or remove the line")
 			continue
@@ -159,13 +168,13 @@ func (w *strictWalker) mapping(n *yaml.Node, t reflect.Type, at string) {
 			w.merge(v, t, at)
 			continue
 		}
-		f, ok := fieldByTag(t, k.Value)
+		f, ok := fieldByTag(t, key.Value)
 		if !ok {
 			continue
 		}
-		field := k.Value
+		field := key.Value
 		if at != "" {
-			field = at + "." + k.Value
+			field = at + "." + key.Value
 		}
 		w.walk(v, f.Type, field)
 	}

@@ -95,6 +95,10 @@ func TestStrictValueTypes(t *testing.T) {
 		{"null key", r("tier: pro", "tier: pro\n    ~: enterprise"), "orgs[0]: an empty key"},
 		{"anchored empty key", r("channels: [chat]", "channels: [chat]\n        &k : #"), "orgs[1].agents[0]: an empty key"},
 		{"aliased null key", "n: &n null\norgs: [{id: a, tier: free, *n : x}]\n", "orgs[0]: an empty key"},
+		// An alias as a key is the field it names, checked as such.
+		{"aliased key, yes", "orgs: [{id: a, tier: free, &d allow_demo_rooms: false}, {id: b, tier: free, *d : yes}]\n", "orgs[1].allow_demo_rooms: must be true or false"},
+		{"aliased key, fraction", "orgs: [{id: a, tier: enterprise, &r rate_per_minute: 5}, {id: b, tier: enterprise, *r : 1.5}]\n", `orgs[1].rate_per_minute: must be a whole number, not "1.5"`},
+		{"aliased key, empty item", "orgs: [{id: a, tier: free, agents: [{id: b, &k channels: [chat]}, {id: c, *k : [chat, ~]}]}]\n", "orgs[0].agents[1].channels[1]: an empty list item"},
 		{"tagged merge key", "base: &b {tier: free}\norgs: [{id: a, !!merge <<: *b}]\n", "orgs[0]: YAML tags such as !!merge are not accepted on keys"},
 		// Through a merge key and an alias.
 		{"merged yes", "base: &b {tier: free, allow_demo_rooms: yes}\norgs: [{id: a, <<: *b}]\n", "orgs[0].allow_demo_rooms: must be true or false"},
