@@ -202,10 +202,18 @@ func (n *Tenants) conflicts(part *Tenants, names map[string][]*Agent) []string {
 	}
 	if o.LiveKit != nil {
 		// A LiveKit project belongs to one org: webhooks are matched to
-		// their project by its API key.
+		// their project by its API key, and any key of a server opens
+		// every room on it. part was built, so its URL parses.
+		server, _ := LiveKitServer(o.LiveKit.URL)
 		for _, other := range n.orgs {
-			if other.LiveKit != nil && other.LiveKit.APIKey == o.LiveKit.APIKey {
+			if other.LiveKit == nil {
+				continue
+			}
+			if other.LiveKit.APIKey == o.LiveKit.APIKey {
 				problems = append(problems, fmt.Sprintf("livekit.api_key: the same LiveKit API key is the project of org %q", other.ID))
+			}
+			if s, _ := LiveKitServer(other.LiveKit.URL); s == server {
+				problems = append(problems, "livekit.url: "+SameLiveKitServer(server, fmt.Sprintf("org %q", other.ID)))
 			}
 		}
 	}

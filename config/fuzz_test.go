@@ -16,8 +16,8 @@ import (
 // *ValidationError in the file's words (never a Go type); whatever it
 // accepts is self-consistent: every indexed key belongs to a listed org,
 // every org has a positive rate, no (issuer, audience) pair is shared by two
-// orgs, every LiveKit project has its secret read (never inline) and a key
-// of its own, and a second parse of the same bytes agrees.
+// orgs, every LiveKit project has its secret read (never inline), a key and
+// a server of its own, and a second parse of the same bytes agrees.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte("orgs:\n  - id: a\n    tier: free\n"))
@@ -50,6 +50,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("orgs: [{id: a, tier: free, livekit: {url: 'wss://a.example', api_key: k, api_secret: '" + strings.Repeat("s", 40) + "'}}]"))
 	f.Add([]byte("orgs: [{id: a, tier: free, livekit: {url: 'wss://a.example', api_key: k, api_secret_env: FUZZ_LK}}]"))
 	f.Add([]byte("orgs: [{id: a, tier: free, livekit: {url: 'wss://a', api_key: k, api_secret_env: FUZZ_LK}}, {id: b, tier: free, livekit: {url: 'wss://b', api_key: k, api_secret_env: FUZZ_LK}}]"))
+	f.Add([]byte("orgs: [{id: a, tier: free, livekit: {url: 'wss://a', api_key: k, api_secret_env: FUZZ_LK}}, {id: b, tier: free, livekit: {url: 'HTTPS://A:443/', api_key: j, api_secret_env: FUZZ_LK}}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		t.Setenv("FUZZ_LK", strings.Repeat("f", 40))
 		ten, err := config.Parse(data)
@@ -67,6 +68,7 @@ func FuzzParse(f *testing.F) {
 		}
 		pairs := map[[2]string]string{}
 		lkKeys := map[string]string{}
+		lkServers := map[string]string{}
 		for _, id := range ten.Orgs() {
 			o := ten.Org(id)
 			if o == nil || o.ID != id || o.RateLimit() < 1 {
@@ -77,6 +79,11 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("org %q: a LiveKit project without a read secret, with an inline one, or with another org's key", id)
 				}
 				lkKeys[l.APIKey] = id
+				server, err := config.LiveKitServer(l.URL)
+				if err != nil || lkServers[server] != "" {
+					t.Fatalf("org %q: a LiveKit project whose URL is not a server, or another org's server", id)
+				}
+				lkServers[server] = id
 			}
 			for i := range o.Keys {
 				k := &o.Keys[i]

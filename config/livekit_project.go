@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -74,14 +77,68 @@ func LiveKitSecretEnvName(org string) string {
 }
 
 // CheckLiveKitURL checks a LiveKit project URL: ws, wss, http or https,
-// with a host, at most 512 bytes. The error is the reason alone.
+// with a DNS name or an IP address as host and a port from 1 to 65535 if
+// any, at most 512 bytes. The
+// error is the reason alone.
 func CheckLiveKitURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || len(s) > maxLiveKitURL || u.User != nil ||
-		(u.Scheme != "ws" && u.Scheme != "wss" && u.Scheme != "http" && u.Scheme != "https") {
-		return errors.New("must be a ws(s) or http(s) URL such as wss://acme.livekit.cloud, without user info")
+	_, err := LiveKitServer(s)
+	return err
+}
+
+// LiveKitServer is the LiveKit server a project URL names, as host:port:
+// the host lowercased without a trailing dot (an IP address in its
+// canonical form, IPv6 in brackets), the port the URL's or its scheme's
+// default (ws and http 80, wss and https 443). Path, query and fragment
+// are ignored, so ws:// and http:// on one host and port are one server,
+// as are wss:// and https://. It is how org projects are told apart: a
+// LiveKit API key signs tokens for any room of its server, so two projects
+// on one server would let either org into the other's rooms. It cannot see
+// through DNS (two names of one server, or a name and its address, stay
+// two). The error is CheckLiveKitURL's.
+func LiveKitServer(s string) (string, error) {
+	bad := errors.New("must be a ws(s) or http(s) URL such as wss://acme.livekit.cloud, without user info")
+	if len(s) > maxLiveKitURL {
+		return "", bad
 	}
-	return nil
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.User != nil {
+		return "", bad
+	}
+	port := 0
+	switch u.Scheme {
+	case "ws", "http":
+		port = 80
+	case "wss", "https":
+		port = 443
+	default:
+		return "", bad
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return "", errors.New("the port must be a number from 1 to 65535")
+		}
+		port = n
+	}
+	host := strings.ToLower(u.Hostname())
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			// A zone names an interface of the broker's host, not a server.
+			return "", errors.New("the host must be an IP address without a zone (%25...)")
+		}
+		if a.Is6() && !strings.HasPrefix(u.Host, "[") {
+			// ws://::1:7880 could be ::1 port 7880 or ::1:7880 port 80.
+			return "", errors.New("an IPv6 address must be in brackets, as in ws://[::1]:7880")
+		}
+		// ::ffff:127.0.0.1 is 127.0.0.1; 0:0::1 is ::1.
+		host = a.Unmap().String()
+	} else {
+		host = strings.TrimSuffix(host, ".")
+		if !dnsName(host) {
+			return "", errors.New("the host must be a DNS name (letters, digits, '-', '_' and '.') or an IP address")
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
 // CheckLiveKitAPIKey checks a LiveKit API key: 1 to 256 printable ASCII
@@ -107,6 +164,22 @@ func CheckLiveKitSecret(s string) error {
 	return nil
 }
 
+// dnsName reports whether s, lowercased, is a host name a resolver can
+// look up: letters, digits, '-', '_' and dots between non-empty labels.
+// url.Parse admits far more (percent-decoded bytes, a stray ']').
+func dnsName(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 func printableASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] <= ' ' || s[i] >= 0x7f {
@@ -123,8 +196,12 @@ func (b *builder) liveKitProject(at string, o *Org) {
 	if l == nil {
 		return
 	}
-	if err := CheckLiveKitURL(l.URL); err != nil {
+	if server, err := LiveKitServer(l.URL); err != nil {
 		b.add(at+".url", err.Error())
+	} else if first, dup := b.liveKitServers[server]; dup {
+		b.add(at+".url", SameLiveKitServer(server, first))
+	} else {
+		b.liveKitServers[server] = fmt.Sprintf("org %q (%s)", o.ID, at)
 	}
 	if err := CheckLiveKitAPIKey(l.APIKey); err != nil {
 		b.add(at+".api_key", err.Error())
@@ -134,6 +211,14 @@ func (b *builder) liveKitProject(at string, o *Org) {
 		b.liveKitKeys[l.APIKey] = fmt.Sprintf("org %q (%s)", o.ID, at)
 	}
 	l.secret = readLiveKitSecret(&b.validator, at+".", l)
+}
+
+// SameLiveKitServer is the refusal of an org project on server (as
+// LiveKitServer gives it), the server of the project of owner (`org
+// "acme"`, and where it is): the field is the project's url.
+func SameLiveKitServer(server, owner string) string {
+	return fmt.Sprintf("the same LiveKit server (%s) as the project of %s: an API key of a LiveKit server opens every room on it, "+
+		"so each org's project must be a server of its own", server, owner)
 }
 
 // readLiveKitSecret reads and checks the secret of l, adding problems with
@@ -231,16 +316,56 @@ func pathError(err error) error {
 // checkLiveKitDefault refuses an org project whose API key is the default
 // project's (LIVEKIT_API_KEY): a webhook signed with that key is verified
 // as the default project's, so the org's own webhooks would never verify.
+// It refuses too an org project on the default project's server
+// (LIVEKIT_URL).
 func (e *Env) checkLiveKitDefault(t *Tenants) []string {
-	if e.LiveKitAPIKey == "" {
-		return nil
-	}
 	var problems []string
 	for _, id := range t.Orgs() {
-		if l := t.Org(id).LiveKit; l != nil && l.APIKey == e.LiveKitAPIKey {
+		l := t.Org(id).LiveKit
+		if l == nil {
+			continue
+		}
+		if e.LiveKitAPIKey != "" && l.APIKey == e.LiveKitAPIKey {
 			problems = append(problems, fmt.Sprintf("LIVEKIT_API_KEY: is also the livekit.api_key of org %q; "+
 				"an org's own LiveKit project needs its own API key (or drop the org's livekit block to use the default project)", id))
 		}
+		if server, on := onLiveKitServer(e.LiveKitURL, l.URL); on {
+			problems = append(problems, fmt.Sprintf("LIVEKIT_URL: is the LiveKit server (%s) of the livekit.url of org %q; %s",
+				server, id, defaultServerReason))
+		}
 	}
 	return problems
+}
+
+// defaultServerReason says why an org project may not be on the default
+// project's server, and what to do instead.
+const defaultServerReason = "an API key of a LiveKit server opens every room on it, so the org could join every other org's room there: " +
+	"an org's own project must be a LiveKit server of its own (or drop the org's livekit block to use the default project)"
+
+// onLiveKitServer reports whether an org project at url would be on the
+// server of the default project at defaultURL (LIVEKIT_URL), and which
+// server that is (LiveKitServer). False when either is unset or does not
+// parse (LoadEnv and CheckLiveKitURL refuse those).
+func onLiveKitServer(defaultURL, url string) (string, bool) {
+	if defaultURL == "" {
+		return "", false
+	}
+	def, err := LiveKitServer(defaultURL)
+	if err != nil {
+		return "", false
+	}
+	server, err := LiveKitServer(url)
+	return server, err == nil && server == def
+}
+
+// DefaultLiveKitServerProblem is the refusal of an org project at url on
+// the server of the default project at defaultURL (LIVEKIT_URL), starting
+// with field, the path of the url (the admin API's "livekit.url"); "" when
+// it is another server, or there is no default project.
+func DefaultLiveKitServerProblem(defaultURL, field, url string) string {
+	server, on := onLiveKitServer(defaultURL, url)
+	if !on {
+		return ""
+	}
+	return fmt.Sprintf("%s: the same LiveKit server (%s) as the broker's default project (LIVEKIT_URL); %s", field, server, defaultServerReason)
 }

@@ -2,8 +2,11 @@ package config_test
 
 import (
 	"errors"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,7 +155,7 @@ func TestLiveKitProjectKeyOneOrg(t *testing.T) {
 	}
 	one := func(id, key string) *config.Tenants {
 		t.Helper()
-		ten, err := config.Parse([]byte("orgs:\n  - id: " + id + "\n    tier: free\n    livekit: {url: 'wss://a.example', api_key: " + key + ", api_secret_env: LK_A}\n"))
+		ten, err := config.Parse([]byte("orgs:\n  - id: " + id + "\n    tier: free\n    livekit: {url: 'wss://" + id + ".example', api_key: " + key + ", api_secret_env: LK_A}\n"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,6 +168,175 @@ func TestLiveKitProjectKeyOneOrg(t *testing.T) {
 	if _, err := config.Compose(one("acme", "KA"), one("globex", "KB")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// LiveKitServer: every spelling of one server is one host:port.
+func TestLiveKitServer(t *testing.T) {
+	cases := []struct{ url, want string }{
+		{"wss://acme.livekit.cloud", "acme.livekit.cloud:443"},
+		{"https://ACME.LiveKit.Cloud/", "acme.livekit.cloud:443"},
+		{"WSS://acme.livekit.cloud:443/rtc?x=1#f", "acme.livekit.cloud:443"},
+		{"wss://acme.livekit.cloud.", "acme.livekit.cloud:443"},
+		{"ws://acme.example", "acme.example:80"},
+		{"http://acme.example:80", "acme.example:80"},
+		{"ws://127.0.0.1:7880", "127.0.0.1:7880"},
+		{"http://127.0.0.1:07880/", "127.0.0.1:7880"},
+		{"ws://[::1]:7880", "[::1]:7880"},
+		{"ws://[0:0::1]:7880", "[::1]:7880"},
+		{"ws://[::FFFF:127.0.0.1]:7880", "127.0.0.1:7880"},
+		{"wss://[2001:DB8::1]", "[2001:db8::1]:443"},
+		{"ws://acme.example:", "acme.example:80"},
+	}
+	for _, tc := range cases {
+		if got, err := config.LiveKitServer(tc.url); err != nil || got != tc.want {
+			t.Errorf("LiveKitServer(%q) = %q, %v; want %q", tc.url, got, err, tc.want)
+		}
+	}
+	// Two servers: another port, another host.
+	for _, pair := range [][2]string{{"ws://127.0.0.1:7880", "ws://127.0.0.1:7890"}, {"wss://a.example", "ws://a.example"}, {"wss://a.example", "wss://b.example"}} {
+		a, _ := config.LiveKitServer(pair[0])
+		b, _ := config.LiveKitServer(pair[1])
+		if a == b {
+			t.Errorf("%q and %q are one server %q", pair[0], pair[1], a)
+		}
+	}
+	for _, bad := range []string{"", "ftp://a.example", "wss://", "wss://u@a.example", "wss://a.example:0", "wss://a.example:65536", "wss://a.example:99999999999999999999", "wss://.", "a.example:443", "ws://[fe80::1%25eth0]:7880", "ws://a..example", "wss://%5D0", "ws://::1:7880"} {
+		if got, err := config.LiveKitServer(bad); err == nil {
+			t.Errorf("LiveKitServer(%q) = %q, want an error", bad, got)
+		}
+		if config.CheckLiveKitURL(bad) == nil {
+			t.Errorf("CheckLiveKitURL(%q) accepted it", bad)
+		}
+	}
+}
+
+// Two orgs' projects on one LiveKit server are refused, however the URL
+// is spelt: either org's API key signs tokens for the other's rooms. In one
+// file, and when a registry composes orgs.
+func TestLiveKitProjectServerOneOrg(t *testing.T) {
+	t.Setenv("LK_A", lkSecret)
+	t.Setenv("LK_B", lkSecret+"-b")
+	y := "orgs:\n" +
+		"  - id: acme\n    tier: free\n    livekit: {url: 'wss://lk.example', api_key: KA, api_secret_env: LK_A}\n" +
+		"  - id: globex\n    tier: free\n    livekit: {url: 'https://LK.example:443/rtc', api_key: KB, api_secret_env: LK_B}\n"
+	_, err := config.Parse([]byte(y))
+	want := `orgs[1].livekit.url: the same LiveKit server (lk.example:443) as the project of org "acme" (orgs[0].livekit): ` +
+		"an API key of a LiveKit server opens every room on it, so each org's project must be a server of its own"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("shared server: %v", err)
+	}
+	if strings.Contains(err.Error(), lkSecret) {
+		t.Fatal("the message holds the secret")
+	}
+	// Another port of one host is another server.
+	if _, err := config.Parse([]byte(strings.Replace(y, "https://LK.example:443/rtc", "wss://lk.example:7443", 1))); err != nil {
+		t.Fatal(err)
+	}
+	one := func(id, url, key string) *config.Tenants {
+		t.Helper()
+		ten, err := config.Parse([]byte("orgs:\n  - id: " + id + "\n    tier: free\n    livekit: {url: '" + url + "', api_key: " + key + ", api_secret_env: LK_A}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ten
+	}
+	_, err = config.Compose(one("acme", "ws://127.0.0.1:7880", "KA"), one("globex", "http://127.0.0.1:7880/", "KB"))
+	if err == nil || !strings.Contains(err.Error(), `org "globex": livekit.url: the same LiveKit server (127.0.0.1:7880) as the project of org "acme"`) {
+		t.Fatalf("compose: %v", err)
+	}
+	if _, err := config.Compose(one("acme", "ws://127.0.0.1:7880", "KA"), one("globex", "ws://127.0.0.1:7890", "KB")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An org project may not be on the default project's LiveKit server
+// (LIVEKIT_URL): at start and on every reload (CheckTenants), and the
+// admin API refuses it with DefaultLiveKitServerProblem.
+func TestLiveKitProjectNotTheDefaultServer(t *testing.T) {
+	t.Setenv("LK_A", lkSecret)
+	ten, err := config.Parse([]byte(lkFile("      url: http://127.0.0.1:7880/\n      api_key: APIacme\n      api_secret_env: LK_A\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"LIVEKIT_URL": "ws://127.0.0.1:7880", "LIVEKIT_API_KEY": "DEFAULTKEY", "LIVEKIT_API_SECRET": strings.Repeat("d", 40)}
+	e, err := config.LoadEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.CheckTenants(ten)
+	if err == nil || !strings.Contains(err.Error(), `LIVEKIT_URL: is the LiveKit server (127.0.0.1:7880) of the livekit.url of org "acme"; `+
+		"an API key of a LiveKit server opens every room on it") {
+		t.Fatalf("CheckTenants: %v", err)
+	}
+	if strings.Contains(err.Error(), lkSecret) || strings.Contains(err.Error(), strings.Repeat("d", 40)) {
+		t.Fatal("the message holds a secret")
+	}
+	if got := config.DefaultLiveKitServerProblem(env["LIVEKIT_URL"], "livekit.url", "http://127.0.0.1:7880/"); !strings.HasPrefix(got,
+		"livekit.url: the same LiveKit server (127.0.0.1:7880) as the broker's default project (LIVEKIT_URL); an API key") {
+		t.Fatalf("DefaultLiveKitServerProblem = %q", got)
+	}
+	for _, other := range []string{"ws://127.0.0.1:7890", "ws://localhost.example:7880"} {
+		env["LIVEKIT_URL"] = other
+		if e, _ = config.LoadEnv(func(k string) string { return env[k] }); e.CheckTenants(ten) != nil {
+			t.Fatalf("refused with the default project on %s", other)
+		}
+		if got := config.DefaultLiveKitServerProblem(other, "livekit.url", "http://127.0.0.1:7880/"); got != "" {
+			t.Fatalf("DefaultLiveKitServerProblem(%s) = %q", other, got)
+		}
+	}
+	if got := config.DefaultLiveKitServerProblem("", "livekit.url", "http://127.0.0.1:7880/"); got != "" {
+		t.Fatalf("no default project: %q", got)
+	}
+}
+
+// FuzzLiveKitServer: LiveKitServer never panics, and what it accepts is a
+// host:port whose port is 1 to 65535 and whose host is lowercase; it is
+// CheckLiveKitURL's verdict; it is a fixed point (the server's own ws://
+// URL names it); and the scheme's twin (ws and http, wss and https) and a
+// path or query leave it unchanged.
+func FuzzLiveKitServer(f *testing.F) {
+	f.Add("wss://acme.livekit.cloud")
+	f.Add("HTTPS://Acme.LiveKit.Cloud:443/rtc?a=b#c")
+	f.Add("ws://127.0.0.1:7880")
+	f.Add("ws://[::ffff:127.0.0.1]:07880/")
+	f.Add("ws://[fe80::1%25eth0]:1") // a zone: refused
+	f.Add("wss://a.example.:65536")
+	f.Add("wss://%41.example")
+	f.Add("wss://u:p@a.example")
+	f.Add("ftp://a.example")
+	f.Add("wss://[::1")
+	f.Fuzz(func(t *testing.T, s string) {
+		server, err := config.LiveKitServer(s)
+		if (err == nil) != (config.CheckLiveKitURL(s) == nil) {
+			t.Fatalf("LiveKitServer and CheckLiveKitURL disagree on %q", s)
+		}
+		if err != nil {
+			return
+		}
+		host, port, err := net.SplitHostPort(server)
+		if err != nil || host == "" || host != strings.ToLower(host) {
+			t.Fatalf("LiveKitServer(%q) = %q: not host:port with a lowercase host", s, server)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			t.Fatalf("LiveKitServer(%q) = %q: port out of range or not canonical", s, server)
+		}
+		// A host the URL parser cannot take back (a percent-decoded byte)
+		// has no URL of its own; any other is a fixed point.
+		if again, err := config.LiveKitServer("ws://" + server); err == nil && again != server {
+			t.Fatalf("LiveKitServer(ws://%s) = %q, want %q", server, again, server)
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		twin := map[string]string{"ws": "http", "http": "ws", "wss": "https", "https": "wss"}
+		u.Scheme, u.Path, u.RawPath, u.RawQuery, u.Fragment = twin[u.Scheme], "/some/path", "", "q=1", ""
+		if len(u.String()) <= 512 {
+			if got, err := config.LiveKitServer(u.String()); err != nil || got != server {
+				t.Fatalf("LiveKitServer(%q) = %q, %v; %q gave %q", u, got, err, s, server)
+			}
+		}
+	})
 }
 
 // An org project may not have the default project's API key

@@ -414,9 +414,10 @@ func Build(f *File) (*Tenants, error) {
 			issuers:     make(map[string][]*IssuerRef),
 			pairs:       make(map[issuerPair]*Org),
 		},
-		keyIDs:      make(map[string]string),
-		issuers:     make(map[issuerPair]issuerSeen),
-		liveKitKeys: make(map[string]string),
+		keyIDs:         make(map[string]string),
+		issuers:        make(map[issuerPair]issuerSeen),
+		liveKitKeys:    make(map[string]string),
+		liveKitServers: make(map[string]string),
 	}
 	if len(f.Orgs) == 0 {
 		b.add("orgs", "at least one org is required")
@@ -441,6 +442,9 @@ type builder struct {
 	// liveKitKeys: LiveKit API key of an org project -> where it was first
 	// used (the webhook receiver finds a project by its key).
 	liveKitKeys map[string]string
+	// liveKitServers: LiveKit server of an org project (LiveKitServer) ->
+	// where it was first used (a key of the server opens all its rooms).
+	liveKitServers map[string]string
 }
 
 func (b *builder) org(at string, o *Org) {
