@@ -108,3 +108,33 @@ func TestNotFound(t *testing.T) {
 		}
 	}
 }
+
+// The snapshot leaves out a project on another org's LiveKit server, as it
+// leaves out one with another org's API key, whichever source the orgs
+// come from (a PostgreSQL registry written before the rule, a replica
+// following another): any key of a server opens every room on it.
+func TestSnapshotOneOrgPerLiveKitServer(t *testing.T) {
+	secret := registry.Secret(strings.Repeat("s", 40))
+	org := func(id, url, key string) *registry.OrgData {
+		return &registry.OrgData{Org: registry.Org{ID: id, Tier: "free"},
+			LiveKit: &registry.LiveKitData{URL: url, APIKey: key, APISecret: secret}}
+	}
+	var asm registry.Assembler
+	snap, err := asm.Apply(map[string]*registry.OrgData{
+		"acme":    org("acme", "ws://127.0.0.1:7880", "KA"),
+		"globex":  org("globex", "http://127.0.0.1:7880/twirp", "KB"),
+		"initech": org("initech", "ws://127.0.0.1:7890", "KC"),
+	}, 1)
+	if err == nil || !strings.Contains(err.Error(), "org globex left out of the snapshot: livekit.url: the same LiveKit server (127.0.0.1:7880) as the project of org acme") {
+		t.Fatalf("Apply: %v", err)
+	}
+	if snap.LiveKit("acme") == nil || snap.LiveKit("globex") != nil || snap.LiveKitByAPIKey("KB") != nil || snap.LiveKit("initech") == nil {
+		t.Fatalf("projects in the snapshot: %v", snap.LiveKitOrgs())
+	}
+	// Once acme leaves the server, globex may have it.
+	snap, err = asm.Apply(map[string]*registry.OrgData{"acme": org("acme", "ws://127.0.0.1:7870", "KA"),
+		"globex": org("globex", "http://127.0.0.1:7880/twirp", "KB")}, 2)
+	if err != nil || snap.LiveKit("globex") == nil {
+		t.Fatalf("Apply: %v; projects %v", err, snap.LiveKitOrgs())
+	}
+}

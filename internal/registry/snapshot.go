@@ -163,8 +163,10 @@ func (a *Assembler) Apply(changed map[string]*OrgData, version int64) (*Snapshot
 	}
 	s := &Snapshot{Tenants: t, Version: version, liveKit: make(map[string]*LiveKitProject, len(lk)),
 		liveKitByKey: make(map[string]*LiveKitProject, len(lk))}
-	// A project whose org was left out, or whose API key another org's
-	// project has, is left out too.
+	// A project whose org was left out, or whose API key or LiveKit server
+	// another org's project has, is left out too: any key of a server
+	// signs tokens for every room on it.
+	byServer := make(map[string]*LiveKitProject, len(lk))
 	for _, id := range slices.Sorted(maps.Keys(lk)) {
 		p := lk[id]
 		if t.Org(id) == nil {
@@ -174,8 +176,18 @@ func (a *Assembler) Apply(changed map[string]*OrgData, version int64) (*Snapshot
 			errs = append(errs, &orgErr{org: id, msg: "livekit.api_key: the same API key is the project of org " + other.Org})
 			continue
 		}
+		server, err := config.LiveKitServer(p.URL)
+		if err != nil { // config.Build checked the URL: not reached
+			errs = append(errs, &orgErr{org: id, msg: "livekit.url: " + err.Error()})
+			continue
+		}
+		if other := byServer[server]; other != nil {
+			errs = append(errs, &orgErr{org: id, msg: "livekit.url: " + config.SameLiveKitServer(server, "org "+other.Org)})
+			continue
+		}
 		s.liveKit[id] = p
 		s.liveKitByKey[p.APIKey] = p
+		byServer[server] = p
 	}
 	a.last = s
 	return s, errors.Join(errs...)

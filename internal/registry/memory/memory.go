@@ -500,9 +500,17 @@ func (r *Registry) PutLiveKit(ctx context.Context, org string, lk registry.LiveK
 	if err != nil {
 		return registry.LiveKit{}, err
 	}
-	for id, other := range r.orgs {
-		if id != org && other.LiveKit != nil && other.LiveKit.APIKey == lk.APIKey {
+	server, _ := config.LiveKitServer(lk.URL) // CheckLiveKit parsed it
+	for _, id := range slices.Sorted(maps.Keys(r.orgs)) {
+		other := r.orgs[id]
+		if id == org || other.LiveKit == nil {
+			continue
+		}
+		if other.LiveKit.APIKey == lk.APIKey {
 			return registry.LiveKit{}, fmt.Errorf("%w: livekit.api_key: the API key is another org's project", registry.ErrConflict)
+		}
+		if s, _ := config.LiveKitServer(other.LiveKit.URL); s == server {
+			return registry.LiveKit{}, fmt.Errorf("%w: livekit.url: %s", registry.ErrConflict, config.SameLiveKitServer(server, "another org"))
 		}
 	}
 	d := cur.Clone()

@@ -90,10 +90,14 @@ func crossCheck(ctx context.Context, tx pgx.Tx, f *config.File, ids []string) er
 		shared bool
 	}
 	nameUse := map[string][]agentUse{}
-	lkOwner := map[string]string{} // LiveKit API key -> file org
+	lkOwner := map[string]string{}  // LiveKit API key -> file org
+	lkServer := map[string]string{} // LiveKit server -> file org
 	for _, o := range f.Orgs {
 		if o.LiveKit != nil {
 			lkOwner[o.LiveKit.APIKey] = o.ID
+			if s, err := config.LiveKitServer(o.LiveKit.URL); err == nil {
+				lkServer[s] = o.ID
+			}
 		}
 		for _, k := range o.Keys {
 			owner[k.Hash] = o.ID
@@ -196,6 +200,28 @@ func crossCheck(ctx context.Context, tx pgx.Tx, f *config.File, ids []string) er
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
+	}
+	// The server is config.LiveKitServer's reading of a URL: the other
+	// orgs' URLs are read and compared here.
+	if len(lkServer) > 0 {
+		rows, err = tx.Query(ctx, "SELECT url, org_id FROM voicebroker.livekit_projects WHERE org_id <> ALL($1) ORDER BY org_id", ids)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var u, other string
+			if err := rows.Scan(&u, &other); err != nil {
+				rows.Close()
+				return err
+			}
+			if s, err := config.LiveKitServer(u); err == nil && lkServer[s] != "" {
+				problems = append(problems, fmt.Sprintf("org %q: livekit.url: %s", lkServer[s], config.SameLiveKitServer(s, fmt.Sprintf("org %q", other))))
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 	}
 	if len(problems) > 0 {
 		slices.Sort(problems)

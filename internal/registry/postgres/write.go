@@ -649,6 +649,11 @@ func (r *Registry) PutLiveKit(ctx context.Context, org string, lk registry.LiveK
 		if err := orgExists(ctx, tx, org); err != nil {
 			return err
 		}
+		// Every write holds the registry_version row, so no other
+		// project can be written between this check and the insert.
+		if err := otherServer(ctx, tx, org, lk.URL); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO voicebroker.livekit_projects (org_id, url, api_key, secret_sealed, secret_key_id, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (org_id) DO UPDATE SET url = $2, api_key = $3, secret_sealed = $4, secret_key_id = $5, updated_at = $6`,
@@ -662,6 +667,28 @@ func (r *Registry) PutLiveKit(ctx context.Context, org string, lk registry.LiveK
 		return registry.LiveKit{}, err
 	}
 	return out, nil
+}
+
+// otherServer is registry.ErrConflict when the project of another org
+// than org is on the LiveKit server of url: any API key of a server signs
+// tokens for every room on it. A unique column could not say it, since
+// the server is config.LiveKitServer's reading of the URL.
+func otherServer(ctx context.Context, tx pgx.Tx, org, url string) error {
+	server, _ := config.LiveKitServer(url) // registry.CheckLiveKit parsed it
+	rows, err := tx.Query(ctx, "SELECT url FROM voicebroker.livekit_projects WHERE org_id <> $1", org)
+	if err != nil {
+		return err
+	}
+	urls, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, u := range urls {
+		if s, _ := config.LiveKitServer(u); s == server {
+			return fmt.Errorf("%w: livekit.url: %s", registry.ErrConflict, config.SameLiveKitServer(server, "another org"))
+		}
+	}
+	return nil
 }
 
 // GetLiveKit returns the org's LiveKit project without its secret.

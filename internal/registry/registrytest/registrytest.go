@@ -881,6 +881,27 @@ func testLiveKit(t *testing.T, r registry.Registry) {
 	}
 	_, err = r.PutLiveKit(ctx, "globex", registry.LiveKitSpec{URL: "wss://x.example", APIKey: "APIacme", APISecret: strings.Repeat("q", 32)})
 	wantErr(t, err, registry.ErrConflict, "another org's API key")
+	// Another key of acme's LiveKit server, however its URL is spelt,
+	// would sign tokens for acme's rooms.
+	for _, url := range []string{"wss://acme.livekit.example", "https://ACME.livekit.example:443/rtc?x=1"} {
+		_, err = r.PutLiveKit(ctx, "globex", registry.LiveKitSpec{URL: url, APIKey: "APIglobex", APISecret: strings.Repeat("q", 32)})
+		wantErr(t, err, registry.ErrConflict, "another org's LiveKit server "+url)
+		if !strings.Contains(err.Error(), "livekit.url: the same LiveKit server (acme.livekit.example:443)") ||
+			!strings.Contains(err.Error(), "so each org's project must be a server of its own") {
+			t.Fatalf("another org's LiveKit server %s: %v", url, err)
+		}
+	}
+	if r.Snapshot().LiveKit("globex") != nil {
+		t.Fatal("globex got a project on acme's server")
+	}
+	// Another port of the host is another server; acme may move its own
+	// project on its server.
+	must(r.PutLiveKit(ctx, "globex", registry.LiveKitSpec{URL: "wss://acme.livekit.example:7443", APIKey: "APIglobex", APISecret: strings.Repeat("q", 32)}))(t)
+	must(r.PutLiveKit(ctx, "acme", registry.LiveKitSpec{URL: "https://acme.livekit.example/", APIKey: "APIacme", APISecret: secret}))(t)
+	must(r.PutLiveKit(ctx, "acme", registry.LiveKitSpec{URL: "wss://acme.livekit.example", APIKey: "APIacme", APISecret: secret}))(t)
+	if err := r.DeleteLiveKit(ctx, "globex"); err != nil {
+		t.Fatal(err)
+	}
 	_, err = r.PutLiveKit(ctx, "globex", registry.LiveKitSpec{URL: "ftp://x", APIKey: "has space", APISecret: "short " + secret[:10]})
 	wantInvalid(t, err, "bad project", "url", "api_key", "api_secret")
 	clean(t, "bad project", err, secret[:10])
@@ -1235,6 +1256,20 @@ func testLiveKitFromFile(t *testing.T, newReg Factory, opt Options) {
 	_, err = r.Import(ctx, tf)
 	wantInvalid(t, err, "import of another org's LiveKit API key")
 	clean(t, "refused import", err, rotated)
+	// Nor a project on acme's LiveKit server, with a key of its own.
+	thief = "orgs:\n  - id: thief\n    tier: free\n    livekit: {url: 'HTTPS://acme.livekit.example:443/', api_key: APIthief, api_secret_env: ACME_LK_SECRET}\n"
+	if tf, err = registry.ParseFile([]byte(thief)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Import(ctx, tf)
+	wantInvalid(t, err, "import of a project on another org's LiveKit server")
+	if !strings.Contains(err.Error(), "livekit.url: the same LiveKit server (acme.livekit.example:443) as the project of org") {
+		t.Fatalf("import of a project on another org's LiveKit server: %v", err)
+	}
+	clean(t, "refused import", err, rotated)
+	if _, err := r.GetOrg(ctx, "thief"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("the refused import made org thief: %v", err)
+	}
 	// A file without the block takes the org back to the default project.
 	rep = must(r.Import(ctx, Seed(t)))(t)
 	if !slices.Equal(rep.Changed, []string{"acme"}) {
