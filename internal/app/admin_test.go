@@ -984,3 +984,39 @@ func TestAdminKeyNeverLeavesTheBroker(t *testing.T) {
 	}
 	expect(t, a.do(t, "GET", "/admin/orgs", nil), 200, "")
 }
+
+// TestAdminLiveKitProjectServers: PUT /admin/orgs/{org}/livekit refuses a
+// project on the default project's LiveKit server (400 invalid_request,
+// as a restart would refuse it) and one on another org's server (409
+// conflict, like another org's API key), however the URL is spelt: any API
+// key of a server signs tokens for every room on it. Nothing is stored.
+func TestAdminLiveKitProjectServers(t *testing.T) {
+	def := hangingLiveKit(t)
+	server := strings.TrimPrefix(def, "ws://")
+	lkSecret := strings.Repeat("L", 40)
+	forEachRegistry(t, func(t *testing.T, a *adminBroker) {
+		for _, org := range []string{"acme", "globex"} {
+			expect(t, a.do(t, "POST", "/admin/orgs", map[string]any{"id": org, "tier": "free"}), 201, "")
+		}
+		put := func(org, url, key string) response {
+			return a.do(t, "PUT", "/admin/orgs/"+org+"/livekit", map[string]any{"url": url, "api_key": key, "api_secret": lkSecret})
+		}
+		for _, url := range []string{def, "HTTP://" + server + "/twirp?x=1"} {
+			r := put("acme", url, "APIacme")
+			expect(t, r, 400, "invalid_request")
+			if !strings.Contains(r.Raw, "livekit.url: the same LiveKit server ("+server+") as the broker's default project (LIVEKIT_URL)") ||
+				!strings.Contains(r.Raw, "an API key of a LiveKit server opens every room on it") || strings.Contains(r.Raw, lkSecret) {
+				t.Fatalf("PUT on the default server %s: %s", url, r.Raw)
+			}
+		}
+		expect(t, a.do(t, "GET", "/admin/orgs/acme/livekit", nil), 404, "not_found")
+		expect(t, put("acme", "wss://acme.livekit.example", "APIacme"), 200, "")
+		r := put("globex", "https://ACME.livekit.example:443/", "APIglobex")
+		expect(t, r, 409, "conflict")
+		if !strings.Contains(r.Raw, "livekit.url: the same LiveKit server (acme.livekit.example:443)") || strings.Contains(r.Raw, lkSecret) {
+			t.Fatalf("PUT on acme's server: %s", r.Raw)
+		}
+		expect(t, a.do(t, "GET", "/admin/orgs/globex/livekit", nil), 404, "not_found")
+		expect(t, put("globex", "wss://globex.livekit.example", "APIglobex"), 200, "")
+	}, "LIVEKIT_URL", def, "LIVEKIT_API_KEY", "APIdefault", "LIVEKIT_API_SECRET", strings.Repeat("d", 40))
+}

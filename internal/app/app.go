@@ -190,7 +190,8 @@ func (a *App) build() error {
 		ConnectRate:      env.ConnectRatePerMin,
 		PublicRate:       env.PublicRatePerMin,
 		MetricsElsewhere: env.MetricsAddr != "",
-		Admin:            &httpapi.Admin{Registry: a.Tenants, KeyHashes: env.Admin.KeyHashes, Separate: env.Admin.Addr != ""},
+		Admin: &httpapi.Admin{Registry: a.Tenants, KeyHashes: env.Admin.KeyHashes, Separate: env.Admin.Addr != "",
+			DefaultLiveKitURL: env.LiveKitURL},
 	}
 	a.api = httpapi.New(deps)
 	a.Rooms = httpapi.NewRoomKeeper(deps)

@@ -37,6 +37,13 @@ type Admin struct {
 	// through NewAdmin): New leaves it out of the main routes, which
 	// then answer 404 under /admin/.
 	Separate bool
+	// DefaultLiveKitURL is the default LiveKit project's URL
+	// (LIVEKIT_URL; "" for none). PUT /admin/orgs/{org}/livekit refuses a
+	// project on its server (config.DefaultLiveKitServerProblem), as a
+	// restart or reload would: any API key of a server opens every room
+	// on it, the default project's rooms and every org's without a
+	// project of its own.
+	DefaultLiveKitURL string
 }
 
 // Why an admin request did not authenticate, besides the reasons of
@@ -72,6 +79,8 @@ type adminAPI struct {
 	reg      registry.Registry
 	keys     []adminKey
 	readOnly bool
+	// defaultLiveKit is Admin.DefaultLiveKitURL.
+	defaultLiveKit string
 }
 
 // adminKey is a platform admin key as the broker holds it: the digest of
@@ -120,7 +129,7 @@ type adminCall struct {
 }
 
 func newAdminAPI(s *Server, cfg *Admin) *adminAPI {
-	a := &adminAPI{s: s, reg: cfg.Registry, readOnly: cfg.Registry.Kind() == "file"}
+	a := &adminAPI{s: s, reg: cfg.Registry, readOnly: cfg.Registry.Kind() == "file", defaultLiveKit: cfg.DefaultLiveKitURL}
 	for _, h := range cfg.KeyHashes {
 		digest, err := hex.DecodeString(strings.TrimPrefix(h, apikey.HashPrefix))
 		if err != nil || len(digest) != sha256.Size || !apikey.ValidHash(h) {

@@ -546,6 +546,13 @@ func (a *adminAPI) putLiveKit(x *adminCall) error {
 	if err := x.decode(&b); err != nil {
 		return err
 	}
+	// The default project is not in the registry, which cannot see its
+	// server: it is refused here, as CheckTenants refuses it at start and
+	// on reload. 400, as the tenants file's own problems are: the value is
+	// refused whatever the other orgs hold.
+	if p := config.DefaultLiveKitServerProblem(a.defaultLiveKit, "livekit.url", b.URL); p != "" {
+		return apiError(CodeInvalidRequest, p)
+	}
 	lk, err := a.reg.PutLiveKit(x.ctx, x.c.Param("org"), registry.LiveKitSpec{URL: b.URL, APIKey: b.APIKey, APISecret: b.APISecret})
 	if err != nil {
 		return err
