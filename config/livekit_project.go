@@ -313,25 +313,47 @@ func pathError(err error) error {
 	return err
 }
 
-// checkLiveKitDefault refuses an org project whose API key is the default
-// project's (LIVEKIT_API_KEY): a webhook signed with that key is verified
-// as the default project's, so the org's own webhooks would never verify.
-// It refuses too an org project on the default project's server
-// (LIVEKIT_URL).
+// checkLiveKitDefault checks the org projects of a tenants file against
+// the default project (CheckLiveKitProjects).
 func (e *Env) checkLiveKitDefault(t *Tenants) []string {
-	var problems []string
+	var ps []OrgProject
 	for _, id := range t.Orgs() {
-		l := t.Org(id).LiveKit
-		if l == nil {
-			continue
+		if l := t.Org(id).LiveKit; l != nil {
+			ps = append(ps, OrgProject{Org: id, URL: l.URL, APIKey: l.APIKey})
 		}
-		if e.LiveKitAPIKey != "" && l.APIKey == e.LiveKitAPIKey {
+	}
+	return e.liveKitProjectProblems(ps)
+}
+
+// OrgProject is an org's own LiveKit project as CheckLiveKitProjects sees
+// it: no secret.
+type OrgProject struct{ Org, URL, APIKey string }
+
+// CheckLiveKitProjects checks org projects against the default project,
+// as CheckTenants checks a tenants file's: for a registry, whose projects
+// are in its snapshot rather than in its *Tenants. It refuses an org
+// project whose API key is the default project's (LIVEKIT_API_KEY): a
+// webhook signed with that key is verified as the default project's, so
+// the org's own webhooks would never verify. And one on the default
+// project's server (LIVEKIT_URL): any API key of a server opens every room
+// on it. The error is an *EnvError naming the variable and the org.
+func (e *Env) CheckLiveKitProjects(ps []OrgProject) error {
+	if problems := e.liveKitProjectProblems(ps); len(problems) > 0 {
+		return &EnvError{Problems: problems}
+	}
+	return nil
+}
+
+func (e *Env) liveKitProjectProblems(ps []OrgProject) []string {
+	var problems []string
+	for _, p := range ps {
+		if e.LiveKitAPIKey != "" && p.APIKey == e.LiveKitAPIKey {
 			problems = append(problems, fmt.Sprintf("LIVEKIT_API_KEY: is also the livekit.api_key of org %q; "+
-				"an org's own LiveKit project needs its own API key (or drop the org's livekit block to use the default project)", id))
+				"an org's own LiveKit project needs its own API key (or drop the org's livekit block to use the default project)", p.Org))
 		}
-		if server, on := onLiveKitServer(e.LiveKitURL, l.URL); on {
+		if server, on := onLiveKitServer(e.LiveKitURL, p.URL); on {
 			problems = append(problems, fmt.Sprintf("LIVEKIT_URL: is the LiveKit server (%s) of the livekit.url of org %q; %s",
-				server, id, defaultServerReason))
+				server, p.Org, defaultServerReason))
 		}
 	}
 	return problems

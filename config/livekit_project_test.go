@@ -271,6 +271,13 @@ func TestLiveKitProjectNotTheDefaultServer(t *testing.T) {
 	if strings.Contains(err.Error(), lkSecret) || strings.Contains(err.Error(), strings.Repeat("d", 40)) {
 		t.Fatal("the message holds a secret")
 	}
+	// A registry's projects, which are not in its tenants, are checked
+	// alike.
+	err = e.CheckLiveKitProjects([]config.OrgProject{{Org: "globex", URL: "wss://globex.example", APIKey: "K1"}, {Org: "acme", URL: "ws://127.0.0.1:7880/x", APIKey: "K2"}})
+	var ee *config.EnvError
+	if !errors.As(err, &ee) || len(ee.Problems) != 1 || !strings.HasPrefix(ee.Problems[0], `LIVEKIT_URL: is the LiveKit server (127.0.0.1:7880) of the livekit.url of org "acme"`) {
+		t.Fatalf("CheckLiveKitProjects: %v", err)
+	}
 	if got := config.DefaultLiveKitServerProblem(env["LIVEKIT_URL"], "livekit.url", "http://127.0.0.1:7880/"); !strings.HasPrefix(got,
 		"livekit.url: the same LiveKit server (127.0.0.1:7880) as the broker's default project (LIVEKIT_URL); an API key") {
 		t.Fatalf("DefaultLiveKitServerProblem = %q", got)

@@ -2,27 +2,31 @@ package app_test
 
 import (
 	"context"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/livekit/protocol/auth"
 	lkproto "github.com/livekit/protocol/livekit"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/voicebroker/voicebroker/config"
+	"github.com/voicebroker/voicebroker/internal/app"
 	"github.com/voicebroker/voicebroker/internal/httpapi"
 	"github.com/voicebroker/voicebroker/internal/testenv"
 )
 
-// TestLiveRoomsKeepTheirNames: with a real livekit-server that serves two
-// projects (the default one, globex's, and acme's own, with one room
-// namespace, as a self-hosted server with two keys has), and the Redis
-// store, a sweep renews the owner record of every live room for its org:
-// acme's room and globex's, the server listed once for both projects, and
-// a room without owner metadata (as an agent's job token reopens one) for
-// the org the store names. A record left to its last
-// minute (a room that has run for a day) is back to RoomOwnerTTL. The
-// sweep's log line holds counts, never a credential.
+// TestLiveRoomsKeepTheirNames: an org's own project on the default
+// project's LiveKit server (a self-hosted livekit-server with a second key
+// for acme, however its URL is spelt) is refused at reload, with a message
+// naming LIVEKIT_URL, the server and the org, and the tenants in force
+// stay: any key of a server signs tokens for every room on it, as the
+// real server shows here by letting acme's key into globex's room. Such a
+// file stops the broker at start too. Renewing live rooms is tested on
+// two servers (TestLiveRoomsKeepTheirNamesOnTwoServers).
 func TestLiveRoomsKeepTheirNames(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs livekit-server and redis-server")
@@ -32,48 +36,81 @@ func TestLiveRoomsKeepTheirNames(t *testing.T) {
 		map[string]string{acmeLKKey: acmeLKSecret})
 	t.Setenv(acmeLKEnv, acmeLKSecret)
 	k := newKeys(t)
-	redisURL := nextRedisURL(t)
-	b := startBroker(t, k, map[string]string{
+	vars := map[string]string{
 		"LIVEKIT_URL": lk.URL, "LIVEKIT_API_KEY": lk.APIKey, "LIVEKIT_API_SECRET": lk.APISecret,
-		"BROKER_REDIS_URL": redisURL,
-	})
-	hook.To(t, b.URL)
-	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(lk.URL)), "ok")
-
-	const acmeRoom, globexRoom, bareRoom = "agent_florencia_1700000000_KeepAcme1", "agent_florencia_1700000000_KeepGlobex1", "agent_florencia_1700000000_KeepBare1"
-	for _, c := range []struct{ cred, room string }{{k.acme, acmeRoom}, {k.globex, globexRoom}} {
-		r := do(t, "POST", b.URL+"/livekit/token", c.cred, map[string]any{"room_name": c.room, "agent": "florencia", "participant_identity": "user"})
-		room := join(t, r)
-		t.Cleanup(room.Disconnect)
+		"BROKER_REDIS_URL": nextRedisURL(t),
 	}
-	// A live room without owner metadata, whose name acme holds.
-	if _, err := lksdk.NewRoomServiceClient(lk.HTTPURL(), lk.APIKey, lk.APISecret).CreateRoom(context.Background(),
-		&lkproto.CreateRoomRequest{Name: bareRoom, EmptyTimeout: 600}); err != nil {
+	b := startBroker(t, k, vars)
+	hook.To(t, b.URL)
+	b.rewriteTenants(t, tenantsYAML(k, globexRooms), "ok")
+
+	// Why: globex's room on the default project, joined with a token that
+	// acme's key signed, as acme could sign it with its project's secret.
+	const globexRoom = "agent_florencia_1700000000_KeepGlobex1"
+	join(t, do(t, "POST", b.URL+"/livekit/token", k.globex, map[string]any{"room_name": globexRoom, "agent": "florencia", "participant_identity": "user"}))
+	at := auth.NewAccessToken(acmeLKKey, acmeLKSecret).SetIdentity("intruder").SetValidFor(time.Minute).
+		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: globexRoom})
+	jwt, err := at.ToJWT()
+	if err != nil {
 		t.Fatal(err)
 	}
-	owners := map[string]string{acmeRoom: "acme", globexRoom: "globex", bareRoom: "acme"}
-	lastMinute(t, b, owners)
-	sweepRenews(t, b, redisURL, httpapi.RoomSweep{Servers: 1, Rooms: 3, Renewed: 3}, owners)
-	// globex, refused each live name (LiveKit's metadata and the store
-	// agree), and the bare room's (the store's record).
-	for _, room := range []string{acmeRoom, bareRoom} {
-		expect(t, do(t, "POST", b.URL+"/livekit/token", k.globex, map[string]any{"room_name": room, "agent": "florencia"}), 403, "room_forbidden")
+	intruder, err := lksdk.ConnectToRoomWithToken(lk.URL, jwt, &lksdk.RoomCallback{}, lksdk.WithAutoSubscribe(false))
+	if err != nil {
+		t.Fatalf("the server refused a second key's token (the refusal below would not be needed): %v", err)
+	}
+	intruder.Disconnect()
+
+	server := strings.TrimPrefix(lk.URL, "ws://")
+	want := `LIVEKIT_URL: is the LiveKit server (` + server + `) of the livekit.url of org "acme"; an API key of a LiveKit server opens every room on it`
+	logged := strings.ReplaceAll(want, `"`, `\"`) // in a JSON string
+	for _, url := range []string{lk.URL, strings.Replace(lk.HTTPURL(), "http://", "HTTP://", 1) + "/"} {
+		before := strings.Count(b.Logs.String(), logged)
+		b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(url)), "error")
+		if strings.Count(b.Logs.String(), logged) <= before {
+			t.Fatalf("the refused reload (%s) does not say why:\n%s", url, b.Logs.String())
+		}
+		if b.app.Tenants.Snapshot().LiveKit("acme") != nil {
+			t.Fatal("acme got its project on the default server")
+		}
+	}
+	// The tenants in force are the earlier ones: acme's tokens are the
+	// default project's.
+	r := do(t, "POST", b.URL+"/livekit/token", k.acme, map[string]any{"agent": "florencia", "participant_identity": "u"})
+	if v, err := auth.ParseAPIToken(str(r, "participant_token")); r.Status != 201 || err != nil || v.APIKey() != lk.APIKey {
+		t.Fatalf("acme's token after the refused reload: %d %s", r.Status, r.Raw)
 	}
 	for _, secret := range []string{acmeLKSecret, lk.APISecret} {
 		if strings.Contains(b.Logs.String(), secret) {
 			t.Fatal("a LiveKit secret in the log")
 		}
 	}
+
+	// At start, the same file is refused with the same words.
+	path := filepath.Join(t.TempDir(), "tenants.yaml")
+	writeFile(t, path, tenantsYAML(k, globexRooms, acmeOwnLiveKit(lk.URL)))
+	vars["BROKER_CONFIG"], vars["BROKER_ADDR"] = path, "127.0.0.1:0"
+	env, err := config.LoadEnv(func(n string) string { return vars[n] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.New(env, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("start: %v", err)
+	}
 }
 
 // TestLiveRoomsKeepTheirNamesOnTwoServers: with the default project and
-// acme's own on two servers (as LiveKit Cloud projects are), each server
-// is listed and each org's live room renewed; a room on acme's server
+// acme's own on two servers (as LiveKit Cloud projects are, and as an
+// org's project must be), each server is listed and each org's live room
+// renewed, and so is a room without owner metadata (as an agent's job
+// token reopens one) for the org the store names; a room on acme's server
 // whose metadata names globex, which acme can make with its project's
 // secret, renews nothing of globex's, and one naming acme without a
 // record gets none (only the default server's rooms, whose metadata only
 // the broker writes, get a lost record back); a room acme left on the
-// default server when it moved to its own project is still renewed.
+// default server when it moved to its own project is still renewed. A
+// record left to its last minute (a room that has run for a day) is back
+// to RoomOwnerTTL, globex is refused each of acme's live names, and the
+// sweep's log line holds counts, never a credential.
 func TestLiveRoomsKeepTheirNamesOnTwoServers(t *testing.T) {
 	hook, def, acmeLK := twoProjects(t)
 	t.Setenv(acmeLKEnv, acmeLKSecret)
@@ -88,6 +125,7 @@ func TestLiveRoomsKeepTheirNamesOnTwoServers(t *testing.T) {
 
 	const acmeRoom, globexRoom, fake = "agent_florencia_1700000000_TwoAcme1", "agent_florencia_1700000000_TwoGlobex1", "agent_florencia_1700000000_TwoFake1"
 	const unrecorded, moved = "agent_florencia_1700000000_TwoNoRec1", "agent_florencia_1700000000_TwoMoved1"
+	const bareRoom = "agent_florencia_1700000000_TwoBare1"
 	for _, c := range []struct{ cred, room string }{{k.acme, acmeRoom}, {k.globex, globexRoom}} {
 		room := join(t, do(t, "POST", b.URL+"/livekit/token", c.cred, map[string]any{"room_name": c.room, "agent": "florencia", "participant_identity": "user"}))
 		t.Cleanup(room.Disconnect)
@@ -95,20 +133,34 @@ func TestLiveRoomsKeepTheirNamesOnTwoServers(t *testing.T) {
 	for _, r := range []struct {
 		lk       *testenv.LiveKit
 		name, md string
-	}{{acmeLK, fake, `{"auth_id":"globex"}`}, {acmeLK, unrecorded, `{"auth_id":"acme"}`}, {def, moved, `{"auth_id":"acme"}`}} {
+	}{
+		{acmeLK, fake, `{"auth_id":"globex"}`}, {acmeLK, unrecorded, `{"auth_id":"acme"}`},
+		{acmeLK, bareRoom, ""}, // without owner metadata, whose name acme holds
+		{def, moved, `{"auth_id":"acme"}`},
+	} {
 		if _, err := lksdk.NewRoomServiceClient(r.lk.HTTPURL(), r.lk.APIKey, r.lk.APISecret).CreateRoom(context.Background(),
 			&lkproto.CreateRoomRequest{Name: r.name, EmptyTimeout: 600, Metadata: r.md}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	owners := map[string]string{acmeRoom: "acme", globexRoom: "globex", moved: "acme"}
-	lastMinute(t, b, map[string]string{acmeRoom: "acme", globexRoom: "globex", fake: "globex", moved: "acme"})
-	sweepRenews(t, b, redisURL, httpapi.RoomSweep{Servers: 2, Rooms: 4, Renewed: 3}, owners)
+	owners := map[string]string{acmeRoom: "acme", globexRoom: "globex", bareRoom: "acme", moved: "acme"}
+	lastMinute(t, b, map[string]string{acmeRoom: "acme", globexRoom: "globex", bareRoom: "acme", fake: "globex", moved: "acme"})
+	sweepRenews(t, b, redisURL, httpapi.RoomSweep{Servers: 2, Rooms: 5, Renewed: 4}, owners)
 	if o, err := b.app.Store.RoomOwner(context.Background(), unrecorded); err == nil {
 		t.Fatalf("a record was made for %q from a room on its own server", o)
 	}
 	if ttl := redisClient(t, redisURL).PTTL(context.Background(), "vb:room:"+fake).Val(); ttl > time.Minute {
 		t.Fatalf("globex's record of a room made on acme's server was renewed (%v left)", ttl)
+	}
+	// globex, refused each live name of acme's (LiveKit's metadata and the
+	// store agree), and the bare room's (the store's record).
+	for _, room := range []string{acmeRoom, bareRoom} {
+		expect(t, do(t, "POST", b.URL+"/livekit/token", k.globex, map[string]any{"room_name": room, "agent": "florencia"}), 403, "room_forbidden")
+	}
+	for _, secret := range []string{acmeLKSecret, def.APISecret} {
+		if strings.Contains(b.Logs.String(), secret) {
+			t.Fatal("a LiveKit secret in the log")
+		}
 	}
 }
 

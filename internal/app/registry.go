@@ -43,7 +43,7 @@ func openRegistry(ctx context.Context, env *config.Env, log *slog.Logger, m *met
 		if err != nil {
 			return nil, nil, fmt.Errorf("tenant registry: %w", err)
 		}
-		if err := env.CheckTenants(r.Current()); err != nil {
+		if err := checkRegistry(env, r); err != nil {
 			r.Close()
 			return nil, nil, fmt.Errorf("%w\n  (the tenants come from BROKER_DATABASE_URL)", err)
 		}
@@ -81,7 +81,7 @@ func openRegistry(ctx context.Context, env *config.Env, log *slog.Logger, m *met
 		if err := r.Seed(t); err != nil {
 			return nil, nil, err
 		}
-		if err := env.CheckTenants(r.Current()); err != nil {
+		if err := checkRegistry(env, r); err != nil {
 			return nil, nil, fmt.Errorf("%w\n  (no BROKER_CONFIG: the embedded development tenant has the one org %q)", err, config.DemoOrg)
 		}
 		reg, dev = r, &DevKeys{Secret: sk, Publishable: pk}
@@ -102,6 +102,34 @@ func openRegistry(ctx context.Context, env *config.Env, log *slog.Logger, m *met
 		}),
 	)
 	return reg, dev, nil
+}
+
+// checkRegistry is the environment's check of a writable registry
+// (config.Env.CheckTenants), and of its LiveKit projects, which are in its
+// snapshot rather than in its tenants (a tenants file's are in both, and
+// file.Options.Checks sees them): an org project on the default project's
+// server or with its API key.
+func checkRegistry(env *config.Env, r registry.Reader) error {
+	var problems []string
+	var ee *config.EnvError
+	if err := env.CheckTenants(r.Current()); errors.As(err, &ee) {
+		problems = append(problems, ee.Problems...)
+	} else if err != nil {
+		return err
+	}
+	snap := r.Snapshot()
+	var ps []config.OrgProject
+	for _, id := range snap.LiveKitOrgs() {
+		p := snap.LiveKit(id)
+		ps = append(ps, config.OrgProject{Org: id, URL: p.URL, APIKey: p.APIKey})
+	}
+	if err := env.CheckLiveKitProjects(ps); errors.As(err, &ee) {
+		problems = append(problems, ee.Problems...)
+	}
+	if len(problems) > 0 {
+		return &config.EnvError{Problems: problems}
+	}
+	return nil
 }
 
 // ungated are the paths that never read the tenants, and /readyz, which
@@ -145,7 +173,7 @@ func (a *App) watchTenantChecks(ctx context.Context) {
 	for {
 		changed := a.Tenants.Changed()
 		msg := ""
-		if err := a.Env.CheckTenants(a.Tenants.Current()); err != nil {
+		if err := checkRegistry(a.Env, a.Tenants); err != nil {
 			msg = err.Error()
 		}
 		a.tenantsMismatch.Store(msg != "")

@@ -3,13 +3,17 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/app"
 	"github.com/voicebroker/voicebroker/internal/registry"
 	"github.com/voicebroker/voicebroker/internal/registry/postgres"
+	"github.com/voicebroker/voicebroker/internal/registry/secretbox"
 	"github.com/voicebroker/voicebroker/internal/testenv"
 )
 
@@ -280,4 +284,72 @@ func importTenants(t *testing.T, k keys, opts postgres.Options) (context.Context
 		t.Fatal(err)
 	}
 	return ctx, admin
+}
+
+// An org's LiveKit project on the default project's server, written to the
+// database behind the admin API's back (which refuses it: see
+// TestAdminLiveKitProjectServers): the snapshot is taken, the check fails
+// as a reload of a file would (registry.check, naming LIVEKIT_URL and the
+// org, no secret; the mismatch gauge up) until the project goes, and a
+// broker starting on that database refuses to start.
+func TestDatabaseLiveKitProjectOnTheDefaultServer(t *testing.T) {
+	db := testenv.PostgresURL(t)
+	k := newKeys(t)
+	keyFile := secretsKeyFile(t)
+	keys, err := secretbox.LoadKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, admin := importTenants(t, k, postgres.Options{URL: db, Keyring: keys})
+	def := hangingLiveKit(t)
+	vars := map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": db, "BROKER_SECRETS_KEY_FILE": keyFile,
+		"LIVEKIT_URL": def, "LIVEKIT_API_KEY": "APIdefault", "LIVEKIT_API_SECRET": strings.Repeat("d", 40)}
+	b := startBroker(t, k, vars)
+	gauge := func(v string) func() response {
+		return func() response {
+			if m := do(t, "GET", b.URL+"/metrics", "", nil); strings.Contains(m.Raw, "\nvoicebroker_registry_config_mismatch "+v+"\n") {
+				return response{Status: 1}
+			}
+			return response{Raw: "voicebroker_registry_config_mismatch is not " + v}
+		}
+	}
+	expect(t, gauge("0")(), 1, "")
+
+	server := strings.TrimPrefix(def, "ws://")
+	lkSecret := strings.Repeat("L", 40)
+	if _, err := admin.PutLiveKit(ctx, "acme", registry.LiveKitSpec{URL: "http://" + server + "/", APIKey: "APIacme", APISecret: lkSecret}); err != nil {
+		t.Fatal(err)
+	}
+	withinSecond(t, "acme's project in force", func() bool { return b.app.Tenants.Snapshot().LiveKit("acme") != nil })
+	within(t, time.Second, "the mismatch gauge up", 1, gauge("1"))
+	want := `LIVEKIT_URL: is the LiveKit server (` + server + `) of the livekit.url of org \"acme\"; an API key of a LiveKit server opens every room on it`
+	within(t, time.Second, "the registry.check error logged", 1, func() response {
+		for _, l := range strings.Split(b.Logs.String(), "\n") {
+			if strings.Contains(l, `"event":"registry.check"`) && strings.Contains(l, `"level":"ERROR"`) && strings.Contains(l, want) {
+				return response{Status: 1}
+			}
+		}
+		return response{}
+	})
+	// A broker starting on this database refuses to.
+	env, err := config.LoadEnv(func(n string) string {
+		if n == "BROKER_ADDR" {
+			return "127.0.0.1:0"
+		}
+		return vars[n]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.New(env, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), strings.ReplaceAll(want, `\"`, `"`)) {
+		t.Fatalf("start: %v", err)
+	}
+	if err := admin.DeleteLiveKit(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "the mismatch gauge down", 1, gauge("0"))
+	if strings.Contains(b.Logs.String(), lkSecret) || strings.Contains(err.Error(), lkSecret) {
+		t.Fatal("the project's secret in the log or the error")
+	}
 }
