@@ -78,8 +78,8 @@ func LiveKitSecretEnvName(org string) string {
 
 // CheckLiveKitURL checks a LiveKit project URL: ws, wss, http or https,
 // with a DNS name or an IP address as host and a port from 1 to 65535 if
-// any, at most 512 bytes. The
-// error is the reason alone.
+// any, at most 512 bytes (LiveKitServer reads it). The error is the reason
+// alone.
 func CheckLiveKitURL(s string) error {
 	_, err := LiveKitServer(s)
 	return err
