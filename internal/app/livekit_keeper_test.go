@@ -19,7 +19,7 @@ import (
 	"github.com/voicebroker/voicebroker/internal/testenv"
 )
 
-// TestLiveRoomsKeepTheirNames: an org's own project on the default
+// TestOrgProjectOnTheDefaultServer: an org's own project on the default
 // project's LiveKit server (a self-hosted livekit-server with a second key
 // for acme, however its URL is spelt) is refused at reload, with a message
 // naming LIVEKIT_URL, the server and the org, and the tenants in force
@@ -27,7 +27,7 @@ import (
 // real server shows here by letting acme's key into globex's room. Such a
 // file stops the broker at start too. Renewing live rooms is tested on
 // two servers (TestLiveRoomsKeepTheirNamesOnTwoServers).
-func TestLiveRoomsKeepTheirNames(t *testing.T) {
+func TestOrgProjectOnTheDefaultServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs livekit-server and redis-server")
 	}
