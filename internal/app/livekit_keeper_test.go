@@ -112,16 +112,9 @@ func TestOrgProjectOnTheDefaultServer(t *testing.T) {
 // to RoomOwnerTTL, globex is refused each of acme's live names, and the
 // sweep's log line holds counts, never a credential.
 func TestLiveRoomsKeepTheirNamesOnTwoServers(t *testing.T) {
-	hook, def, acmeLK := twoProjects(t)
-	t.Setenv(acmeLKEnv, acmeLKSecret)
-	k := newKeys(t)
 	redisURL := nextRedisURL(t)
-	b := startBroker(t, k, map[string]string{
-		"LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret,
-		"BROKER_REDIS_URL": redisURL,
-	})
-	hook.To(t, b.URL)
-	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(acmeLK.URL)), "ok")
+	b, def, acmeLK := brokerOfTwoProjects(t, map[string]string{"BROKER_REDIS_URL": redisURL})
+	k := b.keys
 
 	const acmeRoom, globexRoom, fake = "agent_florencia_1700000000_TwoAcme1", "agent_florencia_1700000000_TwoGlobex1", "agent_florencia_1700000000_TwoFake1"
 	const unrecorded, moved = "agent_florencia_1700000000_TwoNoRec1", "agent_florencia_1700000000_TwoMoved1"
@@ -235,14 +228,8 @@ func TestBrokerSweepsLiveRooms(t *testing.T) {
 // its name, and to the one that does (its metadata then written); on an
 // org's own server, whose rooms are all that org's, it goes to that org.
 func TestLiveRoomWithoutMetadata(t *testing.T) {
-	hook, def, acmeLK := twoProjects(t)
-	t.Setenv(acmeLKEnv, acmeLKSecret)
-	k := newKeys(t)
-	b := startBroker(t, k, map[string]string{
-		"LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret,
-	})
-	hook.To(t, b.URL)
-	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(acmeLK.URL)), "ok")
+	b, def, acmeLK := brokerOfTwoProjects(t, nil)
+	k := b.keys
 	const onDefault, onOwn = "agent_florencia_1700000000_BareDef1", "agent_florencia_1700000000_BareOwn1"
 	for _, r := range []struct {
 		lk   *testenv.LiveKit

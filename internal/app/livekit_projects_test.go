@@ -58,6 +58,25 @@ func twoProjects(t *testing.T) (hook *testenv.Forwarder, def, acme *testenv.Live
 	return hook, def, acme
 }
 
+// brokerOfTwoProjects starts twoProjects and a broker (vars added to its
+// environment) whose default project is def, with globex's room scopes;
+// acme's own project, acmeLK, comes in by a reload, as an operator would
+// add it.
+func brokerOfTwoProjects(t *testing.T, vars map[string]string) (b *broker, def, acmeLK *testenv.LiveKit) {
+	t.Helper()
+	hook, def, acmeLK := twoProjects(t)
+	t.Setenv(acmeLKEnv, acmeLKSecret)
+	k := newKeys(t)
+	env := map[string]string{"LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret}
+	for n, v := range vars {
+		env[n] = v
+	}
+	b = startBroker(t, k, env)
+	hook.To(t, b.URL)
+	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(acmeLK.URL)), "ok")
+	return b, def, acmeLK
+}
+
 // issuedFor checks that a /connect or /livekit/token answer is a token of
 // the project lk: its server_url, its API key as iss, signed with its
 // secret and not with other's.
@@ -111,15 +130,8 @@ func has(list []string, s string) bool {
 // releases acme's room; one signed with acme's key about globex's room
 // changes nothing; the secrets never reach the log.
 func TestOrgLiveKitProject(t *testing.T) {
-	hook, def, acmeLK := twoProjects(t)
-	t.Setenv(acmeLKEnv, acmeLKSecret)
-	k := newKeys(t)
-	b := startBroker(t, k, map[string]string{
-		"LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret,
-	})
-	hook.To(t, b.URL)
-	// The project comes in by a reload, as an operator would add it.
-	b.rewriteTenants(t, tenantsYAML(k, globexRooms, acmeOwnLiveKit(acmeLK.URL)), "ok")
+	b, def, acmeLK := brokerOfTwoProjects(t, nil)
+	k := b.keys
 	globex := k.globex
 
 	// /livekit/token: acme's project for acme, the default for globex.
