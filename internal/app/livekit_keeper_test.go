@@ -258,3 +258,58 @@ func TestLiveRoomWithoutMetadata(t *testing.T) {
 	// On acme's own server: acme's.
 	expect(t, do(t, "POST", b.URL+"/livekit/token", k.acme, map[string]any{"room_name": onOwn, "agent": "florencia"}), 201, "")
 }
+
+// TestDeletingAnOrgEndsItsRooms: deleting an org through the admin API
+// ends its live rooms (its user is disconnected, the room is gone from
+// LiveKit) and leaves other orgs' alone; an org whose LiveKit cannot be
+// reached is not deleted (502), so that the call can be made again. The
+// sweep renews no record of an org the registry no longer has.
+func TestDeletingAnOrgEndsItsRooms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs livekit-server")
+	}
+	lk := testenv.StartLiveKit(t, "")
+	a := startAdmin(t, map[string]string{
+		"BROKER_CONFIG": "", "LIVEKIT_URL": lk.URL, "LIVEKIT_API_KEY": lk.APIKey, "LIVEKIT_API_SECRET": lk.APISecret,
+	})
+	call := func(method, path string, body any, status int) response {
+		t.Helper()
+		r := a.do(t, method, path, body)
+		expect(t, r, status, "")
+		return r
+	}
+	keys, rooms, users := map[string]string{}, map[string]string{}, map[string]*lksdk.Room{}
+	for _, org := range []string{"initech", "hooli"} {
+		call("POST", "/admin/orgs", map[string]any{"id": org, "tier": "free"}, 201)
+		call("PUT", "/admin/orgs/"+org+"/agents/bob", map[string]any{"channels": []string{"webrtc"}, "livekit_agent_name": org + "-bob"}, 201)
+		keys[org] = str(call("POST", "/admin/orgs/"+org+"/keys", map[string]any{"id": "ops", "scopes": []string{"livekit:token"}}, 201), "key")
+		var r response
+		within(t, time.Second, "the new key usable", 201, func() response {
+			r = do(t, "POST", a.URL+"/livekit/token", keys[org], map[string]any{"agent": "bob", "participant_identity": "user"})
+			return r
+		})
+		rooms[org], users[org] = str(r, "room_name"), join(t, r)
+		t.Cleanup(users[org].Disconnect)
+	}
+	live := func(room string) bool { return has(roomsOf(t, lk), room) }
+	withinSecond(t, "both rooms live", func() bool { return live(rooms["initech"]) && live(rooms["hooli"]) })
+
+	call("DELETE", "/admin/orgs/initech", nil, 204)
+	withinSecond(t, "the deleted org's room ended", func() bool { return !live(rooms["initech"]) })
+	withinSecond(t, "its user disconnected", func() bool {
+		return users["initech"].ConnectionState() == lksdk.ConnectionStateDisconnected
+	})
+	if !live(rooms["hooli"]) {
+		t.Fatal("another org's room was ended")
+	}
+	if sw, err := a.app.Rooms.RenewLiveRooms(context.Background()); err != nil || sw.Rooms != 1 || sw.Renewed != 1 {
+		t.Fatalf("sweep after the deletion %+v, %v: want hooli's room alone", sw, err)
+	}
+
+	// An org whose own LiveKit cannot be reached: 502, and it stays.
+	call("POST", "/admin/orgs", map[string]any{"id": "pied-piper", "tier": "free"}, 201)
+	call("PUT", "/admin/orgs/pied-piper/livekit", map[string]any{
+		"url": "ws://127.0.0.1:9", "api_key": "APIpiedpiper", "api_secret": strings.Repeat("p", 40)}, 200)
+	expect(t, a.do(t, "DELETE", "/admin/orgs/pied-piper", nil), 502, "livekit_unavailable")
+	call("GET", "/admin/orgs/pied-piper", nil, 200)
+}

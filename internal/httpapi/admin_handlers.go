@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -156,11 +157,50 @@ func patchField[T any](name string, raw json.RawMessage, dst **T) error {
 	return nil
 }
 
+// deleteOrg deletes an org, and ends its live LiveKit rooms first: a
+// deleted org's rooms would otherwise run on with its users and agents in
+// them, under an id the org no longer holds (the registry quarantines the
+// id, so that no new tenant gets them). If LiveKit cannot be reached the
+// org is not deleted (502), so that the call can be made again. Rooms
+// made between the first pass and the deletion are ended by a second,
+// with the project taken before the deletion (an org's own project goes
+// with it); that one is only logged if it fails, since the org is gone.
 func (a *adminAPI) deleteOrg(x *adminCall) error {
-	if err := a.reg.DeleteOrg(x.ctx, x.c.Param("org")); err != nil {
+	org := x.c.Param("org")
+	lk, _ := a.s.liveKitFor(org) // nil: no LiveKit for it, so no rooms
+	if lk != nil && a.reg.Current().Org(org) != nil {
+		if err := a.endRooms(x, lk, org); err != nil {
+			return err
+		}
+	}
+	if err := a.reg.DeleteOrg(x.ctx, org); err != nil {
 		return err
 	}
+	if lk != nil {
+		if err := a.endRooms(x, lk, org); err != nil {
+			a.s.logger(x.c).LogAttrs(x.ctx, slog.LevelWarn, "could not end every live room of a deleted org",
+				slog.String("event", "admin.org_rooms"), slog.String("org", org), slog.String("cause", truncateCause(err.Error())))
+		}
+	}
 	return x.c.NoContent(http.StatusNoContent)
+}
+
+// endRooms ends every live room of org on lk, its project.
+func (a *adminAPI) endRooms(x *adminCall, lk liveKit, org string) error {
+	rooms, err := lk.Rooms(x.ctx, org)
+	if err != nil {
+		return err
+	}
+	for _, r := range rooms {
+		if err := lk.DeleteRoom(x.ctx, r.GetName()); err != nil {
+			return err
+		}
+	}
+	if len(rooms) > 0 {
+		a.s.logger(x.c).LogAttrs(x.ctx, slog.LevelInfo, "ended the live rooms of an org being deleted",
+			slog.String("event", "admin.org_rooms"), slog.String("org", org), slog.Int("rooms", len(rooms)))
+	}
+	return nil
 }
 
 // ---- agents

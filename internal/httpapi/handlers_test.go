@@ -256,6 +256,7 @@ type fakeLiveKit struct {
 	lookups, ownersSet, muted int
 	ttl                       time.Duration   // TokenTTL; 5 minutes when 0
 	extra                     []*lkproto.Room // AllRooms lists these too (duplicates, odd names)
+	deleted                   []string        // rooms DeleteRoom ended
 }
 
 func (f *fakeLiveKit) Token(p livekit.Participant) (string, error) {
@@ -316,6 +317,17 @@ func (f *fakeLiveKit) Rooms(_ context.Context, org string) ([]*lkproto.Room, err
 		}
 	}
 	return out, nil
+}
+
+func (f *fakeLiveKit) DeleteRoom(_ context.Context, room string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.roomsErr != nil {
+		return f.roomsErr
+	}
+	delete(f.rooms, room)
+	f.deleted = append(f.deleted, room)
+	return nil
 }
 
 func (f *fakeLiveKit) AllRooms(context.Context) ([]*lkproto.Room, error) {

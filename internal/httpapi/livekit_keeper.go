@@ -120,7 +120,8 @@ const maxCauseBytes = 256
 // every org's own) that share a URL share a server and its one room
 // namespace; if one project cannot list it, the next of that URL is tried.
 // A room's org is its metadata's auth_id, else the store's owner of its
-// name. A server speaks for the orgs it may: the default project's for
+// name, and an org the registry no longer has is renewed nothing. A server
+// speaks for the orgs it may: the default project's for
 // any org (only the broker writes its rooms' metadata, so a room an org
 // left there when it moved to a project of its own is still renewed), an
 // org's own server for that org alone (whoever holds that project's secret
@@ -185,6 +186,7 @@ func (k *RoomKeeper) RenewLiveRooms(ctx context.Context) (RoomSweep, error) {
 // speaks for.
 func (s *Server) renewRooms(ctx context.Context, srv liveKitServer, list []*lkproto.Room, sw *RoomSweep) error {
 	seen := make(map[string]bool, len(list))
+	tenants := s.Tenants.Current()
 	var foreign []string
 	nForeign, lookups := 0, 0
 	if !srv.def {
@@ -217,8 +219,11 @@ func (s *Server) renewRooms(ctx context.Context, srv liveKitServer, list []*lkpr
 		if owner == "" {
 			owner = holder
 		}
-		if owner == "" || !srv.def && srv.org(owner) == "" {
-			continue // no org to renew for, or one this server does not speak for
+		if owner == "" || !srv.def && srv.org(owner) == "" || tenants.Org(owner) == nil {
+			// No org to renew for, one this server does not speak for, or
+			// one that is no more: a deleted org's names go with it (the
+			// registry quarantines its id for as long).
+			continue
 		}
 		sw.Rooms++
 		if holder == "" && !mayMake {

@@ -258,3 +258,25 @@ func TestRoomStartedWithoutMetadataRenewsTheHolder(t *testing.T) {
 		t.Fatalf("room_started made a record for %q", o)
 	}
 }
+
+// TestRoomKeeperRenewsNoDeletedOrg: a live room of an org the registry no
+// longer has (deleted while its room ran on) is renewed nothing, with
+// metadata or without: its names go with it.
+func TestRoomKeeperRenewsNoDeletedOrg(t *testing.T) {
+	cu := newClockUnit(t)
+	const withMD, bare = "agent_bot_1700000000_Gone01", "agent_bot_1700000000_Gone02"
+	for _, r := range []string{withMD, bare} {
+		cu.claim(t, r, "initech")
+	}
+	cu.live(withMD, "initech")
+	cu.live(bare, "")
+	if sw, err := NewRoomKeeper(cu.deps).RenewLiveRooms(context.Background()); err != nil || sw.Rooms != 0 || sw.Renewed != 0 {
+		t.Fatalf("sweep %+v, %v: want nothing for a deleted org", sw, err)
+	}
+	cu.advance(RoomOwnerTTL)
+	for _, r := range []string{withMD, bare} {
+		if o := cu.owner(t, r); o != "" {
+			t.Fatalf("%s: owner %q past RoomOwnerTTL", r, o)
+		}
+	}
+}

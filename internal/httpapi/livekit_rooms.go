@@ -28,6 +28,9 @@ type roomService interface {
 	Rooms(ctx context.Context, org string) ([]*lkproto.Room, error)
 	// AllRooms lists every room the project sees, whoever owns it.
 	AllRooms(ctx context.Context) ([]*lkproto.Room, error)
+	// DeleteRoom ends a room (check ownership first); a room already gone
+	// is not an error.
+	DeleteRoom(ctx context.Context, room string) error
 	// Room returns room if org owns it.
 	Room(ctx context.Context, room, org string) (*lkproto.Room, error)
 	Participants(ctx context.Context, room string) ([]*lkproto.ParticipantInfo, error)

@@ -295,6 +295,19 @@ func (c *Client) Room(ctx context.Context, room, org string) (*lkproto.Room, err
 	return nil, ErrNotFound
 }
 
+// DeleteRoom ends a room: its participants are disconnected (check
+// ownership first). A room that no longer exists is not an error.
+func (c *Client) DeleteRoom(ctx context.Context, room string) error {
+	err := c.call(ctx, "delete_room", func(ctx context.Context) error {
+		_, err := c.rooms.DeleteRoom(ctx, &lkproto.DeleteRoomRequest{Room: room})
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // Participants lists the participants of a room (check ownership first).
 func (c *Client) Participants(ctx context.Context, room string) ([]*lkproto.ParticipantInfo, error) {
 	var res *lkproto.ListParticipantsResponse

@@ -86,6 +86,14 @@ func (s *roomService) ListRooms(ctx context.Context, req *lkproto.ListRoomsReque
 	return s.rpc.ListRooms(ctx, req)
 }
 
+func (s *roomService) DeleteRoom(ctx context.Context, req *lkproto.DeleteRoomRequest) (*lkproto.DeleteRoomResponse, error) {
+	ctx, err := s.with(ctx, auth.VideoGrant{RoomCreate: true})
+	if err != nil {
+		return nil, err
+	}
+	return s.rpc.DeleteRoom(ctx, req)
+}
+
 func (s *roomService) UpdateRoomMetadata(ctx context.Context, req *lkproto.UpdateRoomMetadataRequest) (*lkproto.Room, error) {
 	ctx, err := s.with(ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room})
 	if err != nil {
