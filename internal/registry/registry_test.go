@@ -138,3 +138,30 @@ func TestSnapshotOneOrgPerLiveKitServer(t *testing.T) {
 		t.Fatalf("Apply: %v; projects %v", err, snap.LiveKitOrgs())
 	}
 }
+
+// Quarantined says why and until when, and never too early: the end is
+// rounded up to the second.
+func TestQuarantined(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		deletedAt time.Time
+		want      string
+	}{
+		{"on the second", time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
+			`already exists: org "acme": the id was deleted at 2026-11-25T10:00:00Z; it can be used again from 2026-11-26T10:02:00Z: tokens issued for the old org's rooms may still be live until then`},
+		{"within a second", time.Date(2026, 11, 25, 10, 0, 0, 1000, time.UTC),
+			`already exists: org "acme": the id was deleted at 2026-11-25T10:00:00Z; it can be used again from 2026-11-26T10:02:01Z: tokens issued for the old org's rooms may still be live until then`},
+		{"in another zone", time.Date(2026, 11, 25, 11, 0, 0, 0, time.FixedZone("CET", 3600)),
+			`already exists: org "acme": the id was deleted at 2026-11-25T10:00:00Z; it can be used again from 2026-11-26T10:02:00Z: tokens issued for the old org's rooms may still be live until then`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := registry.Quarantined("acme", c.deletedAt)
+			if !errors.Is(err, registry.ErrConflict) || err.Error() != c.want {
+				t.Fatalf("err = %v\nwant %s", err, c.want)
+			}
+		})
+	}
+	if registry.IDQuarantine != 24*time.Hour+2*time.Minute {
+		t.Fatalf("IDQuarantine = %v", registry.IDQuarantine)
+	}
+}
