@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -209,7 +210,8 @@ func TestReadyzShowsSnapshotAge(t *testing.T) {
 // database: the snapshot is the truth and is taken, the error is logged
 // (registry.check, no secret) and flagged by a gauge, and that secret fails
 // closed with 401 unauthorized, like a revoked key, while the other org's
-// secret keeps working. Recreating the org clears the gauge.
+// secret keeps working. Recreating the org, once its id's quarantine has
+// passed, clears the gauge.
 func TestDatabaseAPISecretOfDeletedOrg(t *testing.T) {
 	db := testenv.PostgresURL(t)
 	k := newKeys(t)
@@ -251,7 +253,16 @@ func TestDatabaseAPISecretOfDeletedOrg(t *testing.T) {
 		t.Fatal("the refusal's audit reason is not in the log")
 	}
 
-	// The org back (empty): the secret works for it again, the gauge is 0.
+	// The org back (empty), once the id's quarantine has passed (its
+	// tombstone moved back by registry.IDQuarantine): the secret works for
+	// it again, the gauge is 0.
+	if _, err := admin.CreateOrg(ctx, registry.OrgSpec{ID: "acme", Tier: "pro"}); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("recreating a deleted org at once: err = %v, want the quarantine's ErrConflict", err)
+	}
+	if _, err := admin.Pool().Exec(ctx, "UPDATE voicebroker.org_tombstones SET deleted_at = deleted_at - $1::bigint * interval '1 microsecond'",
+		registry.IDQuarantine.Microseconds()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := admin.CreateOrg(ctx, registry.OrgSpec{ID: "acme", Tier: "pro"}); err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,9 @@ type Registry struct {
 	version int64
 	audit   []registry.AuditEvent
 	auditID int64
+	// deleted holds when each org id was last deleted, while it is in
+	// registry.IDQuarantine; older entries are pruned at the next delete.
+	deleted map[string]time.Time
 }
 
 var _ registry.Registry = (*Registry)(nil)
@@ -48,7 +51,7 @@ type Options struct {
 
 // New returns an empty registry.
 func New(opt Options) *Registry {
-	r := &Registry{now: opt.Now, orgs: make(map[string]*registry.OrgData)}
+	r := &Registry{now: opt.Now, orgs: make(map[string]*registry.OrgData), deleted: make(map[string]time.Time)}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -127,7 +130,18 @@ func (r *Registry) org(id string) (*registry.OrgData, error) {
 	return d, nil
 }
 
-// CreateOrg adds an org.
+// quarantined is registry.Quarantined when the org id was deleted less
+// than registry.IDQuarantine ago, else nil. Callers hold r.mu.
+func (r *Registry) quarantined(id string) error {
+	at, ok := r.deleted[id]
+	if ok && r.now().Before(at.Add(registry.IDQuarantine)) {
+		return registry.Quarantined(id, at)
+	}
+	return nil
+}
+
+// CreateOrg adds an org. An id deleted less than registry.IDQuarantine ago
+// is ErrConflict.
 func (r *Registry) CreateOrg(ctx context.Context, o registry.OrgSpec) (registry.Org, error) {
 	if err := registry.CheckOrg(o); err != nil {
 		return registry.Org{}, err
@@ -136,6 +150,9 @@ func (r *Registry) CreateOrg(ctx context.Context, o registry.OrgSpec) (registry.
 	defer r.mu.Unlock()
 	if r.orgs[o.ID] != nil {
 		return registry.Org{}, fmt.Errorf("%w: org %q", registry.ErrConflict, o.ID)
+	}
+	if err := r.quarantined(o.ID); err != nil {
+		return registry.Org{}, err
 	}
 	now := r.stamp()
 	d := &registry.OrgData{Org: registry.Org{ID: o.ID, Tier: o.Tier, RatePerMinute: o.RatePerMinute,
@@ -204,7 +221,8 @@ func (r *Registry) UpdateOrg(ctx context.Context, id string, p registry.OrgPatch
 	return d.Org, nil
 }
 
-// DeleteOrg removes an org and everything in it.
+// DeleteOrg removes an org and everything in it, and quarantines its id
+// for registry.IDQuarantine.
 func (r *Registry) DeleteOrg(ctx context.Context, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -214,6 +232,13 @@ func (r *Registry) DeleteOrg(ctx context.Context, id string) error {
 	if err := r.commit(map[string]*registry.OrgData{id: nil}); err != nil {
 		return err
 	}
+	now := r.now()
+	for old, at := range r.deleted {
+		if !now.Before(at.Add(registry.IDQuarantine)) {
+			delete(r.deleted, old)
+		}
+	}
+	r.deleted[id] = now
 	r.record(ctx, id, registry.ActionOrgDelete, "", nil)
 	return nil
 }
@@ -584,7 +609,9 @@ func (r *Registry) Audit(ctx context.Context, q registry.AuditQuery) ([]registry
 	return out, next, nil
 }
 
-// Import makes each org of the file as the file says.
+// Import makes each org of the file as the file says. Creating an org
+// whose id was deleted less than registry.IDQuarantine ago is ErrConflict,
+// and the file is not imported.
 func (r *Registry) Import(ctx context.Context, f *config.File) (*registry.ImportReport, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -592,6 +619,11 @@ func (r *Registry) Import(ctx context.Context, f *config.File) (*registry.Import
 	plan, err := registry.PlanImport(f, func(id string) *registry.OrgData { return r.orgs[id] }, now)
 	if err != nil {
 		return nil, err
+	}
+	for _, id := range plan.Report.Created {
+		if err := r.quarantined(id); err != nil {
+			return nil, err
+		}
 	}
 	plan.Report.Untouched = registry.Untouched(slices.Sorted(maps.Keys(r.orgs)), f)
 	if len(plan.Changed) == 0 {

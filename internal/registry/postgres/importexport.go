@@ -16,7 +16,9 @@ import (
 // An org's livekit block is stored with its secret (read from
 // api_secret_env or api_secret_file) sealed with the keyring, which a file
 // with such a block therefore needs (registry.ErrNoSecretsKey); an org
-// without one goes back to the default project.
+// without one goes back to the default project. Creating an org whose id
+// was deleted less than registry.IDQuarantine ago is ErrConflict, and
+// nothing is imported.
 func (r *Registry) Import(ctx context.Context, f *config.File) (*registry.ImportReport, error) {
 	var report *registry.ImportReport
 	ids := make([]string, 0, len(f.Orgs))
@@ -44,6 +46,9 @@ func (r *Registry) Import(ctx context.Context, f *config.File) (*registry.Import
 			return err
 		}
 		report = plan.Report
+		if err := quarantined(ctx, tx, plan.Report.Created); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, "SELECT id FROM voicebroker.orgs WHERE id <> ALL($1) ORDER BY id", ids)
 		if err != nil {
 			return err

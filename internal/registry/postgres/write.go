@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -117,13 +118,40 @@ func scanOrg(row pgx.Row) (registry.Org, error) {
 	return o, err
 }
 
-// CreateOrg adds an org.
+// quarantine is registry.IDQuarantine in microseconds, PostgreSQL's
+// resolution, for `$n::bigint * interval '1 microsecond'`.
+var quarantine = registry.IDQuarantine.Microseconds()
+
+// quarantined is registry.Quarantined for the first of the org ids deleted
+// less than registry.IDQuarantine ago, by the database's clock (one for
+// every replica), else nil.
+func quarantined(ctx context.Context, q querier, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var id string
+	var at time.Time
+	err := q.QueryRow(ctx, `SELECT id, deleted_at FROM voicebroker.org_tombstones
+		WHERE id = ANY($1) AND deleted_at > now() - $2::bigint * interval '1 microsecond' ORDER BY id LIMIT 1`, ids, quarantine).Scan(&id, &at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return registry.Quarantined(id, at)
+}
+
+// CreateOrg adds an org. An id deleted less than registry.IDQuarantine ago
+// is ErrConflict.
 func (r *Registry) CreateOrg(ctx context.Context, o registry.OrgSpec) (registry.Org, error) {
 	if err := registry.CheckOrg(o); err != nil {
 		return registry.Org{}, err
 	}
 	var out registry.Org
 	err := r.write(ctx, func(ctx context.Context, tx pgx.Tx, c *change) error {
+		if err := quarantined(ctx, tx, []string{o.ID}); err != nil {
+			return err
+		}
 		now := r.stamp()
 		var err error
 		out, err = scanOrg(tx.QueryRow(ctx, `INSERT INTO voicebroker.orgs (id, tier, rate_per_minute, allow_demo_rooms, created_at, updated_at)
@@ -200,7 +228,9 @@ func (r *Registry) UpdateOrg(ctx context.Context, id string, p registry.OrgPatch
 	return out, err
 }
 
-// DeleteOrg removes an org and everything in it.
+// DeleteOrg removes an org and everything in it, and quarantines its id
+// for registry.IDQuarantine: its tombstone holds the database's now().
+// Tombstones past the quarantine are pruned here.
 func (r *Registry) DeleteOrg(ctx context.Context, id string) error {
 	return r.write(ctx, func(ctx context.Context, tx pgx.Tx, c *change) error {
 		if !config.ValidID(id) {
@@ -212,6 +242,13 @@ func (r *Registry) DeleteOrg(ctx context.Context, id string) error {
 		}
 		if tag.RowsAffected() == 0 {
 			return registry.NotFound("org", id)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM voicebroker.org_tombstones WHERE deleted_at <= now() - $1::bigint * interval '1 microsecond'", quarantine); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO voicebroker.org_tombstones (id, deleted_at) VALUES ($1, now())
+			ON CONFLICT (id) DO UPDATE SET deleted_at = now()`, id); err != nil {
+			return err
 		}
 		c.record(id, registry.ActionOrgDelete, "", nil)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,10 @@ type Factory func(t *testing.T, seed *config.File) registry.Registry
 type Options struct {
 	// ReadOnly: every write must return registry.ErrReadOnly.
 	ReadOnly bool
+	// Elapse makes d pass, for r, in the quarantine of deleted org ids
+	// (registry.IDQuarantine): a fake clock moved on, or the deletion
+	// times moved back. A writable registry must have it.
+	Elapse func(t testing.TB, r registry.Registry, d time.Duration)
 }
 
 // Keys of the seed: secrets whose hashes the seed lists, so the suite can
@@ -119,6 +124,7 @@ func Run(t *testing.T, newReg Factory, opt Options) {
 	t.Run("ConcurrentCreates", func(t *testing.T) { testConcurrentCreates(t, newReg(t, Seed(t))) })
 	t.Run("KeyLimit", func(t *testing.T) { testKeyLimit(t, newReg(t, Seed(t))) })
 	t.Run("Import", func(t *testing.T) { testImport(t, newReg, newReg(t, Seed(t))) })
+	t.Run("Quarantine", func(t *testing.T) { testQuarantine(t, newReg(t, Seed(t)), opt) })
 }
 
 // WaitFor waits until cond holds for the registry's tenants (a write is in
@@ -511,11 +517,97 @@ func testOrgs(t *testing.T, r registry.Registry) {
 	_, err = r.GetOrg(ctx, "acme")
 	wantErr(t, err, registry.ErrNotFound, "GetOrg of a deleted org")
 	wantErr(t, r.DeleteOrg(ctx, "acme"), registry.ErrNotFound, "DeleteOrg twice")
-	// The id can be used again, empty.
+	// The id cannot be used again at once (testQuarantine has the rest).
+	_, err = r.CreateOrg(ctx, registry.OrgSpec{ID: "acme", Tier: "free"})
+	wantErr(t, err, registry.ErrConflict, "CreateOrg of an id just deleted")
+}
+
+// quarantineMessage matches the text of registry.Quarantined.
+var quarantineMessage = regexp.MustCompile(`the id was deleted at (\S+); it can be used again from (\S+): tokens issued for the old org's rooms may still be live until then`)
+
+// testQuarantine: a deleted org id cannot be created again, by CreateOrg
+// or Import, for registry.IDQuarantine (LiveKit rooms and room tokens name
+// an org by its id only: a new org under it would inherit the old one's
+// rooms); other ids are not held up; once the quarantine has passed the id
+// makes a new, empty org; a second deletion quarantines it again.
+func testQuarantine(t *testing.T, r registry.Registry, opt Options) {
+	if opt.Elapse == nil {
+		t.Fatal("registrytest.Options.Elapse is needed for a writable registry")
+	}
+	ctx := ctxAs("admin:test", "req-quarantine")
+	parse := func(yaml string) *config.File {
+		t.Helper()
+		f, err := registry.ParseFile([]byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		wantErr(t, err, registry.ErrConflict, what)
+		m := quarantineMessage.FindStringSubmatch(err.Error())
+		if m == nil || !strings.Contains(err.Error(), `"acme"`) {
+			t.Fatalf("%s: the message does not say why and until when: %v", what, err)
+		}
+		deleted, err1 := time.Parse(time.RFC3339, m[1])
+		free, err2 := time.Parse(time.RFC3339, m[2])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%s: times in %q: %v %v", what, m[0], err1, err2)
+		}
+		if d := free.Sub(deleted); d < registry.IDQuarantine || d > registry.IDQuarantine+time.Second {
+			t.Fatalf("%s: free %v after the deletion, want %v", what, d, registry.IDQuarantine)
+		}
+	}
+
+	if err := r.DeleteOrg(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.CreateOrg(ctx, registry.OrgSpec{ID: "acme", Tier: "free"})
+	refused("CreateOrg of an id just deleted", err)
+	// An import cannot create it either, and imports nothing of the file.
+	_, err = r.Import(ctx, parse("orgs:\n  - {id: newco, tier: free}\n  - {id: acme, tier: pro}\n"))
+	refused("Import of an id just deleted", err)
+	if _, err := r.GetOrg(ctx, "newco"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("a refused import created newco: %v", err)
+	}
+	// Other ids are not held up.
+	must(r.CreateOrg(ctx, registry.OrgSpec{ID: "hooli", Tier: "free"}))(t)
+
+	// A minute before its end the quarantine still holds...
+	opt.Elapse(t, r, registry.IDQuarantine-time.Minute)
+	_, err = r.CreateOrg(ctx, registry.OrgSpec{ID: "acme", Tier: "free"})
+	refused("CreateOrg a minute before the quarantine ends", err)
+	// ...and once it has passed, the id makes a new org, empty.
+	opt.Elapse(t, r, time.Minute)
 	must(r.CreateOrg(ctx, registry.OrgSpec{ID: "acme", Tier: "free"}))(t)
 	if keys := must(r.ListKeys(ctx, "acme"))(t); len(keys) != 0 {
 		t.Fatalf("a recreated org has keys %+v", keys)
 	}
+	if agents := must(r.ListAgents(ctx, "acme"))(t); len(agents) != 0 {
+		t.Fatalf("a recreated org has agents %+v", agents)
+	}
+	WaitFor(t, r, "the new acme in force, empty", func(t *config.Tenants) bool {
+		return t.Org("acme") != nil && t.Org("acme").Tier == "free" && t.KeyByHash(apikey.Hash(KeyActive)) == nil
+	})
+
+	// An import may create an id whose quarantine has passed.
+	if err := r.DeleteOrg(ctx, "globex"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Import(ctx, parse("orgs:\n  - {id: globex, tier: free}\n"))
+	wantErr(t, err, registry.ErrConflict, "Import of globex just deleted")
+	opt.Elapse(t, r, registry.IDQuarantine)
+	if rep := must(r.Import(ctx, parse("orgs:\n  - {id: globex, tier: free}\n")))(t); !slices.Equal(rep.Created, []string{"globex"}) {
+		t.Fatalf("import after the quarantine = %+v", rep)
+	}
+
+	// Deleted again, the id is quarantined again, from the new deletion.
+	if err := r.DeleteOrg(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.CreateOrg(ctx, registry.OrgSpec{ID: "acme", Tier: "free"})
+	refused("CreateOrg of an id deleted a second time", err)
 }
 
 func testKeys(t *testing.T, r registry.Registry) {
