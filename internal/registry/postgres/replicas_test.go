@@ -303,7 +303,7 @@ func TestSecretsAtRest(t *testing.T) {
 func dumpDB(t testing.TB, pool *pgxpool.Pool) string {
 	t.Helper()
 	var b strings.Builder
-	for _, table := range []string{"orgs", "secret_keys", "agents", "publishable_keys", "jwt_issuers", "livekit_projects", "audit_events"} {
+	for _, table := range []string{"orgs", "secret_keys", "agents", "publishable_keys", "jwt_issuers", "livekit_projects", "org_tombstones", "audit_events"} {
 		rows, err := pool.Query(context.Background(), "SELECT row_to_json(t)::text FROM voicebroker."+table+" t")
 		if err != nil {
 			t.Fatal(err)
