@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/voicebroker/voicebroker/internal/apikey"
+	"github.com/voicebroker/voicebroker/internal/registry"
 	"github.com/voicebroker/voicebroker/internal/testenv"
 )
 
@@ -688,6 +689,38 @@ func TestAdminConcurrentCreates(t *testing.T) {
 	})
 }
 
+// TestAdminDeletedOrgQuarantined: a deleted org's id cannot be created
+// again for registry.IDQuarantine, as LiveKit rooms and room tokens name
+// the org by its id only: POST /admin/orgs answers 409 conflict saying why
+// and from when it is free. Other ids are not held up. (The end of the
+// quarantine is the registry conformance suite's, with its clock seam.)
+func TestAdminDeletedOrgQuarantined(t *testing.T) {
+	forEachRegistry(t, func(t *testing.T, a *adminBroker) {
+		expect(t, a.do(t, "POST", "/admin/orgs", map[string]any{"id": "gone", "tier": "pro"}), 201, "")
+		expect(t, a.do(t, "PUT", "/admin/orgs/gone/agents/bot", map[string]any{"channels": []string{"chat"}}), 201, "")
+		expect(t, a.do(t, "DELETE", "/admin/orgs/gone", nil), 204, "")
+		before := time.Now().UTC().Truncate(time.Second)
+		again := a.do(t, "POST", "/admin/orgs", map[string]any{"id": "gone", "tier": "free"})
+		expect(t, again, 409, "conflict")
+		msg, _ := again.Body["message"].(string)
+		for _, want := range []string{`"gone"`, "the id was deleted at ", "; it can be used again from ", "tokens issued for the old org's rooms may still be live until then"} {
+			if !strings.Contains(msg, want) {
+				t.Fatalf("message %q does not say %q", msg, want)
+			}
+		}
+		from, err := time.Parse(time.RFC3339, strings.TrimSuffix(strings.Fields(strings.SplitN(msg, "can be used again from ", 2)[1])[0], ":"))
+		if err != nil {
+			t.Fatalf("message %q: %v", msg, err)
+		}
+		if d := from.Sub(before); d < registry.IDQuarantine-time.Minute || d > registry.IDQuarantine+time.Minute {
+			t.Fatalf("free again at %v, %v from now; want about %v", from, d, registry.IDQuarantine)
+		}
+		expect(t, a.do(t, "GET", "/admin/orgs/gone", nil), 404, "not_found")
+		expect(t, a.do(t, "GET", "/admin/orgs/gone/agents/bot", nil), 404, "not_found")
+		expect(t, a.do(t, "POST", "/admin/orgs", map[string]any{"id": "gone2", "tier": "free"}), 201, "")
+	})
+}
+
 // TestAdminOwnListener: with BROKER_ADMIN_ADDR the admin API is served
 // there only: the main listener answers 404 under /admin/, and the admin
 // listener serves nothing else.
@@ -796,9 +829,11 @@ func TestAdminThreeBrokersOneDatabase(t *testing.T) {
 	withinAll(t, time.Second, "the last key usable", 201, urls, func(base string) response { return do(t, "POST", base+"/token", str(last, "key"), body) })
 	expect(t, a.do(t, "DELETE", "/admin/orgs/multi", nil), 204, "")
 	withinAll(t, time.Second, "a deleted org's key refused", 401, urls, func(base string) response { return do(t, "POST", base+"/token", str(last, "key"), body) })
-	// Each broker sees the same registry through its own admin API.
+	// Each broker sees the same registry through its own admin API, and
+	// the same quarantine of the deleted id (timed by the database).
 	for _, x := range brokers {
 		expect(t, x.do(t, "GET", "/admin/orgs/multi", nil), 404, "not_found")
+		expect(t, x.do(t, "POST", "/admin/orgs", map[string]any{"id": "multi", "tier": "free"}), 409, "conflict")
 	}
 }
 
