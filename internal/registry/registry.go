@@ -84,6 +84,8 @@ type Reader interface {
 // every write; its reads work. Errors: ErrNotFound, ErrConflict,
 // ErrReadOnly, ErrUnavailable, ErrNoSecretsKey, *ValidationError.
 type Writer interface {
+	// CreateOrg adds an org. An id that exists, or that was deleted less
+	// than IDQuarantine ago, is ErrConflict.
 	CreateOrg(ctx context.Context, o OrgSpec) (Org, error)
 	GetOrg(ctx context.Context, id string) (Org, error)
 	// ListOrgs pages through the orgs in id order; next is "" on the last
@@ -92,7 +94,8 @@ type Writer interface {
 	// UpdateOrg changes the fields the patch sets.
 	UpdateOrg(ctx context.Context, id string, p OrgPatch) (Org, error)
 	// DeleteOrg removes the org with everything in it: its keys stop at
-	// once. Its audit events stay.
+	// once. Its audit events stay. Its id cannot be created again for
+	// IDQuarantine.
 	DeleteOrg(ctx context.Context, id string) error
 
 	// PutAgent creates or replaces an agent, as in the tenants file but
@@ -145,6 +148,8 @@ type Writer interface {
 	// block becomes its LiveKit project, the secret read from the block's
 	// api_secret_env or api_secret_file (and sealed where the registry
 	// keeps secrets at rest); an org without one uses the default project.
+	// A file that would create an org whose id was deleted less than
+	// IDQuarantine ago is ErrConflict, and nothing of it is imported.
 	Import(ctx context.Context, f *config.File) (*ImportReport, error)
 	// Export returns the whole registry as a tenants file that `broker
 	// config check` accepts and that imports back to the same state. An
