@@ -137,6 +137,13 @@ func LiveKitServer(s string) (string, error) {
 		if !dnsName(host) {
 			return "", errors.New("the host must be a DNS name (letters, digits, '-', '_' and '.') or an IP address")
 		}
+		if numericLastLabel(host) {
+			// 127.1, 2130706433, 0x7f000001, 0177.0.0.1 and 127.0.0.01
+			// are 127.0.0.1 to resolvers, browsers and LiveKit's own
+			// tools, yet no IP address to netip: read as names, they would
+			// make one server two.
+			return "", errors.New("the host must be an IP address in its usual form (such as 127.0.0.1), or a DNS name whose last label is not a number")
+		}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
@@ -167,6 +174,18 @@ func CheckLiveKitSecret(s string) error {
 // dnsName reports whether s, lowercased, is a host name a resolver can
 // look up: letters, digits, '-', '_' and dots between non-empty labels.
 // url.Parse admits far more (percent-decoded bytes, a stray ']').
+// numericLastLabel reports whether the last label of the DNS name s is a
+// number (decimal, or 0x and hex), which URL parsers and resolvers take
+// for an IPv4 address in one of its old forms (the WHATWG URL standard's
+// "ends in a number").
+func numericLastLabel(s string) bool {
+	last := s[strings.LastIndexByte(s, '.')+1:]
+	if hex, ok := strings.CutPrefix(last, "0x"); ok {
+		return strings.Trim(hex, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
+}
+
 func dnsName(s string) bool {
 	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
 		return false

@@ -200,7 +200,11 @@ func TestLiveKitServer(t *testing.T) {
 			t.Errorf("%q and %q are one server %q", pair[0], pair[1], a)
 		}
 	}
-	for _, bad := range []string{"", "ftp://a.example", "wss://", "wss://u@a.example", "wss://a.example:0", "wss://a.example:65536", "wss://a.example:99999999999999999999", "wss://.", "a.example:443", "ws://[fe80::1%25eth0]:7880", "ws://a..example", "wss://%5D0", "ws://::1:7880"} {
+	for _, bad := range []string{"", "ftp://a.example", "wss://", "wss://u@a.example", "wss://a.example:0", "wss://a.example:65536", "wss://a.example:99999999999999999999", "wss://.", "a.example:443", "ws://[fe80::1%25eth0]:7880", "ws://a..example", "wss://%5D0", "ws://::1:7880",
+		// Old IPv4 forms that resolvers and browsers read as 127.0.0.1
+		// (a reviewer's bypass of one server per org).
+		"ws://127.1:7880", "ws://2130706433:7880", "ws://0x7f000001:7880", "ws://0X7F000001:7880", "ws://0177.0.0.1:7880",
+		"ws://127.0.0.01:7880", "ws://0x7f.0.0.1:7880", "ws://10.0.0.010"} {
 		if got, err := config.LiveKitServer(bad); err == nil {
 			t.Errorf("LiveKitServer(%q) = %q, want an error", bad, got)
 		}

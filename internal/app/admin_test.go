@@ -746,6 +746,9 @@ func TestAdminOwnListener(t *testing.T) {
 	if !strings.Contains(a.Logs.String(), `"admin_addr":"`+a.app.AdminAddr()+`"`) {
 		t.Fatal("the start line does not name the admin address")
 	}
+	// Deleting an org there, on a broker without LiveKit (no rooms to
+	// end; an unset LiveKit client once panicked here).
+	expect(t, a.do(t, "DELETE", "/admin/orgs/apart", nil), 204, "")
 }
 
 // TestAdminWithoutAdminKeys: without BROKER_ADMIN_KEY_HASHES no admin key

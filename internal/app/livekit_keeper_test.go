@@ -313,3 +313,33 @@ func TestDeletingAnOrgEndsItsRooms(t *testing.T) {
 	expect(t, a.do(t, "DELETE", "/admin/orgs/pied-piper", nil), 502, "livekit_unavailable")
 	call("GET", "/admin/orgs/pied-piper", nil, 200)
 }
+
+// TestDeletingAnOrgEndsItsRoomsOnEveryProject: an org that moved to a
+// project of its own leaves its rooms on the default server (the sweep
+// still renews them); deleting it ends those too, not only its own
+// project's. (A reviewer's finding: the first version looked at the
+// org's own project alone.)
+func TestDeletingAnOrgEndsItsRoomsOnEveryProject(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs livekit-server")
+	}
+	def := testenv.StartLiveKit(t, "")
+	own := testenv.StartLiveKitWithKey(t, "", acmeLKKey, acmeLKSecret)
+	a := startAdmin(t, map[string]string{
+		"BROKER_CONFIG": "", "LIVEKIT_URL": def.URL, "LIVEKIT_API_KEY": def.APIKey, "LIVEKIT_API_SECRET": def.APISecret,
+	})
+	expect(t, a.do(t, "POST", "/admin/orgs", map[string]any{"id": "initech", "tier": "free"}), 201, "")
+	expect(t, a.do(t, "PUT", "/admin/orgs/initech/agents/bob", map[string]any{"channels": []string{"webrtc"}, "livekit_agent_name": "initech-bob"}), 201, "")
+	key := str(a.do(t, "POST", "/admin/orgs/initech/keys", map[string]any{"id": "ops", "scopes": []string{"livekit:token"}}), "key")
+	var r response
+	within(t, time.Second, "the new key usable", 201, func() response {
+		r = do(t, "POST", a.URL+"/livekit/token", key, map[string]any{"agent": "bob", "participant_identity": "user"})
+		return r
+	})
+	room, user := str(r, "room_name"), join(t, r)
+	t.Cleanup(user.Disconnect)
+	withinSecond(t, "the room live on the default server", func() bool { return has(roomsOf(t, def), room) })
+	expect(t, a.do(t, "PUT", "/admin/orgs/initech/livekit", map[string]any{"url": own.URL, "api_key": own.APIKey, "api_secret": own.APISecret}), 200, "")
+	expect(t, a.do(t, "DELETE", "/admin/orgs/initech", nil), 204, "")
+	withinSecond(t, "the room left on the default server ended", func() bool { return !has(roomsOf(t, def), room) })
+}

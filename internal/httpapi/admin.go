@@ -66,7 +66,7 @@ const AdminRatePerMinute = 3000
 // listener (BROKER_ADMIN_ADDR), with the main routes' middleware and error
 // handling.
 func NewAdmin(d Deps) *echo.Echo {
-	s := &Server{Deps: d, log: d.Log}
+	s := &Server{Deps: d.withoutNilLiveKit(), log: d.Log}
 	e := s.newEcho()
 	s.adminRoutes(e)
 	s.indexRoutes(e)

@@ -160,15 +160,27 @@ func patchField[T any](name string, raw json.RawMessage, dst **T) error {
 // deleteOrg deletes an org, and ends its live LiveKit rooms first: a
 // deleted org's rooms would otherwise run on with its users and agents in
 // them, under an id the org no longer holds (the registry quarantines the
-// id, so that no new tenant gets them). If LiveKit cannot be reached the
-// org is not deleted (502), so that the call can be made again. Rooms
-// made between the first pass and the deletion are ended by a second,
-// with the project taken before the deletion (an org's own project goes
-// with it); that one is only logged if it fails, since the org is gone.
+// id, so that no new tenant gets them). Its rooms are looked for on its
+// own project and on the default one (where it may have left rooms when
+// it moved to its own). If LiveKit cannot be reached the org is not
+// deleted (502), so that the call can be made again. Rooms made between
+// the first pass and the deletion are ended by a second, with the
+// projects taken before the deletion (an org's own project goes with it);
+// that one is only logged if it fails, since the org is gone. A room a
+// token issued before the delete reopens later is ended by the room
+// sweep (RoomKeeper).
 func (a *adminAPI) deleteOrg(x *adminCall) error {
 	org := x.c.Param("org")
-	lk, _ := a.s.liveKitFor(org) // nil: no LiveKit for it, so no rooms
-	if lk != nil && a.reg.Current().Org(org) != nil {
+	var projects []liveKit
+	if a.reg.Current().Org(org) != nil {
+		if own := a.s.LiveKitProjects; own != nil && own.Own(org) != nil {
+			projects = append(projects, own.Own(org))
+		}
+		if a.s.LiveKit != nil {
+			projects = append(projects, a.s.LiveKit)
+		}
+	}
+	for _, lk := range projects {
 		if err := a.endRooms(x, lk, org); err != nil {
 			return err
 		}
@@ -176,7 +188,7 @@ func (a *adminAPI) deleteOrg(x *adminCall) error {
 	if err := a.reg.DeleteOrg(x.ctx, org); err != nil {
 		return err
 	}
-	if lk != nil {
+	for _, lk := range projects {
 		if err := a.endRooms(x, lk, org); err != nil {
 			a.s.logger(x.c).LogAttrs(x.ctx, slog.LevelWarn, "could not end every live room of a deleted org",
 				slog.String("event", "admin.org_rooms"), slog.String("org", org), slog.String("cause", truncateCause(err.Error())))

@@ -31,10 +31,7 @@ type RoomKeeper struct{ s *Server }
 // NewRoomKeeper returns the RoomKeeper of the LiveKit projects and store
 // of d; it contacts nothing.
 func NewRoomKeeper(d Deps) *RoomKeeper {
-	if c, ok := d.LiveKit.(*livekit.Client); ok && c == nil {
-		d.LiveKit = nil
-	}
-	return &RoomKeeper{s: &Server{Deps: d, log: d.Log}}
+	return &RoomKeeper{s: &Server{Deps: d.withoutNilLiveKit(), log: d.Log}}
 }
 
 // Run renews the owner records of the rooms live in LiveKit
@@ -61,7 +58,7 @@ func (k *RoomKeeper) Run(ctx context.Context, every time.Duration) {
 		sw, err := k.RenewLiveRooms(ctx)
 		attrs := []slog.Attr{
 			slog.String("event", "rooms.renew"), slog.Int("servers", sw.Servers), slog.Int("rooms", sw.Rooms),
-			slog.Int("renewed", sw.Renewed), slog.Int("foreign", sw.Foreign),
+			slog.Int("renewed", sw.Renewed), slog.Int("foreign", sw.Foreign), slog.Int("ended", sw.Ended),
 			slog.Float64("seconds", time.Since(start).Seconds()),
 		}
 		switch {
@@ -87,7 +84,14 @@ type RoomSweep struct {
 	Rooms   int // live rooms of the orgs those servers speak for
 	Renewed int // owner records renewed (or, on the default server, made)
 	Foreign int // rooms live under a name another org owns in the store
+	Ended   int // rooms of orgs that are no more, ended (default server)
 }
+
+// orphanAge is how old a default-server room of an org the registry does
+// not have must be before the sweep ends it: a replica's snapshot may lag
+// another's by up to a second, and an org created there may already have
+// its first room.
+const orphanAge = 2 * time.Minute
 
 // maxOrgLookups bounds the store lookups one sweep makes for an org's own
 // server, which lists what it likes (millions of names would cost every
@@ -216,6 +220,21 @@ func (s *Server) renewRooms(ctx context.Context, srv liveKitServer, list []*lkpr
 			return err
 		}
 		mayMake := owner != "" && srv.def
+		if mayMake && tenants.Org(owner) == nil && time.Since(time.Unix(r.GetCreationTime(), 0)) > orphanAge {
+			// A room of the default server whose metadata (the broker's)
+			// names an org that is no more: one a token issued before the
+			// org was deleted reopened, with the deleted org's agent
+			// dispatched again. It is ended, so that no tenant created
+			// later under the id finds it.
+			if err := srv.projects[0].DeleteRoom(ctx, name); err != nil {
+				return err
+			}
+			sw.Ended++
+			s.log.LogAttrs(ctx, slog.LevelWarn, "ended a live room of an org that is no more",
+				slog.String("event", "rooms.renew"), slog.String("result", "ended_orphan"),
+				slog.String("room", name), slog.String("org", owner))
+			continue
+		}
 		if owner == "" {
 			owner = holder
 		}

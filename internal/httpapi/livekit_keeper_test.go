@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -260,21 +261,37 @@ func TestRoomStartedWithoutMetadataRenewsTheHolder(t *testing.T) {
 }
 
 // TestRoomKeeperRenewsNoDeletedOrg: a live room of an org the registry no
-// longer has (deleted while its room ran on) is renewed nothing, with
-// metadata or without: its names go with it.
+// longer has (deleted while its room ran on, or reopened afterwards by a
+// token issued before) is renewed nothing, with metadata or without; on
+// the default server, where only the broker writes metadata, one naming
+// such an org is ended, unless it is under two minutes old (a replica's
+// registry may lag another's, whose new org may already have a room).
 func TestRoomKeeperRenewsNoDeletedOrg(t *testing.T) {
 	cu := newClockUnit(t)
-	const withMD, bare = "agent_bot_1700000000_Gone01", "agent_bot_1700000000_Gone02"
-	for _, r := range []string{withMD, bare} {
+	const withMD, bare, fresh = "agent_bot_1700000000_Gone01", "agent_bot_1700000000_Gone02", "agent_bot_1700000000_Gone03"
+	for _, r := range []string{withMD, bare, fresh} {
 		cu.claim(t, r, "initech")
 	}
 	cu.live(withMD, "initech")
 	cu.live(bare, "")
-	if sw, err := NewRoomKeeper(cu.deps).RenewLiveRooms(context.Background()); err != nil || sw.Rooms != 0 || sw.Renewed != 0 {
-		t.Fatalf("sweep %+v, %v: want nothing for a deleted org", sw, err)
+	cu.live(fresh, "initech")
+	cu.lk.mu.Lock()
+	cu.lk.rooms[withMD].CreationTime = time.Now().Add(-time.Hour).Unix()
+	cu.lk.rooms[fresh].CreationTime = time.Now().Unix()
+	cu.lk.mu.Unlock()
+	sw, err := NewRoomKeeper(cu.deps).RenewLiveRooms(context.Background())
+	if err != nil || sw.Rooms != 0 || sw.Renewed != 0 || sw.Ended != 1 {
+		t.Fatalf("sweep %+v, %v: want nothing renewed for a deleted org, and its old room ended", sw, err)
+	}
+	cu.lk.mu.Lock()
+	_, stillLive := cu.lk.rooms[withMD]
+	ended := slices.Clone(cu.lk.deleted)
+	cu.lk.mu.Unlock()
+	if stillLive || !slices.Equal(ended, []string{withMD}) {
+		t.Fatalf("rooms ended %v; want %s alone", ended, withMD)
 	}
 	cu.advance(RoomOwnerTTL)
-	for _, r := range []string{withMD, bare} {
+	for _, r := range []string{withMD, bare, fresh} {
 		if o := cu.owner(t, r); o != "" {
 			t.Fatalf("%s: owner %q past RoomOwnerTTL", r, o)
 		}

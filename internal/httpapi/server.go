@@ -88,6 +88,15 @@ type Deps struct {
 	Admin *Admin
 }
 
+// withoutNilLiveKit is d with an unset *livekit.Client as no LiveKit: in
+// the interface it would not be nil, and every call on it would panic.
+func (d Deps) withoutNilLiveKit() Deps {
+	if c, ok := d.LiveKit.(*livekit.Client); ok && c == nil {
+		d.LiveKit = nil
+	}
+	return d
+}
+
 // Server holds the handlers' dependencies.
 type Server struct {
 	Deps
@@ -106,10 +115,7 @@ type Server struct {
 // authenticated requests that a handler refused before its own store step.
 // Echo sees them as one middleware (see Server.middleware).
 func New(d Deps) *echo.Echo {
-	if c, ok := d.LiveKit.(*livekit.Client); ok && c == nil {
-		d.LiveKit = nil // an unset client in an interface is still no LiveKit
-	}
-	s := &Server{Deps: d, log: d.Log}
+	s := &Server{Deps: d.withoutNilLiveKit(), log: d.Log}
 	s.jwksBody, _ = json.Marshal(d.JWKS)
 
 	e := s.newEcho()
