@@ -343,3 +343,37 @@ func TestDeletingAnOrgEndsItsRoomsOnEveryProject(t *testing.T) {
 	expect(t, a.do(t, "DELETE", "/admin/orgs/initech", nil), 204, "")
 	withinSecond(t, "the room left on the default server ended", func() bool { return !has(roomsOf(t, def), room) })
 }
+
+// TestOrgProjectOnAnotherBrokersDefaultServer: two brokers of one
+// database whose LIVEKIT_URLs differ (a move rolled out one broker at a
+// time). Broker A, still on the old URL, accepts an org project on the
+// new default server, which broker B refuses itself; B then serves that
+// org nothing of LiveKit (500 config_error), since the project's key
+// would open every room of B's default server, and its sweep does not
+// list with it, while A, for which it is a server of the org's own, goes
+// on. (A reviewer's finding: B kept serving it, only logging.)
+func TestOrgProjectOnAnotherBrokersDefaultServer(t *testing.T) {
+	vars := map[string]string{"BROKER_CONFIG": "", "BROKER_DATABASE_URL": testenv.PostgresURL(t), "BROKER_SECRETS_KEY_FILE": secretsKeyFile(t)}
+	const oldDef, newDef = "ws://127.0.0.1:17001", "ws://127.0.0.1:17002"
+	lk := func(url string) []string {
+		return []string{"LIVEKIT_URL", url, "LIVEKIT_API_KEY", "APIdefault", "LIVEKIT_API_SECRET", strings.Repeat("d", 40)}
+	}
+	b := startAdmin(t, vars, lk(newDef)...)
+	a := startAdmin(t, vars, lk(oldDef)...)
+	expect(t, a.do(t, "POST", "/admin/orgs", map[string]any{"id": "acme", "tier": "free"}), 201, "")
+	expect(t, a.do(t, "PUT", "/admin/orgs/acme/agents/bob", map[string]any{"channels": []string{"webrtc"}}), 201, "")
+	key := str(a.do(t, "POST", "/admin/orgs/acme/keys", map[string]any{"id": "ops", "scopes": []string{"livekit:token"}}), "key")
+	project := map[string]any{"url": newDef, "api_key": "APIacme", "api_secret": strings.Repeat("L", 40)}
+	expect(t, b.do(t, "PUT", "/admin/orgs/acme/livekit", project), 400, "invalid_request")
+	expect(t, a.do(t, "PUT", "/admin/orgs/acme/livekit", project), 200, "")
+	body := map[string]any{"agent": "bob", "participant_identity": "u"}
+	within(t, 2*time.Second, "B refuses acme's LiveKit", 500, func() response { return do(t, "POST", b.URL+"/livekit/token", key, body) })
+	expect(t, do(t, "POST", b.URL+"/livekit/token", key, body), 500, "config_error")
+	within(t, 2*time.Second, "A serves acme's own project", 201, func() response { return do(t, "POST", a.URL+"/livekit/token", key, body) })
+	for _, srv := range []*adminBroker{a, b} {
+		sw, _ := srv.app.Rooms.RenewLiveRooms(context.Background())
+		if want := map[*adminBroker]int{a: 2, b: 1}[srv]; sw.Servers != want {
+			t.Fatalf("sweep %+v: want %d servers listed", sw, want)
+		}
+	}
+}

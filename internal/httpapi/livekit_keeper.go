@@ -311,7 +311,9 @@ func (s *Server) liveKitServers() []liveKitServer {
 	}
 	if s.LiveKitProjects != nil {
 		for _, org := range s.LiveKitProjects.Orgs() {
-			if c := s.LiveKitProjects.Own(org); c != nil {
+			if c := s.LiveKitProjects.Own(org); c != nil && !s.onDefaultServer(c) {
+				// (One on the default server is refused, and speaks
+				// for nobody: see liveKitFor.)
 				add(c.URL(), org, c)
 			}
 		}

@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 
 	lkproto "github.com/livekit/protocol/livekit"
 
+	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 )
 
@@ -38,6 +40,9 @@ func (s *Server) liveKitConfigured() bool {
 func (s *Server) liveKitFor(org string) (liveKit, error) {
 	if s.LiveKitProjects != nil {
 		if c := s.LiveKitProjects.Own(org); c != nil {
+			if s.onDefaultServer(c) {
+				return nil, wrapError(CodeConfigError, errOwnProjectOnDefaultServer)
+			}
 			return c, nil
 		}
 	}
@@ -46,6 +51,20 @@ func (s *Server) liveKitFor(org string) (liveKit, error) {
 			"the broker has no default project (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET) and your org has no livekit project of its own")
 	}
 	return s.LiveKit, nil
+}
+
+// errOwnProjectOnDefaultServer: an org's own project is on this broker's
+// default project's server. The admin API and the environment's checks
+// refuse it, but a registry shared by brokers of different LIVEKIT_URLs
+// (one moved before the others) can hold one: its key would open every
+// room of that server, so the org is served nothing of LiveKit until the
+// project is fixed (the broker's log and its mismatch gauge say so).
+var errOwnProjectOnDefaultServer = errors.New("the org's own LiveKit project is on the default project's server")
+
+// onDefaultServer reports whether c, an org's own project, is on the
+// default project's server.
+func (s *Server) onDefaultServer(c *livekit.Client) bool {
+	return s.LiveKit != nil && config.DefaultLiveKitServerProblem(s.LiveKit.URL(), "url", c.URL()) != ""
 }
 
 // ownProject reports whether org has a LiveKit project of its own, apart
