@@ -137,23 +137,7 @@ func (s *Server) webhook(c echo.Context) error {
 		}
 		return err // 503: LiveKit retries
 	}
-	if ev.Event == webhook.EventRoomStarted && room.GetName() != "" && owner == "" {
-		// A room started without owner metadata: one an agent's job token
-		// reopened after it finished (the token carries no room
-		// configuration). Its name is still held by the org whose room it
-		// was (room_finished keeps the record while such tokens live), and
-		// that org's claim is renewed, as below, if this project speaks
-		// for that org: the default project for any, an org's own for
-		// that org alone.
-		holder, err := s.Store.RoomOwner(ctx, room.GetName())
-		if err == nil && (project == "" || project == holder) {
-			_, err = s.Store.ClaimRoom(ctx, room.GetName(), holder, RoomOwnerTTL, 0)
-		}
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return notHandled(err)
-		}
-	}
-	if ev.Event == webhook.EventRoomStarted && room.GetName() != "" && owner != "" {
+	if ev.Event == webhook.EventRoomStarted && room.GetName() != "" {
 		// A room started: with a token the broker issued, which claimed the
 		// name, or with one LiveKit re-signed (a user back in a finished
 		// room with the token it held), which claimed nothing. Either way
@@ -162,19 +146,28 @@ func (s *Server) webhook(c echo.Context) error {
 		// Renewed, never made: a name with no record is left free, so that
 		// an org's own project, which can sign any event, cannot take names
 		// past /livekit/token and its limits.
-		got, err := s.Store.RoomOwner(ctx, room.GetName())
-		if err == nil && got == owner {
-			got, err = s.Store.ClaimRoom(ctx, room.GetName(), owner, RoomOwnerTTL, 0)
+		//
+		// A room without owner metadata is one an agent's job token
+		// reopened after it finished (the token carries no room
+		// configuration). Its name is still held by the org whose room it
+		// was (room_finished keeps the record while such tokens live), and
+		// that org's claim is renewed if this project speaks for that org:
+		// the default project for any, an org's own for that org alone.
+		holder, err := s.Store.RoomOwner(ctx, room.GetName())
+		renew := owner
+		if owner == "" && (project == "" || project == holder) {
+			renew = holder
 		}
-		if errors.Is(err, store.ErrNotFound) {
-			got, err = owner, nil
+		if err == nil && renew != "" && holder == renew {
+			holder, err = s.Store.ClaimRoom(ctx, room.GetName(), renew, RoomOwnerTTL, 0)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
 			return notHandled(err)
-		}
-		if got != owner {
+		case owner != "" && holder != owner:
 			s.logger(c).LogAttrs(ctx, slog.LevelWarn, "room started under a name another org owns",
-				append(attrs, slog.String("result", "foreign_owner"), slog.String("owner", got))...)
+				append(attrs, slog.String("result", "foreign_owner"), slog.String("owner", holder))...)
 		}
 	}
 	if ev.Event == webhook.EventRoomFinished && room.GetName() != "" && owner != "" {
