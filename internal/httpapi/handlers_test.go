@@ -269,7 +269,8 @@ func (f *fakeLiveKit) Token(p livekit.Participant) (string, error) {
 	return "lk-token-for-" + p.Room, nil
 }
 
-func (f *fakeLiveKit) URL() string { return "wss://livekit.test" }
+func (f *fakeLiveKit) URL() string    { return "wss://livekit.test" }
+func (f *fakeLiveKit) Server() string { return "livekit.test:443" }
 func (f *fakeLiveKit) TokenTTL() time.Duration {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -34,6 +34,9 @@ type liveKitTokens interface {
 	URL() string
 	// TokenTTL is a room token's lifetime.
 	TokenTTL() time.Duration
+	// Server is the LiveKit server of URL (host:port, as
+	// config.LiveKitServer reads it); "" when it does not read.
+	Server() string
 }
 
 var _ liveKit = (*livekit.Client)(nil)

@@ -6,7 +6,6 @@ import (
 
 	lkproto "github.com/livekit/protocol/livekit"
 
-	"github.com/voicebroker/voicebroker/config"
 	"github.com/voicebroker/voicebroker/internal/livekit"
 )
 
@@ -62,9 +61,10 @@ func (s *Server) liveKitFor(org string) (liveKit, error) {
 var errOwnProjectOnDefaultServer = errors.New("the org's own LiveKit project is on the default project's server")
 
 // onDefaultServer reports whether c, an org's own project, is on the
-// default project's server.
+// default project's server (each client's server is read once, not per
+// request).
 func (s *Server) onDefaultServer(c *livekit.Client) bool {
-	return s.LiveKit != nil && config.DefaultLiveKitServerProblem(s.LiveKit.URL(), "url", c.URL()) != ""
+	return s.LiveKit != nil && c.Server() != "" && c.Server() == s.LiveKit.Server()
 }
 
 // ownProject reports whether org has a LiveKit project of its own, apart

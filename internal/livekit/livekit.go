@@ -18,6 +18,8 @@ import (
 	lkproto "github.com/livekit/protocol/livekit"
 	"github.com/livekit/protocol/webhook"
 	"github.com/twitchtv/twirp"
+
+	"github.com/voicebroker/voicebroker/config"
 )
 
 // Errors of this package, tested with errors.Is.
@@ -66,9 +68,10 @@ type Options struct {
 
 // Client talks to one LiveKit deployment. It is safe for concurrent use.
 type Client struct {
-	opt   Options
-	rooms *roomService
-	keys  auth.KeyProvider
+	opt    Options
+	server string // config.LiveKitServer of the URL; "" if it does not read
+	rooms  *roomService
+	keys   auth.KeyProvider
 }
 
 // New returns a Client; it does not contact LiveKit.
@@ -85,8 +88,10 @@ func New(opt Options) *Client {
 	if opt.DepartureTimeout == 0 {
 		opt.DepartureTimeout = 20
 	}
+	server, _ := config.LiveKitServer(opt.URL)
 	return &Client{
-		opt:   opt,
+		opt:    opt,
+		server: server,
 		rooms: newRoomService(opt.URL, opt.APIKey, opt.APISecret),
 		keys:  auth.NewSimpleKeyProvider(opt.APIKey, opt.APISecret),
 	}
@@ -94,6 +99,10 @@ func New(opt Options) *Client {
 
 // URL returns the LiveKit URL clients connect to.
 func (c *Client) URL() string { return c.opt.URL }
+
+// Server returns the LiveKit server of URL as config.LiveKitServer reads
+// it (host:port), read once; "" when it does not read.
+func (c *Client) Server() string { return c.server }
 
 // TokenTTL returns the participant token lifetime.
 func (c *Client) TokenTTL() time.Duration { return c.opt.TokenTTL }
