@@ -92,8 +92,8 @@ func New(opt Options) *Client {
 	return &Client{
 		opt:    opt,
 		server: server,
-		rooms: newRoomService(opt.URL, opt.APIKey, opt.APISecret),
-		keys:  auth.NewSimpleKeyProvider(opt.APIKey, opt.APISecret),
+		rooms:  newRoomService(opt.URL, opt.APIKey, opt.APISecret),
+		keys:   auth.NewSimpleKeyProvider(opt.APIKey, opt.APISecret),
 	}
 }
 

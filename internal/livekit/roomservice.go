@@ -78,52 +78,39 @@ func (s *roomService) with(ctx context.Context, grant auth.VideoGrant) (context.
 	return twirp.WithHTTPRequestHeaders(ctx, h)
 }
 
-func (s *roomService) ListRooms(ctx context.Context, req *lkproto.ListRoomsRequest) (*lkproto.ListRoomsResponse, error) {
-	ctx, err := s.with(ctx, auth.VideoGrant{RoomList: true})
+// signed calls f with ctx carrying a token of grant: each RoomService
+// call with the grant it needs, as server-sdk-go's client signs them.
+func signed[Q, R any](s *roomService, ctx context.Context, grant auth.VideoGrant, req Q, f func(context.Context, Q) (R, error)) (R, error) {
+	ctx, err := s.with(ctx, grant)
 	if err != nil {
-		return nil, err
+		var zero R
+		return zero, err
 	}
-	return s.rpc.ListRooms(ctx, req)
+	return f(ctx, req)
+}
+
+func (s *roomService) ListRooms(ctx context.Context, req *lkproto.ListRoomsRequest) (*lkproto.ListRoomsResponse, error) {
+	return signed(s, ctx, auth.VideoGrant{RoomList: true}, req, s.rpc.ListRooms)
 }
 
 func (s *roomService) DeleteRoom(ctx context.Context, req *lkproto.DeleteRoomRequest) (*lkproto.DeleteRoomResponse, error) {
-	ctx, err := s.with(ctx, auth.VideoGrant{RoomCreate: true})
-	if err != nil {
-		return nil, err
-	}
-	return s.rpc.DeleteRoom(ctx, req)
+	return signed(s, ctx, auth.VideoGrant{RoomCreate: true}, req, s.rpc.DeleteRoom)
 }
 
 func (s *roomService) UpdateRoomMetadata(ctx context.Context, req *lkproto.UpdateRoomMetadataRequest) (*lkproto.Room, error) {
-	ctx, err := s.with(ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room})
-	if err != nil {
-		return nil, err
-	}
-	return s.rpc.UpdateRoomMetadata(ctx, req)
+	return signed(s, ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room}, req, s.rpc.UpdateRoomMetadata)
 }
 
 func (s *roomService) ListParticipants(ctx context.Context, req *lkproto.ListParticipantsRequest) (*lkproto.ListParticipantsResponse, error) {
-	ctx, err := s.with(ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room})
-	if err != nil {
-		return nil, err
-	}
-	return s.rpc.ListParticipants(ctx, req)
+	return signed(s, ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room}, req, s.rpc.ListParticipants)
 }
 
 func (s *roomService) RemoveParticipant(ctx context.Context, req *lkproto.RoomParticipantIdentity) (*lkproto.RemoveParticipantResponse, error) {
-	ctx, err := s.with(ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room})
-	if err != nil {
-		return nil, err
-	}
-	return s.rpc.RemoveParticipant(ctx, req)
+	return signed(s, ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room}, req, s.rpc.RemoveParticipant)
 }
 
 func (s *roomService) MutePublishedTrack(ctx context.Context, req *lkproto.MuteRoomTrackRequest) (*lkproto.MuteRoomTrackResponse, error) {
-	ctx, err := s.with(ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room})
-	if err != nil {
-		return nil, err
-	}
-	return s.rpc.MutePublishedTrack(ctx, req)
+	return signed(s, ctx, auth.VideoGrant{RoomAdmin: true, Room: req.Room}, req, s.rpc.MutePublishedTrack)
 }
 
 // boundedTransport makes every response body fail with ErrTooLarge past
