@@ -173,8 +173,8 @@ func (a *adminAPI) deleteOrg(x *adminCall) error {
 	org := x.c.Param("org")
 	var projects []liveKit
 	if a.reg.Current().Org(org) != nil {
-		if own := a.s.LiveKitProjects; own != nil && own.Own(org) != nil {
-			projects = append(projects, own.Own(org))
+		if a.s.ownProject(org) {
+			projects = append(projects, a.s.LiveKitProjects.Own(org))
 		}
 		if a.s.LiveKit != nil {
 			projects = append(projects, a.s.LiveKit)
